@@ -1,0 +1,431 @@
+"""Benchmark the web tip submission against a bare Flask route, both under gunicorn.
+
+    .venv/bin/python -m bench.intake [--duration 10] [--concurrency 8 32]
+
+What it does, all on 127.0.0.1 and bounded in time:
+
+1. Creates a fresh PostgreSQL database ``tipline_bench`` (dropped first if it exists), migrates
+   it, loads the demo directory, and writes a throw-away key file in a temporary directory.
+2. Starts gunicorn with the project's ``config/gunicorn.conf.py`` (2 sync workers) twice: once
+   serving tipline (production mode, real ``CeleryQueue`` on Redis 127.0.0.1:6379 db 12), once
+   serving a bare Flask route with exactly the same settings.
+3. Fetches the tip form ONCE to get the session cookie and CSRF token; every measured request
+   is then a full ``POST /report`` (multipart, as a browser sends it): parse, CSRF check, form
+   validation, school lookup, automatic triage when present, sealing, commit, routing job
+   published to Redis after the commit, and the receipt page rendered. The form fetch is NOT
+   included in the timed requests. Each request carries its own random form nonce, so each
+   one stores a new tip.
+4. Drives load with ``wrk`` (apt package) and a Lua script, at each concurrency for
+   ``--duration`` seconds after a short warm-up, and reads p50/p99 from wrk's histogram.
+5. Reads the gunicorn workers' CPU time (and, for context, all PostgreSQL processes' CPU time)
+   from /proc before and after each run.
+
+Afterwards the database is dropped, the Redis keys it created are deleted and gunicorn stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+from flask import Flask
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_DB = "tipline_bench"
+BENCH_DB_URL = f"postgresql://postgres@127.0.0.1:5432/{BENCH_DB}"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# The bare route served by the same gunicorn settings (imported by gunicorn as
+# ``bench.intake:bare_app``).
+bare_app = Flask("bare")
+
+
+@bare_app.get("/bare")
+def _bare() -> str:
+    return "ok"
+
+
+LUA = r"""
+-- One full tip submission per request, each with its own random form nonce.
+local boundary = "----tiplinebench7MA4YWxkTrZu0gW"
+local cookie, token, path = "__COOKIE__", "__TOKEN__", "__PATH__"
+local fields = {
+  {"school", "slps-roosevelt"}, {"category", "threat"}, {"danger_now", "no"},
+  {"body", "A student said he will start a fight at the bus stop after school on Friday."},
+  {"when", "Friday after school"}, {"where", "Bus stop on Arsenal St"}, {"who", ""},
+  {"how_known", "I heard it in class"}, {"school_q", ""}, {"website", ""},
+  {"ui_lang", "en"}, {"send", "1"},
+}
+local hex = "0123456789abcdef"
+local counter = 0
+local thread_id = 0
+
+setup = function(thread)
+  thread_id = thread_id + 1
+  thread:set("tid", thread_id)
+end
+
+init = function(args)
+  math.randomseed(os.time() * 1000 + (tid or 0) * 7919)
+end
+
+local function nonce()
+  local t = {}
+  for i = 1, 32 do
+    local n = math.random(1, 16)
+    t[i] = hex:sub(n, n)
+  end
+  return table.concat(t)
+end
+
+request = function()
+  counter = counter + 1
+  local parts = {}
+  for _, f in ipairs(fields) do
+    parts[#parts + 1] = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"" ..
+      f[1] .. "\"\r\n\r\n" .. f[2] .. "\r\n"
+  end
+  local head = "--" .. boundary .. "\r\nContent-Disposition: form-data; name="
+  parts[#parts + 1] = head .. "\"csrf_token\"\r\n\r\n" .. token .. "\r\n"
+  parts[#parts + 1] = head .. "\"submission\"\r\n\r\n" .. nonce() .. "\r\n"
+  parts[#parts + 1] = head .. "\"attachments\"; filename=\"\"\r\n" ..
+    "Content-Type: application/octet-stream\r\n\r\n\r\n"
+  parts[#parts + 1] = "--" .. boundary .. "--\r\n"
+  local body = table.concat(parts)
+  local headers = {}
+  headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
+  headers["Cookie"] = cookie
+  return wrk.format("POST", path, headers, body)
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
+    '"max_us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+BARE_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
+    '"max_us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+@dataclass
+class Run:
+    label: str
+    concurrency: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    cpu_seconds: float
+    db_cpu_seconds: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu_seconds / self.requests if self.requests else 0.0
+
+    @property
+    def db_cpu_ms_per_request(self) -> float:
+        return 1000 * self.db_cpu_seconds / self.requests if self.requests else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def psql(sql: str, url: str = PG_ADMIN) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"),
+                           isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(sql))
+    engine.dispose()
+
+
+_TERMINATE = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+              "WHERE datname = 'tipline_bench'")
+
+
+def fresh_database() -> None:
+    psql(_TERMINATE)
+    psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+    psql(f'CREATE DATABASE "{BENCH_DB}"')
+    from tipline import migrations
+    from tipline.db import Database
+    from tipline.directory.loader import load_directory_file
+
+    migrations.upgrade(BENCH_DB_URL)
+    db = Database(BENCH_DB_URL)
+    with db.session() as session:
+        load_directory_file(session, REPO / "config" / "directory.demo.yaml")
+    db.dispose()
+
+
+def count_tips() -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(BENCH_DB_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        n = int(conn.execute(text("SELECT count(*) FROM tips")).scalar_one())
+    engine.dispose()
+    return n
+
+
+def drop_database() -> None:
+    psql(_TERMINATE)
+    psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+
+
+def worker_pids(master: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True,
+                         text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / CLK_TCK
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (other users' load counts too)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+class Gunicorn:
+    def __init__(self, app: str, env: dict[str, str], workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (workdir / f"gunicorn-{self.port}.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "config" / "gunicorn.conf.py"),
+             "--bind", f"127.0.0.1:{self.port}", "--workers", "2", app],
+            cwd=str(REPO), env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"gunicorn exited; see {self.log.name}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit("gunicorn did not start in 30 s")
+        deadline = time.monotonic() + 10
+        while len(worker_pids(self.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def workers(self) -> list[int]:
+        return worker_pids(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def wrk(url: str, script: Path, concurrency: int, seconds: float) -> dict[str, int]:
+    threads = 2 if concurrency >= 2 else 1
+    proc = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
+         "--timeout", "10s", "-s", str(script), url],
+        capture_output=True, text=True, check=False, timeout=seconds + 60,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    out = proc.stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise SystemExit("wrk printed no summary:\n" + out)
+    data: dict[str, int] = json.loads(line[len("WRKJSON "):])
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    data["non2xx"] = int(m.group(1)) if m else 0
+    return data
+
+
+def measure(label: str, server: Gunicorn, url: str, script: Path, concurrency: int,
+            seconds: float) -> Run:
+    pids = server.workers()
+    pg = postgres_pids()
+    before, pg_before = cpu_seconds(pids), cpu_seconds(pg)
+    data = wrk(url, script, concurrency, seconds)
+    cpu, pg_cpu = cpu_seconds(pids) - before, cpu_seconds(pg) - pg_before
+    errors = data["connect"] + data["read"] + data["write"] + data["timeout"] + data["non2xx"]
+    return Run(label, concurrency, data["requests"], data["duration_us"] / 1e6,
+               data["p50_us"] / 1000, data["p90_us"] / 1000, data["p99_us"] / 1000,
+               data["max_us"] / 1000, errors, cpu, pg_cpu)
+
+
+def session_for(url: str) -> tuple[str, str]:
+    """Fetch the form once: the session cookie and the CSRF token every request reuses."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    html = opener.open(url + "/report", timeout=10).read().decode()
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*'
+                      r'name="csrf_token"', html)
+    if token is None:
+        raise SystemExit("no CSRF token in the form")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    return cookie, token.group(1) or token.group(2)
+
+
+def redis_keys() -> set[str]:
+    import redis
+
+    return {k.decode() for k in redis.Redis.from_url(REDIS_URL).keys("*")}
+
+
+def clean_redis(before: set[str]) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    new = [k for k in client.keys("*") if k.decode() not in before]
+    if new:
+        client.delete(*new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required: apt-get install wrk")
+
+    from tipline.crypto import KeyRing, write_key_file
+
+    workdir = Path(tempfile.mkdtemp(prefix="tipline-bench-"))
+    key_file = workdir / "keys.json"
+    write_key_file(key_file, KeyRing.generate())
+    fresh_database()
+    redis_before = redis_keys()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TIPLINE_")},
+        "TIPLINE_CONFIG_FILE": str(workdir / "none.env"),
+        "TIPLINE_MODE": "production",
+        "TIPLINE_DATABASE_URL": BENCH_DB_URL,
+        "TIPLINE_BROKER_URL": REDIS_URL,
+        "TIPLINE_SECRET_KEY": "b" * 48,
+        "TIPLINE_KEY_FILE": str(key_file),
+        "TIPLINE_PUBLIC_URL": "http://127.0.0.1",
+        "TIPLINE_RATELIMIT_STORAGE_URL": "memory://",
+        "TIPLINE_LOG_LEVEL": "WARNING",
+        "TIPLINE_DEMO_DATA": "false",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    (workdir / "none.env").write_text("")
+    runs: list[Run] = []
+    tips_before = count_tips()
+    tipline_server = Gunicorn("tipline.wsgi:app", env, workdir)
+    try:
+        cookie, token = session_for(tipline_server.url)
+        script = workdir / "submit.lua"
+        script.write_text(LUA.replace("__COOKIE__", cookie).replace("__TOKEN__", token)
+                          .replace("__PATH__", "/report"))
+        wrk(tipline_server.url + "/report", script, 8, args.warmup)
+        for c in args.concurrency:
+            runs.append(measure("tip submission", tipline_server, tipline_server.url + "/report",
+                                script, c, args.duration))
+    finally:
+        tipline_server.stop()
+    stored = count_tips() - tips_before
+    bare_server = Gunicorn("bench.intake:bare_app", env, workdir)
+    try:
+        bare_script = workdir / "bare.lua"
+        bare_script.write_text(BARE_LUA)
+        wrk(bare_server.url + "/bare", bare_script, 8, args.warmup)
+        for c in args.concurrency:
+            runs.append(measure("bare Flask route", bare_server, bare_server.url + "/bare",
+                                bare_script, c, args.duration))
+    finally:
+        bare_server.stop()
+        clean_redis(redis_before)
+        drop_database()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\ngunicorn: 2 sync workers, config/gunicorn.conf.py; PostgreSQL 127.0.0.1; Redis "
+          f"broker; wrk, {args.duration:g} s per run; machine: {os.cpu_count()} CPUs")
+    print("timed request: POST /report (full submission); the form fetch is NOT included\n")
+    header = (f"{'':18} {'conc':>4} {'req':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
+              f"{'p99 ms':>7} {'max ms':>7} {'errors':>6} {'CPU ms/req':>10} {'PG ms/req':>9}")
+    print(header)
+    for r in runs:
+        print(f"{r.label:18} {r.concurrency:>4} {r.requests:>7} {r.rps:>8.1f} {r.p50_ms:>7.1f} "
+              f"{r.p90_ms:>7.1f} {r.p99_ms:>7.1f} {r.max_ms:>7.1f} {r.errors:>6} "
+              f"{r.cpu_ms_per_request:>10.2f} {r.db_cpu_ms_per_request:>9.2f}")
+    print()
+    tip_runs = [r for r in runs if r.label == "tip submission"]
+    measured = sum(r.requests for r in tip_runs)
+    for r in tip_runs:
+        bare = next(b for b in runs if b.label != r.label and b.concurrency == r.concurrency)
+        ratio = r.rps / bare.rps if bare.rps else 0.0
+        verdict = []
+        verdict.append(f"ratio {ratio:.3f} {'>=' if ratio >= 0.1 else '<'} 0.1")
+        if r.concurrency == 8:
+            verdict.append(f"p99 {r.p99_ms:.1f} ms {'<=' if r.p99_ms <= 50 else '>'} 50 ms")
+        verdict.append(f"{r.errors} errors")
+        print(f"concurrency {r.concurrency}: tips/s {r.rps:.1f} vs bare {bare.rps:.1f} req/s; "
+              f"server CPU per tip {r.cpu_ms_per_request:.2f} ms (gunicorn workers) + "
+              f"{r.db_cpu_ms_per_request:.2f} ms (PostgreSQL); " + "; ".join(verdict))
+    print(f"tips stored: {stored} (timed requests {measured}, plus warm-up and requests still "
+          "in flight when wrk stopped)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Starting real processes (tipline run, gunicorn, celery, a private redis) for end-to-end tests."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.livesupport import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=5)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start(name: str, cmd: list[str], env: dict[str, str], logdir: Path) -> Proc:
+    log = logdir / f"{name}.log"
+    fh = open(log, "ab")  # noqa: SIM115 - handed to the child
+    popen = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                             cwd=REPO, start_new_session=True)
+    return Proc(name, popen, log)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIPLINE_", "TWILIO_"))}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def start_redis(logdir: Path, port: int | None = None) -> tuple[Proc, int]:
+    port = port or free_port()
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = start(f"redis-{port}", [exe, "--port", str(port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no"], base_env(), logdir)
+    wait_for(lambda: _tcp_open(port), 10, f"redis on {port}")
+    return proc, port
+
+
+def _tcp_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    def ok() -> bool:
+        status, _h, _b = request("GET", url + "/healthz")
+        return status == 200
+
+    wait_for(ok, timeout, f"{url} to answer")
+
+
+@dataclass
+class Browserless:
+    """A tiny HTTP client with a cookie jar and a chosen source address (to check logs)."""
+
+    base: str
+    source: str = "127.0.0.1"
+    user_agent: str = "tipline-e2e-agent/1.0"
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def call(self, method: str, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:
+        headers = {"User-Agent": self.user_agent}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        status, resp_headers, text = request(method, self.base + path, body, headers, self.source)
+        for name, value in resp_headers:
+            if name.lower() == "set-cookie":
+                k, _, rest = value.partition("=")
+                self.cookies[k] = rest.split(";", 1)[0]
+        return status, text
+
+    def submit_tip(self, body: str, school: str = "slps-roosevelt",
+                   category: str = "weapon") -> tuple[int, str]:
+        status, page = self.call("GET", "/report")
+        assert status == 200, page[:500]
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+        assert token, "no CSRF token in the form"
+        return self.call("POST", "/report", {
+            "csrf_token": token.group(1), "school": school, "category": category,
+            "danger_now": "no", "body": body, "lang": "en",
+        })
+
+
+def request(method: str, url: str, body: str | None = None, headers: dict[str, str] | None = None,
+            source: str = "127.0.0.1") -> tuple[int, list[tuple[str, str]], str]:
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20,
+                                      source_address=(source, 0))
+    try:
+        path = u.path + (f"?{u.query}" if u.query else "")
+        conn.request(method, path or "/", body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.getheaders(), resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def receipt_code(page: str) -> str | None:
+    m = re.search(r"<code>([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})</code>", page)
+    return m.group(1) if m else None

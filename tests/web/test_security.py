@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import logging
+
+from tipline.logconfig import NoClientAddress
+from tipline.web.security import CSP
+
+
+def test_security_headers_on_every_response(client) -> None:
+    for path in ("/", "/report", "/privacy", "/healthz", "/no-such-page"):
+        resp = client.get(path)
+        h = resp.headers
+        assert h["Content-Security-Policy"] == CSP, path
+        assert "unsafe-inline" not in h["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in h["Content-Security-Policy"]
+        assert h["Referrer-Policy"] == "no-referrer"
+        assert h["X-Content-Type-Options"] == "nosniff"
+        assert h["X-Frame-Options"] == "DENY"
+        assert h["Cache-Control"] == "no-store"
+
+
+def test_hsts_only_over_https(client, app) -> None:
+    # The test settings use an https public URL.
+    assert "max-age=" in client.get("/").headers["Strict-Transport-Security"]
+
+
+def test_no_hsts_over_plain_http(settings, pg_engine, connection, queue, vault) -> None:
+    from tests.conftest import BoundDatabase
+    from tipline.app import create_app
+
+    app = create_app(settings.with_overrides(public_url="http://127.0.0.1:8080"),
+                     db=BoundDatabase(pg_engine, connection), queue=queue)
+    assert "Strict-Transport-Security" not in app.test_client().get("/").headers
+
+
+def test_session_cookie_is_strict_and_http_only(client) -> None:
+    resp = client.get("/report")
+    cookie = resp.headers.get("Set-Cookie", "")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" in cookie
+
+
+def test_pages_load_nothing_from_elsewhere(client, demo_directory) -> None:
+    for path in ("/", "/report", "/danger", "/privacy", "/followup"):
+        html = client.get(path).get_data(as_text=True)
+        assert "http://" not in html.replace("http://localhost", "")
+        assert "https://" not in html
+        assert "911" in html and "988" in html, path
+
+
+def test_log_filter_removes_a_leading_client_address() -> None:
+    f = NoClientAddress()
+    for addr in ("203.0.113.9", "2001:db8::1", "[2001:db8::1]"):
+        rec = logging.LogRecord("werkzeug", logging.INFO, __file__, 1,
+                                '%s - - [22/Nov/2026 10:00:00] "GET / HTTP/1.1" 200 -', (addr,),
+                                None)
+        f.filter(rec)
+        assert addr not in rec.getMessage()
+
+
+def test_health_reports_database(client) -> None:
+    resp = client.get("/healthz")
+    assert resp.status_code == 200 and resp.get_json()["database"] == "ok"

@@ -1,0 +1,1 @@
+"""tipline: an anonymous safe-schools tip line."""

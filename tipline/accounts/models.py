@@ -1,0 +1,72 @@
+"""Staff accounts: roles, school scope, Argon2id password hash, sealed TOTP secret."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, LargeBinary, String, Table
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tipline import crypto
+from tipline.db import Base, UTCDateTime, new_uid, utcnow
+from tipline.directory.models import School
+from tipline.tips.models import DataKey
+
+staff_schools = Table(
+    "staff_schools",
+    Base.metadata,
+    Column("user_id", ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True),
+    Column("school_id", ForeignKey("schools.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Role(enum.StrEnum):
+    DISTRICT_ADMIN = "district_admin"
+    SCHOOL_STAFF = "school_staff"
+    POLICE_LIAISON = "police_liaison"
+    AUDITOR = "auditor"
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(20))
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"))
+    # A police liaison sees what is routed to this contact (and its agency).
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    totp_secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    data_key_id: Mapped[int | None] = mapped_column(ForeignKey("data_keys.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped by "sign out everywhere"; sessions carry the value they were issued with.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    schools: Mapped[list[School]] = relationship(secondary=staff_schools)
+    data_key: Mapped[DataKey | None] = relationship()
+
+    @property
+    def totp_secret(self) -> str | None:
+        if self.totp_secret_ct is None or self.data_key is None:
+            return None
+        ad = crypto.field_ad(self.__tablename__, "totp_secret_ct", self.uid)
+        return crypto.current().open_text(self.data_key.plaintext_key(), self.totp_secret_ct, ad)
+
+    def set_totp_secret(self, secret: str | None, data_key: DataKey) -> None:
+        if self.uid is None:
+            self.uid = new_uid()
+        self.data_key = data_key
+        if secret is None:
+            self.totp_secret_ct = None
+            return
+        ad = crypto.field_ad(self.__tablename__, "totp_secret_ct", self.uid)
+        self.totp_secret_ct = crypto.current().seal_text(data_key.plaintext_key(), secret, ad)

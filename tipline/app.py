@@ -1,0 +1,149 @@
+"""The application factory: ``create_app(settings)`` is the only way to build the app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, render_template, request, session
+from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+import tipline.models  # noqa: F401  (every mapper configured before first use)
+from tipline import crypto
+from tipline.celeryconf import build_celery
+from tipline.context import Services
+from tipline.db import Database
+from tipline.jobs import CeleryQueue
+from tipline.keysetup import load_or_create_keyring
+from tipline.logconfig import configure_logging
+from tipline.settings import Settings
+from tipline.web import close_session
+from tipline.web.security import AnonymousKey, install_security_headers
+
+log = logging.getLogger(__name__)
+
+csrf = CSRFProtect()
+
+
+def build_services(settings: Settings, **overrides: Any) -> Services:
+    """Database, vault, queue: everything a process needs, from the settings alone."""
+    ring = load_or_create_keyring(settings)
+    vault = crypto.Vault(ring)
+    crypto.install(vault)
+    db = overrides.pop("db", None) or Database(settings.database_url)
+    celery = overrides.pop("celery", None) or build_celery(settings)
+    queue = overrides.pop("queue", None) or CeleryQueue(celery, settings.publish_timeout_seconds)
+    return Services(settings=settings, db=db, vault=vault, queue=queue, celery=celery, **overrides)
+
+
+def create_app(settings: Settings, **overrides: Any) -> Flask:
+    configure_logging(settings.log_level)
+    import tipline
+
+    root = __import__("pathlib").Path(tipline.__file__).resolve().parent.parent
+    app = Flask(
+        "tipline",
+        template_folder=str(root / "templates"),
+        static_folder=str(root / "tipline" / "static"),
+    )
+    svc = build_services(settings, **overrides)
+    app.extensions["tipline"] = svc
+    app.config.update(
+        SECRET_KEY=settings.secret_key or svc.vault.ring.secret_key,
+        SESSION_COOKIE_NAME="tl",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=settings.https,
+        PERMANENT_SESSION_LIFETIME=3600 * 4,
+        WTF_CSRF_TIME_LIMIT=3600 * 4,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes * 4 + 1024 * 1024,
+        BABEL_DEFAULT_LOCALE=settings.default_language,
+        BABEL_TRANSLATION_DIRECTORIES=str(root / "tipline" / "translations"),
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_HEADERS_ENABLED=False,
+        RATELIMIT_STRATEGY="fixed-window",
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.teardown_appcontext(close_session)
+    csrf.init_app(app)
+    Babel(app, locale_selector=lambda: select_locale(settings))
+    limiter = Limiter(
+        key_func=AnonymousKey(svc.vault.derive_secret("ratelimit")),
+        app=app,
+        storage_uri=settings.ratelimit_storage_url,
+        default_limits=[],
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+    )
+    app.extensions["tipline_limiter"] = limiter
+    install_security_headers(app, settings.https)
+
+    from tipline.health.views import bp as health_bp
+    from tipline.intake.views import bp as intake_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(intake_bp)
+    _register_optional_blueprints(app)
+
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        return {"current_lang": select_locale(settings), "languages": settings.languages}
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError) -> Any:
+        from tipline.intake.views import handle_csrf_error
+
+        return handle_csrf_error(exc)
+
+    @app.errorhandler(404)
+    def _not_found(_exc: Exception) -> Any:
+        return render_template("errors/404.html"), 404
+
+    @app.errorhandler(413)
+    def _too_large(_exc: Exception) -> Any:
+        return render_template("errors/413.html"), 413
+
+    @app.errorhandler(429)
+    def _too_many(_exc: Exception) -> Any:
+        return render_template("errors/429.html"), 429
+
+    @app.errorhandler(500)
+    def _server_error(_exc: Exception) -> Any:
+        return render_template("errors/500.html"), 500
+
+    return app
+
+
+def _register_optional_blueprints(app: Flask) -> None:
+    """Packages that add web surfaces register here (telephony webhooks, dashboard)."""
+    import importlib
+
+    for module, attr in (
+        ("tipline.telephony.views", "bp"),
+        ("tipline.routing.views", "bp"),
+        ("tipline.triage.views", "bp"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not module.startswith(exc.name):
+                raise
+            continue
+        register = getattr(mod, "register", None)
+        if register is not None:
+            register(app)
+        else:
+            app.register_blueprint(getattr(mod, attr))
+
+
+def select_locale(settings: Settings) -> str:
+    chosen = request.args.get("lang") or request.form.get("lang")
+    if chosen in settings.languages:
+        session["lang"] = chosen
+        return chosen
+    stored = session.get("lang")
+    if stored in settings.languages:
+        return str(stored)
+    return request.accept_languages.best_match(settings.languages) or settings.default_language

@@ -1,0 +1,61 @@
+"""Celery configuration shared by the web app (producer) and the workers (consumer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from tipline.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "task_ignore_result": True,
+        # A task is acknowledged after it ran, so a killed worker's task is delivered again;
+        # every task is idempotent, so that is safe.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "tipline",
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.publish_timeout_seconds,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "beat_schedule": {
+            "sweep": {"task": "tipline.sweep", "schedule": settings.sweep_interval_seconds},
+            "escalate": {"task": "tipline.escalate", "schedule": 5.0},
+            "purge": {"task": "tipline.purge", "schedule": 3600.0},
+        },
+        "timezone": "UTC",
+    }
+    if settings.broker_url.startswith("filesystem://"):
+        root = Path(settings.broker_url[len("filesystem://") :])
+        queue_dir, done_dir = root / "queue", root / "processed"
+        queue_dir.mkdir(parents=True, exist_ok=True)
+        done_dir.mkdir(parents=True, exist_ok=True)
+        conf["broker_url"] = "filesystem://"
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "processed_folder": str(done_dir),
+            "control_folder": str(root / "control"),
+            "store_processed": False,
+        }
+    elif settings.broker_url.startswith(("redis://", "rediss://")):
+        conf["broker_transport_options"] = {
+            "socket_connect_timeout": settings.publish_timeout_seconds,
+            "socket_timeout": max(settings.publish_timeout_seconds, 5.0),
+            # Longer than any task runs; a task of a killed worker comes back after this.
+            "visibility_timeout": 600,
+        }
+    return conf
+
+
+def build_celery(settings: Settings) -> Celery:
+    celery = Celery("tipline")
+    celery.conf.update(celery_config(settings))
+    return celery

@@ -1,0 +1,509 @@
+"""The ``tipline`` command: run the embedded default, migrate, manage keys, users and demo data.
+
+Every command fails with one clear line (``tipline: error: ...``) and exit status 2 on bad
+configuration, a missing key file or an unreachable database, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from tipline.crypto import KeyFileError, KeyRing, Vault, load_key_file, write_key_file
+from tipline.settings import Settings, SettingsError, load_settings
+
+
+@contextmanager
+def fail_cleanly() -> Iterator[None]:
+    """Turn start-up failures into one line on stderr and exit status 2."""
+    try:
+        yield
+    except (SettingsError, KeyFileError) as exc:
+        _die(str(exc))
+    except OperationalError as exc:
+        _die(f"database unreachable: {_first_line(exc.orig or exc)}")
+    except SQLAlchemyError as exc:
+        _die(f"database error: {_first_line(exc)}")
+
+
+def _first_line(exc: object) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+
+
+def _die(message: str) -> None:
+    click.echo(f"tipline: error: {message}", err=True)
+    sys.exit(2)
+
+
+def _settings(**env_overrides: str) -> Settings:
+    env = dict(os.environ)
+    env.update({k: v for k, v in env_overrides.items() if v is not None})
+    return load_settings(env)
+
+
+def check_database(settings: Settings) -> None:
+    from tipline.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+@click.group()
+def main() -> None:
+    """tipline: an anonymous safe-schools tip line."""
+
+
+# -- run (embedded default) ----------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--data-dir", default=None, help="Where the database, keys and queue live [var].")
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Load the St. Louis demo.")
+@click.option("--worker/--no-worker", default=True, show_default=True)
+def run(host: str, port: int, data_dir: str | None, demo: bool, worker: bool) -> None:
+    """Run everything in one command: web, worker and scheduler, SQLite, no services."""
+    overrides: dict[str, str] = {}
+    if data_dir:
+        overrides["TIPLINE_DATA_DIR"] = data_dir
+    if "TIPLINE_PUBLIC_URL" not in os.environ:
+        overrides["TIPLINE_PUBLIC_URL"] = f"http://{host}:{port}"
+    with fail_cleanly():
+        settings = _settings(**overrides)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from tipline import migrations
+        from tipline.app import create_app
+
+        check_database(settings)
+        migrations.upgrade(settings.database_url)
+        app = create_app(settings)
+        svc = app.extensions["tipline"]
+        admin = None
+        if demo:
+            admin = _ensure_demo(svc, settings)
+    env = dict(os.environ)
+    env.update(overrides)
+    env["TIPLINE_DATA_DIR"] = str(settings.data_dir)
+    procs: list[subprocess.Popen[bytes]] = []
+    if worker:
+        procs.append(_spawn_worker(settings, env))
+    click.echo("")
+    click.echo(f"tipline is running: open {settings.public_url}/")
+    click.echo(f"  data directory: {settings.data_dir.resolve()}")
+    click.echo(f"  key file:       {settings.key_file.resolve()} (back it up; keep it secret)")
+    if admin:
+        click.echo(f"  dashboard:      {settings.public_url}/staff/")
+        click.echo(f"  demo admin:     {admin[0]}  password: {admin[1]}")
+    click.echo("  alerts go to the outbox (no SMS, calls or email are sent): "
+               f"`tipline outbox --data-dir {settings.data_dir}`")
+    click.echo("Press Ctrl+C to stop.")
+    _serve(app, host, port, procs)
+
+
+def _spawn_worker(settings: Settings, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    schedule = settings.data_dir / "beat-schedule"
+    cmd = [
+        sys.executable, "-m", "celery", "--quiet", "-A", "workers.celery_app", "worker",
+        "--beat", "--schedule", str(schedule), "--pool", "threads", "--concurrency", "4",
+        "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]
+    return subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: S603
+
+
+def _serve(app: Any, host: str, port: int, procs: list[subprocess.Popen[bytes]]) -> None:
+    from waitress import serve
+
+    def _stop(*_a: Any) -> None:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        serve(app, host=host, port=port, threads=8, ident="tipline", _quiet=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop()
+
+
+def _ensure_demo(svc: Any, settings: Settings) -> tuple[str, str] | None:
+    """Load the demo directory once and make a demo admin; returns its credentials if new."""
+    from tipline.accounts.models import StaffUser
+    from tipline.accounts.services import create_user
+    from tipline.directory.loader import load_directory_file
+    from tipline.directory.models import District
+
+    demo_file = _demo_path("directory.demo.yaml")
+    with svc.db.session() as session:
+        if session.execute(select(func.count(District.id))).scalar_one() == 0:
+            load_directory_file(session, demo_file)
+            _load_demo_policy(session)
+        if session.execute(select(func.count(StaffUser.id))).scalar_one() > 0:
+            return None
+        password = "-".join(secrets.token_urlsafe(6) for _ in range(3))
+        create_user(session, svc.vault, email="admin@demo.invalid", password=password,
+                    role="district_admin", district_code="slps", display_name="Demo admin")
+        return "admin@demo.invalid", password
+
+
+def _load_demo_policy(session: Any) -> None:
+    """Load the demo routing policy when the routing package provides a loader."""
+    try:
+        from tipline.routing.policy import load_policy_file
+    except ModuleNotFoundError:
+        return
+    load_policy_file(session, _demo_path("policy.demo.yaml"), loaded_by="demo")
+
+
+def _demo_path(name: str) -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "config" / name, here / "demo" / name):
+        if candidate.exists():
+            return candidate
+    raise click.ClickException(f"demo file {name} not found")
+
+
+# -- check ---------------------------------------------------------------------------------
+@main.command()
+def check() -> None:
+    """Check settings, key file and database, as the app does at start; exit 2 on a problem."""
+    from tipline.keysetup import load_or_create_keyring
+
+    with fail_cleanly():
+        settings = _settings()
+        if settings.mode == "production" or settings.key_file.exists():
+            ring = load_or_create_keyring(settings)
+        else:
+            ring = None
+        check_database(settings)
+        from tipline import migrations
+
+        current, heads = migrations.status(settings.database_url)
+    click.echo(f"mode: {settings.mode}")
+    click.echo(f"key file: {settings.key_file} "
+               + (f"(active key {ring.active_id})" if ring else "(created at first run)"))
+    schema = "up to date" if current == heads else "NEEDS `tipline db upgrade`"
+    click.echo(f"database: reachable; schema {schema}")
+
+
+# -- worker / scheduler --------------------------------------------------------------------
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def worker(args: tuple[str, ...]) -> None:
+    """Run a Celery worker (production: one or more, beside a scheduler)."""
+    os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.celery_app",  # noqa: S606
+                               "worker", "--loglevel", "INFO", *args])
+
+
+# -- database ------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="heads", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (run at every start of a deployment)."""
+    from tipline import migrations
+
+    with fail_cleanly():
+        settings = _settings()
+        if settings.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        check_database(settings)
+        migrations.upgrade(settings.database_url, revision)
+    click.echo("database is at the latest revision")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    from tipline import migrations
+
+    with fail_cleanly():
+        settings = _settings()
+        check_database(settings)
+        migrations.downgrade(settings.database_url, revision)
+
+
+# -- demo / directory ----------------------------------------------------------------------
+@main.group()
+def directory() -> None:
+    """Districts, schools and contacts."""
+
+
+@directory.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def directory_load(path: Path) -> None:
+    """Load or update the directory from a YAML file."""
+    from tipline.app import build_services
+    from tipline.directory.loader import DirectoryError, load_directory_file
+
+    with fail_cleanly():
+        svc = build_services(_settings())
+        try:
+            with svc.db.session() as session:
+                counts = load_directory_file(session, path)
+        except DirectoryError as exc:
+            _die(str(exc))
+    click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@main.command()
+@click.option("--data-dir", default=None)
+@click.option("--limit", default=20, show_default=True)
+def outbox(data_dir: str | None, limit: int) -> None:
+    """Show the latest alerts recorded by the outbox sender."""
+    from tipline.app import build_services
+    from tipline.routing.models import OutboxMessage
+
+    with fail_cleanly():
+        svc = build_services(_settings(TIPLINE_DATA_DIR=data_dir) if data_dir else _settings())
+        with svc.db.session() as session:
+            rows = session.execute(
+                select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+            ).scalars().all()
+            for r in reversed(rows):
+                click.echo(f"{r.created_at:%H:%M:%S} {r.channel:5} {r.recipient:22} {r.body}")
+
+
+# -- keys ----------------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """Key file: create, rotate, retire old keys."""
+
+
+@keys.command("init")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def keys_init(key_file: Path | None) -> None:
+    """Create a new key file (mode 0600). Refuses to overwrite."""
+    with fail_cleanly():
+        path = key_file or _settings().key_file
+    if path.exists():
+        _die(f"{path} already exists; refusing to overwrite a key file")
+    write_key_file(path, KeyRing.generate())
+    click.echo(f"created {path} (mode 0600). Back it up: without it no tip can be read.")
+
+
+@keys.command("rotate")
+@click.option("--batch", default=500, show_default=True)
+def keys_rotate(batch: int) -> None:
+    """Make a new key active and re-wrap every data key under it (content is not re-encrypted).
+
+    Safe to interrupt and run again: it continues where it stopped.
+    """
+    from tipline.db import Database
+    from tipline.tips.models import DataKey
+
+    with fail_cleanly():
+        settings = _settings()
+        ring = load_key_file(settings.key_file)
+        check_database(settings)
+    db_ = Database(settings.database_url)
+    with db_.session() as session:
+        stale = session.execute(
+            select(func.count(DataKey.id)).where(DataKey.kek_id != ring.active_id)
+        ).scalar_one()
+    if stale == 0:
+        ring = ring.with_new_active()
+        write_key_file(settings.key_file, ring)
+        click.echo(f"new active key {ring.active_id} written to {settings.key_file}")
+    else:
+        click.echo(f"continuing an earlier rotation to {ring.active_id}")
+    vault = Vault(ring)
+    done = _rewrap_all(db_, vault, batch)
+    click.echo(f"re-wrapped {done} data keys under {ring.active_id}")
+    old = sorted(set(ring.keks) - {ring.active_id})
+    if old:
+        click.echo(f"old keys still in the file: {', '.join(old)}; "
+                   "remove them with `tipline keys retire` once backups are rotated")
+
+
+def _rewrap_all(db_: Any, vault: Vault, batch: int) -> int:
+    from tipline.tips.models import DataKey
+
+    active = vault.active_key_id
+    with db_.session() as session:
+        total = session.execute(
+            select(func.count(DataKey.id)).where(DataKey.kek_id != active)
+        ).scalar_one()
+    done = 0
+    last_id = 0
+    with click.progressbar(length=total, label="re-wrapping data keys") as bar:
+        while True:
+            with db_.session() as session:
+                rows = session.execute(
+                    select(DataKey).where(DataKey.kek_id != active, DataKey.id > last_id)
+                    .order_by(DataKey.id).limit(batch)
+                ).scalars().all()
+                if not rows:
+                    break
+                for row in rows:
+                    new = vault.rewrap(row.wrapped())
+                    if new is not None:
+                        session.execute(
+                            update(DataKey).where(DataKey.id == row.id, DataKey.slots == row.slots)
+                            .values(slots=new.slots, kek_id=active)
+                        )
+                    last_id = row.id
+                done += len(rows)
+                bar.update(len(rows))
+    return done
+
+
+@keys.command("retire")
+def keys_retire() -> None:
+    """Remove keys that no data key uses any more from the key file."""
+    from tipline.db import Database
+    from tipline.tips.models import DataKey
+
+    with fail_cleanly():
+        settings = _settings()
+        ring = load_key_file(settings.key_file)
+        check_database(settings)
+    db_ = Database(settings.database_url)
+    with db_.session() as session:
+        used = set(session.execute(select(DataKey.kek_id).distinct()).scalars())
+    retire = set(ring.keks) - used - {ring.active_id}
+    if not retire:
+        click.echo("no key can be retired")
+        return
+    write_key_file(settings.key_file, ring.without(retire))
+    click.echo(f"retired {', '.join(sorted(retire))}")
+
+
+@keys.command("status")
+def keys_status() -> None:
+    from tipline.db import Database
+    from tipline.tips.models import DataKey
+
+    with fail_cleanly():
+        settings = _settings()
+        ring = load_key_file(settings.key_file)
+        check_database(settings)
+    db_ = Database(settings.database_url)
+    with db_.session() as session:
+        rows = session.execute(
+            select(DataKey.kek_id, func.count(DataKey.id)).group_by(DataKey.kek_id)
+        ).all()
+    click.echo(f"active key: {ring.active_id}")
+    for kid, n in rows:
+        click.echo(f"  {kid}: {n} data keys{' (active)' if kid == ring.active_id else ''}")
+
+
+# -- users ---------------------------------------------------------------------------------
+@main.group()
+def users() -> None:
+    """Staff accounts."""
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--role", required=True,
+              type=click.Choice(["district_admin", "school_staff", "police_liaison", "auditor"]))
+@click.option("--district", "district_code", default=None)
+@click.option("--school", "schools", multiple=True)
+@click.option("--contact", "contact_key", default=None, help="Link a police liaison to a contact.")
+def users_add(email: str, role: str, district_code: str | None, schools: tuple[str, ...],
+              contact_key: str | None) -> None:
+    """Create a staff account; the password is read from standard input, never a flag."""
+    from tipline.accounts.services import AccountError, create_user
+    from tipline.app import build_services
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    with fail_cleanly():
+        svc = build_services(_settings())
+        try:
+            with svc.db.session() as session:
+                user = create_user(session, svc.vault, email=email, password=password, role=role,
+                                   district_code=district_code, school_codes=list(schools),
+                                   contact_key=contact_key)
+                from tipline.audit.services import record
+
+                record(session, "user.create", actor="cli", object_type="staff_user",
+                       object_id=user.id, detail={"role": role})
+        except AccountError as exc:
+            _die(str(exc))
+    click.echo(f"created {email} ({role}); TOTP is enrolled at first sign-in")
+
+
+# -- tips ----------------------------------------------------------------------------------
+@main.group()
+def tips() -> None:
+    """Tip maintenance."""
+
+
+@tips.command("shred")
+@click.argument("reference")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def tips_shred(reference: str, yes: bool) -> None:
+    """Destroy a tip's data key: its content becomes unrecoverable everywhere, backups too."""
+    from tipline.app import build_services
+    from tipline.audit.services import record
+    from tipline.tips.models import Tip
+
+    if not yes:
+        click.confirm(f"Destroy the content of {reference} for ever?", abort=True)
+    with fail_cleanly():
+        svc = build_services(_settings())
+        with svc.db.session() as session:
+            tip = session.execute(
+                select(Tip).where(Tip.reference == reference)
+            ).scalar_one_or_none()
+            if tip is None:
+                _die(f"no tip {reference}")
+            assert tip is not None  # noqa: S101
+            key = tip.data_key
+            tip.data_key_id = None
+            tip.phone_hash = None
+            if key is not None:
+                session.delete(key)
+            record(session, "tip.shred", actor="cli", tip_id=tip.id, object_type="tip",
+                   object_id=tip.reference)
+    click.echo(f"{reference}: data key destroyed")
+
+
+def _register_plugins() -> None:
+    """Packages add their own commands through ``register(main)`` in a ``cli`` module."""
+    import importlib
+
+    for module in ("tipline.routing.cli", "tipline.telephony.cli", "tipline.triage.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not module.startswith(exc.name):
+                raise
+            continue
+        mod.register(main)
+
+
+_register_plugins()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Loading a directory file (districts, schools, agencies, contacts) into the database.
+
+Idempotent: rows are matched by code/key and updated, so re-loading a corrected file is safe.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tipline.directory.models import Contact, District, PoliceAgency, School
+
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+ROLES = {
+    "counselor", "social_worker", "safety_team", "principal", "district_oncall",
+    "police_liaison", "family_specialist", "district_admin_desk",
+}
+
+
+class DirectoryError(ValueError):
+    """The directory file is invalid; the message names the entry."""
+
+
+def load_directory_file(session: Session, path: Path) -> dict[str, int]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise DirectoryError(f"{path}: not valid YAML ({exc})") from None
+    return load_directory(session, data, source=str(path))
+
+
+def load_directory(
+    session: Session, data: dict[str, Any], source: str = "directory"
+) -> dict[str, int]:
+    counts = {"agencies": 0, "districts": 0, "schools": 0, "contacts": 0}
+    agencies: dict[str, PoliceAgency] = {
+        a.code: a for a in session.execute(select(PoliceAgency)).scalars()
+    }
+    for item in data.get("agencies", []) or []:
+        a = agencies.get(item["code"]) or PoliceAgency(code=item["code"])
+        a.name = item["name"]
+        a.non_emergency_text = item.get("non_emergency_text", "")
+        session.add(a)
+        agencies[a.code] = a
+        counts["agencies"] += 1
+    districts = {d.code: d for d in session.execute(select(District)).scalars()}
+    schools = {s.code: s for s in session.execute(select(School)).scalars()}
+    for item in data.get("districts", []) or []:
+        d = districts.get(item["code"]) or District(code=item["code"])
+        d.name = item["name"]
+        d.timezone = item.get("timezone", "America/Chicago")
+        d.hotline_text = item.get("hotline_text", "")
+        d.police_involvement = item.get("police_involvement", "limited")
+        session.add(d)
+        districts[d.code] = d
+        counts["districts"] += 1
+        for s_item in item.get("schools", []) or []:
+            s = schools.get(s_item["code"]) or School(code=s_item["code"])
+            s.name = s_item["name"]
+            s.aliases = s_item.get("aliases", "")
+            s.district = d
+            s.active = bool(s_item.get("active", True))
+            session.add(s)
+            schools[s.code] = s
+            counts["schools"] += 1
+    session.flush()
+    existing = {c.key: c for c in session.execute(select(Contact)).scalars()}
+    for n, item in enumerate(data.get("contacts", []) or [], start=1):
+        where = f"{source}: contacts[{n}] ({item.get('key', '?')})"
+        role = item.get("role")
+        if role not in ROLES:
+            raise DirectoryError(f"{where}: unknown role {role!r}")
+        for fld in ("sms", "voice"):
+            if item.get(fld) and not E164.match(item[fld]):
+                raise DirectoryError(f"{where}: {fld} must be E.164 like +13145550101")
+        c = existing.get(item["key"]) or Contact(key=item["key"])
+        c.name = item["name"]
+        c.role = role
+        c.sms_number = item.get("sms")
+        c.voice_number = item.get("voice")
+        c.email = item.get("email")
+        c.on_call = item.get("on_call")
+        c.priority = int(item.get("priority", 100))
+        c.active = bool(item.get("active", True))
+        if item.get("district"):
+            if item["district"] not in districts:
+                raise DirectoryError(f"{where}: unknown district {item['district']!r}")
+            c.district_id = districts[item["district"]].id
+        if item.get("agency"):
+            if item["agency"] not in agencies:
+                raise DirectoryError(f"{where}: unknown agency {item['agency']!r}")
+            c.agency = agencies[item["agency"]]
+        try:
+            c.schools = [schools[code] for code in item.get("schools", []) or []]
+        except KeyError as exc:
+            raise DirectoryError(f"{where}: unknown school {exc.args[0]!r}") from None
+        session.add(c)
+        counts["contacts"] += 1
+    session.flush()
+    return counts

@@ -1,0 +1,81 @@
+"""Districts, schools, police agencies and the contacts who receive alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tipline.db import Base
+
+contact_schools = Table(
+    "contact_schools",
+    Base.metadata,
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("school_id", ForeignKey("schools.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class District(Base):
+    __tablename__ = "districts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="America/Chicago")
+    # Shown to reporters (e.g. a hotline number); never used to send anything.
+    hotline_text: Mapped[str] = mapped_column(String(200), default="")
+    police_involvement: Mapped[str] = mapped_column(String(40), default="limited")
+
+    schools: Mapped[list[School]] = relationship(
+        back_populates="district", order_by="School.name"
+    )
+    contacts: Mapped[list[Contact]] = relationship(back_populates="district")
+
+
+class School(Base):
+    __tablename__ = "schools"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), index=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Other names students use ("Roosevelt", "RHS"), comma separated; for SMS matching.
+    aliases: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    district: Mapped[District] = relationship(back_populates="schools")
+
+
+class PoliceAgency(Base):
+    __tablename__ = "police_agencies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    non_emergency_text: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Contact(Base):
+    """A person or desk that can be alerted. Numbers are staff numbers set by an admin."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"), index=True)
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("police_agencies.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(40))
+    sms_number: Mapped[str | None] = mapped_column(String(20))
+    voice_number: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    # {"tz": "...", "windows": [{"days": "mon-fri", "start": "07:00", "end": "17:00"}]}
+    on_call: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+
+    district: Mapped[District | None] = relationship(back_populates="contacts")
+    agency: Mapped[PoliceAgency | None] = relationship()
+    schools: Mapped[list[School]] = relationship(secondary=contact_schools)

@@ -1,0 +1,137 @@
+"""The reporter's forms. Labels are in words a student uses, translated with Flask-Babel."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from babel import support
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    HiddenField,
+    MultipleFileField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.i18n import messages_path
+from wtforms.validators import DataRequired, Length, Optional
+
+CATEGORY_CHOICES = [
+    SelectChoice("weapon", _l("Someone has a weapon")),
+    SelectChoice("self_harm", _l("Someone might hurt themselves")),
+    SelectChoice("threat", _l("A threat of violence or a planned fight")),
+    SelectChoice("bullying", _l("Bullying or harassment")),
+    SelectChoice("abuse", _l("Abuse or neglect")),
+    SelectChoice("substance", _l("Drugs or alcohol")),
+    SelectChoice("family_crisis", _l("A family crisis")),
+    SelectChoice("other", _l("Something else")),
+]
+
+NO_SCHOOL = "none"
+
+
+class _WTFormsTranslations:
+    """WTForms' own messages in the page's language, each catalog loaded once per process.
+
+    (Flask-WTF would read the catalog from disk on every request.)
+    """
+
+    _cache: ClassVar[dict[str, support.NullTranslations]] = {}
+
+    def _catalog(self) -> support.NullTranslations:
+        locale = str(get_locale() or "en")
+        catalog = self._cache.get(locale)
+        if catalog is None:
+            catalog = support.Translations.load(messages_path(), [locale], domain="wtforms")
+            self._cache[locale] = catalog
+        return catalog
+
+    def gettext(self, string: str) -> str:
+        return str(self._catalog().ugettext(string))
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return str(self._catalog().ungettext(singular, plural, n))
+
+
+_TRANSLATIONS = _WTFormsTranslations()
+
+
+class ReporterForm(FlaskForm):
+    class Meta(FlaskForm.Meta):
+        def get_translations(self, form: object) -> _WTFormsTranslations:
+            return _TRANSLATIONS
+MAX_REPLY_CHARS = 5000
+
+
+class TipForm(ReporterForm):
+    school = SelectField(
+        _l("Which school is this about?"),
+        validators=[DataRequired(message=_l("Please choose a school, or \"I don't know\"."))],
+        validate_choice=True,
+    )
+    school_q = StringField(_l("Find a school by name"), validators=[Optional(), Length(max=80)])
+    category = RadioField(
+        _l("What is happening?"),
+        choices=CATEGORY_CHOICES,
+        validators=[DataRequired(message=_l("Please choose what is happening."))],
+    )
+    danger_now = RadioField(
+        _l("Is someone in danger right now?"),
+        choices=[
+            SelectChoice("no", _l("No")),
+            SelectChoice("yes", _l("Yes")),
+            SelectChoice("unsure", _l("I'm not sure")),
+        ],
+        default="no",
+        validators=[DataRequired(message=_l("Please answer this question."))],
+    )
+    body = TextAreaField(
+        _l("Tell us what happened"),
+        validators=[
+            DataRequired(message=_l("Please tell us what happened.")),
+            Length(max=10000, message=_l("Please keep it under 10,000 characters.")),
+        ],
+    )
+    when = StringField(
+        _l("When did it happen, or when will it happen?"),
+        validators=[Optional(), Length(max=300, message=_l("Please keep this shorter."))],
+    )
+    where = StringField(
+        _l("Where?"),
+        validators=[Optional(), Length(max=300, message=_l("Please keep this shorter."))],
+    )
+    who = StringField(
+        _l("Who is involved?"),
+        validators=[Optional(), Length(max=500, message=_l("Please keep this shorter."))],
+    )
+    how_known = StringField(
+        _l("How do you know?"),
+        validators=[Optional(), Length(max=500, message=_l("Please keep this shorter."))],
+    )
+    attachments = MultipleFileField(_l("Add pictures (optional)"))
+    # Random per form: the same page sent twice makes one tip (see intake.idempotency).
+    submission = HiddenField()
+    # Honeypot: off screen and hidden from assistive technology; simple bots fill it in.
+    website = StringField(_l("Leave this box empty"), validators=[Optional()])
+
+
+class CodeForm(ReporterForm):
+    code = StringField(
+        _l("Your code"),
+        validators=[DataRequired(message=_l("Please type your code.")), Length(max=64)],
+    )
+
+
+class ReplyForm(ReporterForm):
+    body = TextAreaField(
+        _l("Your answer"),
+        validators=[
+            Optional(),
+            Length(max=MAX_REPLY_CHARS, message=_l("Please keep it under 5,000 characters.")),
+        ],
+    )
+    attachments = MultipleFileField(_l("Add pictures (optional)"))

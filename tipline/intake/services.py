@@ -1,0 +1,287 @@
+"""Taking in a tip: seal it, store it with its routing job, and hand back a receipt.
+
+``create_tip`` writes everything in the caller's transaction and registers the routing job to be
+sent after commit. The caller commits and only then tells the reporter "received" (invariant 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import Insert, Table, bindparam, insert, select
+from sqlalchemy.orm import Session
+
+from tipline.crypto import Vault, field_ad
+from tipline.db import Base, new_uid
+from tipline.directory.models import School
+from tipline.jobs import JobQueue, after_commit
+from tipline.routing.models import RoutingJob
+from tipline.tips.models import Attachment, Category, Channel, DataKey, Message, Severity, Tip
+from tipline.tips.receipts import (
+    RECEIPT_PURPOSE,
+    new_receipt_code,
+    new_reference,
+    normalize_code,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_CHARS = 10_000
+
+
+class IntakeError(ValueError):
+    """The submission cannot be accepted as given; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class AttachmentIn:
+    kind: str  # image | audio
+    content_type: str
+    data: bytes  # already stripped of metadata by the caller's media service
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TipSubmission:
+    channel: Channel
+    body: str
+    category: Category = Category.OTHER
+    severity: Severity = Severity.MEDIUM
+    school_code: str | None = None
+    danger_now: bool = False
+    language: str = "en"
+    details: dict[str, str] = field(default_factory=dict)
+    attachments: Sequence[AttachmentIn] = ()
+    phone: str | None = None  # SMS/voice reporters only; stored sealed + as keyed hash
+    external_id: str | None = None  # MessageSid/CallSid: provider retries find the same tip
+    receipt_kind: str = "web"  # web | digits
+    # (school id, district id) when the caller already resolved ``school_code`` against the
+    # directory (the web form keeps a short-lived cache of it); saves a query per tip.
+    school_ref: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tip_id: int
+    tip_uid: str
+    reference: str
+    receipt_code: str
+    job_id: int
+
+
+def create_tip(
+    session: Session,
+    vault: Vault,
+    queue: JobQueue,
+    submission: TipSubmission,
+    *,
+    severity_floor: Severity | None = None,
+    receipt_code: str | None = None,
+) -> Receipt:
+    """Write a sealed tip, its first message, attachments and a routing job in ``session``.
+
+    ``severity_floor`` comes from automatic triage: it may raise the reporter's severity, never
+    lower it. Nothing is committed here.
+    """
+    body = submission.body.strip()
+    if not body and not submission.attachments:
+        raise IntakeError("empty tip")
+    if len(body) > MAX_BODY_CHARS:
+        raise IntakeError("tip text is too long")
+
+    school_id: int | None = None
+    district_id: int | None = None
+    if submission.school_ref is not None:
+        school_id, district_id = submission.school_ref
+    elif submission.school_code:
+        school = session.execute(
+            select(School).where(School.code == submission.school_code, School.active.is_(True))
+        ).scalar_one_or_none()
+        if school is None:
+            raise IntakeError("unknown school")
+        school_id, district_id = school.id, school.district_id
+
+    severity = int(submission.severity)
+    if submission.danger_now:
+        severity = max(severity, int(Severity.LIFE_SAFETY))
+    if severity_floor is not None:
+        severity = max(severity, int(severity_floor))
+
+    code = receipt_code or new_receipt_code()
+    normalized = normalize_code(code)
+    if normalized is None:
+        raise IntakeError("malformed receipt code")
+
+    dek, wrapped = vault.new_data_key()
+    tip_uid, message_uid = new_uid(), new_uid()
+    reference = new_reference()
+    tip_values: dict[str, Any] = {
+        "uid": tip_uid,
+        "reference": reference,
+        "school_id": school_id,
+        "district_id": district_id,
+        "category": submission.category.value,
+        "severity": severity,
+        "reporter_severity": int(submission.severity),
+        "channel": submission.channel.value,
+        "language": submission.language,
+        "danger_now": submission.danger_now,
+        "receipt_hash": vault.lookup_hash(RECEIPT_PURPOSE, normalized),
+        "external_id": submission.external_id,
+        "details_ct": None,
+        "phone_hash": None,
+        "phone_ct": None,
+    }
+    clean = {k: v.strip() for k, v in submission.details.items() if v and v.strip()}
+    if clean:
+        details = json.dumps(clean, ensure_ascii=False).encode("utf-8")
+        tip_values["details_ct"] = _sealed(vault, dek, "tips", "details_ct", tip_uid, details)
+    if submission.phone:
+        tip_values["phone_hash"] = vault.lookup_hash("phone", submission.phone)
+        tip_values["phone_ct"] = _sealed(vault, dek, "tips", "phone_ct", tip_uid,
+                                         submission.phone.encode("utf-8"))
+
+    key_values = _row(DataKey, uid=wrapped.uid, slots=wrapped.slots, kek_id=vault.active_key_id)
+    message_values = _row(
+        Message, uid=message_uid, author="reporter", channel=submission.channel.value,
+        body_ct=_sealed(vault, dek, "messages", "body_ct", message_uid, body.encode("utf-8")),
+    )
+    job_values = _row(RoutingJob, reason="intake")
+    job_id, tip_id, message_id = _insert_tip_rows(
+        session, key_values, _row(Tip, **tip_values), message_values, job_values
+    )
+
+    if submission.attachments:
+        rows = []
+        for item in submission.attachments:
+            att_uid = new_uid()
+            rows.append(_row(
+                Attachment, uid=att_uid, tip_id=tip_id, message_id=message_id, kind=item.kind,
+                content_type=item.content_type, size=len(item.data),
+                external_id=item.external_id,
+                data_ct=_sealed(vault, dek, "attachments", "data_ct", att_uid, item.data),
+            ))
+        session.execute(insert(Attachment), rows)
+    after_commit(session, queue.send_routing, job_id)
+    return Receipt(tip_id, tip_uid, reference, code, job_id)
+
+
+def _insert_tip_rows(
+    session: Session,
+    key: dict[str, Any],
+    tip: dict[str, Any],
+    message: dict[str, Any],
+    job: dict[str, Any],
+) -> tuple[int, int, int]:
+    """Insert the key, the tip, its first message and its routing job; return their ids.
+
+    On PostgreSQL this is one statement and one round trip (data-modifying CTEs, each taking
+    the id the previous one returned); elsewhere (SQLite) four statements. Either way it runs
+    in the caller's transaction, and an IntegrityError on ``external_id`` means a provider
+    retry: the caller decides.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        key_id = session.execute(insert(DataKey).values(key).returning(DataKey.id)).scalar_one()
+        tip_id = session.execute(
+            insert(Tip).values({**tip, "data_key_id": key_id}).returning(Tip.id)).scalar_one()
+        message_id = session.execute(
+            insert(Message).values({**message, "tip_id": tip_id}).returning(Message.id)
+        ).scalar_one()
+        job_id = session.execute(
+            insert(RoutingJob).values({**job, "tip_id": tip_id}).returning(RoutingJob.id)
+        ).scalar_one()
+        return int(job_id), int(tip_id), int(message_id)
+    stmt = _combined_insert(tuple(key), tuple(tip), tuple(message), tuple(job))
+    params = {
+        **{f"k_{k}": v for k, v in key.items()},
+        **{f"t_{k}": v for k, v in tip.items()},
+        **{f"m_{k}": v for k, v in message.items()},
+        **{f"j_{k}": v for k, v in job.items()},
+    }
+    job_id, tip_id, message_id = session.execute(stmt, params).one()
+    return int(job_id), int(tip_id), int(message_id)
+
+
+@functools.lru_cache(maxsize=16)
+def _combined_insert(
+    key_cols: tuple[str, ...],
+    tip_cols: tuple[str, ...],
+    message_cols: tuple[str, ...],
+    job_cols: tuple[str, ...],
+) -> Insert:
+    """The four-table insert for one set of columns, built once and reused (building and
+    keying a statement of this size costs more CPU than running it)."""
+
+    def binds(table: Table, prefix: str, cols: tuple[str, ...]) -> dict[str, Any]:
+        return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in cols}
+
+    keys, tips = cast(Table, DataKey.__table__), cast(Table, Tip.__table__)
+    messages, jobs = cast(Table, Message.__table__), cast(Table, RoutingJob.__table__)
+    new_key = insert(keys).values(binds(keys, "k_", key_cols)).returning(keys.c.id).cte("new_key")
+    new_tip = (
+        insert(tips)
+        .values({**binds(tips, "t_", tip_cols),
+                 "data_key_id": select(new_key.c.id).scalar_subquery()})
+        .returning(tips.c.id).cte("new_tip")
+    )
+    tip_id_sql = select(new_tip.c.id).scalar_subquery()
+    new_message = (
+        insert(messages)
+        .values({**binds(messages, "m_", message_cols), "tip_id": tip_id_sql})
+        .returning(messages.c.id).cte("new_message")
+    )
+    return (
+        insert(jobs)
+        .values({**binds(jobs, "j_", job_cols), "tip_id": tip_id_sql})
+        .returning(jobs.c.id, jobs.c.tip_id, select(new_message.c.id).scalar_subquery())
+        .add_cte(new_key, new_tip, new_message)
+    )
+
+
+def _row(model: type[Base], **given: Any) -> dict[str, Any]:
+    """``given`` plus the model's Python-side column defaults, as the ORM would fill them."""
+    values = dict(given)
+    for column in model.__table__.columns:
+        default = column.default
+        if column.name in values or column.primary_key or default is None:
+            continue
+        if default.is_scalar:
+            values[column.name] = default.arg
+        elif default.is_callable:
+            values[column.name] = default.arg(None)
+    return values
+
+
+def _sealed(vault: Vault, dek: bytes, table: str, column: str, uid: str, data: bytes) -> bytes:
+    return vault.seal(dek, data, field_ad(table, column, uid))
+
+
+def find_tip_by_external_id(session: Session, external_id: str) -> Tip | None:
+    return session.execute(select(Tip).where(Tip.external_id == external_id)).scalar_one_or_none()
+
+
+def _seal_tip_fields(vault: Vault, dek: bytes, tip: Tip, sub: TipSubmission) -> None:
+    tip.uid = tip.uid or new_uid()
+    if sub.details:
+        clean = {k: v.strip() for k, v in sub.details.items() if v and v.strip()}
+        if clean:
+            _seal_into(vault, dek, tip, "details_ct", json.dumps(clean, ensure_ascii=False))
+    if sub.phone:
+        tip.phone_hash = vault.lookup_hash("phone", sub.phone)
+        _seal_into(vault, dek, tip, "phone_ct", sub.phone)
+
+
+def _seal_into(vault: Vault, dek: bytes, row: object, column: str, text: str) -> None:
+    _seal_bytes_into(vault, dek, row, column, text.encode("utf-8"))
+
+
+def _seal_bytes_into(vault: Vault, dek: bytes, row: object, column: str, data: bytes) -> None:
+    if getattr(row, "uid", None) is None:
+        row.uid = new_uid()  # type: ignore[attr-defined]
+    ad = field_ad(row.__tablename__, column, row.uid)  # type: ignore[attr-defined]
+    setattr(row, column, vault.seal(dek, data, ad))

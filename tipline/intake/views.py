@@ -1,0 +1,475 @@
+"""The reporter's web pages: start, danger notice, tip form, receipt, follow-up, privacy.
+
+Views parse, call the intake services and render. The receipt is shown only after the commit
+succeeded; any failure (validation, a refused picture, an expired page, the database) renders
+the form again with everything the reporter typed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import replace
+from typing import Any, cast
+
+from flask import (
+    Blueprint,
+    Flask,
+    Request,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.blueprints import BlueprintSetupState
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from werkzeug.wrappers import Response
+from wtforms import SelectChoice
+
+from tipline.crypto import CryptoError
+from tipline.db import utcnow
+from tipline.intake import followup as fu
+from tipline.intake import handle
+from tipline.intake.directory_view import (
+    SchoolCache,
+    SchoolEntry,
+    group_schools,
+    hotline_lines,
+    last_known_hotlines,
+)
+from tipline.intake.forms import NO_SCHOOL, CodeForm, ReplyForm, TipForm
+from tipline.intake.idempotency import new_nonce, submission_ids, valid_nonce
+from tipline.intake.services import (
+    AttachmentIn,
+    IntakeError,
+    TipSubmission,
+    create_tip,
+    find_tip_by_external_id,
+)
+from tipline.intake.templating import keep_posted_language, template_helpers
+from tipline.intake.triage import run_triage, triage_text
+from tipline.intake.uploads import (
+    MAX_FILES,
+    ReporterRequest,
+    UploadLimits,
+    UploadRefused,
+    chosen_files,
+    read_images,
+)
+from tipline.tips.models import Category, Channel, Severity
+from tipline.web import db_session, services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("intake", __name__)
+bp.app_context_processor(template_helpers)
+bp.before_request(keep_posted_language)
+
+# Wrong codes only (successes are not counted): ten tries per ten minutes per salted address.
+CODE_LIMIT = "10 per 10 minutes"
+REPLY_LIMIT = "20 per 10 minutes"
+SESSION_HANDLE = "fu"
+
+SEVERITY_BY_CATEGORY = {
+    "weapon": Severity.HIGH,
+    "threat": Severity.HIGH,
+    "self_harm": Severity.HIGH,
+    "abuse": Severity.HIGH,
+    "bullying": Severity.MEDIUM,
+    "substance": Severity.MEDIUM,
+    "family_crisis": Severity.MEDIUM,
+    "other": Severity.LOW,
+}
+DETAIL_FIELDS = ("when", "where", "who", "how_known")
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def _lang() -> str:
+    loc = get_locale()
+    return str(loc.language) if loc else "en"
+
+
+def _limits() -> UploadLimits:
+    return UploadLimits(max_bytes=services().settings.max_upload_bytes, max_files=MAX_FILES)
+
+
+def _upload_context() -> dict[str, Any]:
+    return {"max_mb": max(1, services().settings.max_upload_bytes // (1024 * 1024)),
+            "max_files": MAX_FILES}
+
+
+def _hotlines() -> list[tuple[str, str]]:
+    try:
+        return hotline_lines(db_session())
+    except SQLAlchemyError:
+        db_session().rollback()
+        return last_known_hotlines()
+
+
+def _unavailable(form: Any = None, reply: Any = None) -> tuple[str, int]:
+    """The database is down: say so, give the other ways to get help, keep their words."""
+    with contextlib.suppress(SQLAlchemyError):
+        db_session().rollback()
+    return (
+        render_template("intake/unavailable.html", form=form, reply=reply,
+                        hotlines=last_known_hotlines()),
+        503,
+    )
+
+
+def _is_lang_switch() -> bool:
+    """A language link clicked on a form page (with JavaScript) posts the form with ``lang``
+    and ``lang_switch``.
+
+    The app's locale selector reads ``lang`` from the form; the page is shown again in the new
+    language with everything typed still in it, and nothing is validated or sent.
+    """
+    return request.method == "POST" and "lang_switch" in request.form
+
+
+def _schools() -> list[SchoolEntry]:
+    cache: SchoolCache = current_app.extensions.setdefault("tipline_schools", SchoolCache())
+    return cache.get(db_session())
+
+
+def _set_choices(form: TipForm, entries: list[SchoolEntry]) -> None:
+    form.school.choices = [
+        SelectChoice("", _("Choose a school")),
+        SelectChoice(NO_SCHOOL, _("I don't know / not about a school")),
+        *(SelectChoice(e.code, e.name) for e in entries),
+    ]
+
+
+def _render_report(form: TipForm, entries: list[SchoolEntry], status: int = 200,
+                   **extra: Any) -> tuple[str, int]:
+    query = extra.pop("search", "")
+    groups = group_schools(entries, query, keep=form.school.data or "")
+    if not valid_nonce(form.submission.data):
+        form.submission.data = new_nonce()
+    return (
+        render_template("intake/report.html", form=form, groups=groups, search=query,
+                        lang_form="tipform", **_upload_context(), **extra),
+        status,
+    )
+
+
+# -- pages --------------------------------------------------------------------------------
+
+@bp.get("/")
+def start() -> Any:
+    return render_template("intake/start.html")
+
+
+@bp.get("/danger")
+def danger() -> Any:
+    return render_template("intake/danger.html", hotlines=_hotlines())
+
+
+@bp.get("/privacy")
+def privacy() -> Any:
+    return render_template("intake/privacy.html")
+
+
+@bp.route("/report", methods=["GET", "POST"])
+def report() -> Any:
+    form = TipForm()
+    if request.method == "GET":
+        if request.args.get("danger") == "yes":
+            form.danger_now.data = "yes"
+        form.school_q.data = (request.args.get("school_q") or "")[:80]
+    try:
+        entries = _schools()
+    except SQLAlchemyError:
+        log.error("database unavailable while loading the tip form")
+        return _unavailable(form if request.method == "POST" else None)
+    _set_choices(form, entries)
+    dropped = request.method == "POST" and bool(chosen_files(request.files.getlist("attachments")))
+
+    query = (form.school_q.data or "").strip()
+    if request.method == "GET":
+        return _render_search(form, entries, query)
+    if _is_lang_switch() or "all_schools" in request.form:
+        return _render_report(form, entries, files_dropped=dropped)
+    if query:
+        # A search typed but not run yet (Find, or Enter in the box): run it, send nothing.
+        notice = None
+        if "send" in request.form:
+            notice = _("Your tip was not sent yet: we looked up the school first. Check the "
+                       "school, then press Send my tip.")
+        return _render_search(form, entries, query, files_dropped=dropped, notice=notice)
+
+    valid = form.validate_on_submit()
+    if form.website.data:
+        # Honeypot filled: a bot, or a browser's autofill. Store nothing, and show the box so
+        # a person can empty it; a bot just gets the form back.
+        form.website.errors = [_("Please leave this box empty, then press Send again.")]
+        return _render_report(form, entries, 400, honeypot_visible=True, files_dropped=dropped)
+    images: list[AttachmentIn] = []
+    try:
+        images = read_images(request.files.getlist("attachments"), _limits())
+    except UploadRefused as exc:
+        form.attachments.errors = [str(exc)]
+        valid = False
+    if not valid:
+        return _render_report(form, entries, 400, files_dropped=dropped)
+    return _submit(form, entries, images)
+
+
+def _render_search(form: TipForm, entries: list[SchoolEntry], query: str,
+                   files_dropped: bool = False, notice: str | None = None) -> tuple[str, int]:
+    """The no-JavaScript school search: narrow the list, keep everything else as typed."""
+    if query:
+        groups = group_schools(entries, query, keep=form.school.data or "")
+        matches = [code for _d, schools in groups for code, _n in schools]
+        if len(matches) == 1 and not form.school.data:
+            form.school.data = matches[0]
+        # The box is emptied so that Enter in another field sends the form, not a search.
+        form.school_q.data = ""
+        return _render_report(form, entries, search=query, match_count=len(matches),
+                              files_dropped=files_dropped, notice=notice)
+    return _render_report(form, entries, files_dropped=files_dropped, notice=notice)
+
+
+def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn]) -> Any:
+    svc = services()
+    nonce = valid_nonce(form.submission.data) or new_nonce()
+    ids = submission_ids(svc.vault, nonce)
+    category = Category(form.category.data)
+    details = {name: (getattr(form, name).data or "").strip() for name in DETAIL_FIELDS}
+    body = (form.body.data or "").strip()
+    language = _lang()
+    # Triage reads the words before they are sealed; it may raise severity, never lower it.
+    triage = run_triage(triage_text(body, details), language)
+    if category is Category.OTHER and triage.category is not None:
+        category = triage.category
+    severity = SEVERITY_BY_CATEGORY[form.category.data]
+    if form.danger_now.data == "unsure":
+        severity = max(severity, Severity.HIGH)
+    submission = TipSubmission(
+        channel=Channel.WEB,
+        body=body,
+        category=category,
+        severity=severity,
+        school_code=form.school.data if form.school.data != NO_SCHOOL else None,
+        danger_now=form.danger_now.data == "yes",
+        language=language,
+        details=details,
+        attachments=images,
+        external_id=ids.external_id,
+    )
+    chosen = next((e for e in entries if e.code == submission.school_code), None)
+    if chosen is not None:
+        submission = replace(submission, school_ref=(chosen.school_id, chosen.district_id))
+    sess = db_session()
+    for attempt in (1, 2):
+        try:
+            receipt = create_tip(sess, svc.vault, svc.queue, submission,
+                                 severity_floor=triage.severity_floor,
+                                 receipt_code=ids.receipt_code)
+            sess.commit()
+        except IntakeError:
+            sess.rollback()
+            form.school.errors = [_("Please choose a school from the list.")]
+            return _render_report(form, entries, 400)
+        except IntegrityError:
+            sess.rollback()
+            try:
+                existing = find_tip_by_external_id(sess, ids.external_id)
+            except SQLAlchemyError:
+                return _unavailable(form)
+            if existing is not None:  # the same page sent twice: one tip, same receipt
+                return render_template("intake/receipt.html", code=ids.receipt_code,
+                                       reference=existing.reference)
+            if attempt == 2:
+                log.error("could not store a web tip after a retry; reporter shown other ways")
+                return _unavailable(form)
+            continue  # a reference collision: try once more with a new one
+        except SQLAlchemyError:
+            log.error("database error while saving a web tip; the reporter was shown other ways")
+            return _unavailable(form)
+        return render_template("intake/receipt.html", code=receipt.receipt_code,
+                               reference=receipt.reference)
+    return _unavailable(form)  # pragma: no cover - the loop always returns
+
+
+# -- follow-up ------------------------------------------------------------------------------
+
+def _current_handle() -> handle.Handle | None:
+    return handle.read(services().vault, session.get(SESSION_HANDLE), utcnow())
+
+
+@bp.route("/followup", methods=["GET", "POST"])
+def followup() -> Any:
+    """Enter the receipt code (POST only: a code never goes in a URL)."""
+    form = CodeForm()
+    if request.method == "GET":
+        if _current_handle() is not None:
+            return redirect(url_for("intake.followup_tip"), 303)
+        expired = request.args.get("expired") == "1"
+        return render_template("intake/followup.html", form=form, expired=expired,
+                               lang_form="codeform")
+    if _is_lang_switch():
+        form.code.data = ""  # the code is never echoed back into a page
+        return render_template("intake/followup.html", form=form, lang_form="codeform")
+    if not form.validate_on_submit():
+        return render_template("intake/followup.html", form=form, lang_form="codeform"), 400
+    svc = services()
+    try:
+        tip = fu.find_tip_by_code(db_session(), svc.vault, form.code.data or "")
+    except SQLAlchemyError:
+        return _unavailable()
+    if tip is None:
+        form.code.data = ""
+        form.code.errors = [_("That code did not open a tip. Check it and try again.")]
+        return render_template("intake/followup.html", form=form, lang_form="codeform"), 400
+    session[SESSION_HANDLE] = handle.issue(svc.vault, tip.uid, utcnow())
+    return redirect(url_for("intake.followup_tip"), 303)
+
+
+@bp.route("/followup/tip", methods=["GET", "POST"])
+def followup_tip() -> Any:
+    """The conversation: status, staff questions, the reporter's messages, and a reply box."""
+    current = _current_handle()
+    if current is None:
+        session.pop(SESSION_HANDLE, None)
+        return redirect(url_for("intake.followup", expired="1"), 303)
+    svc = services()
+    sess = db_session()
+    now = utcnow()
+    form = ReplyForm()
+    try:
+        tip = fu.tip_by_uid(sess, current.tip_uid)
+    except SQLAlchemyError:
+        return _unavailable(reply=form if request.method == "POST" else None)
+    if tip is None:
+        session.pop(SESSION_HANDLE, None)
+        return redirect(url_for("intake.followup", expired="1"), 303)
+    # Sliding expiry: each page seen keeps the reporter in for another idle period.
+    session[SESSION_HANDLE] = handle.issue(svc.vault, current.tip_uid, now, current.started)
+
+    status = 200
+    if request.method == "POST" and not _is_lang_switch():
+        images: list[AttachmentIn] = []
+        valid = form.validate_on_submit()
+        try:
+            images = read_images(request.files.getlist("attachments"), _limits())
+        except UploadRefused as exc:
+            form.attachments.errors = [str(exc)]
+            valid = False
+        if valid and not (form.body.data or "").strip() and not images:
+            form.body.errors = [_("Please write an answer or add a picture.")]
+            valid = False
+        if valid:
+            try:
+                fu.add_reply(sess, svc.vault, tip, form.body.data or "", images, now)
+                sess.commit()
+            except SQLAlchemyError:
+                log.error("database error while saving a reporter reply")
+                return _unavailable(reply=form)
+            except (fu.FollowupError, CryptoError):
+                sess.rollback()
+                form.body.errors = [_("We could not add this answer. Please try again.")]
+            else:
+                return redirect(url_for("intake.followup_tip", sent="1"), 303)
+        status = 400
+    try:
+        conversation = fu.read_conversation(sess, svc.vault, tip, now)
+        sess.commit()  # staff messages now marked read
+    except SQLAlchemyError:
+        return _unavailable(reply=form if request.method == "POST" else None)
+    except CryptoError:
+        sess.rollback()
+        session.pop(SESSION_HANDLE, None)
+        return redirect(url_for("intake.followup", expired="1"), 303)
+    files_dropped = request.method == "POST" and bool(
+        chosen_files(request.files.getlist("attachments")))
+    return render_template(
+        "intake/conversation.html", conv=conversation, form=form,
+        sent=request.args.get("sent") == "1" and request.method == "GET",
+        files_dropped=files_dropped, lang_form="replyform", **_upload_context(),
+    ), status
+
+
+@bp.post("/followup/leave")
+def followup_leave() -> Response:
+    session.pop(SESSION_HANDLE, None)
+    return redirect(url_for("intake.start", left="1"), 303)
+
+
+# -- expired pages --------------------------------------------------------------------------
+
+def handle_csrf_error(exc: CSRFError) -> Any:
+    """An expired or missing CSRF token: show the page again with the reporter's words."""
+    keep_posted_language()
+    notice = _("This page was open for a long time, so it was not sent yet. Everything you "
+               "wrote is still here: please press the button again.")
+    if request.endpoint == "intake.report":
+        form = TipForm(meta={"csrf": True})
+        form.process(request.form)
+        try:
+            entries = _schools()
+        except SQLAlchemyError:
+            return _unavailable(form)
+        _set_choices(form, entries)
+        dropped = bool(chosen_files(request.files.getlist("attachments")))
+        return _render_report(form, entries, 400, notice=notice, files_dropped=dropped)
+    if request.endpoint == "intake.followup_tip":
+        current = _current_handle()
+        reply = ReplyForm(meta={"csrf": True})
+        reply.process(request.form)
+        if current is None:
+            # The sign-in ran out too: show their answer so it can be copied, and the code box.
+            return render_template("intake/followup.html", form=CodeForm(), expired=True,
+                                   kept_reply=reply.body.data, lang_form="codeform"), 400
+        try:
+            tip = fu.tip_by_uid(db_session(), current.tip_uid)
+            conv = fu.read_conversation(db_session(), services().vault, tip, utcnow()) \
+                if tip is not None else None
+            db_session().commit()
+        except SQLAlchemyError:
+            return _unavailable(reply=reply)
+        if conv is None:
+            return render_template("intake/followup.html", form=CodeForm(), expired=True,
+                                   kept_reply=reply.body.data, lang_form="codeform"), 400
+        return render_template("intake/conversation.html", conv=conv, form=reply,
+                               notice=notice, lang_form="replyform",
+                               files_dropped=bool(chosen_files(request.files.getlist(
+                                   "attachments"))),
+                               **_upload_context()), 400
+    if request.endpoint == "intake.followup":
+        return render_template("intake/followup.html", form=CodeForm(), notice=notice,
+                               lang_form="codeform"), 400
+    return render_template("errors/csrf.html"), 400
+
+
+# -- wiring -----------------------------------------------------------------------------------
+
+def _wire(state: BlueprintSetupState) -> None:
+    """Bounded in-memory uploads and the rate limits, on the app this blueprint joins."""
+    app = cast(Flask, state.app)
+    if not issubclass(app.request_class, ReporterRequest):
+        base: type[Request] = app.request_class
+        app.request_class = (
+            ReporterRequest if base is Request
+            else type("TiplineRequest", (ReporterRequest, base), {})
+        )
+    limiter = app.extensions.get("tipline_limiter")
+    if limiter is None:
+        return
+    app.view_functions["intake.followup"] = limiter.limit(
+        CODE_LIMIT, methods=["POST"], deduct_when=lambda resp: resp.status_code == 400,
+    )(app.view_functions["intake.followup"])
+    app.view_functions["intake.followup_tip"] = limiter.limit(
+        REPLY_LIMIT, methods=["POST"],
+    )(app.view_functions["intake.followup_tip"])
+
+
+# Registered last: the routes above must already be on the app when this runs.
+bp.record_once(_wire)
+

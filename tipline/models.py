@@ -1,0 +1,57 @@
+"""Imports every model so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from tipline.accounts.models import Role, StaffUser, staff_schools
+from tipline.audit.models import AuditEvent
+from tipline.db import Base
+from tipline.directory.models import Contact, District, PoliceAgency, School, contact_schools
+from tipline.routing.models import (
+    AlertDelivery,
+    Dispatch,
+    DispatchStatus,
+    JobStatus,
+    OutboxMessage,
+    RoutingJob,
+    RoutingPolicy,
+)
+from tipline.telephony.models import InboundEvent
+from tipline.tips.models import (
+    Attachment,
+    Category,
+    Channel,
+    DataKey,
+    Message,
+    Note,
+    Severity,
+    Status,
+    Tip,
+)
+
+__all__ = [
+    "AlertDelivery",
+    "Attachment",
+    "AuditEvent",
+    "Base",
+    "Category",
+    "Channel",
+    "Contact",
+    "DataKey",
+    "Dispatch",
+    "DispatchStatus",
+    "District",
+    "JobStatus",
+    "Message",
+    "Note",
+    "OutboxMessage",
+    "PoliceAgency",
+    "Role",
+    "RoutingJob",
+    "RoutingPolicy",
+    "InboundEvent",
+    "School",
+    "Severity",
+    "StaffUser",
+    "Status",
+    "Tip",
+    "contact_schools",
+    "staff_schools",
+]

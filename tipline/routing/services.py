@@ -1,0 +1,387 @@
+"""Routing a tip, delivering its alerts, and the sweep that re-sends what an outage left behind.
+
+Every function here takes a session and explicit collaborators, and is what the Celery tasks in
+``workers.tasks`` call. Each step is idempotent:
+
+* ``route_job`` claims the job with a compare-and-set (``pending -> done``) in the same
+  transaction that writes the dispatches, so a job routed twice routes once, and a worker that
+  dies mid-way leaves the job ``pending`` for the sweep.
+* ``deliver_alert`` records the delivery before sending (``pending -> sending``) and sets
+  ``sent`` afterwards only if it is still ``sending``. A worker killed between the provider call
+  and the commit can cause one duplicate alert after the stale timeout; never zero alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tipline.directory.models import Contact, contact_schools
+from tipline.jobs import JobQueue, after_commit
+from tipline.routing.models import (
+    AlertDelivery,
+    DeliveryStatus,
+    Dispatch,
+    DispatchStatus,
+    JobStatus,
+    RoutingJob,
+)
+from tipline.routing.senders import (
+    Alert,
+    AlertSender,
+    PermanentSendError,
+    TransientSendError,
+)
+from tipline.tips.models import Severity, Tip
+
+log = logging.getLogger(__name__)
+
+SEVERITY_LABELS = {1: "low", 2: "medium", 3: "high", 4: "LIFE-SAFETY"}
+STALE_SENDING = timedelta(minutes=5)
+
+
+# -- plans ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlanEntry:
+    contact_id: int
+    channels: tuple[str, ...]
+    reason: str
+    include_content: bool = False
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    entries: tuple[PlanEntry, ...]
+    ack_within: timedelta | None
+    delay: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    rule: str
+    steps: tuple[PlanStep, ...]
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+
+class Planner(Protocol):
+    def plan(self, session: Session, tip: Tip, now: datetime) -> Plan: ...
+
+
+class DirectoryPlanner:
+    """Fallback planner: the school's student-support and safety contacts, then district on-call.
+
+    The policy engine replaces this when a routing policy is loaded; it is kept so a directory
+    without a policy still routes every tip to someone and never to police.
+    """
+
+    SUPPORT_ROLES = ("counselor", "social_worker", "safety_team", "principal")
+
+    def plan(self, session: Session, tip: Tip, now: datetime) -> Plan:
+        explanation: dict[str, Any] = {"rule": "directory-default", "contacts": []}
+        first: list[PlanEntry] = []
+        if tip.school_id is not None:
+            rows = session.execute(
+                select(Contact)
+                .join(contact_schools, contact_schools.c.contact_id == Contact.id)
+                .where(contact_schools.c.school_id == tip.school_id, Contact.active.is_(True))
+                .order_by(Contact.priority, Contact.id)
+            ).scalars()
+            for c in rows:
+                if c.role in self.SUPPORT_ROLES:
+                    first.append(PlanEntry(c.id, _channels(c), f"{c.role} for the tip's school"))
+                else:
+                    explanation["contacts"].append(
+                        {"contact": c.key, "alerted": False, "why": f"role {c.role} not in default"}
+                    )
+        oncall_q = select(Contact).where(Contact.role == "district_oncall", Contact.active.is_(True))
+        if tip.district_id is not None:
+            oncall_q = oncall_q.where(Contact.district_id == tip.district_id)
+        oncall = [
+            PlanEntry(c.id, _channels(c), "district on-call")
+            for c in session.execute(oncall_q.order_by(Contact.priority, Contact.id)).scalars()
+        ]
+        steps: list[PlanStep] = []
+        urgent = tip.severity >= Severity.HIGH
+        ack = timedelta(minutes=5 if urgent else 60)
+        if first:
+            steps.append(PlanStep(tuple(first), ack))
+            if oncall:
+                steps.append(PlanStep(tuple(oncall), ack, delay=ack))
+        elif oncall:
+            steps.append(PlanStep(tuple(oncall), ack))
+        for step_no, step in enumerate(steps):
+            for e in step.entries:
+                explanation["contacts"].append(
+                    {"contact_id": e.contact_id, "alerted": True, "step": step_no, "why": e.reason}
+                )
+        return Plan("directory-default", tuple(steps), explanation)
+
+
+def _channels(c: Contact) -> tuple[str, ...]:
+    out = []
+    if c.sms_number:
+        out.append("sms")
+    if c.voice_number:
+        out.append("voice")
+    if c.email:
+        out.append("email")
+    return tuple(out)
+
+
+# -- routing -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RouteResult:
+    job_id: int
+    routed: bool  # False: someone else routed it already
+    dispatches: int = 0
+    deliveries: int = 0
+
+
+def route_job(
+    session: Session, job_id: int, planner: Planner, queue: JobQueue, now: datetime
+) -> RouteResult:
+    """Claim the job and write its dispatches and deliveries; commits."""
+    claimed = session.execute(
+        update(RoutingJob)
+        .where(RoutingJob.id == job_id, RoutingJob.status == JobStatus.PENDING.value)
+        .values(
+            status=JobStatus.DONE.value,
+            attempts=RoutingJob.attempts + 1,
+            started_at=now,
+            finished_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        session.rollback()
+        return RouteResult(job_id, routed=False)
+    job = session.get(RoutingJob, job_id)
+    if job is None:  # deleted while queued (tip shredded): nothing to do
+        session.rollback()
+        return RouteResult(job_id, routed=False)
+    tip = session.get(Tip, job.tip_id)
+    assert tip is not None  # noqa: S101 - FK guarantees it
+    if job.reason == "retriage":
+        _cancel_open_dispatches(session, tip.id)
+    plan = planner.plan(session, tip, now)
+    job.explanation = plan.explanation | {"rule": plan.rule}
+    deliveries: list[AlertDelivery] = []
+    n_dispatch = 0
+    for idx, step in enumerate(plan.steps):
+        due = now + step.delay
+        for entry in step.entries:
+            d = Dispatch(
+                job=job,
+                tip_id=tip.id,
+                contact_id=entry.contact_id,
+                rule=plan.rule[:80],
+                step_index=idx,
+                channels=list(entry.channels),
+                include_content=entry.include_content,
+                status=(DispatchStatus.ACTIVE if step.delay == timedelta(0)
+                        else DispatchStatus.SCHEDULED).value,
+                due_at=due,
+                ack_deadline=(due + step.ack_within) if step.ack_within else None,
+                ack_code=_ack_code(),
+            )
+            session.add(d)
+            n_dispatch += 1
+            if d.status == DispatchStatus.ACTIVE.value:
+                deliveries.extend(open_deliveries(session, d, round_no=0))
+    if not plan.steps:
+        job.status = JobStatus.FAILED.value
+        job.last_error = "no contact matched; check the directory and policy"
+        log.error("tip %s routed to nobody: no contact matched", tip.reference)
+    session.flush()
+    for dl in deliveries:
+        after_commit(session, queue.send_delivery, dl.id)
+    session.commit()
+    return RouteResult(job_id, True, n_dispatch, len(deliveries))
+
+
+def open_deliveries(session: Session, dispatch: Dispatch, round_no: int) -> list[AlertDelivery]:
+    """Create the delivery rows for a dispatch's first channel (fallbacks come on failure)."""
+    if not dispatch.channels:
+        return []
+    session.flush()
+    channel = dispatch.channels[0]
+    dl = AlertDelivery(
+        dispatch=dispatch,
+        channel=channel,
+        idempotency_key=f"d{dispatch.id}-{channel}-r{round_no}",
+        status=DeliveryStatus.PENDING.value,
+    )
+    session.add(dl)
+    session.flush()
+    return [dl]
+
+
+def _cancel_open_dispatches(session: Session, tip_id: int) -> None:
+    session.execute(
+        update(Dispatch)
+        .where(
+            Dispatch.tip_id == tip_id,
+            Dispatch.status.in_([DispatchStatus.ACTIVE.value, DispatchStatus.SCHEDULED.value]),
+        )
+        .values(status=DispatchStatus.CANCELLED.value)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _ack_code() -> str:
+    return f"{secrets.randbelow(10000):04d}"
+
+
+# -- delivery ------------------------------------------------------------------------------
+def alert_text(tip: Tip, dispatch: Dispatch, school_name: str | None) -> tuple[str, str]:
+    """Subject and text of an alert: category, severity, school, reference, how to ack."""
+    sev = SEVERITY_LABELS.get(tip.severity, str(tip.severity))
+    where = school_name or "school not given"
+    subject = f"[tipline] {sev} tip {tip.reference}"
+    text = (
+        f"tipline alert {tip.reference}: {tip.category.replace('_', ' ')}, severity {sev}, "
+        f"{where}. Reply ACK {dispatch.ack_code} to acknowledge, or open the dashboard."
+    )
+    return subject, text
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    delivery_id: int
+    outcome: str  # sent | skipped | retry | failed
+
+
+def deliver_alert(
+    session: Session,
+    delivery_id: int,
+    senders: Mapping[str, AlertSender],
+    now: datetime,
+) -> DeliveryResult:
+    """Send one delivery at most once per claim; commits. Raises TransientSendError to retry."""
+    claimed = session.execute(
+        update(AlertDelivery)
+        .where(
+            AlertDelivery.id == delivery_id,
+            AlertDelivery.status == DeliveryStatus.PENDING.value,
+        )
+        .values(status=DeliveryStatus.SENDING.value, attempts=AlertDelivery.attempts + 1,
+                updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    if not claimed:
+        return DeliveryResult(delivery_id, "skipped")
+    dl = session.get(AlertDelivery, delivery_id)
+    assert dl is not None  # noqa: S101
+    dispatch = dl.dispatch
+    if dispatch.status not in (DispatchStatus.ACTIVE.value,):
+        _finish(session, dl, DeliveryStatus.FAILED, now, "dispatch no longer active")
+        return DeliveryResult(delivery_id, "skipped")
+    contact = session.get(Contact, dispatch.contact_id)
+    tip = session.get(Tip, dispatch.tip_id)
+    assert contact is not None and tip is not None  # noqa: S101
+    recipient = {"sms": contact.sms_number, "voice": contact.voice_number,
+                 "email": contact.email}.get(dl.channel)
+    sender = senders.get(dl.channel)
+    if not recipient or sender is None:
+        _finish(session, dl, DeliveryStatus.FAILED, now, f"no {dl.channel} route for contact")
+        return DeliveryResult(delivery_id, "failed")
+    subject, text = alert_text(tip, dispatch, tip.school.name if tip.school else None)
+    alert = Alert(dl.channel, recipient, subject, text, dl.id, dispatch.ack_code)
+    try:
+        ref = sender.send(session, alert)
+    except TransientSendError as exc:
+        session.rollback()
+        _reset(session, dl.id, now, f"transient: {type(exc).__name__}")
+        raise
+    except PermanentSendError as exc:
+        session.rollback()
+        _finish(session, dl, DeliveryStatus.FAILED, now, f"permanent: {str(exc)[:150]}")
+        return DeliveryResult(delivery_id, "failed")
+    done = session.execute(
+        update(AlertDelivery)
+        .where(AlertDelivery.id == dl.id, AlertDelivery.status == DeliveryStatus.SENDING.value)
+        .values(status=DeliveryStatus.SENT.value, sent_at=now, provider=sender.name,
+                provider_ref=ref[:64], updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return DeliveryResult(delivery_id, "sent" if done else "skipped")
+
+
+def _finish(
+    session: Session, dl: AlertDelivery, status: DeliveryStatus, now: datetime, why: str
+) -> None:
+    session.execute(
+        update(AlertDelivery)
+        .where(AlertDelivery.id == dl.id)
+        .values(status=status.value, last_error=why[:200], updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def _reset(session: Session, delivery_id: int, now: datetime, why: str) -> None:
+    session.execute(
+        update(AlertDelivery)
+        .where(AlertDelivery.id == delivery_id, AlertDelivery.status == DeliveryStatus.SENDING.value)
+        .values(status=DeliveryStatus.PENDING.value, last_error=why[:200], updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+# -- sweep ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepResult:
+    jobs_resent: int
+    deliveries_resent: int
+    deliveries_unstuck: int
+
+
+def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) -> SweepResult:
+    """Re-send routing jobs and deliveries that should have run by now.
+
+    Jobs still ``pending`` after ``grace`` were never taken (broker down at intake, or a
+    worker died before committing). Deliveries stuck in ``sending`` for ``STALE_SENDING`` had
+    their worker killed mid-send and are put back to ``pending``.
+    """
+    cutoff = now - grace
+    job_ids = session.execute(
+        select(RoutingJob.id)
+        .where(RoutingJob.status == JobStatus.PENDING.value, RoutingJob.created_at < cutoff)
+        .order_by(RoutingJob.id)
+        .limit(1000)
+    ).scalars().all()
+    unstuck = session.execute(
+        update(AlertDelivery)
+        .where(
+            AlertDelivery.status == DeliveryStatus.SENDING.value,
+            AlertDelivery.updated_at < now - STALE_SENDING,
+        )
+        .values(status=DeliveryStatus.PENDING.value, updated_at=now,
+                last_error="reset by sweep: worker lost mid-send")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    delivery_ids = session.execute(
+        select(AlertDelivery.id)
+        .where(
+            AlertDelivery.status == DeliveryStatus.PENDING.value,
+            AlertDelivery.updated_at < cutoff,
+        )
+        .order_by(AlertDelivery.id)
+        .limit(5000)
+    ).scalars().all()
+    jobs = sum(1 for j in job_ids if queue.send_routing(j))
+    dels = sum(1 for d in delivery_ids if queue.send_delivery(d))
+    if jobs or dels or unstuck:
+        log.info("sweep re-sent %d routing jobs, %d deliveries; unstuck %d", jobs, dels, unstuck)
+    return SweepResult(jobs, dels, unstuck or 0)

@@ -1,0 +1,51 @@
+"""Retention: destroy the content of tips closed longer ago than the retention period.
+
+Content is destroyed by deleting the tip's data key (crypto-shredding), which also makes any
+copy in a backup unreadable. The tip row stays, without content, so statistics still count it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tipline.audit.services import record
+from tipline.tips.models import DataKey, Status, Tip
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    shredded: int
+
+
+def purge_expired(
+    session: Session, now: datetime, retention_days: int, batch: int = 500
+) -> PurgeResult:
+    """Shred closed tips past retention; commits per batch; safe to run repeatedly."""
+    cutoff = now - timedelta(days=retention_days)
+    total = 0
+    while True:
+        tips = session.execute(
+            select(Tip)
+            .where(Tip.status == Status.CLOSED.value, Tip.closed_at < cutoff,
+                   Tip.data_key_id.is_not(None))
+            .order_by(Tip.id)
+            .limit(batch)
+        ).scalars().all()
+        if not tips:
+            return PurgeResult(total)
+        for tip in tips:
+            key = session.get(DataKey, tip.data_key_id)
+            tip.data_key_id = None
+            tip.phone_hash = None
+            tip.phone_ct = None
+            if key is not None:
+                session.delete(key)
+            record(session, "tip.shred", actor="system:retention", tip_id=tip.id,
+                   object_type="tip", object_id=tip.reference,
+                   detail={"retention_days": retention_days})
+        total += len(tips)
+        session.commit()

@@ -1,0 +1,47 @@
+"""The worker's Celery app: ``celery -A workers.celery_app worker``.
+
+It builds the Flask app from the same settings as the web (so the vault, database and
+senders are the same) and runs every task inside its app context.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from tipline.app import create_app
+from tipline.settings import load_settings
+
+
+def make_celery(app: Flask) -> Celery:
+    celery: Celery = app.extensions["tipline"].celery
+
+    class AppContextTask(Task):
+        abstract = True
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return super().__call__(*args, **kwargs)
+
+    celery.Task = AppContextTask  # type: ignore[misc]
+    celery.set_default()
+    import workers.tasks
+
+    workers.tasks.register(celery)
+    app.extensions["celery"] = celery
+    return celery
+
+
+def _bootstrap() -> Celery:
+    from tipline.cli import check_database, fail_cleanly
+
+    with fail_cleanly():
+        settings = load_settings()
+        check_database(settings)
+        return make_celery(create_app(settings))
+
+
+celery = _bootstrap()
+app = celery

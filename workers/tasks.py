@@ -1,0 +1,119 @@
+"""Celery tasks: thin wrappers that reload by id and call the plain service functions.
+
+Tasks are registered by name (``tipline.*``) so the web app can send them without importing
+this module. Every task is idempotent and ``acks_late``; transient failures retry with
+exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+
+from tipline.context import Services
+from tipline.db import utcnow
+from tipline.routing import services as routing
+from tipline.routing.senders import TransientSendError
+
+log = logging.getLogger(__name__)
+
+
+def _svc() -> Services:
+    from flask import current_app
+
+    svc: Services = current_app.extensions["tipline"]
+    return svc
+
+
+def run_route_job(job_id: int) -> routing.RouteResult:
+    svc = _svc()
+    with svc.db.sessions() as session:
+        return routing.route_job(session, job_id, svc.planner(session), svc.queue, utcnow())
+
+
+def run_deliver_alert(delivery_id: int) -> routing.DeliveryResult:
+    svc = _svc()
+    with svc.db.sessions() as session:
+        return routing.deliver_alert(session, delivery_id, svc.senders(), utcnow())
+
+
+def run_sweep() -> routing.SweepResult:
+    svc = _svc()
+    with svc.db.sessions() as session:
+        return routing.sweep(
+            session, svc.queue, utcnow(), timedelta(seconds=svc.settings.sweep_grace_seconds)
+        )
+
+
+def run_purge() -> Any:
+    from tipline.tips.retention import purge_expired
+
+    svc = _svc()
+    with svc.db.sessions() as session:
+        return purge_expired(session, utcnow(), svc.settings.retention_days)
+
+
+def run_escalate() -> Any:
+    """Advance escalation plans whose deadlines passed (the routing package owns the logic)."""
+    svc = _svc()
+    try:
+        from tipline.routing.escalation import escalate_due
+    except ModuleNotFoundError:
+        return None
+    with svc.db.sessions() as session:
+        return escalate_due(session, svc.queue, utcnow())
+
+
+# Packages that add tasks expose ``register_tasks(celery)`` in one of these modules.
+TASK_MODULES = ("tipline.routing.tasks", "tipline.telephony.tasks", "tipline.triage.tasks")
+
+
+def register(celery: Celery) -> None:
+    opts: dict[str, Any] = {"acks_late": True, "ignore_result": True}
+
+    @celery.task(name="tipline.route_job", bind=True, max_retries=10, **opts)
+    def route_job(self: Any, job_id: int) -> None:
+        try:
+            run_route_job(job_id)
+        except Exception as exc:  # database blip: retry; the sweep is the backstop
+            log.warning("routing job %s failed (%s); retrying", job_id, type(exc).__name__)
+            raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
+
+    @celery.task(
+        name="tipline.deliver_alert",
+        bind=True,
+        autoretry_for=(TransientSendError,),
+        retry_backoff=2,
+        retry_backoff_max=120,
+        retry_jitter=True,
+        max_retries=8,
+        **opts,
+    )
+    def deliver_alert(self: Any, delivery_id: int) -> None:
+        run_deliver_alert(delivery_id)
+
+    @celery.task(name="tipline.sweep", **opts)
+    def sweep() -> None:
+        run_sweep()
+
+    @celery.task(name="tipline.purge", **opts)
+    def purge() -> None:
+        run_purge()
+
+    @celery.task(name="tipline.escalate", **opts)
+    def escalate() -> None:
+        run_escalate()
+
+    import importlib
+
+    for module in TASK_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not module.startswith(exc.name):
+                raise
+            continue
+        mod.register_tasks(celery)
