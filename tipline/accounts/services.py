@@ -61,7 +61,8 @@ def create_user(
     try:
         role = Role(role)
     except ValueError:
-        raise AccountError(f"unknown role {role!r}; one of {', '.join(r.value for r in Role)}") from None
+        roles = ", ".join(r.value for r in Role)
+        raise AccountError(f"unknown role {role!r}; one of {roles}") from None
     if session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none():
         raise AccountError("an account with that email already exists")
     district = None

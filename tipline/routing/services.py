@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from tipline.db import rowcount
 from tipline.directory.models import Contact, contact_schools
 from tipline.jobs import JobQueue, after_commit
 from tipline.routing.models import (
@@ -100,7 +101,9 @@ class DirectoryPlanner:
                     explanation["contacts"].append(
                         {"contact": c.key, "alerted": False, "why": f"role {c.role} not in default"}
                     )
-        oncall_q = select(Contact).where(Contact.role == "district_oncall", Contact.active.is_(True))
+        oncall_q = select(Contact).where(
+            Contact.role == "district_oncall", Contact.active.is_(True)
+        )
         if tip.district_id is not None:
             oncall_q = oncall_q.where(Contact.district_id == tip.district_id)
         oncall = [
@@ -148,7 +151,7 @@ def route_job(
     session: Session, job_id: int, planner: Planner, queue: JobQueue, now: datetime
 ) -> RouteResult:
     """Claim the job and write its dispatches and deliveries; commits."""
-    claimed = session.execute(
+    claimed = rowcount(session.execute(
         update(RoutingJob)
         .where(RoutingJob.id == job_id, RoutingJob.status == JobStatus.PENDING.value)
         .values(
@@ -158,7 +161,7 @@ def route_job(
             finished_at=now,
         )
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if not claimed:
         session.rollback()
         return RouteResult(job_id, routed=False)
@@ -265,7 +268,7 @@ def deliver_alert(
     now: datetime,
 ) -> DeliveryResult:
     """Send one delivery at most once per claim; commits. Raises TransientSendError to retry."""
-    claimed = session.execute(
+    claimed = rowcount(session.execute(
         update(AlertDelivery)
         .where(
             AlertDelivery.id == delivery_id,
@@ -274,7 +277,7 @@ def deliver_alert(
         .values(status=DeliveryStatus.SENDING.value, attempts=AlertDelivery.attempts + 1,
                 updated_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     session.commit()
     if not claimed:
         return DeliveryResult(delivery_id, "skipped")
@@ -305,13 +308,13 @@ def deliver_alert(
         session.rollback()
         _finish(session, dl, DeliveryStatus.FAILED, now, f"permanent: {str(exc)[:150]}")
         return DeliveryResult(delivery_id, "failed")
-    done = session.execute(
+    done = rowcount(session.execute(
         update(AlertDelivery)
         .where(AlertDelivery.id == dl.id, AlertDelivery.status == DeliveryStatus.SENDING.value)
         .values(status=DeliveryStatus.SENT.value, sent_at=now, provider=sender.name,
                 provider_ref=ref[:64], updated_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     session.commit()
     return DeliveryResult(delivery_id, "sent" if done else "skipped")
 
@@ -331,7 +334,10 @@ def _finish(
 def _reset(session: Session, delivery_id: int, now: datetime, why: str) -> None:
     session.execute(
         update(AlertDelivery)
-        .where(AlertDelivery.id == delivery_id, AlertDelivery.status == DeliveryStatus.SENDING.value)
+        .where(
+            AlertDelivery.id == delivery_id,
+            AlertDelivery.status == DeliveryStatus.SENDING.value,
+        )
         .values(status=DeliveryStatus.PENDING.value, last_error=why[:200], updated_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -360,7 +366,7 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) ->
         .order_by(RoutingJob.id)
         .limit(1000)
     ).scalars().all()
-    unstuck = session.execute(
+    unstuck = rowcount(session.execute(
         update(AlertDelivery)
         .where(
             AlertDelivery.status == DeliveryStatus.SENDING.value,
@@ -369,7 +375,7 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) ->
         .values(status=DeliveryStatus.PENDING.value, updated_at=now,
                 last_error="reset by sweep: worker lost mid-send")
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     session.commit()
     delivery_ids = session.execute(
         select(AlertDelivery.id)
