@@ -124,6 +124,7 @@ def _register_optional_blueprints(app: Flask) -> None:
         ("tipline.telephony.views", "bp"),
         ("tipline.routing.views", "bp"),
         ("tipline.triage.views", "bp"),
+        ("tipline.admin.views", "bp"),
     ):
         try:
             mod = importlib.import_module(module)

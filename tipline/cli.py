@@ -492,7 +492,9 @@ def _register_plugins() -> None:
     """Packages add their own commands through ``register(main)`` in a ``cli`` module."""
     import importlib
 
-    for module in ("tipline.routing.cli", "tipline.telephony.cli", "tipline.triage.cli"):
+    for module in (
+        "tipline.routing.cli", "tipline.telephony.cli", "tipline.triage.cli", "tipline.admin.cli"
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

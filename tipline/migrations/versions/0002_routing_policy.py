@@ -1,0 +1,24 @@
+"""routing policy, acknowledgement and escalation (issue: routing)
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-23 17:00:00
+"""
+
+from alembic import op
+import sqlalchemy as sa
+import tipline.db
+
+
+revision = '0002'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
