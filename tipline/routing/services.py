@@ -62,6 +62,8 @@ class PlanStep:
     entries: tuple[PlanEntry, ...]
     ack_within: timedelta | None
     delay: timedelta = timedelta(0)
+    # Life-safety: re-alert this step's contacts at this interval until someone acknowledges.
+    repeat_every: timedelta | None = None
 
 
 @dataclass(frozen=True)
