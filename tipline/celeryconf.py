@@ -9,6 +9,9 @@ from celery import Celery
 
 from tipline.settings import Settings
 
+# How often the scheduler runs tipline.escalate: the bound on escalation lateness.
+ESCALATE_INTERVAL = 2.0
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
@@ -26,8 +29,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "beat_schedule": {
-            "sweep": {"task": "tipline.sweep", "schedule": settings.sweep_interval_seconds},
-            "escalate": {"task": "tipline.escalate", "schedule": 5.0},
+            "sweep": {"task": "tipline.sweep", "schedule": settings.sweep_interval_seconds,
+                      "options": {"expires": max(settings.sweep_interval_seconds, 5.0)}},
+            # Escalation deadlines are checked every ESCALATE_INTERVAL seconds; all state is
+            # in the database, so a stale run queued during an outage can simply expire.
+            "escalate": {"task": "tipline.escalate", "schedule": ESCALATE_INTERVAL,
+                         "options": {"expires": 10.0}},
             "purge": {"task": "tipline.purge", "schedule": 3600.0},
         },
         "timezone": "UTC",

@@ -13,7 +13,7 @@ from tipline.routing.models import (
     RoutingJob,
     RoutingPolicy,
 )
-from tipline.telephony.models import InboundEvent
+from tipline.telephony.models import InboundEvent, SmsConversation, SmsOptOut, TelephonyTask
 from tipline.tips.models import (
     Attachment,
     Category,
@@ -25,6 +25,7 @@ from tipline.tips.models import (
     Status,
     Tip,
 )
+from tipline.triage.models import MandatedReport, TipEvent
 
 __all__ = [
     "AlertDelivery",
@@ -40,6 +41,7 @@ __all__ = [
     "District",
     "InboundEvent",
     "JobStatus",
+    "MandatedReport",
     "Message",
     "Note",
     "OutboxMessage",
@@ -49,9 +51,13 @@ __all__ = [
     "RoutingPolicy",
     "School",
     "Severity",
+    "SmsConversation",
+    "SmsOptOut",
     "StaffUser",
     "Status",
+    "TelephonyTask",
     "Tip",
+    "TipEvent",
     "contact_schools",
     "staff_schools",
 ]

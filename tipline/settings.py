@@ -47,6 +47,10 @@ class Settings:
     twilio_auth_token: str = ""
     twilio_api_base: str = ""
     twilio_from_number: str = ""
+    # SMS conversations close (and the reporter's number is erased) after this many idle days.
+    sms_conversation_days: int = 30
+    # Longest voice message a caller can leave (Twilio transcribes up to 120 s).
+    voice_max_record_seconds: int = 120
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "tipline@localhost"
@@ -92,6 +96,8 @@ _ENV_MAP = {
     "TWILIO_AUTH_TOKEN": "twilio_auth_token",
     "TIPLINE_TWILIO_API_BASE": "twilio_api_base",
     "TIPLINE_TWILIO_FROM_NUMBER": "twilio_from_number",
+    "TIPLINE_SMS_CONVERSATION_DAYS": "sms_conversation_days",
+    "TIPLINE_VOICE_MAX_RECORD_SECONDS": "voice_max_record_seconds",
     "TIPLINE_SMTP_HOST": "smtp_host",
     "TIPLINE_SMTP_PORT": "smtp_port",
     "TIPLINE_SMTP_FROM": "smtp_from",
@@ -161,6 +167,8 @@ _KINDS: dict[str, type] = {
     "smtp_starttls": bool,
     "max_upload_bytes": int,
     "retention_days": int,
+    "sms_conversation_days": int,
+    "voice_max_record_seconds": int,
     "demo_data": bool,
 }
 

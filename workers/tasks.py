@@ -16,6 +16,7 @@ from celery import Celery
 from tipline.context import Services
 from tipline.db import utcnow
 from tipline.routing import services as routing
+from tipline.routing.escalation import EscalationResult, escalate_due
 from tipline.routing.senders import TransientSendError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def run_route_job(job_id: int) -> routing.RouteResult:
 def run_deliver_alert(delivery_id: int) -> routing.DeliveryResult:
     svc = _svc()
     with svc.db.sessions() as session:
-        return routing.deliver_alert(session, delivery_id, svc.senders(), utcnow())
+        return routing.deliver_alert(session, delivery_id, svc.senders(), utcnow(), svc.queue)
 
 
 def run_sweep() -> routing.SweepResult:
@@ -56,13 +57,9 @@ def run_purge() -> Any:
         return purge_expired(session, utcnow(), svc.settings.retention_days)
 
 
-def run_escalate() -> Any:
-    """Advance escalation plans whose deadlines passed (the routing package owns the logic)."""
+def run_escalate() -> EscalationResult:
+    """Advance escalation plans whose deadlines passed; repeat unanswered life-safety alerts."""
     svc = _svc()
-    try:
-        from tipline.routing.escalation import escalate_due
-    except ModuleNotFoundError:
-        return None
     with svc.db.sessions() as session:
         return escalate_due(session, svc.queue, utcnow())
 
@@ -82,14 +79,18 @@ def register(celery: Celery) -> None:
             log.warning("routing job %s failed (%s); retrying", job_id, type(exc).__name__)
             raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
 
+    # One task per delivery. A transient failure (Twilio 5xx/429/timeout, SMTP down) is
+    # retried with exponential backoff (about 2, 4, 8 s, jittered); after
+    # routing.MAX_SEND_ATTEMPTS the service fails the delivery and opens the next channel.
+    # Anything left pending (retries exhausted, broker lost) is re-sent by the sweep.
     @celery.task(
         name="tipline.deliver_alert",
         bind=True,
         autoretry_for=(TransientSendError,),
         retry_backoff=2,
-        retry_backoff_max=120,
+        retry_backoff_max=60,
         retry_jitter=True,
-        max_retries=8,
+        max_retries=routing.MAX_SEND_ATTEMPTS,
         **opts,
     )
     def deliver_alert(self: Any, delivery_id: int) -> None:

@@ -48,11 +48,29 @@ class StaffUser(Base):
     # Bumped by "sign out everywhere"; sessions carry the value they were issued with.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    # Set after too many failed sign-ins; the account refuses sign-in until then.
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     schools: Mapped[list[School]] = relationship(secondary=staff_schools)
     data_key: Mapped[DataKey | None] = relationship()
+
+    # -- Flask-Login's user protocol (the id carries the session version) ----------------------
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.active)
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
 
     @property
     def totp_secret(self) -> str | None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tipline.accounts import totp
 from tipline.accounts.models import Role, StaffUser
 from tipline.crypto import Vault
 from tipline.directory.models import District, School
 from tipline.tips.models import DataKey
 
 MIN_PASSWORD = 12
+# After this many failed passwords or codes in a row the account pauses for LOCK_FOR.
+MAX_FAILED = 5
+LOCK_FOR = timedelta(minutes=15)
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
 
@@ -109,3 +116,107 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+# -- sign-in ------------------------------------------------------------------------------
+
+class SignInRefused(Exception):
+    """Wrong email, password or code, a paused or disabled account: one message for all."""
+
+
+_DUMMY_HASH: str | None = None
+
+
+def _burn_time(password: str) -> None:
+    """Hash-check against a throwaway hash so unknown emails take as long as known ones."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password("not-a-real-password-000")
+    verify_password(_DUMMY_HASH, password)
+
+
+def find_user(session: Session, email: str) -> StaffUser | None:
+    email = email.strip().lower()
+    return session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none()
+
+
+def _usable(user: StaffUser | None, now: datetime) -> bool:
+    if user is None or not user.active:
+        return False
+    return user.locked_until is None or user.locked_until <= now
+
+
+def _failed(user: StaffUser, now: datetime) -> None:
+    user.failed_logins = (user.failed_logins or 0) + 1
+    if user.failed_logins >= MAX_FAILED:
+        user.locked_until = now + LOCK_FOR
+        user.failed_logins = 0
+
+
+def check_password(session: Session, email: str, password: str, now: datetime) -> StaffUser:
+    """First factor. Raises SignInRefused; counts failures (the caller commits either way)."""
+    user = find_user(session, email)
+    if user is None:
+        _burn_time(password)
+        raise SignInRefused
+    if not _usable(user, now):
+        _burn_time(password)
+        raise SignInRefused
+    if not verify_password(user.password_hash, password):
+        _failed(user, now)
+        raise SignInRefused
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def start_enrolment(session: Session, vault: Vault, user: StaffUser) -> str:
+    """Give an account without a confirmed TOTP a fresh secret (kept sealed until confirmed)."""
+    if user.totp_confirmed:
+        raise AccountError("TOTP is already enrolled for this account")
+    data_key = user.data_key
+    if data_key is None:
+        _dek, wrapped = vault.new_data_key()
+        data_key = DataKey(uid=wrapped.uid, slots=wrapped.slots, kek_id=vault.active_key_id)
+        session.add(data_key)
+    secret = user.totp_secret or totp.new_secret()
+    user.set_totp_secret(secret, data_key)
+    session.flush()
+    return secret
+
+
+def check_code(user: StaffUser, code: str, now: datetime) -> None:
+    """Second factor (or enrolment confirmation). Refuses replays; counts failures."""
+    if not _usable(user, now):
+        raise SignInRefused
+    secret = user.totp_secret
+    step = None if secret is None else totp.matching_step(secret, code, now, user.totp_last_step)
+    if step is None:
+        _failed(user, now)
+        raise SignInRefused
+    user.totp_last_step = step
+    user.totp_confirmed = True
+    user.failed_logins = 0
+    user.last_login_at = now
+
+
+def sign_out_everywhere(user: StaffUser) -> None:
+    """Every session issued before this call stops working at its next request."""
+    user.session_version = (user.session_version or 1) + 1
+
+
+def reset_totp(user: StaffUser) -> None:
+    """An admin resets a lost authenticator: enrolment happens again at the next sign-in."""
+    user.totp_secret_ct = None
+    user.totp_confirmed = False
+    user.totp_last_step = None
+    sign_out_everywhere(user)
+
+
+@dataclass(frozen=True)
+class SignInState:
+    """What the sign-in page carries between the password and the code step."""
+
+    user_id: int
+    session_version: int
+    started: float

@@ -5,7 +5,6 @@ Idempotent: rows are matched by code/key and updated, so re-loading a corrected 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tipline.directory.models import Contact, District, PoliceAgency, School
+from tipline.directory.validation import E164, ROLES, DirectoryError, check_contact
 
-E164 = re.compile(r"^\+[1-9]\d{7,14}$")
-ROLES = {
-    "counselor", "social_worker", "safety_team", "principal", "district_oncall",
-    "police_liaison", "family_specialist", "district_admin_desk",
-}
-
-
-class DirectoryError(ValueError):
-    """The directory file is invalid; the message names the entry."""
+__all__ = ["E164", "ROLES", "DirectoryError", "load_directory", "load_directory_file"]
 
 
 def load_directory_file(session: Session, path: Path) -> dict[str, int]:
@@ -72,12 +64,8 @@ def load_directory(
     existing = {c.key: c for c in session.execute(select(Contact)).scalars()}
     for n, item in enumerate(data.get("contacts", []) or [], start=1):
         where = f"{source}: contacts[{n}] ({item.get('key', '?')})"
-        role = item.get("role")
-        if role not in ROLES:
-            raise DirectoryError(f"{where}: unknown role {role!r}")
-        for fld in ("sms", "voice"):
-            if item.get(fld) and not E164.match(item[fld]):
-                raise DirectoryError(f"{where}: {fld} must be E.164 like +13145550101")
+        check_contact(item, where)
+        role = item["role"]
         c = existing.get(item["key"]) or Contact(key=item["key"])
         c.name = item["name"]
         c.role = role

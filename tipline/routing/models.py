@@ -78,6 +78,12 @@ class Dispatch(Base):
     ack_via: Mapped[str | None] = mapped_column(String(12))  # dashboard | sms | voice
     ack_code: Mapped[str | None] = mapped_column(String(8), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Escalation state (revision 0005). When the dispatch became active (for lateness), the
+    # life-safety repeat interval, the next repeat and how many alert rounds went out.
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    repeat_every_seconds: Mapped[int | None] = mapped_column(Integer)
+    next_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    alert_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     job: Mapped[RoutingJob] = relationship(back_populates="dispatches")
     deliveries: Mapped[list[AlertDelivery]] = relationship(
@@ -113,6 +119,10 @@ class AlertDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Revision 0005: which alert round this belongs to (life-safety repeats), and the
+    # provider's last reported status (Twilio: queued, sent, delivered, undelivered, ...).
+    alert_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    provider_status: Mapped[str | None] = mapped_column(String(20))
 
     dispatch: Mapped[Dispatch] = relationship(back_populates="deliveries")
 

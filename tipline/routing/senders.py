@@ -8,12 +8,23 @@ for ones that are not (bad number, rejected address).
 
 from __future__ import annotations
 
+import smtplib
+import ssl
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
 from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from tipline.routing.models import OutboxMessage
+from tipline.settings import Settings
+from tipline.telephony.client import (
+    TwilioGateway,
+    TwilioPermanentError,
+    TwilioTransientError,
+    build_gateway,
+)
 
 
 class SendError(Exception):
@@ -63,3 +74,127 @@ class OutboxSender:
         session.add(row)
         session.flush()
         return f"outbox-{row.id}"
+
+
+# -- Twilio (SMS and voice) ----------------------------------------------------------------
+def alert_callback_url(public_url: str, kind: str, delivery_id: int) -> str:
+    """The URL Twilio calls back for one outbound alert (see ``tipline.routing.views``)."""
+    return f"{public_url.rstrip('/')}/twilio/alerts/{kind}/{delivery_id}"
+
+
+class TwilioSmsSender:
+    """Sends an alert as a text from the tip line's number, with a delivery status callback."""
+
+    name = "twilio"
+
+    def __init__(self, gateway: TwilioGateway, public_url: str) -> None:
+        self.gateway = gateway
+        self.public_url = public_url
+
+    def send(self, session: Session, alert: Alert) -> str:
+        try:
+            return self.gateway.send_sms(
+                alert.recipient, alert.text,
+                status_callback=alert_callback_url(self.public_url, "sms-status",
+                                                   alert.delivery_id))
+        except TwilioTransientError as exc:
+            raise TransientSendError(str(exc)) from None
+        except TwilioPermanentError as exc:
+            raise PermanentSendError(str(exc)) from None
+
+
+class TwilioVoiceSender:
+    """Places an alert call; Twilio fetches its TwiML (category, school, reference, press 1)."""
+
+    name = "twilio"
+
+    def __init__(self, gateway: TwilioGateway, public_url: str) -> None:
+        self.gateway = gateway
+        self.public_url = public_url
+
+    def send(self, session: Session, alert: Alert) -> str:
+        try:
+            return self.gateway.start_call(
+                alert.recipient,
+                url=alert_callback_url(self.public_url, "call", alert.delivery_id),
+                status_callback=alert_callback_url(self.public_url, "call-status",
+                                                   alert.delivery_id))
+        except TwilioTransientError as exc:
+            raise TransientSendError(str(exc)) from None
+        except TwilioPermanentError as exc:
+            raise PermanentSendError(str(exc)) from None
+
+
+# -- email over SMTP -------------------------------------------------------------------------
+SMTP_TIMEOUT_SECONDS = 10.0
+
+
+class SmtpEmailSender:
+    """Sends an alert email with the standard library's SMTP client, one connection per alert.
+
+    A 4xx answer, a refused connection, a timeout or a dropped connection is transient; a 5xx
+    answer (unknown recipient, rejected sender) is permanent.
+    """
+
+    name = "smtp"
+
+    def __init__(self, host: str, port: int, sender: str, username: str = "",
+                 password: str = "", starttls: bool = False,
+                 timeout: float = SMTP_TIMEOUT_SECONDS) -> None:
+        self.host = host
+        self.port = port
+        self.sender = sender
+        self.username = username
+        self.password = password
+        self.starttls = starttls
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpEmailSender:
+        return cls(settings.smtp_host, settings.smtp_port, settings.smtp_from,
+                   settings.smtp_username, settings.smtp_password, settings.smtp_starttls)
+
+    def send(self, session: Session, alert: Alert) -> str:
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = alert.recipient
+        msg["Subject"] = alert.subject
+        msg["Message-ID"] = make_msgid(f"alert{alert.delivery_id}")
+        msg.set_content(alert.text)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username:
+                    smtp.login(self.username, self.password)
+                refused = smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if codes and all(400 <= c < 500 for c in codes):
+                raise TransientSendError(f"smtp: recipient deferred {codes}") from None
+            raise PermanentSendError(f"smtp: recipient refused {codes}") from None
+        except smtplib.SMTPResponseException as exc:
+            if 400 <= exc.smtp_code < 500:
+                raise TransientSendError(f"smtp: {exc.smtp_code}") from None
+            raise PermanentSendError(f"smtp: {exc.smtp_code}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransientSendError(f"smtp: {type(exc).__name__}") from None
+        if refused:
+            raise PermanentSendError("smtp: recipient refused")
+        return str(msg["Message-ID"]).strip("<>")[:64]
+
+
+# -- choosing senders ------------------------------------------------------------------------
+def build_senders(settings: Settings, gateway: TwilioGateway | None = None
+                  ) -> dict[str, AlertSender]:
+    """The sender per channel, as the settings choose (outbox unless configured otherwise)."""
+    outbox = OutboxSender()
+    out: dict[str, AlertSender] = {"sms": outbox, "voice": outbox, "email": outbox}
+    if settings.alert_sender == "twilio":
+        if gateway is None:
+            gateway = build_gateway(settings)
+        out["sms"] = TwilioSmsSender(gateway, settings.public_url)
+        out["voice"] = TwilioVoiceSender(gateway, settings.public_url)
+    if settings.email_sender == "smtp":
+        out["email"] = SmtpEmailSender.from_settings(settings)
+    return out

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tipline.db import rowcount
@@ -182,6 +183,8 @@ def route_job(
     for idx, step in enumerate(plan.steps):
         due = now + step.delay
         for entry in step.entries:
+            active = step.delay <= timedelta(0)
+            repeat = int(step.repeat_every.total_seconds()) if step.repeat_every else None
             d = Dispatch(
                 job=job,
                 tip_id=tip.id,
@@ -190,11 +193,14 @@ def route_job(
                 step_index=idx,
                 channels=list(entry.channels),
                 include_content=entry.include_content,
-                status=(DispatchStatus.ACTIVE if step.delay == timedelta(0)
-                        else DispatchStatus.SCHEDULED).value,
+                status=(DispatchStatus.ACTIVE if active else DispatchStatus.SCHEDULED).value,
                 due_at=due,
                 ack_deadline=(due + step.ack_within) if step.ack_within else None,
                 ack_code=_ack_code(),
+                activated_at=now if active else None,
+                repeat_every_seconds=repeat,
+                next_alert_at=(due + timedelta(seconds=repeat)) if repeat else None,
+                alert_round=0,
             )
             session.add(d)
             n_dispatch += 1
@@ -212,20 +218,36 @@ def route_job(
 
 
 def open_deliveries(session: Session, dispatch: Dispatch, round_no: int) -> list[AlertDelivery]:
-    """Create the delivery rows for a dispatch's first channel (fallbacks come on failure)."""
+    """Create the delivery rows for one alert round of a dispatch.
+
+    Normally only the first channel; the next ones are opened if it fails. A life-safety
+    dispatch (one that repeats) calls and texts at once: every voice and SMS channel it has.
+    """
     if not dispatch.channels:
         return []
     session.flush()
-    channel = dispatch.channels[0]
-    dl = AlertDelivery(
-        dispatch=dispatch,
-        channel=channel,
-        idempotency_key=f"d{dispatch.id}-{channel}-r{round_no}",
-        status=DeliveryStatus.PENDING.value,
-    )
-    session.add(dl)
+    channels = [dispatch.channels[0]]
+    if dispatch.repeat_every_seconds:
+        channels = [c for c in dispatch.channels if c in ("voice", "sms")] or channels
+    out = []
+    for channel in channels:
+        dl = AlertDelivery(
+            dispatch=dispatch,
+            channel=channel,
+            idempotency_key=delivery_key(dispatch.id, channel, round_no),
+            status=DeliveryStatus.PENDING.value,
+            alert_round=round_no,
+        )
+        session.add(dl)
+        out.append(dl)
     session.flush()
-    return [dl]
+    return out
+
+
+def delivery_key(dispatch_id: int, channel: str, round_no: int) -> str:
+    """One delivery per dispatch, channel and alert round: the unique key that stops a second
+    fallback or repeat for the same thing from being created twice."""
+    return f"d{dispatch_id}-{channel}-r{round_no}"
 
 
 def _cancel_open_dispatches(session: Session, tip_id: int) -> None:
@@ -245,8 +267,20 @@ def _ack_code() -> str:
 
 
 # -- delivery ------------------------------------------------------------------------------
+# A delivery that failed transiently this many times is given up and the next channel tried.
+MAX_SEND_ATTEMPTS = 4
+# Dispatch states in which alerts still go out: waiting for an answer, or escalated past its
+# deadline but still unanswered (its fallbacks and life-safety repeats continue).
+SENDABLE = (DispatchStatus.ACTIVE.value, DispatchStatus.EXPIRED.value)
+CONTENT_LIMIT = {"sms": 300, "email": 4000}
+
+
 def alert_text(tip: Tip, dispatch: Dispatch, school_name: str | None) -> tuple[str, str]:
-    """Subject and text of an alert: category, severity, school, reference, how to ack."""
+    """Subject and text of an alert: category, severity, school, reference, how to ack.
+
+    Tip content is added only when the matched rule allows it (``include_content``), and
+    never to a voice call, which may be heard by anyone near the phone.
+    """
     sev = SEVERITY_LABELS.get(tip.severity, str(tip.severity))
     where = school_name or "school not given"
     subject = f"[tipline] {sev} tip {tip.reference}"
@@ -255,6 +289,25 @@ def alert_text(tip: Tip, dispatch: Dispatch, school_name: str | None) -> tuple[s
         f"{where}. Reply ACK {dispatch.ack_code} to acknowledge, or open the dashboard."
     )
     return subject, text
+
+
+def _content(tip: Tip, channel: str) -> str:
+    limit = CONTENT_LIMIT.get(channel)
+    if not limit or not tip.messages:
+        return ""
+    body = tip.messages[0].body
+    return body if len(body) <= limit else body[: limit - 1] + "…"
+
+
+def voice_script(tip: Tip, school_name: str | None) -> str:
+    """What the alert call says: category, severity, school and reference; never content."""
+    sev = SEVERITY_LABELS.get(tip.severity, str(tip.severity)).lower().replace("-", " ")
+    ref = " ".join(tip.reference.replace("-", ""))  # spelled out, character by character
+    return (
+        f"This is the tip line. A {sev} severity tip about "
+        f"{tip.category.replace('_', ' ')}, for {school_name or 'no named school'}. "
+        f"Reference {ref}. Press 1 to acknowledge."
+    )
 
 
 @dataclass(frozen=True)
@@ -268,8 +321,15 @@ def deliver_alert(
     delivery_id: int,
     senders: Mapping[str, AlertSender],
     now: datetime,
+    queue: JobQueue | None = None,
 ) -> DeliveryResult:
-    """Send one delivery at most once per claim; commits. Raises TransientSendError to retry."""
+    """Send one delivery at most once per claim; commits. Raises TransientSendError to retry.
+
+    Recorded before sending (``pending -> sending``), compare-and-set after
+    (``sending -> sent``). A permanent failure, a missing route, or ``MAX_SEND_ATTEMPTS``
+    transient failures mark it failed and open the contact's next channel (``queue`` sends it
+    at once; without one the sweep does).
+    """
     claimed = rowcount(session.execute(
         update(AlertDelivery)
         .where(
@@ -285,9 +345,11 @@ def deliver_alert(
         return DeliveryResult(delivery_id, "skipped")
     dl = session.get(AlertDelivery, delivery_id)
     assert dl is not None  # noqa: S101
+    session.refresh(dl)
     dispatch = dl.dispatch
-    if dispatch.status not in (DispatchStatus.ACTIVE.value,):
-        _finish(session, dl, DeliveryStatus.FAILED, now, "dispatch no longer active")
+    session.refresh(dispatch)
+    if dispatch.status not in SENDABLE:
+        fail_delivery(session, dl.id, now, f"dispatch {dispatch.status}", queue, fallback=False)
         return DeliveryResult(delivery_id, "skipped")
     contact = session.get(Contact, dispatch.contact_id)
     tip = session.get(Tip, dispatch.tip_id)
@@ -295,42 +357,173 @@ def deliver_alert(
     recipient = {"sms": contact.sms_number, "voice": contact.voice_number,
                  "email": contact.email}.get(dl.channel)
     sender = senders.get(dl.channel)
-    if not recipient or sender is None:
-        _finish(session, dl, DeliveryStatus.FAILED, now, f"no {dl.channel} route for contact")
+    if not recipient or sender is None or not contact.active:
+        fail_delivery(session, dl.id, now, f"no {dl.channel} route for contact", queue)
         return DeliveryResult(delivery_id, "failed")
     subject, text = alert_text(tip, dispatch, tip.school.name if tip.school else None)
+    if dispatch.include_content:
+        extra = _content(tip, dl.channel)
+        if extra:
+            text = f"{text}\n\nTip: {extra}"
+    attempts = dl.attempts
     alert = Alert(dl.channel, recipient, subject, text, dl.id, dispatch.ack_code)
     try:
         ref = sender.send(session, alert)
     except TransientSendError as exc:
         session.rollback()
-        _reset(session, dl.id, now, f"transient: {type(exc).__name__}")
+        why = f"transient: {str(exc)[:150]}"
+        if attempts >= MAX_SEND_ATTEMPTS and _has_next_channel(dispatch, dl.channel):
+            fail_delivery(session, delivery_id, now, why, queue, expect=DeliveryStatus.SENDING)
+            return DeliveryResult(delivery_id, "failed")
+        # The last channel is never given up on a transient error: it stays pending and the
+        # sweep keeps re-sending it while the dispatch is open.
+        _reset(session, delivery_id, now, why)
         raise
     except PermanentSendError as exc:
         session.rollback()
-        _finish(session, dl, DeliveryStatus.FAILED, now, f"permanent: {str(exc)[:150]}")
+        fail_delivery(session, delivery_id, now, f"permanent: {str(exc)[:150]}", queue,
+                      expect=DeliveryStatus.SENDING)
         return DeliveryResult(delivery_id, "failed")
     done = rowcount(session.execute(
         update(AlertDelivery)
-        .where(AlertDelivery.id == dl.id, AlertDelivery.status == DeliveryStatus.SENDING.value)
+        .where(AlertDelivery.id == delivery_id,
+               AlertDelivery.status == DeliveryStatus.SENDING.value)
         .values(status=DeliveryStatus.SENT.value, sent_at=now, provider=sender.name,
                 provider_ref=ref[:64], updated_at=now)
         .execution_options(synchronize_session=False)
     ))
+    if not done:  # a status callback got here first: keep its status, record the reference
+        session.execute(
+            update(AlertDelivery)
+            .where(AlertDelivery.id == delivery_id, AlertDelivery.provider_ref.is_(None))
+            .values(sent_at=now, provider=sender.name, provider_ref=ref[:64])
+            .execution_options(synchronize_session=False)
+        )
     session.commit()
     return DeliveryResult(delivery_id, "sent" if done else "skipped")
 
 
-def _finish(
-    session: Session, dl: AlertDelivery, status: DeliveryStatus, now: datetime, why: str
-) -> None:
-    session.execute(
+def _has_next_channel(dispatch: Dispatch, channel: str) -> bool:
+    channels = list(dispatch.channels)
+    return channel in channels and channels.index(channel) < len(channels) - 1
+
+
+def fail_delivery(
+    session: Session,
+    delivery_id: int,
+    now: datetime,
+    why: str,
+    queue: JobQueue | None,
+    *,
+    fallback: bool = True,
+    expect: DeliveryStatus | tuple[DeliveryStatus, ...] | None = None,
+) -> AlertDelivery | None:
+    """Mark a delivery failed and open the next channel; commits. Returns the fallback.
+
+    With ``expect``, only a delivery still in that status is failed (compare-and-set), so a
+    worker and a status callback failing the same delivery open one fallback, not two.
+    """
+    cond = [AlertDelivery.id == delivery_id]
+    if expect is not None:
+        wanted = (expect,) if isinstance(expect, DeliveryStatus) else expect
+        cond.append(AlertDelivery.status.in_([w.value for w in wanted]))
+    changed = rowcount(session.execute(
         update(AlertDelivery)
-        .where(AlertDelivery.id == dl.id)
-        .values(status=status.value, last_error=why[:200], updated_at=now)
+        .where(*cond)
+        .values(status=DeliveryStatus.FAILED.value, last_error=why[:200], updated_at=now)
+        .execution_options(synchronize_session=False)
+    ))
+    nxt = None
+    if changed and fallback:
+        dl = session.get(AlertDelivery, delivery_id)
+        assert dl is not None  # noqa: S101
+        nxt = open_fallback(session, dl, now)
+        if nxt is not None and queue is not None:
+            after_commit(session, queue.send_delivery, nxt.id)
+    session.commit()
+    return nxt
+
+
+def open_fallback(session: Session, failed: AlertDelivery, now: datetime) -> AlertDelivery | None:
+    """The delivery for the contact's next channel after ``failed``'s (same round), or None."""
+    session.refresh(failed)
+    dispatch = failed.dispatch
+    session.refresh(dispatch)
+    if dispatch.status not in SENDABLE:
+        return None
+    channels = list(dispatch.channels)
+    pos = channels.index(failed.channel) if failed.channel in channels else len(channels)
+    for channel in channels[pos + 1:]:
+        key = delivery_key(dispatch.id, channel, failed.alert_round)
+        exists = session.execute(
+            select(AlertDelivery.id).where(AlertDelivery.idempotency_key == key)
+        ).scalar_one_or_none()
+        if exists is not None:  # already opened (in parallel, or by an earlier failure)
+            continue
+        nxt = AlertDelivery(dispatch_id=dispatch.id, channel=channel, idempotency_key=key,
+                            status=DeliveryStatus.PENDING.value, alert_round=failed.alert_round,
+                            created_at=now, updated_at=now)
+        try:
+            with session.begin_nested():
+                session.add(nxt)
+        except IntegrityError:  # opened concurrently by another worker
+            return None
+        log.warning("delivery %s over %s failed; falling back to %s", failed.id,
+                    failed.channel, channel)
+        return nxt
+    log.error("no further channel for dispatch %s after %s failed (round %s)", dispatch.id,
+              failed.channel, failed.alert_round)
+    return None
+
+
+# Twilio's status values: what each means for a delivery.
+_DELIVERED = {"delivered", "read", "completed"}
+_FAILED = {"undelivered", "failed", "busy", "no-answer", "canceled"}
+
+
+def record_provider_status(
+    session: Session,
+    delivery_id: int,
+    provider_ref: str | None,
+    status: str,
+    queue: JobQueue | None,
+    now: datetime,
+) -> bool:
+    """Apply a provider status callback; ``undelivered``/``failed`` (a call: ``busy``,
+    ``no-answer``...) fail the delivery and open the next channel. Commits.
+
+    Returns False if the delivery is unknown or the reference is not this delivery's.
+    """
+    dl = session.get(AlertDelivery, delivery_id)
+    if dl is None:
+        return False
+    if provider_ref and dl.provider_ref and dl.provider_ref != provider_ref:
+        return False
+    status = (status or "").strip().lower()[:20]
+    values: dict[str, Any] = {"provider_status": status, "updated_at": now}
+    if provider_ref and not dl.provider_ref:
+        values["provider_ref"] = provider_ref[:64]
+    session.execute(
+        update(AlertDelivery).where(AlertDelivery.id == delivery_id).values(**values)
         .execution_options(synchronize_session=False)
     )
-    session.commit()
+    if status in _DELIVERED:
+        session.execute(
+            update(AlertDelivery)
+            .where(AlertDelivery.id == delivery_id,
+                   AlertDelivery.status.in_([DeliveryStatus.SENDING.value,
+                                             DeliveryStatus.SENT.value]))
+            .values(status=DeliveryStatus.DELIVERED.value)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+    elif status in _FAILED:
+        fail_delivery(session, delivery_id, now, f"provider: {status}", queue,
+                      expect=(DeliveryStatus.SENDING, DeliveryStatus.SENT,
+                              DeliveryStatus.DELIVERED))
+    else:
+        session.commit()
+    return True
 
 
 def _reset(session: Session, delivery_id: int, now: datetime, why: str) -> None:

@@ -17,8 +17,29 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('dispatches', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('activated_at', tipline.db.UTCDateTime(timezone=True),
+                                      nullable=True))
+        batch_op.add_column(sa.Column('repeat_every_seconds', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('next_alert_at', tipline.db.UTCDateTime(timezone=True),
+                                      nullable=True))
+        batch_op.add_column(sa.Column('alert_round', sa.Integer(), server_default='0',
+                                      nullable=False))
+        batch_op.create_index(batch_op.f('ix_dispatches_next_alert_at'), ['next_alert_at'],
+                              unique=False)
+    with op.batch_alter_table('alert_deliveries', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('alert_round', sa.Integer(), server_default='0',
+                                      nullable=False))
+        batch_op.add_column(sa.Column('provider_status', sa.String(length=20), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('alert_deliveries', schema=None) as batch_op:
+        batch_op.drop_column('provider_status')
+        batch_op.drop_column('alert_round')
+    with op.batch_alter_table('dispatches', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_dispatches_next_alert_at'))
+        batch_op.drop_column('alert_round')
+        batch_op.drop_column('next_alert_at')
+        batch_op.drop_column('repeat_every_seconds')
+        batch_op.drop_column('activated_at')

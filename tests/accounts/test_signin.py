@@ -1,0 +1,191 @@
+"""Sign-in: password + TOTP, enrolment with a server-drawn QR code, replay, lockout, idle
+expiry, sign-out everywhere, and the rate limit."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tests.staffsupport import csrf_from, csrf_token, current_code, make_staff, sign_in
+from tipline.accounts import services as accounts
+from tipline.accounts.models import StaffUser
+from tipline.audit.models import AuditEvent
+from tipline.crypto import Vault
+
+
+@pytest.fixture
+def admin(db_session: Session, vault: Vault, demo_directory: dict[str, int]) -> Any:
+    return make_staff(db_session, vault, "district_admin", district="slps")
+
+
+def _password_step(client: Any, email: str, password: str) -> Any:
+    return client.post("/staff/login", data={"email": email, "password": password,
+                                             "csrf_token": csrf_token(client)})
+
+
+def test_staff_pages_need_sign_in(client: Any) -> None:
+    resp = client.get("/staff/")
+    assert resp.status_code == 302
+    assert "/staff/login" in resp.headers["Location"]
+
+
+def test_sign_in_with_password_and_code(client: Any, admin: Any, db_session: Session) -> None:
+    user, password, secret = admin
+    resp = sign_in(client, user.email, password, secret)
+    assert resp.headers["Location"].endswith("/staff/")
+    assert client.get("/staff/").status_code == 200
+    actions = db_session.execute(select(AuditEvent.action).where(
+        AuditEvent.actor_user_id == user.id)).scalars().all()
+    assert "staff.sign_in" in actions
+
+
+def test_password_alone_does_not_sign_in(client: Any, admin: Any) -> None:
+    user, password, _secret = admin
+    assert _password_step(client, user.email, password).status_code == 303
+    assert client.get("/staff/").status_code == 302
+
+
+def test_wrong_password_and_unknown_email_get_the_same_answer(client: Any, admin: Any) -> None:
+    user, _password, _secret = admin
+    wrong = _password_step(client, user.email, "not the password at all")
+    unknown = _password_step(client, "nobody@staff.example.org", "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    msg = re.compile(r'<p class="error"[^>]*>([^<]+)</p>')
+    said_wrong = msg.search(wrong.get_data(as_text=True))
+    said_unknown = msg.search(unknown.get_data(as_text=True))
+    assert said_wrong and said_unknown
+    assert said_wrong.group(1) == said_unknown.group(1)
+
+
+def test_first_sign_in_enrols_totp_with_a_server_drawn_qr(client: Any, db_session: Session,
+                                                            vault: Vault,
+                                                            demo_directory: Any) -> None:
+    user, password, _ = make_staff(db_session, vault, "district_admin", district="slps",
+                                   enrolled=False)
+    assert _password_step(client, user.email, password).status_code == 303
+    page = client.get("/staff/login/code").get_data(as_text=True)
+    assert 'src="data:image/svg+xml' in page
+    assert "<script" not in page.split("</main>")[0].split("<main")[1]
+    db_session.refresh(user)
+    secret = user.totp_secret
+    assert secret and secret.encode() not in (user.totp_secret_ct or b"")
+    resp = client.post("/staff/login/code", data={"code": current_code(secret),
+                                                  "csrf_token": csrf_from(page)})
+    assert resp.status_code == 303
+    db_session.refresh(user)
+    assert user.totp_confirmed is True
+    assert client.get("/staff/").status_code == 200
+
+
+def test_a_code_cannot_be_used_twice(client: Any, app: Any, admin: Any) -> None:
+    user, password, secret = admin
+    code = current_code(secret)
+    assert _password_step(client, user.email, password).status_code == 303
+    page = client.get("/staff/login/code").get_data(as_text=True)
+    ok = client.post("/staff/login/code", data={"code": code, "csrf_token": csrf_from(page)})
+    assert ok.status_code == 303
+    other = app.test_client()
+    assert _password_step(other, user.email, password).status_code == 303
+    page = other.get("/staff/login/code").get_data(as_text=True)
+    replay = other.post("/staff/login/code", data={"code": code,
+                                                   "csrf_token": csrf_from(page)})
+    assert replay.status_code == 401
+    assert other.get("/staff/").status_code == 302
+
+
+def test_wrong_code_refused(client: Any, admin: Any) -> None:
+    user, password, secret = admin
+    assert _password_step(client, user.email, password).status_code == 303
+    page = client.get("/staff/login/code").get_data(as_text=True)
+    wrong = "000000" if current_code(secret) != "000000" else "111111"
+    resp = client.post("/staff/login/code", data={"code": wrong, "csrf_token": csrf_from(page)})
+    assert resp.status_code == 401
+    assert client.get("/staff/").status_code == 302
+
+
+def test_repeated_failures_pause_the_account(client: Any, admin: Any,
+                                             db_session: Session) -> None:
+    user, password, _secret = admin
+    for _ in range(accounts.MAX_FAILED):
+        assert _password_step(client, user.email, "wrong password here").status_code == 401
+    db_session.refresh(user)
+    assert user.locked_until is not None
+    # Even the right password is refused while the account is paused.
+    assert _password_step(client, user.email, password).status_code == 401
+
+
+def test_sign_in_attempts_are_rate_limited(client: Any, admin: Any) -> None:
+    codes = [
+        _password_step(client, f"nobody{i}@staff.example.org", "wrong password here").status_code
+        for i in range(31)
+    ]
+    assert codes[:30] == [401] * 30
+    assert codes[30] == 429
+
+
+def test_rate_limit_per_account(client: Any, app: Any, admin: Any) -> None:
+    user, _password, _secret = admin
+    statuses = []
+    for _ in range(11):
+        statuses.append(_password_step(client, user.email, "wrong password here").status_code)
+    assert statuses[-1] == 429
+
+
+def test_idle_session_expires(client: Any, app: Any, admin: Any) -> None:
+    user, password, secret = admin
+    sign_in(client, user.email, password, secret)
+    with client.session_transaction() as sess:
+        sess["staff_seen"] = time.time() - app.config["STAFF_IDLE_SECONDS"] - 5
+    resp = client.get("/staff/")
+    assert resp.status_code == 302
+    assert "Your session ended" in client.get(resp.headers["Location"]).get_data(as_text=True)
+
+
+def test_sign_out_everywhere_ends_other_sessions(client: Any, app: Any, admin: Any,
+                                                 db_session: Session) -> None:
+    user, password, secret = admin
+    sign_in(client, user.email, password, secret)
+    laptop = app.test_client()
+    sign_in(laptop, user.email, password, secret)
+    assert laptop.get("/staff/").status_code == 200
+    page = client.get("/staff/account").get_data(as_text=True)
+    resp = client.post("/staff/logout/everywhere", data={"csrf_token": csrf_from(page)})
+    assert resp.status_code == 303
+    assert laptop.get("/staff/").status_code == 302
+    assert client.get("/staff/").status_code == 302
+
+
+def test_sign_out_needs_csrf(client: Any, admin: Any) -> None:
+    user, password, secret = admin
+    sign_in(client, user.email, password, secret)
+    assert client.post("/staff/logout/everywhere").status_code == 400
+    assert client.post("/staff/logout").status_code == 400
+    assert client.get("/staff/").status_code == 200
+
+
+def test_disabled_account_is_signed_out(client: Any, admin: Any, db_session: Session) -> None:
+    user, password, secret = admin
+    sign_in(client, user.email, password, secret)
+    user.active = False
+    db_session.flush()
+    assert client.get("/staff/").status_code == 302
+
+
+def test_next_only_returns_inside_the_staff_area(client: Any, admin: Any) -> None:
+    user, password, secret = admin
+    client.get("/staff/login?next=https://evil.example/steal")
+    resp = sign_in(client, user.email, password, secret)
+    assert resp.headers["Location"].endswith("/staff/")
+
+
+def test_user_row_never_holds_the_secret_in_clear(db_session: Session, vault: Vault,
+                                                  demo_directory: Any) -> None:
+    user, _p, secret = make_staff(db_session, vault, "auditor")
+    raw = db_session.execute(select(StaffUser.totp_secret_ct).where(
+        StaffUser.id == user.id)).scalar_one()
+    assert raw is not None and secret.encode() not in raw

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.admin.helpers import make_world
+from tests.staffsupport import make_staff
+from tipline.accounts import services as accounts
+from tipline.admin import services as admin
+from tipline.audit.models import AuditEvent
+from tipline.directory.loader import DirectoryError, load_directory
+from tipline.directory.models import Contact
+
+
+def _actions(session) -> list[str]:
+    return list(session.execute(select(AuditEvent.action).order_by(AuditEvent.id)).scalars())
+
+
+def test_school_add_edit_deactivate_is_audited(db_session, vault) -> None:
+    w = make_world(db_session, vault)
+    school = admin.save_school(db_session, w.admin, admin.SchoolInput("new-high", "New High"))
+    assert school.district_id == w.district.id
+    admin.save_school(db_session, w.admin, admin.SchoolInput("new-high", "New High School",
+                                                             "NHS"), school.id)
+    admin.set_school_active(db_session, w.admin, school.id, False)
+    assert (school.name, school.aliases, school.active) == ("New High School", "NHS", False)
+    acts = _actions(db_session)
+    assert acts[-3:] == ["admin.school.create", "admin.school.update", "admin.school.deactivate"]
+    last_update = db_session.execute(select(AuditEvent).where(
+        AuditEvent.action == "admin.school.update")).scalar_one()
+    assert sorted(last_update.detail["fields"]) == ["aliases", "name"]
+
+
+def test_school_of_another_district_is_not_found(db_session, vault) -> None:
+    w = make_world(db_session, vault)
+    with pytest.raises(admin.NotFound):
+        admin.save_school(db_session, w.admin, admin.SchoolInput("x", "X"), w.other_school.id)
+    with pytest.raises(DirectoryError, match="already exists"):
+        admin.save_school(db_session, w.admin,
+                          admin.SchoolInput(w.other_school.code, "Copy"))
+    with pytest.raises(DirectoryError, match="code must be"):
+        admin.save_school(db_session, w.admin, admin.SchoolInput("Bad Code!", "X"))
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("sms", "3145550101", "sms must be E.164"),
+    ("voice", "+0145550101", "voice must be E.164"),
+    ("email", "not-an-address", "email is not a valid address"),
+    ("role", "janitor", "unknown role"),
+    ("name", "  ", "name is required"),
+])
+def test_contact_fields_use_the_directory_rules(db_session, vault, field, value,
+                                                message) -> None:
+    w = make_world(db_session, vault)
+    values = {"key": "k-new", "name": "Kim", "role": "counselor", "sms": "+13145550177"}
+    values[field] = value
+    with pytest.raises(DirectoryError, match=message):
+        admin.save_contact(db_session, w.admin, admin.ContactInput(**values))
+    # The file loader refuses exactly the same entry.
+    entry = {"key": "k-new", "name": "Kim", "role": "counselor", "sms": "+13145550177",
+             field: value}
+    if field != "name":
+        with pytest.raises(DirectoryError, match=message):
+            load_directory(db_session, {"contacts": [entry]})
+
+
+def test_contact_edit_keeps_other_districts_school_links(db_session, vault) -> None:
+    w = make_world(db_session, vault)
+    w.contact.schools.append(w.other_school)
+    db_session.flush()
+    data = admin.ContactInput(key=w.contact.key, name="Dana <b>", role="safety_team",
+                              sms="+13145550188", email="dana@example.org",
+                              school_ids=(w.schools[1].id,), agency_code=None)
+    c = admin.save_contact(db_session, w.admin, data, w.contact.id)
+    assert {s.id for s in c.schools} == {w.schools[1].id, w.other_school.id}
+    assert (c.name, c.role, c.sms_number, c.email) == ("Dana <b>", "safety_team",
+                                                       "+13145550188", "dana@example.org")
+    assert "admin.contact.update" in _actions(db_session)
+    with pytest.raises(admin.NotFound):
+        admin.save_contact(db_session, w.admin, data, w.other_contact.id)
+    with pytest.raises(DirectoryError, match="unknown school"):
+        admin.save_contact(db_session, w.admin, admin.ContactInput(
+            key="k2", name="K", role="counselor", school_ids=(w.other_school.id,)))
+
+
+def test_contact_list_is_the_districts_own(db_session, vault) -> None:
+    w = make_world(db_session, vault)
+    ids = {c.id for c in admin.list_contacts(db_session, w.district.id)}
+    assert w.contact.id in ids and w.other_contact.id not in ids
+    admin.set_contact_active(db_session, w.admin, w.contact.id, False)
+    assert db_session.get(Contact, w.contact.id).active is False
+    assert _actions(db_session)[-1] == "admin.contact.deactivate"
+
+
+def test_only_a_district_admin_may_change(db_session, vault) -> None:
+    w = make_world(db_session, vault)
+    auditor, _p, _s = make_staff(db_session, vault, "auditor", district=w.district.code)
+    staff, _p, _s = make_staff(db_session, vault, "school_staff", [w.schools[0].code])
+    for who in (auditor, staff):
+        with pytest.raises(admin.AdminError):
+            admin.save_school(db_session, who, admin.SchoolInput("zz", "Z"))
+
+
+def test_users_add_deactivate_reset_sign_out(db_session, vault) -> None:
+    w = make_world(db_session, vault)
+    user, password = admin.add_user(db_session, vault, w.admin, admin.UserInput(
+        email="New.Person@Example.org", role="school_staff", school_ids=(w.schools[0].id,)))
+    assert user.email == "new.person@example.org"
+    assert user.district_id == w.district.id and [s.id for s in user.schools] == [
+        w.schools[0].id]
+    assert accounts.verify_password(user.password_hash, password) and len(password) >= 12
+    assert password not in str(db_session.execute(select(AuditEvent.detail)).all())
+    user.totp_confirmed = True
+    version = user.session_version
+    admin.sign_out_user(db_session, w.admin, user.id)
+    assert user.session_version == version + 1
+    admin.reset_user_totp(db_session, w.admin, user.id)
+    assert user.totp_confirmed is False and user.totp_secret_ct is None
+    admin.deactivate_user(db_session, w.admin, user.id)
+    assert user.active is False and user.session_version == version + 3
+    assert _actions(db_session)[-4:] == [
+        "admin.user.create", "admin.user.sign_out_everywhere", "admin.user.reset_totp",
+        "admin.user.deactivate"]
+    with pytest.raises(admin.AdminError, match="own account"):
+        admin.deactivate_user(db_session, w.admin, w.admin.id)
+
+
+def test_users_of_another_district_are_not_found(db_session, vault) -> None:
+    w = make_world(db_session, vault)
+    theirs, _p, _s = make_staff(db_session, vault, "school_staff", [w.other_school.code])
+    with pytest.raises(admin.NotFound):
+        admin.deactivate_user(db_session, w.admin, theirs.id)
+    with pytest.raises(admin.AdminError, match="unknown school"):
+        admin.add_user(db_session, vault, w.admin, admin.UserInput(
+            email="x@example.org", role="school_staff", school_ids=(w.other_school.id,)))
+    with pytest.raises(admin.NotFound):
+        admin.add_user(db_session, vault, w.admin, admin.UserInput(
+            email="y@example.org", role="police_liaison", contact_id=w.other_contact.id))
+    with pytest.raises(admin.AdminError, match="at least one"):
+        admin.add_user(db_session, vault, w.admin, admin.UserInput(
+            email="z@example.org", role="school_staff"))
+    assert theirs.active
+
+
+def test_audit_page_shows_reference_not_content(db_session, vault, queue) -> None:
+    from tests.factories import make_tip
+
+    w = make_world(db_session, vault)
+    receipt = make_tip(db_session, vault, queue, body="secret words about a locker",
+                       school_code=w.schools[0].code)
+    from tipline.audit.services import record
+
+    record(db_session, "tip.view", actor=f"user:{w.admin.id}", actor_user_id=w.admin.id,
+           tip_id=receipt.tip_id)
+    page = admin.audit_page(db_session, per_page=2)
+    top = page.rows[0]
+    assert (top.action, top.tip_reference, top.actor_email) == (
+        "tip.view", receipt.reference, w.admin.email)
+    assert page.total == db_session.execute(select(func.count(AuditEvent.id))).scalar_one()
+    assert page.pages == -(-page.total // 2)
+    assert "secret words" not in repr(page)
+    only = admin.audit_page(db_session, action="tip.")
+    assert {r.action[:4] for r in only.rows} == {"tip."}

@@ -1,0 +1,377 @@
+"""The rule engine under the St. Louis demo policy: who is alerted, when, how, and why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import product
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import ContactFactory, SchoolFactory, bind, make_tip
+from tipline.directory.models import Contact, District, School
+from tipline.routing.engine import PolicyPlanner, UnknownPlace, plan_for
+from tipline.routing.models import Dispatch, RoutingJob
+from tipline.routing.policy import (
+    CATEGORIES,
+    Policy,
+    active_policy,
+    explain,
+    load_policy_file,
+    parse_policy,
+)
+from tipline.routing.services import DirectoryPlanner, route_job
+from tipline.tips.models import Category, Severity
+
+POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "policy.demo.yaml"
+NON_VIOLENT = ("bullying", "self_harm", "substance", "abuse", "family_crisis")
+# America/Chicago is UTC-6 in late November.
+TUESDAY_10AM = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+TUESDAY_8PM = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+SATURDAY_2AM = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+TIMES = {"school_hours": TUESDAY_10AM, "evening": TUESDAY_8PM, "saturday_2am": SATURDAY_2AM}
+SLPS_SCHOOLS = ("slps-roosevelt", "slps-soldan", "slps-vashon", "slps-carnahan",
+                "slps-longmiddle")
+COUNTY_SCHOOLS = ("cty-northview", "cty-riverbend", "cty-oakridge")
+
+
+@pytest.fixture
+def demo_policy(db_session, demo_directory) -> Policy:
+    load_policy_file(db_session, POLICY_FILE, loaded_by="test")
+    db_session.flush()
+    policy = active_policy(db_session)
+    assert policy is not None
+    return policy
+
+
+def steps_by_role(db_session, policy, school, category, severity, at):
+    """[{roles of step 1}, {roles of step 2}, ...] and the plan."""
+    plan = plan_for(db_session, policy, school_code=school, district_code=None,
+                    category=category, severity=severity, at=at)
+    out = []
+    for step in plan.steps:
+        out.append({db_session.get(Contact, e.contact_id).role for e in step.entries})
+    return out, plan
+
+
+def _slps_expected(category: str, severity: int, after_hours: bool, school: str):
+    support = {"counselor", "social_worker"} if school == "slps-roosevelt" else {"counselor"}
+    if severity == 4 and category in ("weapon", "threat", "other"):
+        return [{"safety_team", "counselor", "district_oncall", "police_liaison"},
+                {"district_oncall"}]
+    if severity == 4:
+        return [support | {"district_oncall", "safety_team"}, {"district_oncall"}]
+    if category in ("weapon", "threat"):
+        return [{"safety_team", "counselor", "police_liaison"}, {"district_oncall"}]
+    if after_hours:
+        return [{"district_oncall"}, {"district_oncall"}]
+    return [support, {"district_oncall"}]
+
+
+def _county_expected(category: str, severity: int, after_hours: bool):
+    if category in ("weapon", "threat") or (category == "other" and severity == 4):
+        return [{"principal", "counselor", "police_liaison"}, {"district_oncall"}]
+    if severity == 4:
+        return [{"counselor", "principal"}, {"district_oncall"}]
+    if after_hours:
+        return [{"district_oncall"}, {"principal"}]
+    return [{"counselor"}, {"principal"}]
+
+
+@pytest.mark.parametrize("school", SLPS_SCHOOLS)
+def test_slps_every_category_and_severity(db_session, demo_policy, school):
+    for (label, at), category, severity in product(TIMES.items(), CATEGORIES, range(1, 5)):
+        roles, plan = steps_by_role(db_session, demo_policy, school, category, severity, at)
+        expected = _slps_expected(category, severity, label != "school_hours", school)
+        assert roles == expected, (label, category, severity, plan.rule)
+        police = any("police_liaison" in r for r in roles)
+        assert police == (category in ("weapon", "threat")
+                          or (category == "other" and severity == 4)), (category, severity)
+        if category in NON_VIOLENT:
+            assert not police
+            assert all(c["role"] != "police_liaison" for c in plan.explanation["contacts"]
+                       if c["alerted"])
+
+
+@pytest.mark.parametrize("school", COUNTY_SCHOOLS)
+def test_county_every_category_and_severity(db_session, demo_policy, school):
+    for (label, at), category, severity in product(TIMES.items(), CATEGORIES, range(1, 5)):
+        roles, plan = steps_by_role(db_session, demo_policy, school, category, severity, at)
+        assert roles == _county_expected(category, severity, label != "school_hours"), (
+            label, category, severity, plan.rule)
+        if category in NON_VIOLENT:
+            assert not any("police_liaison" in r for r in roles)
+
+
+def test_county_threats_go_to_school_and_county_police_not_city(db_session, demo_policy):
+    _, plan = steps_by_role(db_session, demo_policy, "cty-riverbend", "threat", 2, TUESDAY_10AM)
+    alerted = {c["contact"] for c in plan.explanation["contacts"] if c["alerted"]}
+    assert {"stlco-liaison", "cty-riverbend-counselor", "cty-riverbend-principal"} <= alerted
+    assert "slpd-liaison" not in alerted
+    assert plan.rule == "cty-violence"
+
+
+def test_slps_weapon_goes_to_city_police_by_rule(db_session, demo_policy):
+    _, plan = steps_by_role(db_session, demo_policy, "slps-vashon", "weapon", 3, SATURDAY_2AM)
+    alerted = {c["contact"]: c for c in plan.explanation["contacts"] if c["alerted"]}
+    assert "slpd-liaison" in alerted and "stlco-liaison" not in alerted
+    assert "rule slps-violence step 1" in alerted["slpd-liaison"]["why"]
+
+
+def test_after_hours_uses_district_timezone(db_session, demo_policy):
+    # 16:30 local on a Tuesday: still school hours for SLPS (until 17:00), not for the county
+    # (until 16:30); the same instant read as UTC would be 10:30 and school hours for both.
+    at = datetime(2026, 11, 24, 22, 30, tzinfo=UTC)
+    slps = plan_for(db_session, demo_policy, school_code="slps-soldan", district_code=None,
+                    category="bullying", severity=2, at=at)
+    county = plan_for(db_session, demo_policy, school_code="cty-oakridge", district_code=None,
+                      category="bullying", severity=2, at=at)
+    assert slps.rule == "slps-support-day" and slps.explanation["time"] == "school_hours"
+    assert county.rule == "cty-support-after-hours"
+    assert county.explanation["local_time"] == "Tue 2026-11-24 16:30"
+    assert county.explanation["timezone"] == "America/Chicago"
+
+
+def test_saturday_2am_goes_to_on_call(db_session, demo_policy):
+    plan = plan_for(db_session, demo_policy, school_code="slps-roosevelt", district_code=None,
+                    category="self_harm", severity=3, at=SATURDAY_2AM)
+    first = {db_session.get(Contact, e.contact_id).key for e in plan.steps[0].entries}
+    assert plan.rule == "slps-support-high-after-hours"
+    assert first == {"slps-oncall"}
+    assert plan.explanation["local_time"] == "Sat 2026-11-28 02:00"
+    assert plan.explanation["time"] == "after_hours"
+
+
+def test_life_safety_alerts_many_by_voice_and_sms_and_repeats(db_session, demo_policy):
+    plan = plan_for(db_session, demo_policy, school_code="slps-roosevelt", district_code=None,
+                    category="weapon", severity=4, at=TUESDAY_10AM)
+    first = plan.steps[0]
+    assert len(first.entries) >= 4
+    assert first.repeat_every == timedelta(minutes=2)
+    assert first.ack_within == timedelta(minutes=5)
+    for e in first.entries:
+        c = db_session.get(Contact, e.contact_id)
+        wanted = tuple(ch for ch in ("voice", "sms")
+                       if (c.voice_number if ch == "voice" else c.sms_number))
+        assert e.channels == wanted
+        assert not e.include_content
+    # escalation: step 2 starts when step 1's deadline passes
+    assert plan.steps[1].delay == timedelta(minutes=5)
+    assert plan.steps[1].repeat_every == timedelta(minutes=2)
+
+
+def test_escalation_steps_have_deadlines_and_growing_delays(db_session, demo_policy):
+    plan = plan_for(db_session, demo_policy, school_code="cty-northview", district_code=None,
+                    category="bullying", severity=1, at=TUESDAY_10AM)
+    assert [s.ack_within for s in plan.steps] == [timedelta(minutes=30)] * 2
+    assert [s.delay for s in plan.steps] == [timedelta(0), timedelta(minutes=30)]
+    assert all(s.repeat_every is None for s in plan.steps)
+    assert plan.explanation["steps"][1]["starts_after"] == "30m"
+
+
+def test_contact_missing_a_channel_gets_the_ones_they_have(db_session, demo_policy):
+    # the SLPS safety supervisor has no email; slps-violence asks for sms, voice
+    _, plan = steps_by_role(db_session, demo_policy, "slps-roosevelt", "bullying", 1,
+                            TUESDAY_10AM)
+    social = next(c for c in plan.explanation["contacts"]
+                  if c["contact"] == "slps-roosevelt-social")
+    assert social["alerted"] and social["channels"] == ["sms", "email"]
+
+
+def test_explanation_names_rule_and_why_each_contact(db_session, demo_policy):
+    plan = plan_for(db_session, demo_policy, school_code="slps-roosevelt", district_code=None,
+                    category="self_harm", severity=2, at=TUESDAY_10AM)
+    ex = plan.explanation
+    assert ex["rule"] == "slps-support-day" and isinstance(ex["rule_line"], int)
+    assert "category self_harm is listed" in ex["matched_because"]
+    assert ex["considered"][0] == {
+        "rule": "slps-life-safety-violence", "line": ex["considered"][0]["line"],
+        "matched": False, "why": "category self_harm not in other, threat, weapon"}
+    assert ex["considered"][-1]["rule"] == "slps-support-day"
+    assert ex["considered"][-1]["matched"] is True
+    by_key = {c["contact"]: c for c in ex["contacts"]}
+    assert by_key["slps-roosevelt-counselor"]["alerted"] is True
+    assert by_key["slps-roosevelt-counselor"]["step"] == 1
+    assert by_key["slpd-liaison"] == {
+        "contact": "slpd-liaison", "contact_id": by_key["slpd-liaison"]["contact_id"],
+        "name": "SLPD school liaison desk (demo)", "role": "police_liaison",
+        "alerted": False, "why": "rule slps-support-day does not alert police"}
+    assert by_key["slps-safety-desk"]["alerted"] is False
+    assert "does not alert safety teams" in by_key["slps-safety-desk"]["why"]
+    assert by_key["slps-support-lead"]["step"] == 2
+    assert by_key["slps-oncall"]["alerted"] is False
+    assert ex["time"] == "school_hours" and ex["policy_version"] >= 1
+    assert ex["fallback_used"] is False
+
+
+def test_explanation_contains_no_tip_content(db_session, vault, queue, demo_policy):
+    r = make_tip(db_session, vault, queue, body="ZEBRA-91 is hiding a knife",
+                 school_code="slps-soldan", category=Category.WEAPON)
+    db_session.flush()
+    tip_job = db_session.get(RoutingJob, r.job_id)
+    plan = PolicyPlanner(demo_policy).plan(db_session, tip_job.tip, TUESDAY_10AM)
+    assert "ZEBRA" not in repr(plan.explanation)
+    assert plan.rule == "slps-violence"
+
+
+def test_unknown_school_is_refused(db_session, demo_policy):
+    with pytest.raises(UnknownPlace):
+        plan_for(db_session, demo_policy, school_code="nope", district_code=None,
+                 category="threat", severity=3, at=TUESDAY_10AM)
+    with pytest.raises(UnknownPlace):
+        plan_for(db_session, demo_policy, school_code="slps-soldan", district_code="stlco-demo",
+                 category="threat", severity=3, at=TUESDAY_10AM)
+
+
+def test_tip_without_school_goes_to_every_district_fallback(db_session, demo_policy):
+    plan = plan_for(db_session, demo_policy, school_code=None, district_code=None,
+                    category="weapon", severity=4, at=SATURDAY_2AM)
+    keys = {db_session.get(Contact, e.contact_id).key for e in plan.steps[0].entries}
+    assert keys == {"slps-oncall", "slps-support-lead", "cty-oncall"}
+    assert plan.rule == "no-school"
+    assert plan.steps[0].repeat_every == timedelta(minutes=2)  # life-safety repeats
+    assert plan.steps[0].ack_within == timedelta(minutes=10)
+    assert not any(db_session.get(Contact, e.contact_id).role == "police_liaison"
+                   for s in plan.steps for e in s.entries)
+    low = plan_for(db_session, demo_policy, school_code=None, district_code=None,
+                   category="bullying", severity=1, at=SATURDAY_2AM)
+    assert low.steps[0].repeat_every is None
+
+
+def test_tip_with_district_but_no_school_goes_to_that_district_fallback(db_session,
+                                                                        demo_policy):
+    plan = plan_for(db_session, demo_policy, school_code=None, district_code="stlco-demo",
+                    category="threat", severity=3, at=TUESDAY_10AM)
+    keys = {db_session.get(Contact, e.contact_id).key for e in plan.steps[0].entries}
+    assert keys == {"cty-oncall"}
+
+
+def test_rule_that_finds_nobody_falls_back_to_district(db_session, demo_policy):
+    # every contact of a brand-new school is missing: the rule's role targets find no one
+    bind(db_session)
+    slps = db_session.execute(select(District).where(District.code == "slps")).scalar_one()
+    school = SchoolFactory(code="slps-new", district=slps)
+    plan = plan_for(db_session, demo_policy, school_code=school.code, district_code=None,
+                    category="bullying", severity=1, at=TUESDAY_10AM)
+    keys = {db_session.get(Contact, e.contact_id).key for s in plan.steps for e in s.entries}
+    # slps-support-day step 2 names the support lead explicitly, so someone is still alerted
+    assert keys == {"slps-support-lead"}
+    for c in db_session.execute(select(Contact).where(Contact.key == "slps-support-lead")):
+        c[0].active = False
+    db_session.flush()
+    plan = plan_for(db_session, demo_policy, school_code=school.code, district_code=None,
+                    category="bullying", severity=1, at=TUESDAY_10AM)
+    keys = {db_session.get(Contact, e.contact_id).key for s in plan.steps for e in s.entries}
+    assert keys == {"slps-oncall"}
+    assert plan.explanation["fallback_used"] is True
+    lead = next(c for c in plan.explanation["contacts"] if c["contact"] == "slps-support-lead")
+    assert lead["alerted"] is False and "inactive" in lead["why"]
+
+
+ON_CALL_POLICY = """
+districts:
+  d-oc:
+    school_hours: [{days: mon-fri, start: "08:00", end: "16:00"}]
+    fallback: [oc-desk]
+    rules:
+      - name: oc-all
+        default: true
+        steps:
+          - alert: [{role: district_oncall, on_call_only: true}, {role: counselor}]
+            channels: [sms]
+            ack_within: 10m
+"""
+
+
+def test_on_call_hours_of_contacts_are_respected(db_session, vault):
+    bind(db_session)
+    school = SchoolFactory(code="oc-school", district__code="d-oc",
+                           district__timezone="America/Chicago")
+    ContactFactory(key="oc-desk", role="district_oncall", district=school.district)
+    ContactFactory(key="oc-night", role="district_oncall", schools=[school],
+                   on_call={"windows": [{"days": "fri", "start": "18:00", "end": "06:00"}]})
+    ContactFactory(key="oc-day", role="district_oncall", schools=[school],
+                   on_call={"windows": [{"days": "mon-fri", "start": "08:00", "end": "18:00"}]})
+    ContactFactory(key="oc-counselor", role="counselor", schools=[school])
+    db_session.flush()
+    policy = parse_policy(ON_CALL_POLICY, "oc.yaml")
+
+    def alerted(at):
+        plan = plan_for(db_session, policy, school_code="oc-school", district_code=None,
+                        category="other", severity=2, at=at)
+        return {db_session.get(Contact, e.contact_id).key for s in plan.steps
+                for e in s.entries}, plan
+
+    keys, plan = alerted(SATURDAY_2AM)  # Friday-night window wraps past midnight
+    assert keys == {"oc-night", "oc-counselor"}
+    day = next(c for c in plan.explanation["contacts"] if c["contact"] == "oc-day")
+    assert day["alerted"] is False and "not on call at Sat 02:00" in day["why"]
+    keys, _ = alerted(TUESDAY_10AM)
+    assert keys == {"oc-day", "oc-counselor"}
+
+
+def test_policy_planner_routes_a_tip_to_exactly_the_rule_contacts(db_session, vault, queue,
+                                                                   demo_policy):
+    r = make_tip(db_session, vault, queue, school_code="cty-northview",
+                 category=Category.WEAPON, severity=Severity.HIGH)
+    db_session.commit()
+    result = route_job(db_session, r.job_id, PolicyPlanner(demo_policy), queue, TUESDAY_10AM)
+    assert result.routed
+    rows = db_session.execute(select(Dispatch).where(Dispatch.tip_id == r.tip_id)).scalars()
+    got = {(db_session.get(Contact, d.contact_id).key, d.step_index, d.status) for d in rows}
+    assert got == {
+        ("cty-northview-counselor", 0, "active"),
+        ("cty-northview-principal", 0, "active"),
+        ("stlco-liaison", 0, "active"),
+        ("cty-oncall", 1, "scheduled"),
+    }
+    job = db_session.get(RoutingJob, r.job_id)
+    assert job.explanation["rule"] == "cty-violence"
+    assert job.status == "done"
+
+
+def test_services_planner_picks_policy_when_loaded(db_session, demo_directory, settings):
+    from tipline.context import Services
+
+    svc = Services(settings=settings, db=None, vault=None, queue=None)  # type: ignore[arg-type]
+    assert isinstance(svc.planner(db_session), DirectoryPlanner)
+    load_policy_file(db_session, POLICY_FILE, loaded_by="test")
+    db_session.flush()
+    assert isinstance(svc.planner(db_session), PolicyPlanner)
+
+
+def test_engine_error_falls_back_to_directory(db_session, vault, queue, demo_policy,
+                                              monkeypatch):
+    import tipline.routing.engine as engine
+
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(engine, "plan_for_place", boom)
+    r = make_tip(db_session, vault, queue, school_code="slps-soldan")
+    db_session.flush()
+    tip = db_session.get(RoutingJob, r.job_id).tip
+    plan = PolicyPlanner(demo_policy).plan(db_session, tip, TUESDAY_10AM)
+    assert plan.rule == "directory-default" and plan.steps
+    assert plan.explanation["note"].startswith("policy engine error")
+
+
+def test_explain_matches_the_engine(db_session, demo_policy):
+    ex = explain(db_session, demo_policy, school_code="slps-carnahan", district_code=None,
+                 category="threat", severity=4, at=TUESDAY_10AM)
+    assert ex["rule"] == "slps-life-safety-violence"
+    assert ex["steps"][0]["repeat_every"] == "2m"
+    assert ex["steps"][0]["channels"] == ["voice", "sms"]
+    # Nothing was written.
+    assert db_session.execute(select(Dispatch)).first() is None
+
+
+def test_every_school_of_the_demo_reaches_someone_for_every_tip(db_session, demo_policy):
+    schools = db_session.execute(select(School.code)).scalars().all()
+    for code, category, severity, at in product(schools, CATEGORIES, range(1, 5),
+                                               TIMES.values()):
+        plan = plan_for(db_session, demo_policy, school_code=code, district_code=None,
+                        category=category, severity=severity, at=at)
+        assert plan.steps and plan.steps[0].entries, (code, category, severity)
+        assert plan.steps[0].delay == timedelta(0)

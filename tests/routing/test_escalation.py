@@ -1,0 +1,127 @@
+"""Escalation: next step at a missed deadline, life-safety repeats until acknowledged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.routing.delivery_support import (
+    StepSpec,
+    contact_key,
+    deliveries,
+    dispatches,
+    queued_deliveries,
+    route,
+)
+from tipline.celeryconf import ESCALATE_INTERVAL, celery_config
+from tipline.jobs import RecordingQueue
+from tipline.routing.ack import acknowledge_dispatch
+from tipline.routing.escalation import escalate_due
+from tipline.tips.models import Severity, Tip
+
+FIVE = timedelta(minutes=5)
+PLAN = [
+    StepSpec(("slps-roosevelt-counselor",), ack_within=FIVE),
+    StepSpec(("slps-safety-desk",), ack_within=FIVE, delay=timedelta(minutes=30)),
+    StepSpec(("slps-oncall",), ack_within=FIVE, delay=timedelta(minutes=60)),
+]
+
+
+def test_nothing_happens_before_the_deadline(db_session, vault, queue, demo_directory):
+    r = route(db_session, vault, queue, PLAN)
+    res = escalate_due(db_session, queue, r.now + FIVE - timedelta(seconds=1))
+    assert (res.expired, res.activated, res.repeated) == (0, 0, 0)
+    assert [d.status for d in dispatches(db_session, r.tip_id)] == [
+        "active", "scheduled", "scheduled"]
+
+
+def test_a_missed_deadline_moves_the_plan_to_the_next_step(db_session, vault, queue,
+                                                           demo_directory):
+    r = route(db_session, vault, queue, PLAN)
+    before = len(queued_deliveries(queue))
+    at = r.now + FIVE + timedelta(seconds=1)
+    res = escalate_due(db_session, queue, at)
+    assert (res.expired, res.activated) == (1, 1)
+    first, second, third = dispatches(db_session, r.tip_id)
+    assert first.status == "expired"
+    assert second.status == "active" and contact_key(db_session, second) == "slps-safety-desk"
+    assert second.activated_at == at and second.ack_deadline == at + FIVE
+    assert third.status == "scheduled"
+    new = queued_deliveries(queue)[before:]
+    assert [d.id for d in deliveries(db_session, r.tip_id) if d.dispatch_id == second.id] == new
+    # The run after that, with nothing due, does nothing; the next deadline moves on again.
+    assert escalate_due(db_session, queue, at + timedelta(seconds=2)).activated == 0
+    res = escalate_due(db_session, queue, at + FIVE + timedelta(seconds=1))
+    assert (res.expired, res.activated) == (1, 1)
+    assert [d.status for d in dispatches(db_session, r.tip_id)] == [
+        "expired", "expired", "active"]
+
+
+def test_escalating_twice_at_once_escalates_once(db_session, vault, queue, demo_directory):
+    r = route(db_session, vault, queue, PLAN)
+    at = r.now + FIVE + timedelta(seconds=1)
+    a = escalate_due(db_session, queue, at)
+    b = escalate_due(db_session, RecordingQueue(), at)
+    assert (a.activated, b.activated, b.expired) == (1, 0, 0)
+    second = dispatches(db_session, r.tip_id)[1]
+    assert len([d for d in deliveries(db_session, r.tip_id) if d.dispatch_id == second.id]) == 1
+
+
+def test_an_acknowledged_tip_does_not_escalate(db_session, vault, queue, demo_directory):
+    r = route(db_session, vault, queue, PLAN)
+    first = dispatches(db_session, r.tip_id)[0]
+    acknowledge_dispatch(db_session, first.id, via="sms", now=r.now + timedelta(minutes=1))
+    db_session.commit()
+    res = escalate_due(db_session, queue, r.now + timedelta(hours=3))
+    assert (res.expired, res.activated, res.repeated) == (0, 0, 0)
+    assert [d.status for d in dispatches(db_session, r.tip_id)] == [
+        "acknowledged", "cancelled", "cancelled"]
+
+
+def test_a_tip_taken_in_the_dashboard_stops_escalating(db_session, vault, queue,
+                                                       demo_directory):
+    r = route(db_session, vault, queue, PLAN)
+    tip = db_session.get(Tip, r.tip_id)
+    tip.acknowledged_at = r.now + timedelta(minutes=1)  # e.g. a status change by staff
+    db_session.commit()
+    res = escalate_due(db_session, queue, r.now + timedelta(hours=3))
+    assert res.activated == 0 and res.cancelled == 3
+    assert {d.status for d in dispatches(db_session, r.tip_id)} == {"cancelled"}
+
+
+def test_life_safety_keeps_alerting_until_someone_acknowledges(db_session, vault, queue,
+                                                               demo_directory):
+    two = timedelta(minutes=2)
+    r = route(db_session, vault, queue,
+              [StepSpec(("slps-safety-desk", "slps-safety-supervisor"),
+                        channels=("voice", "sms"), ack_within=two, repeat_every=two),
+               StepSpec(("slps-oncall",), channels=("voice", "sms"), ack_within=two,
+                        delay=two, repeat_every=two)],
+              severity=Severity.LIFE_SAFETY)
+    assert len(deliveries(db_session, r.tip_id)) == 4  # 2 people x voice + sms
+    t = r.now
+    rounds = []
+    for _ in range(3):
+        t += two + timedelta(seconds=1)
+        rounds.append(escalate_due(db_session, queue, t))
+    # Round 1: step 1 missed -> on-call activated, step 1 alerted again; then all repeat.
+    assert [x.repeated for x in rounds] == [2, 3, 3]
+    assert rounds[0].activated == 1
+    ds = dispatches(db_session, r.tip_id)
+    assert [d.alert_round for d in ds] == [3, 3, 2]
+    rows = deliveries(db_session, r.tip_id)
+    assert len(rows) == 4 + 2 + 2 * (2 + 2 + 2) + 2 * 2
+    # Someone answers: nothing more goes out.
+    assert acknowledge_dispatch(db_session, ds[2].id, via="voice", now=t)
+    db_session.commit()
+    sent_before = len(queued_deliveries(queue))
+    later = escalate_due(db_session, queue, t + timedelta(minutes=30))
+    assert (later.repeated, later.activated) == (0, 0)
+    assert len(queued_deliveries(queue)) == sent_before
+    assert {d.status for d in dispatches(db_session, r.tip_id)} == {"acknowledged",
+                                                                    "cancelled"}
+
+
+def test_the_scheduler_runs_escalation_every_few_seconds(settings):
+    beat = celery_config(settings)["beat_schedule"]
+    assert beat["escalate"]["task"] == "tipline.escalate"
+    assert beat["escalate"]["schedule"] == ESCALATE_INTERVAL <= 2.0

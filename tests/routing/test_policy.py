@@ -1,0 +1,294 @@
+"""Policy files: parsing, every kind of validation error (with its line), loading, versions."""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tipline.routing.models import RoutingPolicy
+from tipline.routing.policy import (
+    PolicyError,
+    active_policy,
+    load_policy,
+    load_policy_file,
+    parse_clock,
+    parse_days,
+    parse_duration,
+    parse_policy,
+    validate_policy,
+)
+
+POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "policy.demo.yaml"
+
+# A small valid policy against the demo directory; tests break one line at a time.
+BASE = """\
+policy: test
+districts:
+  slps:
+    school_hours:
+      - {days: mon-fri, start: "07:00", end: "17:00"}
+    fallback: [slps-oncall]
+    police_only_for: [weapon, threat]
+    rules:
+      - name: violence
+        match: {categories: [weapon, threat]}
+        steps:
+          - alert: [{role: safety_team}, {contact: slpd-liaison}]
+            channels: [sms, voice]
+            ack_within: 10m
+      - name: support
+        match: {categories: [bullying, self_harm]}
+        steps:
+          - alert: [{role: counselor}]
+            ack_within: 30m
+      - name: fallback-rule
+        default: true
+        steps:
+          - alert: [{contact: slps-oncall}]
+            ack_within: 30m
+"""
+
+
+def errors_of(text: str, session=None) -> list[str]:
+    with pytest.raises(PolicyError) as info:
+        policy = parse_policy(text, "p.yaml")
+        if session is not None:
+            validate_policy(session, policy)
+    assert info.value.errors, "a PolicyError always lists its errors"
+    return info.value.errors
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), start=1) if needle in line)
+
+
+def test_base_policy_is_valid(db_session, demo_directory):
+    policy = parse_policy(BASE, "p.yaml")
+    validate_policy(db_session, policy)
+    assert [r.name for r in policy.districts["slps"].rules] == [
+        "violence", "support", "fallback-rule"]
+    assert policy.districts["slps"].rules[0].steps[0].ack_within == timedelta(minutes=10)
+
+
+def test_demo_policy_is_valid_and_loads(db_session, demo_directory):
+    row = load_policy_file(db_session, POLICY_FILE, loaded_by="test")
+    assert row.active and row.version == 1 and len(row.sha256) == 64
+    policy = active_policy(db_session)
+    assert policy is not None and set(policy.districts) == {"slps", "stlco-demo"}
+    assert policy.version == 1
+
+
+def test_unknown_category_names_the_line():
+    text = BASE.replace("[bullying, self_harm]", "[bullying, selfharm]")
+    assert errors_of(text) == [
+        f"p.yaml:{line_of(text, 'selfharm')}: unknown category 'selfharm' "
+        "(known: weapon, threat, self_harm, bullying, abuse, substance, family_crisis, other)"]
+
+
+def test_unknown_role_names_the_line():
+    text = BASE.replace("{role: counselor}", "{role: counsellor}")
+    (err,) = errors_of(text)
+    assert err.startswith(f"p.yaml:{line_of(text, 'counsellor')}: unknown role 'counsellor'")
+
+
+def test_unknown_contact_names_the_line(db_session, demo_directory):
+    text = BASE.replace("{contact: slpd-liaison}", "{contact: slpd-liason}")
+    assert errors_of(text, db_session) == [
+        f"p.yaml:{line_of(text, 'slpd-liason')}: unknown contact 'slpd-liason'"]
+
+
+def test_unknown_fallback_contact(db_session, demo_directory):
+    text = BASE.replace("fallback: [slps-oncall]", "fallback: [nobody]")
+    assert errors_of(text, db_session) == [
+        f"p.yaml:{line_of(text, 'fallback: [nobody]')}: unknown contact 'nobody' in fallback"]
+
+
+def test_unknown_district_names_the_line(db_session, demo_directory):
+    text = BASE.replace("  slps:\n", "  slpss:\n")
+    (err,) = errors_of(text, db_session)
+    assert err.startswith(f"p.yaml:{line_of(text, 'slpss')}: unknown district 'slpss'")
+
+
+def test_unknown_school_and_school_of_another_district(db_session, demo_directory):
+    text = BASE.replace("match: {categories: [bullying, self_harm]}",
+                        "match: {categories: [bullying, self_harm], "
+                        "schools: [slps-nowhere, cty-northview]}")
+    line = line_of(text, "- name: support")
+    assert errors_of(text, db_session) == [
+        f"p.yaml:{line}: rule 'support': school 'cty-northview' is not in this district",
+        f"p.yaml:{line}: rule 'support': school 'slps-nowhere' is unknown",
+    ]
+
+
+def test_overlapping_rules_without_priority():
+    text = BASE.replace("[bullying, self_harm]", "[bullying, threat]")
+    assert errors_of(text) == [
+        f"p.yaml:{line_of(text, '- name: support')}: rule 'support' overlaps rule 'violence' "
+        f"(line {line_of(text, '- name: violence')}), e.g. threat severity 1 during after "
+        "hours at any other school; give both a different priority (higher wins) or narrow one"]
+
+
+def test_overlap_resolved_by_priority_and_higher_wins(db_session, demo_directory):
+    text = BASE.replace("[bullying, self_harm]", "[bullying, threat]").replace(
+        "      - name: violence\n", "      - name: violence\n        priority: 10\n").replace(
+        "      - name: support\n", "      - name: support\n        priority: 5\n")
+    policy = parse_policy(text, "p.yaml")
+    assert [r.name for r in policy.districts["slps"].rules][:2] == ["violence", "support"]
+
+
+def test_overlap_with_equal_priority_is_an_error():
+    text = BASE.replace("[bullying, self_harm]", "[bullying, threat]").replace(
+        "      - name: violence\n", "      - name: violence\n        priority: 5\n").replace(
+        "      - name: support\n", "      - name: support\n        priority: 5\n")
+    (err,) = errors_of(text)
+    assert "rule 'support' overlaps rule 'violence'" in err
+
+
+def test_unreachable_rule_shadowed_by_higher_priority():
+    text = BASE.replace(
+        "      - name: violence\n", "      - name: violence\n        priority: 10\n").replace(
+        "      - name: support\n",
+        "      - name: guns-at-roosevelt\n        priority: 5\n"
+        "        match: {categories: [weapon], schools: [slps-roosevelt], severity: 4}\n"
+        "        steps:\n          - alert: [{role: counselor}]\n            ack_within: 5m\n"
+        "      - name: support\n")
+    assert errors_of(text) == [
+        f"p.yaml:{line_of(text, 'guns-at-roosevelt')}: rule 'guns-at-roosevelt' is unreachable:"
+        " every tip it matches is taken by higher-priority rules (violence)"]
+
+
+def test_school_specific_rule_with_priority_is_reachable():
+    text = BASE.replace(
+        "      - name: violence\n", "      - name: violence\n        priority: 5\n").replace(
+        "      - name: support\n",
+        "      - name: guns-at-roosevelt\n        priority: 10\n"
+        "        match: {categories: [weapon], schools: [slps-roosevelt]}\n"
+        "        steps:\n          - alert: [{role: counselor}]\n            ack_within: 5m\n"
+        "      - name: support\n")
+    policy = parse_policy(text, "p.yaml")
+    assert policy.districts["slps"].rules[0].name == "guns-at-roosevelt"
+
+
+def test_step_with_no_contacts():
+    text = BASE.replace("          - alert: [{role: counselor}]\n", "          - alert: []\n")
+    (err,) = errors_of(text)
+    assert err.startswith(f"p.yaml:{line_of(text, 'alert: []')}: rule support: a step with "
+                          "no contacts")
+
+
+def test_step_that_reaches_nobody_at_some_school(db_session, demo_directory):
+    # only Roosevelt has a social worker
+    text = BASE.replace("{role: counselor}", "{role: social_worker}")
+    errs = errors_of(text, db_session)
+    line = line_of(text, "{role: social_worker}")
+    assert f"p.yaml:{line}: rule 'support' step 1 alerts nobody at school slps-vashon " \
+           "(no active social_worker there)" in errs
+    assert not any("slps-roosevelt" in e for e in errs)
+
+
+def test_missing_ack_deadline():
+    text = BASE.replace("            ack_within: 10m\n", "")
+    (err,) = errors_of(text)
+    assert err == (f"p.yaml:{line_of(text, 'alert: [{role: safety_team}')}: rule violence: "
+                   "a step needs ack_within (how long before escalating)")
+
+
+def test_bad_duration():
+    text = BASE.replace("ack_within: 10m", "ack_within: 10")
+    (err,) = errors_of(text)
+    assert err.startswith(f"p.yaml:{line_of(text, 'ack_within: 10')}: ack_within: bad "
+                          "duration 10")
+
+
+def test_bad_times():
+    text = BASE.replace('start: "07:00", end: "17:00"', 'start: "25:00", end: "17:61"')
+    errs = errors_of(text)
+    assert errs == [f"p.yaml:5: school_hours: bad time '25:00': use 24-hour HH:MM, like "
+                    "\"07:00\" or \"17:30\""]
+    text = BASE.replace("days: mon-fri", "days: mon-fry")
+    assert errors_of(text)[0].startswith("p.yaml:5: school_hours: bad days 'mon-fry'")
+
+
+def test_missing_default_rule():
+    text = BASE.split("      - name: fallback-rule")[0]
+    (err,) = errors_of(text)
+    assert err == (f"p.yaml:{line_of(text, '    rules:')}: district slps has no default "
+                   "rule: add one with 'default: true' so every tip reaches someone")
+
+
+def test_police_for_a_non_violent_category_is_refused(db_session, demo_directory):
+    text = BASE.replace("          - alert: [{role: counselor}]\n",
+                        "          - alert: [{role: counselor}, {contact: slpd-liaison}]\n")
+    errs = errors_of(text, db_session)
+    assert errs == [
+        f"p.yaml:{line_of(text, '{role: counselor}, {contact: slpd')}: rule 'support' alerts "
+        "police (slpd-liaison) for bullying, self_harm, but district slps allows police only "
+        "for threat, weapon"]
+    text = BASE.replace("          - alert: [{role: counselor}]\n",
+                        "          - alert: [{role: police_liaison}]\n")
+    (err,) = errors_of(text)
+    assert "rule 'support' alerts police for bullying, self_harm" in err
+
+
+def test_not_yaml_and_duplicate_keys_name_the_line():
+    (err,) = errors_of(BASE.replace("    rules:\n", "    rules: [\n"))
+    assert err.startswith("p.yaml:") and "not valid YAML" in err
+    text = BASE.replace("    fallback: [slps-oncall]\n",
+                        "    fallback: [slps-oncall]\n    fallback: [slps-oncall]\n")
+    assert errors_of(text) == ["p.yaml:7: 'fallback' is given twice"]
+
+
+def test_unknown_field_and_duplicate_rule_name():
+    text = BASE.replace("        default: true\n", "        default: true\n        colour: red\n")
+    (err,) = errors_of(text)
+    assert err.startswith(f"p.yaml:{line_of(text, 'colour')}: unknown field 'colour' in a rule")
+    text = BASE.replace("name: support", "name: violence")
+    (err,) = errors_of(text)
+    assert err == (f"p.yaml:{line_of(text, 'categories: [bullying') - 1}: rule name 'violence' "
+                   f"is already used on line {line_of(text, '- name: violence')}")
+
+
+def test_every_error_is_reported_at_once():
+    text = BASE.replace("[bullying, self_harm]", "[bullyng]").replace(
+        "ack_within: 10m", "ack_within: soon").replace("{role: counselor}", "{role: coach}")
+    assert len(errors_of(text)) == 3
+
+
+def test_small_parsers():
+    assert parse_duration("90s") == timedelta(seconds=90)
+    assert parse_duration("2h") == timedelta(hours=2)
+    with pytest.raises(ValueError):
+        parse_duration("0m")
+    assert parse_clock("7:05") == time(7, 5)
+    assert parse_clock(420) == time(7, 0)  # YAML 1.1 reads unquoted 07:00 as 420
+    with pytest.raises(ValueError):
+        parse_clock("24:00")
+    assert parse_days("fri-mon") == frozenset({4, 5, 6, 0})
+    assert parse_days("sat,sun") == frozenset({5, 6})
+    assert parse_days("daily") == frozenset(range(7))
+
+
+def test_unquoted_times_in_yaml_are_read_right():
+    text = BASE.replace('start: "07:00", end: "17:00"', "start: 07:30, end: 16:45")
+    w = parse_policy(text, "p.yaml").districts["slps"].school_hours[0]
+    assert (w.start, w.end) == (time(7, 30), time(16, 45))
+
+
+def test_load_policy_versions_and_keeps_one_active(db_session, demo_directory):
+    first = load_policy(db_session, BASE, "p.yaml", "admin@x")
+    second = load_policy_file(db_session, POLICY_FILE, "admin@x")
+    rows = db_session.execute(select(RoutingPolicy).order_by(RoutingPolicy.version)).scalars()
+    assert [(r.version, r.active) for r in rows] == [(1, False), (2, True)]
+    assert first.source_text == BASE and second.loaded_by == "admin@x"
+    assert active_policy(db_session).name == "St. Louis demo policy"
+
+
+def test_invalid_policy_is_not_stored(db_session, demo_directory):
+    load_policy(db_session, BASE, "p.yaml", "cli")
+    with pytest.raises(PolicyError):
+        load_policy(db_session, BASE.replace("slpd-liaison", "ghost"), "p.yaml", "cli")
+    rows = db_session.execute(select(RoutingPolicy)).scalars().all()
+    assert [(r.version, r.active) for r in rows] == [(1, True)]

@@ -1,0 +1,71 @@
+"""Scope: every role sees exactly its tips; everything else is "not found"."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+from sqlalchemy.orm import Session
+
+from tests.factories import ContactFactory, bind
+from tests.triage.conftest import World, dispatch_to
+from tipline.directory.models import Contact, PoliceAgency
+from tipline.triage.scope import TipNotFound, get_tip_for, visible_tips
+
+
+def _refs(session: Session, user: object) -> set[str]:
+    return {t.reference for t in session.execute(visible_tips(session, user)).scalars()}  # type: ignore[arg-type]
+
+
+def test_district_admin_sees_their_district_only(db_session: Session, world: World) -> None:
+    seen = _refs(db_session, world.admin.user)
+    t = world.tips
+    assert {t["roosevelt"].reference, t["soldan"].reference, t["abuse"].reference} <= seen
+    assert t["county"].reference not in seen
+    assert t["county_other"].reference not in seen
+    county = _refs(db_session, world.county_admin.user)
+    assert t["county"].reference in county and t["roosevelt"].reference not in county
+
+
+def test_school_staff_see_their_school_only(db_session: Session, world: World) -> None:
+    seen = _refs(db_session, world.staff.user)
+    assert world.tips["roosevelt"].reference in seen
+    assert world.tips["soldan"].reference not in seen
+    with pytest.raises(TipNotFound):
+        get_tip_for(db_session, world.staff.user, world.tips["soldan"].uid)
+
+
+def test_liaison_sees_only_what_was_routed_to_them(db_session: Session, world: World) -> None:
+    assert _refs(db_session, world.liaison.user) == {world.tips["county"].reference}
+    with pytest.raises(TipNotFound):
+        get_tip_for(db_session, world.liaison.user, world.tips["county_other"].uid)
+    assert get_tip_for(db_session, world.liaison.user, world.tips["county"].uid).id == \
+        world.tips["county"].id
+
+
+def test_liaison_sees_tips_routed_to_their_agency(db_session: Session, world: World) -> None:
+    agency = db_session.query(PoliceAgency).filter_by(code="stlco-pd").one()
+    bind(db_session)
+    colleague = cast(Contact, ContactFactory(key="stlco-liaison-2", agency=agency,
+                                             role="police_liaison"))
+    tip = world.tips["county_other"]
+    dispatch_to(db_session, tip, tip.__dict__["_job_id"], "stlco-liaison-2")
+    assert colleague.agency is agency
+    assert tip.reference in _refs(db_session, world.liaison.user)
+
+
+def test_auditor_sees_no_tip(db_session: Session, world: World) -> None:
+    assert _refs(db_session, world.auditor.user) == set()
+    with pytest.raises(TipNotFound):
+        get_tip_for(db_session, world.auditor.user, world.tips["roosevelt"].uid)
+
+
+def test_disabled_account_sees_nothing(db_session: Session, world: World) -> None:
+    world.admin.user.active = False
+    assert _refs(db_session, world.admin.user) == set()
+
+
+def test_unknown_and_malformed_uids_are_not_found(db_session: Session, world: World) -> None:
+    for uid in ("", "0" * 32, "x" * 500):
+        with pytest.raises(TipNotFound):
+            get_tip_for(db_session, world.admin.user, uid)

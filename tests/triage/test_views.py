@@ -1,0 +1,397 @@
+"""The dashboard pages through the Flask test client: queue, tip page, every action, and
+every boundary (scope, role, CSRF)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from tests.staffsupport import csrf_from, sign_in
+from tests.triage.conftest import Account, World, age
+from tipline.audit.models import AuditEvent
+from tipline.audit.services import verify_chain
+from tipline.jobs import RecordingQueue
+from tipline.routing.models import Dispatch, RoutingJob
+from tipline.tips.models import Message, Note, Severity, Tip
+from tipline.triage.models import MandatedReport, TipEvent
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+ACTIONS = ("acknowledge", "reply", "note", "status", "assign", "retriage", "mandated-report")
+
+
+def login(client: Any, who: Account) -> Any:
+    sign_in(client, who.user.email, who.password, who.secret)
+    return client
+
+
+def tip_page(client: Any, tip: Tip) -> str:
+    resp = client.get(f"/staff/tips/{tip.uid}")
+    assert resp.status_code == 200
+    return str(resp.get_data(as_text=True))
+
+
+def post(client: Any, tip: Tip, action: str, **data: str) -> Any:
+    token = csrf_from(tip_page(client, tip))
+    return client.post(f"/staff/tips/{tip.uid}/{action}", data={"csrf_token": token, **data})
+
+
+def refs_in_order(html: str) -> list[str]:
+    return re.findall(r'<th scope="row"><a href="/staff/tips/\w+">([^<]+)</a>', html)
+
+
+# -- queue ------------------------------------------------------------------------------
+
+def test_queue_sorted_by_severity_then_unacknowledged_then_age(
+        client: Any, world: World, db_session: Session) -> None:
+    t = world.tips
+    t["soldan"].severity = Severity.MEDIUM
+    t["roosevelt"].severity = Severity.LIFE_SAFETY
+    t["abuse"].severity = Severity.HIGH
+    t["sms"].severity = Severity.HIGH
+    t["picture"].severity = Severity.HIGH
+    from tipline.db import utcnow
+
+    t["sms"].acknowledged_at = utcnow()
+    db_session.flush()
+    age(db_session, t["abuse"], 5)
+    age(db_session, t["picture"], 50)
+    age(db_session, t["sms"], 500)
+    html = login(client, world.admin).get("/staff/").get_data(as_text=True)
+    order = refs_in_order(html)
+    expected = [t["roosevelt"], t["picture"], t["abuse"], t["sms"], t["soldan"]]
+    assert [r for r in order if r in {x.reference for x in expected}] == \
+        [x.reference for x in expected]
+
+
+def test_queue_filters(client: Any, world: World) -> None:
+    login(client, world.admin)
+    t = world.tips
+    by_school = refs_in_order(client.get("/staff/?school=slps-soldan").get_data(as_text=True))
+    assert by_school == [t["soldan"].reference]
+    by_cat = refs_in_order(client.get("/staff/?category=abuse").get_data(as_text=True))
+    assert by_cat == [t["abuse"].reference]
+    by_channel = refs_in_order(client.get("/staff/?channel=sms").get_data(as_text=True))
+    assert by_channel == [t["sms"].reference]
+    assert refs_in_order(client.get("/staff/?status=closed").get_data(as_text=True)) == []
+    assert refs_in_order(client.get("/staff/?from=2000-01-01&to=2000-01-02")
+                         .get_data(as_text=True)) == []
+    assert len(refs_in_order(client.get("/staff/?from=2000-01-01").get_data(as_text=True))) >= 5
+
+
+def test_queue_shows_no_tip_content(client: Any, world: World) -> None:
+    html = login(client, world.admin).get("/staff/").get_data(as_text=True)
+    assert "Roosevelt tip about a fight" not in html
+
+
+def test_lifesafety_banner_on_every_staff_page_until_acknowledged(
+        client: Any, world: World, db_session: Session) -> None:
+    t = world.tips["roosevelt"]
+    t.severity = Severity.LIFE_SAFETY
+    db_session.flush()
+    login(client, world.staff)
+    for path in ("/staff/", "/staff/account", f"/staff/tips/{world.tips['sms'].uid}"):
+        html = client.get(path).get_data(as_text=True)
+        assert 'class="lifesafety" role="alert"' in html, path
+        assert t.reference in html
+    assert post(client, t, "acknowledge").status_code == 303
+    assert 'class="lifesafety"' not in client.get("/staff/").get_data(as_text=True)
+
+
+def test_state_endpoint_reports_new_tips(client: Any, world: World, db_session: Session,
+                                         vault: Any, queue: RecordingQueue) -> None:
+    from tests.factories import make_tip
+
+    login(client, world.staff)
+    before = client.get("/staff/queue/state", headers={"Accept": "application/json"}).get_json()
+    make_tip(db_session, vault, queue, school_code="slps-roosevelt", body="new one")
+    db_session.flush()
+    after = client.get("/staff/queue/state").get_json()
+    assert after["latest"] > before["latest"]
+    assert after["total"] == before["total"] + 1
+    partial = client.get("/staff/?partial=1").get_data(as_text=True)
+    assert "<html" not in partial and "<table" in partial
+
+
+def test_state_without_session_is_401_json(client: Any) -> None:
+    resp = client.get("/staff/queue/state")
+    assert resp.status_code == 401
+    assert resp.get_json() == {"signed_in": False}
+
+
+# -- reading ------------------------------------------------------------------------------
+
+def test_tip_page_shows_content_and_audits_every_read(client: Any, world: World,
+                                                      db_session: Session) -> None:
+    t = world.tips["roosevelt"]
+    login(client, world.staff)
+    for _ in range(2):
+        assert "Roosevelt tip about a fight" in tip_page(client, t)
+    views = db_session.execute(select(AuditEvent).where(
+        AuditEvent.action == "tip.view", AuditEvent.tip_id == t.id)).scalars().all()
+    assert len(views) == 2
+    assert {v.actor_user_id for v in views} == {world.staff.user.id}
+    assert verify_chain(db_session).ok
+
+
+def test_audit_chain_detects_a_tampered_read(client: Any, world: World,
+                                             db_session: Session) -> None:
+    login(client, world.staff)
+    tip_page(client, world.tips["roosevelt"])
+    ev = db_session.execute(select(AuditEvent).where(AuditEvent.action == "tip.view")).scalar_one()
+    # Someone with database rights switches the append-only trigger off and rewrites who read.
+    db_session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"))
+    ev.actor_user_id = world.admin.user.id
+    db_session.flush()
+    report = verify_chain(db_session)
+    assert not report.ok and report.first_bad_id == ev.id
+
+
+def test_attachment_served_through_the_app_no_store_and_audited(
+        client: Any, world: World, db_session: Session) -> None:
+    t = world.tips["picture"]
+    login(client, world.staff)
+    html = tip_page(client, t)
+    src = re.search(r'<img src="(/staff/tips/\w+/attachments/\w+)"', html)
+    assert src
+    resp = client.get(src.group(1))
+    assert resp.status_code == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.mimetype == "image/png" and resp.data.startswith(b"\x89PNG")
+    assert db_session.execute(select(AuditEvent).where(
+        AuditEvent.action == "tip.view_attachment", AuditEvent.tip_id == t.id)).scalar_one()
+
+
+# -- scope boundaries ---------------------------------------------------------------------
+
+def test_school_staff_cannot_open_another_schools_tip(client: Any, world: World) -> None:
+    login(client, world.staff)
+    other = world.tips["soldan"]
+    assert client.get(f"/staff/tips/{other.uid}").status_code == 404
+    own = csrf_from(tip_page(client, world.tips["roosevelt"]))
+    for action in ACTIONS:
+        resp = client.post(f"/staff/tips/{other.uid}/{action}",
+                           data={"csrf_token": own, "body": "x", "status": "closed"})
+        assert resp.status_code == 404, action
+
+
+def test_school_staff_cannot_fetch_another_schools_attachment(
+        client: Any, world: World, db_session: Session) -> None:
+    from tipline.tips.models import Attachment
+
+    att = db_session.execute(select(Attachment).where(
+        Attachment.tip_id == world.tips["picture"].id)).scalar_one()
+    login(client, world.admin)  # sanity: in scope for the district admin
+    assert client.get(f"/staff/tips/{world.tips['picture'].uid}/attachments/{att.uid}"
+                      ).status_code == 200
+    other = client.application.test_client()
+    sign_in(other, world.county_admin.user.email, world.county_admin.password,
+            world.county_admin.secret)
+    assert other.get(f"/staff/tips/{world.tips['picture'].uid}/attachments/{att.uid}"
+                     ).status_code == 404
+    # the uid of another tip's attachment under a tip in scope is not found either
+    assert client.get(f"/staff/tips/{world.tips['roosevelt'].uid}/attachments/{att.uid}"
+                      ).status_code == 404
+
+
+def test_liaison_cannot_open_a_tip_not_routed_to_them(client: Any, world: World) -> None:
+    login(client, world.liaison)
+    assert client.get(f"/staff/tips/{world.tips['county_other'].uid}").status_code == 404
+    assert client.get(f"/staff/tips/{world.tips['roosevelt'].uid}").status_code == 404
+    html = tip_page(client, world.tips["county"])
+    assert "Northview weapon tip" in html
+    queue_refs = refs_in_order(client.get("/staff/").get_data(as_text=True))
+    assert queue_refs == [world.tips["county"].reference]
+
+
+def test_district_admin_cannot_open_another_districts_tip(client: Any, world: World) -> None:
+    login(client, world.admin)
+    assert client.get(f"/staff/tips/{world.tips['county'].uid}").status_code == 404
+
+
+def test_auditor_gets_no_tip_and_cannot_post(client: Any, world: World,
+                                             db_session: Session) -> None:
+    login(client, world.auditor)
+    t = world.tips["roosevelt"]
+    assert client.get("/staff/").status_code == 404
+    assert client.get(f"/staff/tips/{t.uid}").status_code == 404
+    token = csrf_from(client.get("/staff/account").get_data(as_text=True))
+    for action in ACTIONS:
+        resp = client.post(f"/staff/tips/{t.uid}/{action}",
+                           data={"csrf_token": token, "body": "x", "status": "closed",
+                                 "outcome": "resolved", "reason": "r"})
+        assert resp.status_code == 404, action
+    db_session.refresh(t)
+    assert t.status == "new" and not db_session.execute(
+        select(Note).where(Note.tip_id == t.id)).first()
+
+
+def test_every_post_needs_a_csrf_token(client: Any, world: World, db_session: Session) -> None:
+    t = world.tips["abuse"]
+    login(client, world.admin)
+    for action in ACTIONS:
+        resp = client.post(f"/staff/tips/{t.uid}/{action}",
+                           data={"body": "x", "status": "closed", "outcome": "resolved",
+                                 "reason": "r", "confirm": "yes"})
+        assert resp.status_code == 400, action
+    for path in ("/staff/logout", "/staff/logout/everywhere"):
+        assert client.post(path).status_code == 400
+    db_session.refresh(t)
+    assert t.status == "new" and t.acknowledged_at is None
+    assert not db_session.execute(select(Message).where(
+        Message.tip_id == t.id, Message.author == "staff")).first()
+
+
+# -- actions ------------------------------------------------------------------------------
+
+def test_reply_to_a_web_reporter(client: Any, world: World, db_session: Session,
+                                 queue: RecordingQueue) -> None:
+    t = world.tips["roosevelt"]
+    login(client, world.staff)
+    assert post(client, t, "reply", body="Can you tell us which hallway?").status_code == 303
+    msg = db_session.execute(select(Message).where(
+        Message.tip_id == t.id, Message.author == "staff")).scalar_one()
+    assert msg.channel == "web" and msg.relay_status == "n/a"
+    assert msg.author_user_id == world.staff.user.id
+    assert b"hallway" not in msg.body_ct
+    assert msg.body == "Can you tell us which hallway?"
+    assert not [s for s in queue.sent if s[0] == "tipline.relay_sms"]
+
+
+def test_reply_to_an_sms_reporter_is_relayed_after_commit(
+        client: Any, world: World, db_session: Session, queue: RecordingQueue) -> None:
+    t = world.tips["sms"]
+    login(client, world.staff)
+    assert post(client, t, "reply", body="Are you safe right now?").status_code == 303
+    msg = db_session.execute(select(Message).where(
+        Message.tip_id == t.id, Message.author == "staff")).scalar_one()
+    assert msg.channel == "sms" and msg.relay_status == "pending"
+    assert ("tipline.relay_sms", (msg.id,)) in queue.sent
+
+
+def test_empty_reply_refused(client: Any, world: World, db_session: Session) -> None:
+    t = world.tips["roosevelt"]
+    login(client, world.staff)
+    resp = post(client, t, "reply", body="   ")
+    assert resp.status_code == 303
+    assert "The reply is empty" in client.get(resp.headers["Location"]).get_data(as_text=True)
+
+
+def test_note_is_sealed_and_shown_to_staff(client: Any, world: World,
+                                           db_session: Session) -> None:
+    t = world.tips["roosevelt"]
+    login(client, world.staff)
+    post(client, t, "note", body="Called the assistant principal")
+    note = db_session.execute(select(Note).where(Note.tip_id == t.id)).scalar_one()
+    assert b"assistant principal" not in note.body_ct
+    assert "Called the assistant principal" in tip_page(client, t)
+
+
+def test_xss_in_tip_text_notes_and_replies_is_escaped(
+        client: Any, world: World, db_session: Session, vault: Any,
+        queue: RecordingQueue) -> None:
+    from tests.factories import make_tip
+
+    receipt = make_tip(db_session, vault, queue, school_code="slps-roosevelt", body=XSS,
+                       details={"where": XSS})
+    t = db_session.get(Tip, receipt.tip_id)
+    assert t is not None
+    login(client, world.staff)
+    post(client, t, "note", body=XSS)
+    post(client, t, "reply", body=XSS)
+    post(client, t, "status", status="in_progress", reason=XSS)
+    html = tip_page(client, t)
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert html.count("&lt;script&gt;alert(") >= 4
+
+
+def test_status_workflow_with_reasons_and_outcome(client: Any, world: World,
+                                                  db_session: Session) -> None:
+    t = world.tips["roosevelt"]
+    login(client, world.staff)
+    post(client, t, "status", status="in_progress", reason="talking to the student")
+    db_session.refresh(t)
+    assert t.status == "in_progress" and t.acknowledged_at is not None
+    post(client, t, "status", status="closed", reason="done")  # no outcome: refused
+    db_session.refresh(t)
+    assert t.status == "in_progress"
+    post(client, t, "status", status="closed", reason="", outcome="resolved")  # no reason
+    db_session.refresh(t)
+    assert t.status == "in_progress"
+    post(client, t, "status", status="closed", reason="spoke with family", outcome="resolved")
+    db_session.refresh(t)
+    assert t.status == "closed" and t.outcome == "resolved" and t.closed_at is not None
+    events = db_session.execute(select(TipEvent).where(TipEvent.tip_id == t.id)
+                                .order_by(TipEvent.id)).scalars().all()
+    assert [(e.from_value, e.to_value) for e in events] == [
+        ("new", "in_progress"), ("in_progress", "closed")]
+    assert events[1].reason == "spoke with family" and b"family" not in (events[1].reason_ct or b"")
+    audited = db_session.execute(select(AuditEvent.detail).where(
+        AuditEvent.action == "tip.status", AuditEvent.tip_id == t.id)).scalars().all()
+    assert {"from": "in_progress", "to": "closed", "outcome": "resolved"} in audited
+    assert all("family" not in str(d) for d in audited)
+
+
+def test_assignment_only_to_someone_who_can_see_the_tip(client: Any, world: World,
+                                                        db_session: Session) -> None:
+    t = world.tips["roosevelt"]
+    login(client, world.admin)
+    post(client, t, "assign", assignee=str(world.county_admin.user.id))
+    db_session.refresh(t)
+    assert t.assigned_to_id is None
+    post(client, t, "assign", assignee=str(world.staff.user.id))
+    db_session.refresh(t)
+    assert t.assigned_to_id == world.staff.user.id
+
+
+def test_retriage_reroutes(client: Any, world: World, db_session: Session,
+                           queue: RecordingQueue) -> None:
+    t = world.tips["soldan"]
+    login(client, world.admin)
+    post(client, t, "retriage", category="threat", severity="4", reason="student named a date")
+    db_session.refresh(t)
+    assert (t.category, t.severity) == ("threat", 4)
+    job = db_session.execute(select(RoutingJob).where(
+        RoutingJob.tip_id == t.id, RoutingJob.reason == "retriage")).scalar_one()
+    assert ("tipline.route_job", (job.id,)) in queue.sent
+
+
+def test_acknowledge_stops_the_alerts(client: Any, world: World, db_session: Session) -> None:
+    t = world.tips["county"]
+    login(client, world.liaison)
+    assert post(client, t, "acknowledge").status_code == 303
+    db_session.refresh(t)
+    assert t.acknowledged_at is not None and t.status == "acknowledged"
+    d = db_session.execute(select(Dispatch).where(Dispatch.tip_id == t.id)).scalar_one()
+    db_session.refresh(d)
+    assert d.status == "acknowledged"
+
+
+@pytest.mark.parametrize("name, shown", [("abuse", True), ("roosevelt", False)])
+def test_mandated_reporter_prompt_only_on_abuse(client: Any, world: World, name: str,
+                                                shown: bool) -> None:
+    login(client, world.staff)
+    html = tip_page(client, world.tips[name])
+    assert ("1-800-392-3738" in html) is shown
+    assert ("RSMo 210.115" in html) is shown
+
+
+def test_recording_my_mandated_report(client: Any, world: World, db_session: Session) -> None:
+    t = world.tips["abuse"]
+    login(client, world.staff)
+    post(client, t, "mandated-report")  # box not ticked: refused
+    assert not db_session.execute(select(MandatedReport)).first()
+    post(client, t, "mandated-report", confirm="yes")
+    rep = db_session.execute(select(MandatedReport)).scalar_one()
+    assert rep.user_id == world.staff.user.id and rep.tip_id == t.id
+    assert db_session.execute(select(AuditEvent).where(
+        AuditEvent.action == "tip.mandated_report", AuditEvent.tip_id == t.id)).scalar_one()
+    html = tip_page(client, t)
+    assert "You recorded that you made the report" in html
+    # another staff member still has their own duty: the button is still there for them
+    other = client.application.test_client()
+    login(other, world.admin)
+    assert "Record that I made the report" in tip_page(other, t)

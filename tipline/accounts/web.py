@@ -1,0 +1,392 @@
+"""Staff sign-in for the dashboard: password, then TOTP (enrolled at first sign-in).
+
+``init_auth(app)`` installs Flask-Login and the sign-in pages; other packages protect their
+staff views with ``@staff_required(...)`` and read the signed-in account with
+``current_staff()``. A session id carries the account's ``session_version``, so "sign out
+everywhere" (a version bump) ends every other session at its next request. A session idle
+for longer than ``STAFF_IDLE_SECONDS`` is signed out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.blueprints import BlueprintSetupState
+from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from tipline.accounts import services as accounts
+from tipline.accounts import totp
+from tipline.accounts.models import StaffUser
+from tipline.audit.services import record
+from tipline.db import utcnow
+from tipline.web import db_session, services
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+IDLE_SECONDS = 30 * 60
+# The password step is good for this long before the code must follow.
+PENDING_SECONDS = 5 * 60
+# Failed attempts only: per salted network key, and per account (email or pending account).
+ADDRESS_LIMIT = "30 per 15 minutes"
+ACCOUNT_LIMIT = "10 per 15 minutes"
+SEEN_KEY = "staff_seen"
+PENDING_KEY = "staff_pending"
+# Requests made by the page itself (polling), not by a person: they do not keep a session alive.
+PASSIVE_ENDPOINTS: set[str] = set()
+
+login_manager = LoginManager()
+login_manager.login_view = "accounts.login"
+login_manager.session_protection = None  # no address or user-agent hash in the cookie
+login_manager.login_message = "Please sign in."
+login_manager.login_message_category = "info"
+
+bp = Blueprint("accounts", __name__, url_prefix="/staff")
+
+
+@dataclass(frozen=True)
+class NavItem:
+    endpoint: str
+    label: str
+    roles: tuple[str, ...]
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+
+
+class CodeForm(FlaskForm):
+    code = StringField("6-digit code from your authenticator app",
+                       validators=[DataRequired(), Length(max=12)])
+
+
+class ConfirmForm(FlaskForm):
+    """A form with only the CSRF token (sign-out buttons)."""
+
+
+# -- the contract ------------------------------------------------------------------------
+
+def init_auth(app: Flask) -> None:
+    """Install Flask-Login, the idle-expiry hook and the sign-in pages (once per app)."""
+    if app.extensions.get("tipline_auth"):
+        return
+    app.extensions["tipline_auth"] = True
+    app.extensions.setdefault("tipline_staff_nav", [])
+    app.config.setdefault("STAFF_IDLE_SECONDS", IDLE_SECONDS)
+    login_manager.init_app(app)
+    app.before_request(_expire_idle_session)
+    app.register_blueprint(bp)
+
+
+def current_staff() -> StaffUser:
+    """The signed-in staff account; aborts with 401 if there is none."""
+    user = current_user
+    obj = user._get_current_object() if hasattr(user, "_get_current_object") else user
+    if not getattr(obj, "is_authenticated", False) or not isinstance(obj, StaffUser):
+        abort(401)
+    return obj
+
+
+def staff_required(*roles: str) -> Callable[[F], F]:
+    """Signed in (password + TOTP), session current, account active; wrong role -> 404."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                if _wants_json():
+                    return jsonify({"signed_in": False}), 401
+                return redirect(url_for("accounts.login", next=_safe_next(request.full_path)))
+            user = current_staff()
+            if not user.totp_confirmed:
+                logout_user()
+                return redirect(url_for("accounts.login"))
+            if roles and user.role not in roles:
+                abort(404)
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def register_nav(app: Flask, endpoint: str, label: str, roles: tuple[str, ...] = ()) -> None:
+    """Add a link to the staff navigation (shown to the roles given; all if empty)."""
+    items: list[NavItem] = app.extensions.setdefault("tipline_staff_nav", [])
+    if not any(i.endpoint == endpoint for i in items):
+        items.append(NavItem(endpoint, label, roles))
+
+
+def nav_items() -> list[NavItem]:
+    """The navigation links the signed-in account may follow."""
+    user = current_user
+    if not user.is_authenticated:
+        return []
+    items: list[NavItem] = current_app.extensions.get("tipline_staff_nav", [])
+    return [i for i in items if not i.roles or user.role in i.roles]
+
+
+# -- Flask-Login wiring ------------------------------------------------------------------
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> StaffUser | None:
+    try:
+        raw_id, raw_version = user_id.split(":", 1)
+        uid, version = int(raw_id), int(raw_version)
+    except ValueError:
+        return None
+    user = db_session().get(StaffUser, uid)
+    if user is None or not user.active or user.session_version != version:
+        return None
+    return user
+
+
+def _expire_idle_session() -> None:
+    if "_user_id" not in session:
+        return
+    now = time.time()
+    seen = float(session.get(SEEN_KEY, 0))
+    if now - seen > float(current_app.config["STAFF_IDLE_SECONDS"]):
+        logout_user()
+        session.pop(SEEN_KEY, None)
+        session["staff_expired"] = True
+        return
+    if request.endpoint not in PASSIVE_ENDPOINTS:
+        session[SEEN_KEY] = now
+
+
+def _wants_json() -> bool:
+    return request.endpoint in PASSIVE_ENDPOINTS or request.accept_mimetypes.best == (
+        "application/json")
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path inside the staff area (never another host) is a place to return to."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/staff"):
+        return None
+    if parts.path.startswith("/staff/login"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _after_sign_in_url() -> str:
+    nxt = _safe_next(session.pop("staff_next", None))
+    if nxt:
+        return nxt
+    user = current_user
+    if "triage.queue" in current_app.view_functions and user.role != "auditor":
+        return url_for("triage.queue")
+    for item in nav_items():  # e.g. the audit log for an auditor, when that page exists
+        if item.endpoint in current_app.view_functions:
+            return url_for(item.endpoint)
+    return url_for("accounts.account")
+
+
+# -- pages -------------------------------------------------------------------------------
+
+GENERIC_REFUSAL = ("That did not work. Check your email, password and code. After several "
+                   "failed attempts an account is paused for 15 minutes.")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if current_user.is_authenticated:
+        return redirect(_after_sign_in_url())
+    form = LoginForm()
+    expired = bool(session.pop("staff_expired", False))
+    if request.method == "GET":
+        nxt = _safe_next(request.args.get("next"))
+        if nxt:
+            session["staff_next"] = nxt
+        return render_template("staff/login.html", form=form, expired=expired)
+    if not form.validate_on_submit():
+        return render_template("staff/login.html", form=form), 400
+    sess = db_session()
+    now = utcnow()
+    try:
+        user = accounts.check_password(sess, form.email.data or "", form.password.data or "", now)
+    except accounts.SignInRefused:
+        sess.commit()  # the failure count is kept
+        return render_template("staff/login.html", form=form, refused=GENERIC_REFUSAL), 401
+    sess.commit()
+    nxt = session.get("staff_next")
+    session.clear()  # nothing from before the sign-in survives into the signed-in session
+    if nxt:
+        session["staff_next"] = nxt
+    session[PENDING_KEY] = {"id": user.id, "v": user.session_version, "t": time.time()}
+    return redirect(url_for("accounts.code"), 303)
+
+
+def _pending_user() -> StaffUser | None:
+    pending = session.get(PENDING_KEY)
+    if not isinstance(pending, dict):
+        return None
+    if time.time() - float(pending.get("t", 0)) > PENDING_SECONDS:
+        session.pop(PENDING_KEY, None)
+        return None
+    user = db_session().get(StaffUser, int(pending.get("id", 0)))
+    if user is None or user.session_version != pending.get("v") or not user.active:
+        return None
+    return user
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def code() -> Any:
+    """Second step: the TOTP code, or enrolment (QR code) when the account has none yet."""
+    user = _pending_user()
+    if user is None:
+        session["staff_expired"] = PENDING_KEY in session
+        session.pop(PENDING_KEY, None)
+        return redirect(url_for("accounts.login"), 303)
+    form = CodeForm()
+    sess = db_session()
+    svc = services()
+    enrolling = not user.totp_confirmed
+    secret = None
+    if enrolling:
+        secret = accounts.start_enrolment(sess, svc.vault, user)
+        sess.commit()
+    status = 200
+    refused = None
+    if request.method == "POST":
+        if form.validate_on_submit():
+            now = utcnow()
+            try:
+                accounts.check_code(user, form.code.data or "", now)
+            except accounts.SignInRefused:
+                sess.commit()
+                refused = GENERIC_REFUSAL
+                status = 401
+            else:
+                record(sess, "staff.enrol_totp" if enrolling else "staff.sign_in",
+                       actor=f"user:{user.id}", actor_user_id=user.id,
+                       object_type="staff_user", object_id=user.id)
+                sess.commit()
+                session.pop(PENDING_KEY, None)
+                login_user(user)
+                session[SEEN_KEY] = time.time()
+                return redirect(_after_sign_in_url(), 303)
+        else:
+            status = 400
+        form.code.data = ""
+    context: dict[str, Any] = {"form": form, "refused": refused, "enrolling": enrolling}
+    if enrolling and secret is not None:
+        uri = totp.provisioning_uri(secret, user.email)
+        context.update(qr=totp.qr_data_uri(uri), secret=_grouped(secret))
+    return render_template("staff/code.html", **context), status
+
+
+def _grouped(secret: str) -> str:
+    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+
+
+@bp.get("/account")
+@staff_required()
+def account() -> Any:
+    return render_template("staff/account.html", user=current_staff(), form=ConfirmForm())
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if current_user.is_authenticated:
+        user = current_staff()
+        record(db_session(), "staff.sign_out", actor=f"user:{user.id}", actor_user_id=user.id,
+               object_type="staff_user", object_id=user.id)
+        db_session().commit()
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("accounts.login"), 303)
+
+
+@bp.post("/logout/everywhere")
+@staff_required()
+def logout_everywhere() -> Any:
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    user = current_staff()
+    accounts.sign_out_everywhere(user)
+    record(db_session(), "staff.sign_out_everywhere", actor=f"user:{user.id}",
+           actor_user_id=user.id, object_type="staff_user", object_id=user.id)
+    db_session().commit()
+    logout_user()
+    session.clear()
+    flash("You are signed out on every device.", "info")
+    return redirect(url_for("accounts.login"), 303)
+
+
+# -- rate limits -------------------------------------------------------------------------
+
+def _digest(purpose: str, value: str) -> str:
+    secret = services().vault.derive_secret("ratelimit-account")
+    return hmac.new(secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _email_key() -> str:
+    return "acct-" + _digest("email", (request.form.get("email") or "").strip().lower())
+
+
+def _pending_key() -> str:
+    pending = session.get(PENDING_KEY)
+    uid = pending.get("id") if isinstance(pending, dict) else None
+    return "acct-" + _digest("user", str(uid))
+
+
+def _failed_attempt(resp: Any) -> bool:
+    return int(resp.status_code) >= 400
+
+
+def _wire(state: BlueprintSetupState) -> None:
+    app = cast(Flask, state.app)
+    limiter = app.extensions.get("tipline_limiter")
+    if limiter is None:
+        return
+    for endpoint, account_key in (("accounts.login", _email_key),
+                                  ("accounts.code", _pending_key)):
+        view = app.view_functions[endpoint]
+        view = limiter.limit(ACCOUNT_LIMIT, key_func=account_key, methods=["POST"],
+                             deduct_when=_failed_attempt)(view)
+        view = limiter.limit(ADDRESS_LIMIT, methods=["POST"], deduct_when=_failed_attempt)(view)
+        app.view_functions[endpoint] = view
+
+
+bp.record_once(_wire)
+
+
+@bp.app_context_processor
+def _staff_helpers() -> dict[str, Any]:
+    return {"staff_nav": nav_items, "staff_endpoints": _endpoints}
+
+
+def _endpoints() -> set[str]:
+    return set(current_app.view_functions)

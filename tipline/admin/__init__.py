@@ -1,0 +1,1 @@
+"""District administration (schools, contacts, users, routing policy), audit viewer, statistics."""

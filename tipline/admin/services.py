@@ -1,0 +1,468 @@
+"""District administration: schools, contacts, staff accounts and the routing policy.
+
+Every function takes the acting district admin and works only inside that admin's district:
+a school, contact or account of another district is reported as not found. Every change is
+written to the audit log in the caller's transaction (the caller commits). Field rules are the
+directory loader's (``tipline.directory.validation``), so the file and the pages agree.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from tipline.accounts import services as accounts
+from tipline.accounts.models import Role, StaffUser
+from tipline.audit.models import AuditEvent
+from tipline.audit.services import record
+from tipline.crypto import Vault
+from tipline.directory import validation
+from tipline.directory.models import Contact, District, PoliceAgency, School, contact_schools
+from tipline.directory.validation import DirectoryError
+from tipline.routing.models import RoutingPolicy
+from tipline.tips.models import Tip
+
+__all__ = [
+    "AdminError",
+    "AuditPage",
+    "ContactInput",
+    "DirectoryError",
+    "NotFound",
+    "PolicyCheck",
+    "SchoolInput",
+    "UserInput",
+]
+
+
+class AdminError(ValueError):
+    """The change cannot be made as asked; the message is safe to show to the admin."""
+
+
+class NotFound(LookupError):
+    """No such row in the admin's district (rows of other districts are never told apart)."""
+
+
+def _require_admin(admin: StaffUser) -> int:
+    """The admin's district id; refuses anyone who is not an active district admin."""
+    if admin.role != Role.DISTRICT_ADMIN or not admin.active or admin.district_id is None:
+        raise AdminError("only a district administrator can change this")
+    return admin.district_id
+
+
+def _actor(admin: StaffUser) -> dict[str, Any]:
+    return {"actor": f"user:{admin.id}", "actor_user_id": admin.id}
+
+
+def _changed(obj: Any, values: dict[str, Any]) -> list[str]:
+    """Set the attributes and return the names of those that changed (for the audit detail)."""
+    changed = []
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed.append(name)
+    return changed
+
+
+def _blank(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+# -- schools -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SchoolInput:
+    code: str
+    name: str
+    aliases: str = ""
+    active: bool = True
+
+
+def list_schools(session: Session, district_id: int) -> Sequence[School]:
+    return session.execute(
+        select(School).where(School.district_id == district_id).order_by(School.name)
+    ).scalars().all()
+
+
+def get_school(session: Session, district_id: int, school_id: int) -> School:
+    school = session.get(School, school_id)
+    if school is None or school.district_id != district_id:
+        raise NotFound(school_id)
+    return school
+
+
+def save_school(
+    session: Session, admin: StaffUser, data: SchoolInput, school_id: int | None = None
+) -> School:
+    """Add a school to the admin's district, or edit one of its schools."""
+    district_id = _require_admin(admin)
+    code, name = data.code.strip(), data.name.strip()
+    where = f"school {code or '?'}"
+    validation.check_school({"code": code, "name": name}, where)
+    if len(data.aliases) > 2000:
+        raise DirectoryError(f"{where}: aliases are too long")
+    clash = session.execute(select(School).where(School.code == code)).scalar_one_or_none()
+    if school_id is None:
+        if clash is not None:
+            raise DirectoryError(f"{where}: a school with this code already exists")
+        school = School(code=code, district_id=district_id)
+        session.add(school)
+        action = "admin.school.create"
+    else:
+        school = get_school(session, district_id, school_id)
+        if clash is not None and clash.id != school.id:
+            raise DirectoryError(f"{where}: a school with this code already exists")
+        action = "admin.school.update"
+    changed = _changed(school, {"code": code, "name": name, "aliases": data.aliases.strip(),
+                                "active": data.active})
+    session.flush()
+    record(session, action, **_actor(admin), object_type="school", object_id=school.id,
+           detail={"fields": changed})
+    return school
+
+
+def set_school_active(session: Session, admin: StaffUser, school_id: int, active: bool) -> School:
+    district_id = _require_admin(admin)
+    school = get_school(session, district_id, school_id)
+    if school.active != active:
+        school.active = active
+        record(session, "admin.school.activate" if active else "admin.school.deactivate",
+               **_actor(admin), object_type="school", object_id=school.id)
+    return school
+
+
+# -- contacts ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContactInput:
+    key: str
+    name: str
+    role: str
+    sms: str | None = None
+    voice: str | None = None
+    email: str | None = None
+    priority: int = 100
+    active: bool = True
+    school_ids: tuple[int, ...] = ()
+    agency_code: str | None = None
+
+
+def _contact_scope(district_id: int) -> Any:
+    """Contacts of the district, and contacts (e.g. a police liaison) linked to its schools."""
+    linked = (
+        select(contact_schools.c.contact_id)
+        .join(School, School.id == contact_schools.c.school_id)
+        .where(School.district_id == district_id)
+    )
+    return or_(Contact.district_id == district_id, Contact.id.in_(linked.scalar_subquery()))
+
+
+def list_contacts(session: Session, district_id: int) -> Sequence[Contact]:
+    return session.execute(
+        select(Contact).where(_contact_scope(district_id)).order_by(Contact.name, Contact.id)
+    ).scalars().all()
+
+
+def get_contact(session: Session, district_id: int, contact_id: int) -> Contact:
+    contact = session.execute(
+        select(Contact).where(Contact.id == contact_id, _contact_scope(district_id))
+    ).scalar_one_or_none()
+    if contact is None:
+        raise NotFound(contact_id)
+    return contact
+
+
+def list_agencies(session: Session) -> Sequence[PoliceAgency]:
+    return session.execute(select(PoliceAgency).order_by(PoliceAgency.name)).scalars().all()
+
+
+def save_contact(
+    session: Session, admin: StaffUser, data: ContactInput, contact_id: int | None = None
+) -> Contact:
+    """Add or edit a contact with the directory file's rules (role, E.164 numbers, email)."""
+    district_id = _require_admin(admin)
+    key = data.key.strip()
+    item = {"key": key, "name": data.name.strip(), "role": data.role,
+            "sms": _blank(data.sms), "voice": _blank(data.voice), "email": _blank(data.email)}
+    where = f"contact {key or '?'}"
+    validation.check_contact_key(key, where)
+    validation.check_name(item["name"], where)
+    validation.check_contact(item, where)
+    if not 0 <= data.priority <= 10_000:
+        raise DirectoryError(f"{where}: priority must be between 0 and 10000")
+    own_schools = {s.id: s for s in list_schools(session, district_id)}
+    unknown = [sid for sid in data.school_ids if sid not in own_schools]
+    if unknown:
+        raise DirectoryError(f"{where}: unknown school")
+    agency_id = None
+    if data.agency_code:
+        agency = session.execute(
+            select(PoliceAgency).where(PoliceAgency.code == data.agency_code)
+        ).scalar_one_or_none()
+        if agency is None:
+            raise DirectoryError(f"{where}: unknown agency {data.agency_code!r}")
+        agency_id = agency.id
+    clash = session.execute(select(Contact).where(Contact.key == key)).scalar_one_or_none()
+    if contact_id is None:
+        if clash is not None:
+            raise DirectoryError(f"{where}: a contact with this key already exists")
+        contact = Contact(key=key, district_id=district_id)
+        session.add(contact)
+        action = "admin.contact.create"
+    else:
+        contact = get_contact(session, district_id, contact_id)
+        if clash is not None and clash.id != contact.id:
+            raise DirectoryError(f"{where}: a contact with this key already exists")
+        action = "admin.contact.update"
+    changed = _changed(contact, {
+        "key": key, "name": item["name"], "role": data.role, "sms_number": item["sms"],
+        "voice_number": item["voice"], "email": item["email"], "priority": data.priority,
+        "active": data.active, "agency_id": agency_id,
+    })
+    # Links to schools of other districts (a liaison serving several) are kept as they are.
+    keep = [s for s in contact.schools if s.district_id != district_id]
+    chosen = [own_schools[sid] for sid in sorted(set(data.school_ids))]
+    if {s.id for s in contact.schools} != {s.id for s in keep + chosen}:
+        contact.schools = keep + chosen
+        changed.append("schools")
+    session.flush()
+    record(session, action, **_actor(admin), object_type="contact", object_id=contact.id,
+           detail={"fields": changed})
+    return contact
+
+
+def set_contact_active(
+    session: Session, admin: StaffUser, contact_id: int, active: bool
+) -> Contact:
+    district_id = _require_admin(admin)
+    contact = get_contact(session, district_id, contact_id)
+    if contact.active != active:
+        contact.active = active
+        record(session, "admin.contact.activate" if active else "admin.contact.deactivate",
+               **_actor(admin), object_type="contact", object_id=contact.id)
+    return contact
+
+
+# -- staff accounts ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UserInput:
+    email: str
+    role: str
+    display_name: str = ""
+    school_ids: tuple[int, ...] = ()
+    contact_id: int | None = None
+
+
+def list_users(session: Session, district_id: int) -> Sequence[StaffUser]:
+    return session.execute(
+        select(StaffUser).where(StaffUser.district_id == district_id)
+        .order_by(StaffUser.active.desc(), StaffUser.email)
+    ).scalars().all()
+
+
+def get_user(session: Session, district_id: int, user_id: int) -> StaffUser:
+    user = session.get(StaffUser, user_id)
+    if user is None or user.district_id != district_id:
+        raise NotFound(user_id)
+    return user
+
+
+def new_password() -> str:
+    """A first password, shown once to the admin who hands it over (never stored in clear)."""
+    return secrets.token_urlsafe(15)
+
+
+def add_user(
+    session: Session, vault: Vault, admin: StaffUser, data: UserInput
+) -> tuple[StaffUser, str]:
+    """Create an account in the admin's district; returns it and its one-time first password.
+
+    TOTP is enrolled by the new user at the first sign-in.
+    """
+    district_id = _require_admin(admin)
+    district = session.get(District, district_id)
+    assert district is not None  # noqa: S101  (a foreign key guarantees it)
+    schools = {s.id: s.code for s in list_schools(session, district_id)}
+    if any(sid not in schools for sid in data.school_ids):
+        raise AdminError("unknown school")
+    contact_key = None
+    if data.contact_id is not None:
+        contact_key = get_contact(session, district_id, data.contact_id).key
+    password = new_password()
+    try:
+        user = accounts.create_user(
+            session, vault, email=data.email, password=password, role=data.role,
+            district_code=district.code,
+            school_codes=[schools[sid] for sid in sorted(set(data.school_ids))],
+            contact_key=contact_key, display_name=data.display_name.strip(),
+        )
+    except accounts.AccountError as exc:
+        raise AdminError(str(exc)) from None
+    record(session, "admin.user.create", **_actor(admin), object_type="staff_user",
+           object_id=user.id, detail={"role": user.role,
+                                      "schools": sorted(s.code for s in user.schools)})
+    return user, password
+
+
+def _other_user(session: Session, admin: StaffUser, user_id: int) -> StaffUser:
+    district_id = _require_admin(admin)
+    user = get_user(session, district_id, user_id)
+    if user.id == admin.id:
+        raise AdminError("use your own account page to change your own account")
+    return user
+
+
+def deactivate_user(session: Session, admin: StaffUser, user_id: int) -> StaffUser:
+    """Disable the account and end its sessions at their next request."""
+    user = _other_user(session, admin, user_id)
+    user.active = False
+    accounts.sign_out_everywhere(user)
+    record(session, "admin.user.deactivate", **_actor(admin), object_type="staff_user",
+           object_id=user.id)
+    return user
+
+
+def reactivate_user(session: Session, admin: StaffUser, user_id: int) -> StaffUser:
+    user = _other_user(session, admin, user_id)
+    user.active = True
+    user.failed_logins = 0
+    user.locked_until = None
+    record(session, "admin.user.reactivate", **_actor(admin), object_type="staff_user",
+           object_id=user.id)
+    return user
+
+
+def reset_user_totp(session: Session, admin: StaffUser, user_id: int) -> StaffUser:
+    """A lost authenticator: the user enrols again at the next sign-in (sessions end now)."""
+    user = _other_user(session, admin, user_id)
+    accounts.reset_totp(user)
+    record(session, "admin.user.reset_totp", **_actor(admin), object_type="staff_user",
+           object_id=user.id)
+    return user
+
+
+def sign_out_user(session: Session, admin: StaffUser, user_id: int) -> StaffUser:
+    user = _other_user(session, admin, user_id)
+    accounts.sign_out_everywhere(user)
+    record(session, "admin.user.sign_out_everywhere", **_actor(admin),
+           object_type="staff_user", object_id=user.id)
+    return user
+
+
+# -- routing policy ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PolicyCheck:
+    ok: bool
+    errors: list[str]
+    policy: Any = None
+
+
+def active_policy_row(session: Session) -> RoutingPolicy | None:
+    return session.execute(
+        select(RoutingPolicy).where(RoutingPolicy.active.is_(True))
+        .order_by(RoutingPolicy.version.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def policy_history(session: Session, limit: int = 20) -> Sequence[RoutingPolicy]:
+    return session.execute(
+        select(RoutingPolicy).order_by(RoutingPolicy.version.desc()).limit(limit)
+    ).scalars().all()
+
+
+def check_policy(session: Session, text: str, source: str = "policy.yaml") -> PolicyCheck:
+    """Parse and validate without storing anything; errors name their line."""
+    from tipline.routing import policy as routing_policy
+
+    try:
+        parsed = routing_policy.parse_policy(text, source)
+        routing_policy.validate_policy(session, parsed)
+    except routing_policy.PolicyError as exc:
+        return PolicyCheck(False, list(exc.errors) or [str(exc)])
+    return PolicyCheck(True, [], parsed)
+
+
+def save_policy(
+    session: Session, admin: StaffUser, text: str, source: str = "policy.yaml"
+) -> RoutingPolicy:
+    """Store a new active version, only if it is valid (PolicyError otherwise)."""
+    _require_admin(admin)
+    from tipline.routing import policy as routing_policy
+
+    row = routing_policy.load_policy(session, text, source, f"user:{admin.id}")
+    session.flush()
+    record(session, "admin.policy.save", **_actor(admin), object_type="routing_policy",
+           object_id=row.id, detail={"version": row.version, "sha256": row.sha256})
+    return row
+
+
+def dry_run(
+    session: Session,
+    policy: Any,
+    *,
+    district_code: str,
+    school_code: str | None,
+    category: str,
+    severity: int,
+    at: datetime,
+) -> dict[str, Any]:
+    """Who would be alerted for such a tip under ``policy``: nothing is written."""
+    from tipline.routing import policy as routing_policy
+
+    return routing_policy.explain(session, policy, school_code=school_code,
+                                  district_code=district_code, category=category,
+                                  severity=severity, at=at)
+
+
+# -- audit log ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    at: datetime
+    actor: str
+    actor_email: str | None
+    action: str
+    tip_reference: str | None
+    object_type: str | None
+    object_id: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    rows: list[AuditRow]
+    page: int
+    pages: int
+    total: int
+
+
+def audit_page(
+    session: Session, page: int = 1, per_page: int = 50, action: str | None = None
+) -> AuditPage:
+    """Newest first. Shows who, what, when and a tip's reference; never tip content."""
+    where = [] if not action else [AuditEvent.action.startswith(action, autoescape=True)]
+    total = session.execute(select(func.count(AuditEvent.id)).where(*where)).scalar_one()
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    rows = session.execute(
+        select(AuditEvent, Tip.reference, StaffUser.email)
+        .outerjoin(Tip, Tip.id == AuditEvent.tip_id)
+        .outerjoin(StaffUser, StaffUser.id == AuditEvent.actor_user_id)
+        .where(*where)
+        .order_by(AuditEvent.id.desc())
+        .limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return AuditPage(
+        rows=[AuditRow(ev.id, ev.at, ev.actor, email, ev.action, ref, ev.object_type,
+                       ev.object_id, dict(ev.detail or {})) for ev, ref, email in rows],
+        page=page, pages=pages, total=total,
+    )

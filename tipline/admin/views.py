@@ -1,0 +1,506 @@
+"""Administration pages (district admins), the audit log viewer and statistics.
+
+Thin views: parse a form, call ``tipline.admin.services`` / ``stats``, render. Editing is for
+district admins only (anyone else gets 404); the audit log and statistics are also open to
+auditors, read-only. Every POST carries a CSRF token (Flask-WTF).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from tipline.accounts.models import Role, StaffUser
+from tipline.accounts.web import current_staff, init_auth, register_nav, staff_required
+from tipline.admin import services as admin
+from tipline.admin import stats as stats_mod
+from tipline.admin.charts import bar_chart
+from tipline.audit.services import record, verify_chain
+from tipline.db import utcnow
+from tipline.directory.models import District
+from tipline.directory.validation import ROLES, DirectoryError
+from tipline.tips.models import Category, Severity
+from tipline.web import db_session, services
+
+bp = Blueprint("admin", __name__, url_prefix="/staff/admin")
+
+ADMIN = (Role.DISTRICT_ADMIN.value,)
+READERS = (Role.DISTRICT_ADMIN.value, Role.AUDITOR.value)
+ROLE_LABELS = {
+    Role.DISTRICT_ADMIN.value: "District administrator",
+    Role.SCHOOL_STAFF.value: "School staff",
+    Role.POLICE_LIAISON.value: "Police liaison",
+    Role.AUDITOR.value: "Auditor (read-only)",
+}
+SEVERITY_CHOICES = [(str(int(s)), s.name.replace("_", " ").capitalize()) for s in Severity]
+MAX_POLICY = 200_000
+
+
+def _choices(pairs: Any) -> list[SelectChoice]:
+    """WTForms 3.3 wants SelectChoice objects rather than (value, label) tuples."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+def register(app: Flask) -> None:
+    init_auth(app)
+    app.register_blueprint(bp)
+    register_nav(app, "admin.index", "Administration", ADMIN)
+    register_nav(app, "admin.stats", "Statistics", READERS)
+    register_nav(app, "admin.audit", "Audit log", READERS)
+
+
+# -- forms -------------------------------------------------------------------------------
+
+class ConfirmForm(FlaskForm):
+    """Only the CSRF token (buttons that change one thing)."""
+
+
+class SchoolForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(max=40)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    aliases = StringField("Other names students use (comma separated)",
+                          validators=[Optional(), Length(max=2000)])
+    active = BooleanField("Active (shown to reporters)", default=True)
+
+
+class ContactForm(FlaskForm):
+    key = StringField("Key", validators=[DataRequired(), Length(max=80)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    role = SelectField("Role", choices=_choices((r, r.replace("_", " ")) for r in sorted(ROLES)))
+    sms = StringField("SMS number (E.164, e.g. +13145550101)",
+                      validators=[Optional(), Length(max=20)])
+    voice = StringField("Voice number (E.164)", validators=[Optional(), Length(max=20)])
+    email = StringField("Email", validators=[Optional(), Length(max=254)])
+    priority = IntegerField("Priority (lower is alerted first)", default=100,
+                            validators=[NumberRange(0, 10_000)])
+    agency = SelectField("Police agency", choices=[], validate_choice=True)
+    schools = SelectMultipleField("Schools", coerce=int, choices=[])
+    active = BooleanField("Active (can be alerted)", default=True)
+
+
+class UserForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    display_name = StringField("Name shown in the dashboard",
+                               validators=[Optional(), Length(max=200)])
+    role = SelectField("Role", choices=_choices(ROLE_LABELS.items()))
+    schools = SelectMultipleField("Schools (school staff)", coerce=int, choices=[])
+    contact = SelectField("Linked contact (police liaison)", choices=[])
+
+
+class PolicyForm(FlaskForm):
+    text = TextAreaField("Policy (YAML)", validators=[Length(max=MAX_POLICY)])
+    # Checked only for a dry run ("Check" and "Save" do not send them).
+    school = SelectField("School", choices=[], validate_choice=False)
+    category = SelectField("Category", choices=_choices(
+        (c.value, c.value.replace("_", " ")) for c in Category), validate_choice=False)
+    severity = SelectField("Severity", choices=_choices(SEVERITY_CHOICES), default="3",
+                           validate_choice=False)
+    at = StringField("Date and time (district time)", validators=[Optional(), Length(max=20)])
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+def _district(user: StaffUser) -> District:
+    district = db_session().get(District, user.district_id) if user.district_id else None
+    if district is None:
+        abort(404)
+    return district
+
+
+def _page_arg(name: str = "page") -> int:
+    try:
+        return max(1, int(request.args.get(name, "1")))
+    except ValueError:
+        return 1
+
+
+# -- index -------------------------------------------------------------------------------
+
+@bp.get("/")
+@staff_required(*ADMIN)
+def index() -> Any:
+    user = current_staff()
+    district = _district(user)
+    sess = db_session()
+    return render_template(
+        "admin/index.html", district=district,
+        schools=len(admin.list_schools(sess, district.id)),
+        contacts=len(admin.list_contacts(sess, district.id)),
+        users=len(admin.list_users(sess, district.id)),
+        policy=admin.active_policy_row(sess),
+    )
+
+
+# -- schools -----------------------------------------------------------------------------
+
+@bp.get("/schools")
+@staff_required(*ADMIN)
+def schools() -> Any:
+    district = _district(current_staff())
+    return render_template("admin/schools.html", district=district, form=ConfirmForm(),
+                           schools=admin.list_schools(db_session(), district.id))
+
+
+@bp.route("/schools/new", methods=["GET", "POST"], defaults={"school_id": None})
+@bp.route("/schools/<int:school_id>", methods=["GET", "POST"])
+@staff_required(*ADMIN)
+def school_edit(school_id: int | None) -> Any:
+    user = current_staff()
+    district = _district(user)
+    sess = db_session()
+    school = None
+    if school_id is not None:
+        try:
+            school = admin.get_school(sess, district.id, school_id)
+        except admin.NotFound:
+            abort(404)
+    form = SchoolForm(obj=school)
+    error = None
+    if form.validate_on_submit():
+        data = admin.SchoolInput(form.code.data or "", form.name.data or "",
+                                 form.aliases.data or "", bool(form.active.data))
+        try:
+            saved = admin.save_school(sess, user, data, school_id)
+        except DirectoryError as exc:
+            sess.rollback()
+            error = str(exc)
+        else:
+            sess.commit()
+            flash(f"Saved school {saved.name}.", "ok")
+            return redirect(url_for("admin.schools"), 303)
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/school_form.html", form=form, school=school, error=error,
+                           district=district), status
+
+
+@bp.post("/schools/<int:school_id>/active")
+@staff_required(*ADMIN)
+def school_active(school_id: int) -> Any:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    sess = db_session()
+    try:
+        school = admin.set_school_active(sess, current_staff(), school_id,
+                                         request.form.get("active") == "1")
+    except admin.NotFound:
+        abort(404)
+    sess.commit()
+    flash(f"{school.name} is now {'active' if school.active else 'inactive'}.", "ok")
+    return redirect(url_for("admin.schools"), 303)
+
+
+# -- contacts ----------------------------------------------------------------------------
+
+@bp.get("/contacts")
+@staff_required(*ADMIN)
+def contacts() -> Any:
+    district = _district(current_staff())
+    return render_template("admin/contacts.html", district=district, form=ConfirmForm(),
+                           contacts=admin.list_contacts(db_session(), district.id))
+
+
+@bp.route("/contacts/new", methods=["GET", "POST"], defaults={"contact_id": None})
+@bp.route("/contacts/<int:contact_id>", methods=["GET", "POST"])
+@staff_required(*ADMIN)
+def contact_edit(contact_id: int | None) -> Any:
+    user = current_staff()
+    district = _district(user)
+    sess = db_session()
+    contact = None
+    if contact_id is not None:
+        try:
+            contact = admin.get_contact(sess, district.id, contact_id)
+        except admin.NotFound:
+            abort(404)
+    form = ContactForm()
+    own_schools = admin.list_schools(sess, district.id)
+    form.schools.choices = _choices((s.id, s.name) for s in own_schools)
+    form.agency.choices = _choices([("", "none")] + [(a.code, a.name)
+                                                     for a in admin.list_agencies(sess)])
+    if request.method == "GET" and contact is not None:
+        form.key.data, form.name.data, form.role.data = contact.key, contact.name, contact.role
+        form.sms.data, form.voice.data = contact.sms_number, contact.voice_number
+        form.email.data, form.priority.data = contact.email, contact.priority
+        form.active.data = contact.active
+        form.agency.data = contact.agency.code if contact.agency else ""
+        form.schools.data = [s.id for s in contact.schools]
+    error = None
+    if form.validate_on_submit():
+        data = admin.ContactInput(
+            key=form.key.data or "", name=form.name.data or "", role=form.role.data or "",
+            sms=form.sms.data, voice=form.voice.data, email=form.email.data,
+            priority=int(form.priority.data or 0), active=bool(form.active.data),
+            school_ids=tuple(form.schools.data or ()), agency_code=form.agency.data or None,
+        )
+        try:
+            saved = admin.save_contact(sess, user, data, contact_id)
+        except DirectoryError as exc:
+            sess.rollback()
+            error = str(exc)
+        else:
+            sess.commit()
+            flash(f"Saved contact {saved.name}.", "ok")
+            return redirect(url_for("admin.contacts"), 303)
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/contact_form.html", form=form, contact=contact, error=error,
+                           district=district), status
+
+
+@bp.post("/contacts/<int:contact_id>/active")
+@staff_required(*ADMIN)
+def contact_active(contact_id: int) -> Any:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    sess = db_session()
+    try:
+        contact = admin.set_contact_active(sess, current_staff(), contact_id,
+                                           request.form.get("active") == "1")
+    except admin.NotFound:
+        abort(404)
+    sess.commit()
+    flash(f"{contact.name} is now {'active' if contact.active else 'inactive'}.", "ok")
+    return redirect(url_for("admin.contacts"), 303)
+
+
+# -- users -------------------------------------------------------------------------------
+
+@bp.get("/users")
+@staff_required(*ADMIN)
+def users() -> Any:
+    user = current_staff()
+    district = _district(user)
+    return render_template("admin/users.html", district=district, form=ConfirmForm(),
+                           users=admin.list_users(db_session(), district.id), me=user,
+                           role_labels=ROLE_LABELS)
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@staff_required(*ADMIN)
+def user_new() -> Any:
+    user = current_staff()
+    district = _district(user)
+    sess = db_session()
+    form = UserForm()
+    form.schools.choices = _choices((s.id, s.name)
+                                    for s in admin.list_schools(sess, district.id))
+    form.contact.choices = _choices([("", "none")] + [
+        (str(c.id), c.name) for c in admin.list_contacts(sess, district.id)])
+    error = None
+    if form.validate_on_submit():
+        contact = form.contact.data
+        data = admin.UserInput(email=form.email.data or "", role=form.role.data or "",
+                               display_name=form.display_name.data or "",
+                               school_ids=tuple(form.schools.data or ()),
+                               contact_id=int(contact) if contact else None)
+        try:
+            created, password = admin.add_user(sess, services().vault, user, data)
+        except (admin.AdminError, admin.NotFound) as exc:
+            sess.rollback()
+            error = str(exc) if isinstance(exc, admin.AdminError) else "unknown contact"
+        else:
+            sess.commit()
+            # Shown once, in this response only: never flashed (the session cookie is
+            # signed, not encrypted) and never stored.
+            return render_template("admin/user_created.html", created=created,
+                                   password=password, role_labels=ROLE_LABELS)
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/user_form.html", form=form, error=error,
+                           district=district), status
+
+
+USER_ACTIONS = {
+    "deactivate": (admin.deactivate_user, "deactivated; their sessions have ended"),
+    "reactivate": (admin.reactivate_user, "active again"),
+    "reset-totp": (admin.reset_user_totp, "reset: they enrol a new authenticator at the next "
+                                          "sign-in"),
+    "sign-out": (admin.sign_out_user, "signed out on every device"),
+}
+
+
+@bp.post("/users/<int:user_id>/<action>")
+@staff_required(*ADMIN)
+def user_action(user_id: int, action: str) -> Any:
+    if action not in USER_ACTIONS:
+        abort(404)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    func, message = USER_ACTIONS[action]
+    sess = db_session()
+    try:
+        target = func(sess, current_staff(), user_id)
+    except admin.NotFound:
+        abort(404)
+    except admin.AdminError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.users"), 303)
+    sess.commit()
+    flash(f"{target.email}: {message}.", "ok")
+    return redirect(url_for("admin.users"), 303)
+
+
+# -- routing policy ----------------------------------------------------------------------
+
+def _local_time(value: str | None, tz: ZoneInfo) -> datetime:
+    if not value:
+        return utcnow()
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=tz).astimezone(UTC)
+    except ValueError:
+        raise DirectoryError("the date and time are not valid") from None
+
+
+def _dry_run_choices(form: PolicyForm) -> None:
+    for fld in (form.school, form.category, form.severity):
+        if not any(str(c.value) == (fld.data or "") for c in fld.choices or []):
+            raise DirectoryError(f"choose a {fld.label.text.lower()} from the list")
+
+
+@bp.route("/policy", methods=["GET", "POST"])
+@staff_required(*ADMIN)
+def policy() -> Any:
+    user = current_staff()
+    district = _district(user)
+    sess = db_session()
+    tz = ZoneInfo(district.timezone)
+    form = PolicyForm()
+    form.school.choices = _choices([("", "no school named")] + [
+        (s.code, s.name) for s in admin.list_schools(sess, district.id)])
+    active = admin.active_policy_row(sess)
+    if request.method == "GET":
+        form.text.data = active.source_text if active else ""
+        form.at.data = utcnow().astimezone(tz).strftime("%Y-%m-%dT%H:%M")
+    action = request.form.get("action", "")
+    result: dict[str, Any] = {}
+    status = 200
+    if request.method == "POST":
+        if not form.validate_on_submit() or action not in ("check", "dryrun", "save"):
+            abort(400)
+        text = form.text.data or ""
+        check = admin.check_policy(sess, text)
+        result = {"action": action, "check": check}
+        if not check.ok:
+            status = 400
+        elif action == "dryrun":
+            try:
+                at = _local_time(form.at.data, tz)
+                _dry_run_choices(form)
+            except DirectoryError as exc:
+                result["dry_error"] = str(exc)
+                status = 400
+            else:
+                result["explanation"] = admin.dry_run(
+                    sess, check.policy, district_code=district.code,
+                    school_code=form.school.data or None, category=form.category.data or "",
+                    severity=int(form.severity.data or 3), at=at)
+            sess.rollback()  # a dry run writes nothing, whatever explain() touched
+        elif action == "save":
+            from tipline.routing.policy import PolicyError
+
+            try:
+                row = admin.save_policy(sess, user, text)
+            except PolicyError as exc:
+                sess.rollback()
+                result["check"] = admin.PolicyCheck(False, list(exc.errors) or [str(exc)])
+                status = 400
+            else:
+                sess.commit()
+                flash(f"Saved: routing policy version {row.version} is now active.", "ok")
+                return redirect(url_for("admin.policy"), 303)
+    return render_template("admin/policy.html", form=form, active=active, result=result,
+                           history=admin.policy_history(sess), district=district), status
+
+
+# -- audit log ---------------------------------------------------------------------------
+
+@bp.get("/audit")
+@staff_required(*READERS)
+def audit() -> Any:
+    action = (request.args.get("action") or "").strip()[:60] or None
+    page = admin.audit_page(db_session(), _page_arg(), action=action)
+    # verify_chain empties its session as it goes: give it one of its own.
+    with services().db.sessions() as check_session:
+        chain = verify_chain(check_session)
+    return render_template("admin/audit.html", page=page, chain=chain, action=action or "")
+
+
+# -- statistics --------------------------------------------------------------------------
+
+def _date_arg(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.values.get(name, ""))
+    except ValueError:
+        return None
+
+
+def _stats_query(user: StaffUser) -> tuple[District, stats_mod.StatsQuery, date | None,
+                                           date | None]:
+    district = _district(user)
+    tz = ZoneInfo(district.timezone)
+    first, last = _date_arg("start"), _date_arg("end")
+    start = datetime.combine(first, datetime.min.time(), tz) if first else None
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tz) if last else None
+    return district, stats_mod.StatsQuery(district.id, start, end, district.timezone), first, last
+
+
+@bp.get("/stats")
+@staff_required(*READERS)
+def stats() -> Any:
+    district, query, first, last = _stats_query(current_staff())
+    result = stats_mod.district_stats(db_session(), query)
+    charts = {
+        "category": bar_chart("chart-category", "Tips by category",
+                              [(b.label, b.count) for b in result.by_category]),
+        "school": bar_chart("chart-school", "Tips by school",
+                            [(b.label, b.count) for b in result.by_school]),
+        "channel": bar_chart("chart-channel", "Tips by channel",
+                             [(b.label, b.count) for b in result.by_channel]),
+        "month": bar_chart("chart-month", "Tips by month",
+                           [(b.label, b.count) for b in result.by_month]),
+    }
+    return render_template("admin/stats.html", district=district, stats=result, charts=charts,
+                           start=first, end=last, form=ConfirmForm(),
+                           duration=stats_mod.human_duration)
+
+
+@bp.post("/stats.csv")
+@staff_required(*READERS)
+def stats_csv() -> Any:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    user = current_staff()
+    district, query, first, last = _stats_query(user)
+    sess = db_session()
+    body = stats_mod.stats_csv(stats_mod.district_stats(sess, query))
+    record(sess, "stats.export", actor=f"user:{user.id}", actor_user_id=user.id,
+           object_type="district", object_id=district.id,
+           detail={"start": first.isoformat() if first else None,
+                   "end": last.isoformat() if last else None})
+    sess.commit()
+    name = f"tipline-stats-{district.code}-{utcnow():%Y%m%d}.csv"
+    return Response(body, mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})

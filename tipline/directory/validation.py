@@ -1,0 +1,68 @@
+"""Field checks shared by the directory file loader and the administration pages.
+
+One set of rules, so a contact that the dashboard accepts is one the YAML loader would accept
+too (and the reverse). Each check raises ``DirectoryError`` with a message that names the entry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+# Deliberately simple: one "@", no spaces, a dot in the domain. Mail delivery is the real test.
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
+ROLES = {
+    "counselor", "social_worker", "safety_team", "principal", "district_oncall",
+    "police_liaison", "family_specialist", "district_admin_desk",
+}
+MAX_NAME = 200
+
+
+class DirectoryError(ValueError):
+    """The directory file (or an admin's edit) is invalid; the message names the entry."""
+
+
+def check_phone(value: str | None, field: str, where: str) -> None:
+    if value and not E164.match(value):
+        raise DirectoryError(f"{where}: {field} must be E.164 like +13145550101")
+
+
+def check_email(value: str | None, where: str) -> None:
+    if value and (len(value) > 254 or not EMAIL.match(value)):
+        raise DirectoryError(f"{where}: email is not a valid address")
+
+
+def check_name(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        raise DirectoryError(f"{where}: name is required (at most {MAX_NAME} characters)")
+
+
+def check_school_code(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not CODE.match(value):
+        raise DirectoryError(
+            f"{where}: code must be 1-40 lower-case letters, digits, '-' or '_'")
+
+
+def check_contact_key(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not KEY.match(value):
+        raise DirectoryError(
+            f"{where}: key must be 1-80 lower-case letters, digits, '-', '_' or '.'")
+
+
+def check_contact(item: Mapping[str, Any], where: str) -> None:
+    """A contact entry as the directory file spells it (key, name, role, sms, voice, email)."""
+    role = item.get("role")
+    if role not in ROLES:
+        raise DirectoryError(f"{where}: unknown role {role!r}")
+    for fld in ("sms", "voice"):
+        check_phone(item.get(fld), fld, where)
+    check_email(item.get("email"), where)
+
+
+def check_school(item: Mapping[str, Any], where: str) -> None:
+    check_school_code(item.get("code"), where)
+    check_name(item.get("name"), where)

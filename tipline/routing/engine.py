@@ -1,0 +1,417 @@
+"""The rule engine: from (district, school, category, severity, time) to a routing plan.
+
+``plan_for`` is a pure decision over the parsed policy and the directory rows it reads; it
+writes nothing, so ``tipline route explain`` and the dashboard's dry run call it freely, and
+``PolicyPlanner`` hands the same plan (and explanation) to ``route_job``. Every tip reaches
+someone: a district's ``fallback`` contacts are alerted when the matched rule finds nobody,
+and a tip without a school goes to every district's fallback contacts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tipline.directory.models import Contact, District, School, contact_schools
+from tipline.routing.policy import (
+    DistrictPolicy,
+    Policy,
+    Rule,
+    Step,
+    Target,
+    contact_windows,
+    format_duration,
+)
+from tipline.routing.services import DirectoryPlanner, Plan, PlanEntry, PlanStep
+from tipline.tips.models import Tip
+
+log = logging.getLogger(__name__)
+
+FALLBACK_ACK = timedelta(minutes=15)
+LIFE_SAFETY = 4
+
+
+class UnknownPlace(LookupError):
+    """A school or district code that is not in the directory."""
+
+
+@dataclass
+class _Draft:
+    """Contacts chosen so far, in step order, and what was said about everyone else."""
+
+    steps: list[PlanStep] = field(default_factory=list)
+    step_info: list[dict[str, Any]] = field(default_factory=list)
+    alerted: dict[int, int] = field(default_factory=dict)  # contact id -> step number (1-based)
+    notes: dict[int, dict[str, Any]] = field(default_factory=dict)  # contact id -> entry
+
+
+def plan_for(
+    session: Session,
+    policy: Policy,
+    *,
+    school_code: str | None,
+    district_code: str | None,
+    category: str,
+    severity: int,
+    at: datetime,
+) -> Plan:
+    """The plan for a tip described by codes (the CLI and the dashboard's dry run)."""
+    school = district = None
+    if school_code:
+        school = session.execute(
+            select(School).where(School.code == school_code)
+        ).scalar_one_or_none()
+        if school is None:
+            raise UnknownPlace(f"unknown school {school_code!r}")
+        district = school.district
+    if district_code:
+        d = session.execute(
+            select(District).where(District.code == district_code)
+        ).scalar_one_or_none()
+        if d is None:
+            raise UnknownPlace(f"unknown district {district_code!r}")
+        if district is not None and d.id != district.id:
+            raise UnknownPlace(f"school {school_code!r} is not in district {district_code!r}")
+        district = d
+    return plan_for_place(session, policy, school, district, category, severity, at)
+
+
+def plan_for_place(
+    session: Session,
+    policy: Policy,
+    school: School | None,
+    district: District | None,
+    category: str,
+    severity: int,
+    at: datetime,
+) -> Plan:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    if school is not None and district is None:
+        district = school.district
+    head: dict[str, Any] = {
+        "policy": policy.name,
+        "policy_version": policy.version,
+        "policy_sha256": policy.sha256[:12],
+        "district": district.code if district else None,
+        "school": school.code if school else None,
+        "category": category,
+        "severity": severity,
+        "at": at.astimezone(UTC).isoformat(timespec="seconds"),
+    }
+    dp = policy.districts.get(district.code) if district else None
+    if district is None or dp is None or school is None:
+        return _plan_without_school(session, policy, district, dp, severity, at, head)
+    tz = _zone(district.timezone)
+    local = at.astimezone(tz)
+    slot = "school_hours" if any(w.contains(local) for w in dp.school_hours) else "after_hours"
+    head |= {"timezone": str(tz), "local_time": local.strftime("%a %Y-%m-%d %H:%M"),
+             "time": slot}
+    rule, considered = _match(dp, school.code, category, severity, slot)
+    draft = _Draft()
+    for n, step in enumerate(rule.steps, start=1):
+        _add_step(session, draft, rule, n, step, school, local, severity)
+    fallback_used = False
+    if not draft.steps:
+        fallback_used = True
+        _add_fallback(session, draft, [dp], f"rule {rule.name} found no one to alert",
+                      rule.steps[0].ack_within if rule.steps else FALLBACK_ACK, severity,
+                      policy.no_school_repeat_every)
+    _note_others(session, draft, dp, school, rule)
+    explanation = head | {
+        "rule": rule.name,
+        "rule_line": rule.line,
+        "rule_description": rule.description,
+        "matched_because": _why_matched(rule, school.code, category, severity, slot),
+        "considered": considered,
+        "fallback_used": fallback_used,
+        "steps": draft.step_info,
+        "contacts": _contact_list(draft),
+    }
+    return Plan(rule.name, tuple(draft.steps), explanation)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.error("district timezone %r unknown; using UTC", name)
+        return ZoneInfo("UTC")
+
+
+# -- matching --------------------------------------------------------------------------------
+def _mismatch(rule: Rule, school: str, category: str, severity: int, slot: str) -> str | None:
+    m = rule.match
+    if m.categories is not None and category not in m.categories:
+        return f"category {category} not in {', '.join(sorted(m.categories))}"
+    if m.severities is not None and severity not in m.severities:
+        return f"severity {severity} not in {', '.join(map(str, sorted(m.severities)))}"
+    if m.schools is not None and school not in m.schools:
+        return f"school {school} not in {', '.join(sorted(m.schools))}"
+    if m.slot is not None and slot != m.slot:
+        return f"time is {slot.replace('_', ' ')}, rule is for {m.slot.replace('_', ' ')}"
+    return None
+
+
+def _match(
+    dp: DistrictPolicy, school: str, category: str, severity: int, slot: str
+) -> tuple[Rule, list[dict[str, Any]]]:
+    considered: list[dict[str, Any]] = []
+    for rule in dp.rules:  # precedence order: priority high to low, the default rule last
+        why_not = None if rule.default else _mismatch(rule, school, category, severity, slot)
+        considered.append({"rule": rule.name, "line": rule.line, "matched": why_not is None,
+                           "why": why_not or ("default rule" if rule.default else "matched")})
+        if why_not is None:
+            return rule, considered
+    raise AssertionError("a parsed policy always has a default rule")  # pragma: no cover
+
+
+def _why_matched(rule: Rule, school: str, category: str, severity: int, slot: str) -> str:
+    if rule.default:
+        return "no other rule of the district matched, so its default rule applies"
+    m = rule.match
+    parts = [
+        f"category {category}" + ("" if m.categories is None else " is listed"),
+        f"severity {severity}" + ("" if m.severities is None else " is listed"),
+    ]
+    if m.schools is not None:
+        parts.append(f"school {school} is listed")
+    parts.append(slot.replace("_", " ") + ("" if m.slot is None else " as required"))
+    prio = f" (priority {rule.priority})" if rule.priority is not None else ""
+    return f"rule {rule.name}{prio}: " + "; ".join(parts)
+
+
+# -- contacts --------------------------------------------------------------------------------
+def _channels(c: Contact, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    have = {"sms": c.sms_number, "voice": c.voice_number, "email": c.email}
+    chosen = tuple(ch for ch in wanted if have.get(ch))
+    if chosen:
+        return chosen, ""
+    fallback = tuple(ch for ch in ("sms", "voice", "email") if have[ch])
+    if fallback:
+        return fallback, f"has no {'/'.join(wanted)}; using {'/'.join(fallback)}"
+    return (), "has no number or email"
+
+
+def _on_call(c: Contact, local: datetime) -> bool:
+    try:
+        windows = contact_windows(c.on_call)
+    except ValueError:
+        log.error("contact %s has unreadable on-call hours; treated as on call", c.key)
+        return True
+    if windows is None:
+        return True
+    tz_name = (c.on_call or {}).get("tz")
+    when = local.astimezone(_zone(tz_name)) if tz_name else local
+    return any(w.contains(when) for w in windows)
+
+
+def _resolve(session: Session, target: Target, school: School | None) -> list[Contact]:
+    if target.contact is not None:
+        c = session.execute(
+            select(Contact).where(Contact.key == target.contact)
+        ).scalar_one_or_none()
+        return [c] if c is not None else []
+    if school is None:
+        return []
+    return list(session.execute(
+        select(Contact)
+        .join(contact_schools, contact_schools.c.contact_id == Contact.id)
+        .where(contact_schools.c.school_id == school.id, Contact.role == target.role)
+        .order_by(Contact.priority, Contact.id)
+    ).scalars())
+
+
+def _entry(c: Contact, **kw: Any) -> dict[str, Any]:
+    return {"contact": c.key, "contact_id": c.id, "name": c.name, "role": c.role} | kw
+
+
+def _add_step(
+    session: Session,
+    draft: _Draft,
+    rule: Rule,
+    number: int,
+    step: Step,
+    school: School | None,
+    local: datetime,
+    severity: int,
+) -> None:
+    entries: list[PlanEntry] = []
+    for target in step.targets:
+        found = _resolve(session, target, school)
+        if not found and target.contact is not None:
+            draft.step_info.append({"note": f"contact {target.contact} is not in the directory"})
+        for c in found:
+            if c.id in draft.alerted:
+                continue
+            if not c.active:
+                draft.notes[c.id] = _entry(c, alerted=False, why=f"inactive (named by rule "
+                                           f"{rule.name} step {number})")
+                continue
+            if target.on_call_only and not _on_call(c, local):
+                draft.notes[c.id] = _entry(c, alerted=False, why=f"not on call at "
+                                           f"{local:%a %H:%M} (rule {rule.name} step {number})")
+                continue
+            channels, note = _channels(c, step.channels)
+            if not channels:
+                draft.notes[c.id] = _entry(c, alerted=False, why=note)
+                continue
+            reason = f"rule {rule.name} step {number}: {target.describe()}"
+            entries.append(PlanEntry(c.id, channels, reason, step.include_content))
+            draft.alerted[c.id] = len(draft.steps) + 1
+            draft.notes[c.id] = _entry(
+                c, alerted=True, step=len(draft.steps) + 1, channels=list(channels),
+                why=reason + (f" ({note})" if note else ""),
+            )
+    if not entries:
+        draft.step_info.append({"rule_step": number, "skipped": True,
+                                "why": "no one to alert in this step"})
+        return
+    delay = sum((s.ack_within or timedelta(0) for s in draft.steps), timedelta(0))
+    draft.steps.append(PlanStep(tuple(entries), step.ack_within, delay=delay,
+                                repeat_every=step.repeat_every))
+    draft.step_info.append({
+        "step": len(draft.steps), "rule_step": number, "contacts": len(entries),
+        "channels": list(step.channels), "ack_within": format_duration(step.ack_within),
+        "starts_after": format_duration(delay) if delay else "at once",
+        "repeat_every": format_duration(step.repeat_every),
+        "include_content": step.include_content,
+    })
+
+
+def _add_fallback(
+    session: Session,
+    draft: _Draft,
+    districts: list[DistrictPolicy],
+    why: str,
+    ack: timedelta,
+    severity: int,
+    repeat: timedelta,
+) -> None:
+    keys = [k for dp in districts for k in dp.fallback]
+    contacts = {c.key: c for c in session.execute(
+        select(Contact).where(Contact.key.in_(keys))
+    ).scalars()} if keys else {}
+    entries: list[PlanEntry] = []
+    for key in keys:
+        c = contacts.get(key)
+        if c is None or c.id in draft.alerted:
+            continue
+        channels, note = _channels(c, ("sms", "voice", "email"))
+        if not c.active or not channels:
+            draft.notes[c.id] = _entry(c, alerted=False, why="fallback contact, but "
+                                       + ("inactive" if not c.active else note))
+            continue
+        reason = f"fallback: {why}"
+        entries.append(PlanEntry(c.id, channels, reason))
+        draft.alerted[c.id] = len(draft.steps) + 1
+        draft.notes[c.id] = _entry(c, alerted=True, step=len(draft.steps) + 1,
+                                   channels=list(channels), why=reason)
+    if not entries:
+        log.error("no fallback contact can be alerted (%s)", why)
+        return
+    rep = repeat if severity >= LIFE_SAFETY else None
+    draft.steps.append(PlanStep(tuple(entries), ack, repeat_every=rep))
+    draft.step_info.append({
+        "step": len(draft.steps), "fallback": True, "contacts": len(entries),
+        "ack_within": format_duration(ack), "starts_after": "at once",
+        "repeat_every": format_duration(rep), "include_content": False,
+    })
+
+
+def _note_others(
+    session: Session, draft: _Draft, dp: DistrictPolicy, school: School, rule: Rule
+) -> None:
+    """Say why each contact of the school and district (and each named one) was not alerted."""
+    named = {t.contact for r in dp.rules for s in r.steps for t in s.targets if t.contact}
+    named |= set(dp.fallback)
+    at_school = select(contact_schools.c.contact_id).where(
+        contact_schools.c.school_id == school.id
+    )
+    rows = session.execute(
+        select(Contact).where(
+            Contact.id.in_(at_school)
+            | (Contact.district_id == school.district_id)
+            | Contact.key.in_(named)
+        ).order_by(Contact.priority, Contact.id)
+    ).scalars()
+    roles = {t.role for s in rule.steps for t in s.targets if t.role}
+    keys = {t.contact for s in rule.steps for t in s.targets if t.contact}
+    for c in rows:
+        if c.id in draft.notes:
+            continue
+        if c.role == "police_liaison":
+            why = f"rule {rule.name} does not alert police"
+        elif c.role in roles and c.key not in keys:
+            why = f"{c.role} of another school, not of {school.code}"
+        elif c.key in dp.fallback:
+            why = "district fallback contact; only alerted when a rule finds no one"
+        else:
+            why = f"rule {rule.name} does not alert {c.role.replace('_', ' ')}s"
+        draft.notes[c.id] = _entry(c, alerted=False, why=why)
+
+
+def _contact_list(draft: _Draft) -> list[dict[str, Any]]:
+    alerted = sorted((n for n in draft.notes.values() if n["alerted"]),
+                     key=lambda n: (n["step"], n["contact"]))
+    others = sorted((n for n in draft.notes.values() if not n["alerted"]),
+                    key=lambda n: n["contact"])
+    return alerted + others
+
+
+def _plan_without_school(
+    session: Session,
+    policy: Policy,
+    district: District | None,
+    dp: DistrictPolicy | None,
+    severity: int,
+    at: datetime,
+    head: dict[str, Any],
+) -> Plan:
+    """No school named (or a district the policy lacks): the fallback contacts, at once."""
+    if dp is not None:
+        why, scope = f"the tip names no school in {dp.code}", [dp]
+    elif district is not None:
+        why = f"district {district.code} has no section in the policy; every district's fallback"
+        scope = list(policy.districts.values())
+    else:
+        why, scope = "the tip names no school; every district's fallback", \
+            list(policy.districts.values())
+    draft = _Draft()
+    _add_fallback(session, draft, scope, why, policy.no_school_ack_within, severity,
+                  policy.no_school_repeat_every)
+    explanation = head | {
+        "rule": "no-school",
+        "rule_line": None,
+        "matched_because": why,
+        "considered": [],
+        "fallback_used": True,
+        "steps": draft.step_info,
+        "contacts": _contact_list(draft),
+    }
+    return Plan("no-school", tuple(draft.steps), explanation)
+
+
+# -- the planner route_job uses ----------------------------------------------------------------
+class PolicyPlanner:
+    """Plans by the loaded policy; on an engine error, by the directory, so no tip is stuck."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def plan(self, session: Session, tip: Tip, now: datetime) -> Plan:
+        try:
+            return plan_for_place(session, self.policy, tip.school, tip.district,
+                                  tip.category, int(tip.severity), now)
+        except Exception:
+            log.exception("policy engine failed for tip %s; using the directory default",
+                          tip.reference)
+            plan = DirectoryPlanner().plan(session, tip, now)
+            return Plan(plan.rule, plan.steps,
+                        plan.explanation | {"note": "policy engine error; directory default"})

@@ -1,0 +1,70 @@
+/* Staff dashboard: keep the life-safety banner and the queue current without a reload.
+ *
+ * Every 15 seconds the page asks the server for the newest tip id it may see and the
+ * life-safety banner. The queue table is fetched again (as server-rendered HTML) only when
+ * something changed. No third-party code; the polling stops while the tab is hidden. */
+(function () {
+  "use strict";
+  var INTERVAL = 15000;
+  var table = document.getElementById("queue-table");
+  var banner = document.getElementById("lifesafety-banner");
+  var live = document.getElementById("queue-live");
+  var bannerUrl = banner ? banner.getAttribute("data-banner-url") : "";
+  var stateUrl = table ? table.getAttribute("data-state-url") : bannerUrl;
+  if (!stateUrl) { return; }
+
+  function getJSON(url, done) {
+    var xhr = new XMLHttpRequest();
+    xhr.open("GET", url);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.onload = function () {
+      if (xhr.status === 401) { window.location.reload(); return; }
+      if (xhr.status !== 200) { return; }
+      try { done(JSON.parse(xhr.responseText)); } catch (e) { /* ignore a bad answer */ }
+    };
+    xhr.send();
+  }
+
+  function getHTML(url, done) {
+    var xhr = new XMLHttpRequest();
+    xhr.open("GET", url);
+    xhr.onload = function () { if (xhr.status === 200) { done(xhr.responseText); } };
+    xhr.send();
+  }
+
+  function partialUrl() {
+    var url = new URL(window.location.href);
+    url.searchParams.set("partial", "1");
+    return url.toString();
+  }
+
+  function updateBanner(html) {
+    if (!banner) { return; }
+    if (banner.innerHTML.trim() !== (html || "").trim()) { banner.innerHTML = html || ""; }
+  }
+
+  function tick() {
+    if (document.hidden) { return; }
+    getJSON(stateUrl, function (data) {
+      updateBanner(data.banner_html);
+      if (!table) { return; }
+      var latest = String(data.latest), total = String(data.total);
+      if (latest === table.getAttribute("data-latest") && total === table.getAttribute("data-total")) {
+        return;
+      }
+      var added = parseInt(latest, 10) > parseInt(table.getAttribute("data-latest"), 10);
+      getHTML(partialUrl(), function (html) {
+        table.innerHTML = html;
+        table.setAttribute("data-latest", latest);
+        table.setAttribute("data-total", total);
+        if (live) {
+          live.textContent = added ? "New tips arrived. The queue has been updated." : "The queue has been updated.";
+        }
+      });
+    });
+  }
+
+  window.setInterval(tick, INTERVAL);
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) { tick(); } });
+  window.tiplineDashboardTick = tick;  /* lets a test run a poll at once */
+}());

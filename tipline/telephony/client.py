@@ -1,0 +1,358 @@
+"""The one interface to Twilio's REST API: a real gateway (the ``twilio`` SDK) and a fake.
+
+Everything that talks to Twilio (SMS replies and relays, alert calls, fetching media and
+recordings, deleting what Twilio keeps) goes through ``TwilioGateway`` so that workers can be
+tested against the in-memory fake or against a local mock of the REST API (``api_base``).
+Failures are split into transient ones (worth retrying: 5xx, 429, timeouts, connection errors)
+and permanent ones (other 4xx), because a worker must know whether to try again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from tipline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The SDK logs every request line at INFO; the URLs carry SIDs only, but keep it quiet anyway.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+REQUEST_TIMEOUT_SECONDS = 10.0
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+
+
+class TwilioError(Exception):
+    """A Twilio API call failed."""
+
+
+class TwilioTransientError(TwilioError):
+    """Worth retrying later: 5xx, 429, timeout, connection error."""
+
+
+class TwilioPermanentError(TwilioError):
+    """Will not succeed by retrying (other 4xx). ``code`` is Twilio's error code when known."""
+
+    def __init__(self, message: str, code: int | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class TwilioGateway(Protocol):
+    name: str
+
+    def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> str:
+        """Send a text from the tip line's number; return the Message SID."""
+        ...
+
+    def start_call(self, to: str, *, url: str | None = None, twiml: str | None = None,
+                   status_callback: str | None = None) -> str:
+        """Place a call from the tip line's number; return the Call SID."""
+        ...
+
+    def redact_message(self, sid: str) -> None:
+        """Blank the body Twilio keeps for a message."""
+        ...
+
+    def delete_message(self, sid: str) -> None:
+        """Delete Twilio's record of a message (already gone counts as done)."""
+        ...
+
+    def fetch_media(self, url: str) -> tuple[bytes, str]:
+        """Download an MMS media item with the account's credentials: (bytes, content type)."""
+        ...
+
+    def delete_media(self, message_sid: str, media_sid: str) -> None:
+        """Delete an MMS media item from Twilio (already gone counts as done)."""
+        ...
+
+    def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        """Download a call recording (``RecordingUrl``): (bytes, content type)."""
+        ...
+
+    def delete_recording(self, sid: str) -> None:
+        """Delete a recording from Twilio (already gone counts as done)."""
+        ...
+
+    def delete_transcription(self, sid: str) -> None:
+        """Delete a transcription from Twilio (already gone counts as done)."""
+        ...
+
+
+def _is_twilio_api_host(host: str) -> bool:
+    return host == "api.twilio.com" or (host.startswith("api.") and host.endswith(".twilio.com"))
+
+
+def _rebase(url: str, api_base: str) -> str:
+    """Send an api.twilio.com URL to ``api_base`` (a local mock); leave other URLs alone."""
+    if not api_base:
+        return url
+    parts = urlsplit(url)
+    if not _is_twilio_api_host(parts.hostname or ""):
+        return url
+    base = urlsplit(api_base)
+    path = base.path.rstrip("/") + parts.path
+    return urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+
+
+class _RebasingHttpClient(HttpClient):
+    """Wraps an SDK ``HttpClient`` and points api.twilio.com requests at ``api_base``."""
+
+    def __init__(self, inner: HttpClient, api_base: str) -> None:
+        super().__init__(inner.logger, False, inner.timeout)
+        self.inner = inner
+        self.api_base = api_base
+
+    def request(self, method: str, uri: str, params: dict[str, object] | None = None,
+                data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
+                auth: tuple[str, str] | None = None, timeout: float | None = None,
+                allow_redirects: bool = False) -> Response:
+        return self.inner.request(method, _rebase(uri, self.api_base), params=params, data=data,
+                                  headers=headers, auth=auth, timeout=timeout,
+                                  allow_redirects=allow_redirects)
+
+
+def _translate(exc: Exception, what: str) -> TwilioError:
+    """Map SDK/HTTP failures to the transient/permanent split the workers act on."""
+    if isinstance(exc, TwilioRestException):
+        status = int(exc.status or 0)
+        raw = str(exc.code) if exc.code is not None else ""
+        code = int(raw) if raw.isdigit() else None
+        message = f"{what}: Twilio answered HTTP {status}" + (f" (error {code})" if code else "")
+        if status == 429 or status >= 500 or status == 0:
+            return TwilioTransientError(message)
+        return TwilioPermanentError(message, code=code, status=status)
+    if isinstance(exc, requests.RequestException | OSError):
+        return TwilioTransientError(f"{what}: {type(exc).__name__}")
+    if isinstance(exc, TwilioException):
+        return TwilioTransientError(f"{what}: {type(exc).__name__}")
+    return TwilioTransientError(f"{what}: unexpected {type(exc).__name__}")
+
+
+class RestTwilioGateway:
+    """The real gateway: the ``twilio`` SDK for API calls, ``requests`` for binary downloads.
+
+    The SDK's ``HttpClient`` returns text, not bytes, so media and recordings are downloaded
+    with a plain ``requests`` session using the same basic auth; a redirect to Twilio's storage
+    host drops the credentials (``requests`` strips Authorization on a cross-host redirect).
+    """
+
+    name = "twilio"
+
+    def __init__(self, account_sid: str, auth_token: str, from_number: str, api_base: str = "",
+                 http_client: HttpClient | None = None) -> None:
+        self.account_sid = account_sid
+        self.from_number = from_number
+        self.api_base = api_base.rstrip("/")
+        self._auth = (account_sid, auth_token)
+        inner = http_client or TwilioHttpClient(timeout=REQUEST_TIMEOUT_SECONDS)
+        client_http: HttpClient = _RebasingHttpClient(inner, self.api_base) if self.api_base \
+            else inner
+        self.client = Client(account_sid, auth_token, http_client=client_http)
+        self._downloads = requests.Session()
+
+    # -- messages -------------------------------------------------------------------------
+    def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> str:
+        kwargs: dict[str, Any] = {"to": to, "from_": self.from_number, "body": body}
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        try:
+            msg = self.client.messages.create(**kwargs)
+        except Exception as exc:
+            raise _translate(exc, "send_sms") from None
+        return str(msg.sid)
+
+    def redact_message(self, sid: str) -> None:
+        try:
+            self.client.messages(sid).update(body="")
+        except Exception as exc:
+            raise _translate(exc, "redact_message") from None
+
+    def delete_message(self, sid: str) -> None:
+        self._delete(lambda: self.client.messages(sid).delete(), "delete_message")
+
+    def fetch_media(self, url: str) -> tuple[bytes, str]:
+        return self._download(url, "fetch_media")
+
+    def delete_media(self, message_sid: str, media_sid: str) -> None:
+        self._delete(lambda: self.client.messages(message_sid).media(media_sid).delete(),
+                     "delete_media")
+
+    # -- calls ----------------------------------------------------------------------------
+    def start_call(self, to: str, *, url: str | None = None, twiml: str | None = None,
+                   status_callback: str | None = None) -> str:
+        if not url and not twiml:
+            raise ValueError("start_call needs url or twiml")
+        kwargs: dict[str, Any] = {"to": to, "from_": self.from_number}
+        if url:
+            kwargs["url"] = url
+        if twiml:
+            kwargs["twiml"] = twiml
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+            kwargs["status_callback_event"] = ["initiated", "ringing", "answered", "completed"]
+        try:
+            call = self.client.calls.create(**kwargs)
+        except Exception as exc:
+            raise _translate(exc, "start_call") from None
+        return str(call.sid)
+
+    def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        # RecordingUrl has no extension; Twilio then serves WAV. Ask for MP3: a tenth the size.
+        parts = urlsplit(url)
+        if _is_twilio_api_host(parts.hostname or "") and not parts.path.endswith((".mp3",
+                                                                                  ".wav")):
+            url = urlunsplit(parts._replace(path=parts.path + ".mp3"))
+        return self._download(url, "fetch_recording")
+
+    def delete_recording(self, sid: str) -> None:
+        self._delete(lambda: self.client.recordings(sid).delete(), "delete_recording")
+
+    def delete_transcription(self, sid: str) -> None:
+        self._delete(lambda: self.client.transcriptions(sid).delete(), "delete_transcription")
+
+    # -- helpers --------------------------------------------------------------------------
+    def _delete(self, call: Any, what: str) -> None:
+        try:
+            call()
+        except TwilioRestException as exc:
+            if exc.status == 404:  # already deleted: the goal is reached
+                return
+            raise _translate(exc, what) from None
+        except Exception as exc:
+            raise _translate(exc, what) from None
+
+    def _download(self, url: str, what: str) -> tuple[bytes, str]:
+        target = _rebase(url, self.api_base)
+        try:
+            resp = self._downloads.get(target, auth=self._auth, timeout=REQUEST_TIMEOUT_SECONDS,
+                                       allow_redirects=True, stream=True)
+            try:
+                status = resp.status_code
+                if status >= 400:
+                    if status == 429 or status >= 500:
+                        raise TwilioTransientError(f"{what}: HTTP {status}")
+                    raise TwilioPermanentError(f"{what}: HTTP {status}", status=status)
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_DOWNLOAD_BYTES:
+                        raise TwilioPermanentError(f"{what}: larger than {MAX_DOWNLOAD_BYTES}")
+                    chunks.append(chunk)
+                ctype = resp.headers.get("Content-Type", "application/octet-stream")
+            finally:
+                resp.close()
+        except TwilioError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, what) from None
+        return b"".join(chunks), ctype.split(";")[0].strip().lower()
+
+
+@dataclass
+class FakeTwilioGateway:
+    """Records what would have been sent or deleted; serves media from ``media``.
+
+    ``fail_next`` makes the next call raise the given exception once (tests of retries).
+    """
+
+    name: str = "fake"
+    from_number: str = "+15555550100"
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    redacted: list[str] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    fail_next: Exception | None = None
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _maybe_fail(self) -> None:
+        with self._lock:
+            exc, self.fail_next = self.fail_next, None
+        if exc is not None:
+            raise exc
+
+    def _sid(self, prefix: str) -> str:
+        with self._lock:
+            n = next(self._ids)
+        return f"{prefix}{n:032x}"
+
+    def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> str:
+        self._maybe_fail()
+        sid = self._sid("SM")
+        self.sent.append({"sid": sid, "to": to, "from": self.from_number, "body": body,
+                          "status_callback": status_callback})
+        return sid
+
+    def start_call(self, to: str, *, url: str | None = None, twiml: str | None = None,
+                   status_callback: str | None = None) -> str:
+        self._maybe_fail()
+        if not url and not twiml:
+            raise ValueError("start_call needs url or twiml")
+        sid = self._sid("CA")
+        self.calls.append({"sid": sid, "to": to, "from": self.from_number, "url": url,
+                           "twiml": twiml, "status_callback": status_callback})
+        return sid
+
+    def redact_message(self, sid: str) -> None:
+        self._maybe_fail()
+        self.redacted.append(sid)
+
+    def delete_message(self, sid: str) -> None:
+        self._maybe_fail()
+        self.deleted.append(("message", sid))
+
+    def fetch_media(self, url: str) -> tuple[bytes, str]:
+        self._maybe_fail()
+        self.fetched.append(url)
+        if url not in self.media:
+            raise TwilioPermanentError("fetch_media: HTTP 404", status=404)
+        return self.media[url]
+
+    def delete_media(self, message_sid: str, media_sid: str) -> None:
+        self._maybe_fail()
+        self.deleted.append(("media", f"{message_sid}/{media_sid}"))
+
+    def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        self._maybe_fail()
+        self.fetched.append(url)
+        if url not in self.media:
+            raise TwilioPermanentError("fetch_recording: HTTP 404", status=404)
+        return self.media[url]
+
+    def delete_recording(self, sid: str) -> None:
+        self._maybe_fail()
+        self.deleted.append(("recording", sid))
+
+    def delete_transcription(self, sid: str) -> None:
+        self._maybe_fail()
+        self.deleted.append(("transcription", sid))
+
+
+def twilio_configured(settings: Settings) -> bool:
+    return bool(settings.twilio_account_sid and settings.twilio_auth_token
+                and settings.twilio_from_number)
+
+
+def build_gateway(settings: Settings) -> TwilioGateway:
+    """The real gateway when the account SID, auth token and from-number are set, else the fake."""
+    if twilio_configured(settings):
+        return RestTwilioGateway(settings.twilio_account_sid, settings.twilio_auth_token,
+                                 settings.twilio_from_number, api_base=settings.twilio_api_base)
+    return FakeTwilioGateway(from_number=settings.twilio_from_number or "+15555550100")

@@ -1,0 +1,63 @@
+"""Small database helpers the SMS and voice services share: dedup keys, tasks, re-routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from tipline.db import utcnow
+from tipline.jobs import JobQueue, after_commit
+from tipline.routing.models import RoutingJob
+from tipline.telephony.models import InboundEvent, TaskStatus, TelephonyTask
+
+TASK_NAME = "tipline.telephony_task"
+
+
+def insert_ignore(session: Session, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT that does nothing on a unique conflict; True when the row was new.
+
+    A concurrent insert of the same key waits for the other transaction and then does nothing,
+    which is how two deliveries of one webhook are told apart without an error.
+    """
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
+    return session.execute(stmt).first() is not None
+
+
+def first_time(session: Session, key: str, kind: str) -> bool:
+    """Record that webhook ``key`` was taken in; False when it already was (a retry)."""
+    return insert_ignore(session, InboundEvent.__table__,  # type: ignore[arg-type]
+                         {"key": key[:120], "kind": kind, "created_at": utcnow()})
+
+
+def add_task(session: Session, queue: JobQueue, *, kind: str, sid: str,
+             parent_sid: str | None = None, tip_id: int | None = None,
+             message_id: int | None = None, url: str | None = None,
+             content_type: str | None = None, send: bool = True) -> int | None:
+    """Record Twilio work to do (once per kind+sid) and send it to a worker after commit."""
+    now = utcnow()
+    new = insert_ignore(session, TelephonyTask.__table__,  # type: ignore[arg-type]
+                        {"kind": kind, "sid": sid[:64], "parent_sid": parent_sid,
+                         "tip_id": tip_id, "message_id": message_id, "url": url,
+                         "content_type": (content_type or "")[:100] or None,
+                         "status": TaskStatus.PENDING, "attempts": 0,
+                         "created_at": now, "updated_at": now})
+    task_id = session.execute(
+        select(TelephonyTask.id).where(TelephonyTask.kind == kind, TelephonyTask.sid == sid[:64])
+    ).scalar_one_or_none()
+    if new and send and task_id is not None:
+        after_commit(session, queue.send_task, TASK_NAME, task_id)
+    return task_id
+
+
+def reroute(session: Session, queue: JobQueue, tip_id: int) -> int:
+    """Route the tip again (its school, category or severity changed); sent after commit."""
+    job = RoutingJob(tip_id=tip_id, reason="retriage")
+    session.add(job)
+    session.flush()
+    after_commit(session, queue.send_routing, job.id)
+    return job.id

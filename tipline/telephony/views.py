@@ -1,0 +1,205 @@
+"""Twilio webhooks: SMS in, the voice IVR and its callbacks, outbound message status.
+
+Every route is signature-checked (``twilio_signed``: 403 and nothing stored when the
+signature is missing or wrong). Views parse the form, call a service, commit, and only then
+answer with TwiML built by the SDK. When the database is unavailable the reporter is told so,
+with 911/988, instead of a silent error. Nothing from the request (number, text) is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, Response, request
+from sqlalchemy.exc import SQLAlchemyError
+from twilio.twiml.messaging_response import MessagingResponse
+
+from tipline.db import utcnow
+from tipline.intake.services import IntakeError
+from tipline.telephony import texts, voice
+from tipline.telephony.models import TaskKind
+from tipline.telephony.signature import twilio_signed
+from tipline.telephony.sms import InboundSms, handle_inbound_sms, parse_media, staff_handler
+from tipline.telephony.store import add_task, first_time
+from tipline.tips.models import Message
+from tipline.web import db_session, services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("telephony", __name__, url_prefix="/twilio")
+
+XML = "text/xml; charset=utf-8"
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
+
+
+def register(app: Flask) -> None:
+    """Register the webhooks without CSRF: Twilio cannot send a token; signatures stand in."""
+    from tipline.app import csrf
+
+    csrf.exempt(bp)
+    app.register_blueprint(bp)
+
+
+def _xml(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, content_type=XML)
+
+
+def _sms_twiml(text: str | None) -> Response:
+    resp = MessagingResponse()
+    if text:
+        resp.message(text)
+    return _xml(str(resp))
+
+
+def _empty() -> Response:
+    return Response(status=204)
+
+
+def voice_paths() -> voice.Paths:
+    base = services().settings.public_url.rstrip("/") + bp.url_prefix  # type: ignore[operator]
+    return voice.Paths(language=f"{base}/voice/language", recorded=f"{base}/voice/recorded",
+                       recording_status=f"{base}/voice/recording-status",
+                       transcription=f"{base}/voice/transcription")
+
+
+def _form(name: str) -> str:
+    return (request.form.get(name) or "").strip()
+
+
+# -- SMS ---------------------------------------------------------------------------------------
+
+
+@bp.post("/sms")
+@twilio_signed
+def sms() -> Any:
+    sid = _form("MessageSid") or _form("SmsMessageSid") or _form("SmsSid")
+    number = _form("From")
+    if not sid or not number:
+        return _xml(str(MessagingResponse()), 400)
+    inbound = InboundSms(sid, number, request.form.get("Body") or "", parse_media(request.form))
+    svc = services()
+    session = db_session()
+    try:
+        reply = handle_inbound_sms(session, svc.vault, svc.queue, inbound, utcnow(),
+                                   conversation_days=svc.settings.sms_conversation_days,
+                                   staff=staff_handler())
+        session.commit()
+    except IntakeError:
+        session.rollback()
+        return _sms_twiml(texts.sms("welcome", "en"))
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("SMS webhook could not store a message (%s)", type(exc).__name__)
+        return _sms_twiml(texts.sms("unavailable", "en"))
+    return _sms_twiml(reply.text)
+
+
+@bp.post("/sms/status")
+@twilio_signed
+def sms_status() -> Any:
+    """Status of a relayed staff reply: mark failures; delete the record once final."""
+    sid, status = _form("MessageSid"), _form("MessageStatus").lower()
+    if not sid or status not in FINAL_STATUSES:
+        return _empty()
+    svc = services()
+    session = db_session()
+    try:
+        if first_time(session, f"smsst:{sid}:{status}", "sms_status"):
+            message = session.query(Message).filter(Message.external_id == sid).one_or_none()
+            if message is not None and status in ("undelivered", "failed"):
+                message.relay_status = "failed"
+                log.warning("relayed reply %s was %s (Twilio error %s)", message.id, status,
+                            _form("ErrorCode") or "-")
+            add_task(session, svc.queue, kind=TaskKind.MESSAGE, sid=sid,
+                     tip_id=message.tip_id if message else None)
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("SMS status callback not stored (%s)", type(exc).__name__)
+        return Response(status=500)
+    return _empty()
+
+
+# -- voice -------------------------------------------------------------------------------------
+
+
+@bp.post("/voice")
+@twilio_signed
+def voice_call() -> Any:
+    return _xml(voice.greeting_twiml(voice_paths()))
+
+
+@bp.post("/voice/language")
+@twilio_signed
+def voice_language() -> Any:
+    language = voice.choose_language(request.form.get("Digits"))
+    return _xml(voice.record_twiml(voice_paths(), language,
+                                   services().settings.voice_max_record_seconds))
+
+
+@bp.post("/voice/recorded")
+@twilio_signed
+def voice_recorded() -> Any:
+    """The ``<Record>`` action: store the tip, then tell the caller their tip code."""
+    language = texts.lang(request.args.get("lang"))
+    call_sid, recording_sid = _form("CallSid"), _form("RecordingSid")
+    if not call_sid or not recording_sid:
+        return _xml(voice.nothing_twiml(language))
+    svc = services()
+    session = db_session()
+    try:
+        result = voice.ensure_voice_tip(session, svc.vault, svc.queue, call_sid=call_sid,
+                                        recording_sid=recording_sid,
+                                        recording_url=_form("RecordingUrl") or None,
+                                        language=language)
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("voice recording could not be stored (%s)", type(exc).__name__)
+        return _xml(voice.unavailable_twiml(language))
+    return _xml(voice.code_twiml(result.code, language))
+
+
+@bp.post("/voice/recording-status")
+@twilio_signed
+def voice_recording_status() -> Any:
+    call_sid, recording_sid = _form("CallSid"), _form("RecordingSid")
+    status = _form("RecordingStatus").lower()
+    if not call_sid or not recording_sid or status != "completed":
+        return _empty()  # in-progress, or absent/failed: nothing was recorded to take in
+    svc = services()
+    session = db_session()
+    try:
+        voice.ensure_voice_tip(session, svc.vault, svc.queue, call_sid=call_sid,
+                               recording_sid=recording_sid,
+                               recording_url=_form("RecordingUrl") or None)
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("recording status not stored (%s)", type(exc).__name__)
+        return Response(status=500)
+    return _empty()
+
+
+@bp.post("/voice/transcription")
+@twilio_signed
+def voice_transcription() -> Any:
+    call_sid, transcription_sid = _form("CallSid"), _form("TranscriptionSid")
+    if not call_sid or not transcription_sid:
+        return _empty()
+    svc = services()
+    session = db_session()
+    try:
+        voice.take_transcription(
+            session, svc.vault, svc.queue, call_sid=call_sid,
+            transcription_sid=transcription_sid, recording_sid=_form("RecordingSid") or None,
+            recording_url=_form("RecordingUrl") or None,
+            status=_form("TranscriptionStatus").lower(),
+            text=request.form.get("TranscriptionText") or "")
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("transcription not stored (%s)", type(exc).__name__)
+        return Response(status=500)
+    return _empty()

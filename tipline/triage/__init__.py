@@ -1,0 +1,1 @@
+"""The staff dashboard: scope (who may see which tip), the queue, and the tip page."""

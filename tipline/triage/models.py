@@ -1,0 +1,57 @@
+"""What staff did to a tip: status changes with reasons, assignment, re-triage, and the
+Missouri mandated reports staff members record having made.
+
+Reasons are free text written by staff and may describe the case, so they are sealed under
+the tip's data key like the rest of its content.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tipline.db import Base, UTCDateTime, new_uid, utcnow
+from tipline.tips.models import Tip, _Sealed
+
+
+class TipEvent(_Sealed, Base):
+    """One change a staff member made: kind is status | assign | retriage."""
+
+    __tablename__ = "tip_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    from_value: Mapped[str | None] = mapped_column(String(40))
+    to_value: Mapped[str | None] = mapped_column(String(40))
+    reason_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tip: Mapped[Tip] = relationship()
+
+    def _dek(self) -> bytes:
+        return self.tip._dek()
+
+    @property
+    def reason(self) -> str:
+        return self._open("reason_ct") or ""
+
+    @reason.setter
+    def reason(self, value: str | None) -> None:
+        self._seal("reason_ct", value or None)
+
+
+class MandatedReport(Base):
+    """A staff member's own statement that they reported this tip to Children's Division."""
+
+    __tablename__ = "mandated_reports"
+    __table_args__ = (UniqueConstraint("tip_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,86 @@
+"""Who may see which tip. Every dashboard read goes through here.
+
+- district admin: the tips of their district, and tips that name no district (someone has to
+  see a tip "not about a school"; they are shown to every district admin);
+- school staff: the tips of their schools;
+- police liaison: only tips with a dispatch to their contact, or to a contact of their agency;
+- auditor: no tip at all (audit log and statistics only).
+
+A tip outside the scope is reported as not found, never as forbidden, so a URL cannot confirm
+that a tip exists.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Select, exists, false, or_, select
+from sqlalchemy.orm import Session
+
+from tipline.accounts.models import Role, StaffUser, staff_schools
+from tipline.directory.models import Contact
+from tipline.routing.models import Dispatch
+from tipline.tips.models import Tip
+
+# Roles that may change a tip (status, notes, replies, acknowledgement).
+WRITE_ROLES = (Role.DISTRICT_ADMIN.value, Role.SCHOOL_STAFF.value, Role.POLICE_LIAISON.value)
+READ_ROLES = WRITE_ROLES
+
+
+class TipNotFound(LookupError):
+    """No such tip, or not one this account may see (the two are never told apart)."""
+
+
+def liaison_contact_ids(session: Session, user: StaffUser) -> list[int]:
+    """The liaison's own contact and every contact of the same police agency."""
+    if user.contact_id is None:
+        return []
+    agency_id = session.execute(
+        select(Contact.agency_id).where(Contact.id == user.contact_id)
+    ).scalar_one_or_none()
+    ids = {user.contact_id}
+    if agency_id is not None:
+        ids.update(session.execute(
+            select(Contact.id).where(Contact.agency_id == agency_id)).scalars())
+    return sorted(ids)
+
+
+def scope_condition(session: Session, user: StaffUser) -> ColumnElement[bool]:
+    """A WHERE clause on ``Tip`` selecting exactly what ``user`` may see."""
+    if not user.active:
+        return false()
+    if user.role == Role.DISTRICT_ADMIN:
+        if user.district_id is None:
+            return false()
+        return or_(Tip.district_id == user.district_id, Tip.district_id.is_(None))
+    if user.role == Role.SCHOOL_STAFF:
+        school_ids = select(staff_schools.c.school_id).where(staff_schools.c.user_id == user.id)
+        return Tip.school_id.in_(school_ids.scalar_subquery())
+    if user.role == Role.POLICE_LIAISON:
+        contacts = liaison_contact_ids(session, user)
+        if not contacts:
+            return false()
+        return exists().where(Dispatch.tip_id == Tip.id, Dispatch.contact_id.in_(contacts))
+    return false()
+
+
+def visible_tips(session: Session, user: StaffUser) -> Select[Tip]:
+    """``SELECT tips`` limited to the account's scope; callers add filters and ordering."""
+    return select(Tip).where(scope_condition(session, user))
+
+
+def get_tip_for(session: Session, user: StaffUser, uid: str) -> Tip:
+    """The tip with this uid if ``user`` may see it; TipNotFound otherwise."""
+    if not uid or len(uid) > 32:
+        raise TipNotFound(uid)
+    tip = session.execute(
+        visible_tips(session, user).where(Tip.uid == uid)
+    ).scalar_one_or_none()
+    if tip is None:
+        raise TipNotFound(uid)
+    return tip
+
+
+def can_see(session: Session, user: StaffUser, tip_id: int) -> bool:
+    found = session.execute(
+        select(Tip.id).where(Tip.id == tip_id, scope_condition(session, user))
+    ).scalar_one_or_none()
+    return found is not None
