@@ -189,3 +189,17 @@ def test_user_row_never_holds_the_secret_in_clear(db_session: Session, vault: Va
     raw = db_session.execute(select(StaffUser.totp_secret_ct).where(
         StaffUser.id == user.id)).scalar_one()
     assert raw is not None and secret.encode() not in raw
+
+
+def test_session_holds_no_address_or_user_agent_hash(client: Any, admin: Any) -> None:
+    import hashlib
+
+    user, password, secret = admin
+    sign_in(client, user.email, password, secret)
+    with client.session_transaction() as sess:
+        ident = sess.get("_id")
+    ua = client.environ_base.get("HTTP_USER_AGENT", "") if hasattr(client, "environ_base") \
+        else ""
+    flask_login_style = hashlib.sha512(f"127.0.0.1|{ua}".encode()).hexdigest()
+    assert ident != flask_login_style
+    assert ident is None or len(ident) == 32

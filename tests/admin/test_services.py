@@ -161,3 +161,27 @@ def test_audit_page_shows_reference_not_content(db_session, vault, queue) -> Non
     assert "secret words" not in repr(page)
     only = admin.audit_page(db_session, action="tip.")
     assert {r.action[:4] for r in only.rows} == {"tip."}
+
+
+def test_verify_log_agrees_with_the_audit_package(db_session) -> None:
+    from sqlalchemy import text
+
+    from tipline.audit.services import record, verify_chain
+
+    first = record(db_session, "a", actor="cli", detail={"k": [1, "two"]})
+    victim = record(db_session, "b", actor="user:1", actor_user_id=1, tip_id=5)
+    gone = record(db_session, "c", actor="cli")
+    record(db_session, "d", actor="cli")
+    db_session.flush()
+    assert admin.verify_log(db_session, batch=2) == verify_chain(db_session)
+    assert admin.verify_log(db_session).ok
+    db_session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"))
+    db_session.execute(text("DELETE FROM audit_events WHERE id = :i"), {"i": gone.id})
+    db_session.expire_all()
+    report = admin.verify_log(db_session, batch=2)
+    assert report == verify_chain(db_session) and report.reason == "previous hash does not match"
+    db_session.execute(text("UPDATE audit_events SET tip_id = 6 WHERE id = :i"), {"i": victim.id})
+    db_session.expire_all()
+    report = admin.verify_log(db_session)
+    assert (report.ok, report.first_bad_id) == (False, victim.id)
+    assert report == verify_chain(db_session) and first.id < victim.id

@@ -279,6 +279,7 @@ def test_new_tips_appear_without_reload(live_server: LiveServer, page: Any, svc:
     page.wait_for_selector(f"table.queue >> text={ref}", timeout=10000)
     page.wait_for_selector(f"#lifesafety-banner >> text={ref}", timeout=10000)
     assert page.evaluate("window.__marker") == 1
+    assert "life-safety" in page.title()
     assert "New tips arrived" in page.inner_text("#queue-live")
 
 

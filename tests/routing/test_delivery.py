@@ -237,3 +237,19 @@ def test_unanswered_alert_call_falls_back(client, db_session, vault, queue, demo
     assert resp.status_code == 204
     assert [(d.channel, d.status) for d in deliveries(db_session, r.tip_id)] == [
         ("voice", "failed"), ("email", "pending")]
+
+
+def test_the_last_channel_is_never_given_up_on_a_transient_error(db_session, vault, queue,
+                                                                 demo_directory):
+    r = route(db_session, vault, queue, [StepSpec(("slps-roosevelt-counselor",),
+                                                  channels=("email",))])
+    [dl_id] = queued_deliveries(queue)
+    down = FailingSender(transient=True)
+    for _ in range(MAX_SEND_ATTEMPTS + 2):
+        with pytest.raises(TransientSendError):
+            deliver_alert(db_session, dl_id, _senders(email=down), utcnow(), queue)
+    [dl] = deliveries(db_session, r.tip_id)
+    assert dl.status == "pending" and dl.attempts == MAX_SEND_ATTEMPTS + 2
+    up = RecordingSender()
+    assert deliver_alert(db_session, dl_id, _senders(email=up), utcnow(), queue).outcome == "sent"
+    assert len(up.sent) == 1

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from tests.factories import ContactFactory, SchoolFactory, bind, make_tip
 from tipline.directory.models import Contact, District, School
 from tipline.routing.engine import PolicyPlanner, UnknownPlace, plan_for
-from tipline.routing.models import Dispatch, RoutingJob
+from tipline.routing.models import AlertDelivery, Dispatch, RoutingJob
 from tipline.routing.policy import (
     CATEGORIES,
     Policy,
@@ -375,3 +375,62 @@ def test_every_school_of_the_demo_reaches_someone_for_every_tip(db_session, demo
                         category=category, severity=severity, at=at)
         assert plan.steps and plan.steps[0].entries, (code, category, severity)
         assert plan.steps[0].delay == timedelta(0)
+
+
+def _dispatched(db_session, tip_id):
+    rows = db_session.execute(select(Dispatch).where(Dispatch.tip_id == tip_id)).scalars()
+    return {(db_session.get(Contact, d.contact_id).key, d.step_index, d.status) for d in rows}
+
+
+@pytest.mark.parametrize(("fields", "expected_rule", "expected"), [
+    (
+        {"school": "slps-roosevelt", "category": "threat"},
+        "slps-violence",
+        {("slps-safety-desk", 0, "active"), ("slps-safety-supervisor", 0, "active"),
+         ("slps-roosevelt-counselor", 0, "active"), ("slpd-liaison", 0, "active"),
+         ("slps-oncall", 1, "scheduled")},
+    ),
+    (
+        {"school": "slps-soldan", "category": "bullying", "when": "", "where": "",
+         "body": "Some kids keep posting mean things about my friend"},
+        "slps-support-day",
+        {("slps-soldan-counselor", 0, "active"), ("slps-support-lead", 1, "scheduled")},
+    ),
+    (
+        {"school": "none", "category": "self_harm", "when": "", "where": "",
+         "body": "My friend keeps saying she wants to die"},
+        "no-school",
+        {("slps-oncall", 0, "active"), ("slps-support-lead", 0, "active"),
+         ("cty-oncall", 0, "active")},
+    ),
+])
+def test_web_tip_with_demo_policy_reaches_exactly_the_expected_contacts(
+    app, client, db_session, queue, demo_directory, fields, expected_rule, expected
+):
+    from tests.intake.helpers import post_tip
+    from tipline.tips.models import Tip
+
+    load_policy_file(db_session, POLICY_FILE, loaded_by="test")
+    db_session.commit()
+    resp = post_tip(client, **fields)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    (tip,) = db_session.execute(select(Tip)).scalars().all()
+    ((name, (job_id,)),) = queue.sent
+    assert name == "tipline.route_job"
+    planner = app.extensions["tipline"].planner(db_session)
+    assert isinstance(planner, PolicyPlanner)
+    result = route_job(db_session, job_id, planner, queue, TUESDAY_10AM)
+    assert result.routed
+    assert _dispatched(db_session, tip.id) == expected
+    job = db_session.get(RoutingJob, job_id)
+    assert job.explanation["rule"] == expected_rule and job.status == "done"
+    sent = sorted(a[0] for n, a in queue.sent if n == "tipline.deliver_alert")
+    rows = db_session.execute(
+        select(AlertDelivery).join(Dispatch).where(Dispatch.tip_id == tip.id)
+    ).scalars().all()
+    assert sent == sorted(r.id for r in rows)
+    # every contact alerted at once has at least one delivery; scheduled steps have none yet
+    assert {(db_session.get(Contact, r.dispatch.contact_id).key, 0, "active") for r in rows} \
+        == {e for e in expected if e[2] == "active"}
+    assert "police_liaison" not in {c["role"] for c in job.explanation["contacts"]
+                                    if c["alerted"]} or fields["category"] == "threat"

@@ -18,6 +18,7 @@ from tipline.routing.policy import (
     parse_days,
     parse_duration,
     parse_policy,
+    policy_warnings,
     validate_policy,
 )
 
@@ -206,7 +207,7 @@ def test_bad_duration():
 def test_bad_times():
     text = BASE.replace('start: "07:00", end: "17:00"', 'start: "25:00", end: "17:61"')
     errs = errors_of(text)
-    assert errs == [f"p.yaml:5: school_hours: bad time '25:00': use 24-hour HH:MM, like "
+    assert errs == ["p.yaml:5: school_hours: bad time '25:00': use 24-hour HH:MM, like "
                     "\"07:00\" or \"17:30\""]
     text = BASE.replace("days: mon-fri", "days: mon-fry")
     assert errors_of(text)[0].startswith("p.yaml:5: school_hours: bad days 'mon-fry'")
@@ -292,3 +293,22 @@ def test_invalid_policy_is_not_stored(db_session, demo_directory):
         load_policy(db_session, BASE.replace("slpd-liaison", "ghost"), "p.yaml", "cli")
     rows = db_session.execute(select(RoutingPolicy)).scalars().all()
     assert [(r.version, r.active) for r in rows] == [(1, True)]
+
+
+def test_load_is_audited(db_session, demo_directory):
+    from tipline.audit.models import AuditEvent
+
+    load_policy(db_session, BASE, "p.yaml", "admin@x")
+    (event,) = db_session.execute(
+        select(AuditEvent).where(AuditEvent.action == "policy.load")).scalars()
+    assert event.actor == "admin@x" and event.object_id == "1"
+    assert event.detail["source"] == "p.yaml" and len(event.detail["sha256"]) == 64
+
+
+def test_warning_for_a_district_the_policy_omits(db_session, demo_directory):
+    policy = parse_policy(BASE, "p.yaml")
+    assert policy_warnings(db_session, policy) == [
+        "p.yaml: warning: district 'stlco-demo' is in the directory but not in the policy; "
+        "its tips go to every district's fallback contacts"]
+    demo = parse_policy(POLICY_FILE.read_text(encoding="utf-8"), "demo.yaml")
+    assert policy_warnings(db_session, demo) == []

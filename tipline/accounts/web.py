@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ PASSIVE_ENDPOINTS: set[str] = set()
 login_manager = LoginManager()
 login_manager.login_view = "accounts.login"
 login_manager.session_protection = None  # no address or user-agent hash in the cookie
+# Flask-Login would still write a hash of the client address and user agent into the session
+# ("_id"); with protection off nothing reads it, so a random value takes its place.
+login_manager._session_identifier_generator = lambda: secrets.token_hex(16)
 login_manager.login_message = "Please sign in."
 login_manager.login_message_category = "info"
 

@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,8 @@ class Target:
     on_call_only: bool = False
 
     def describe(self) -> str:
-        what = f"contact {self.contact}" if self.contact else f"every {self.role} of the school"
+        role = (self.role or "").replace("_", " ")
+        what = f"contact {self.contact}" if self.contact else f"every {role} of the school"
         return what + (" (when on call)" if self.on_call_only else "")
 
 
@@ -734,7 +735,24 @@ def load_policy(session: Session, text: str, source_name: str, loaded_by: str) -
     )
     session.add(row)
     session.flush()
+    from tipline.audit.services import record
+
+    record(session, "policy.load", actor=loaded_by[:120], object_type="routing_policy",
+           object_id=row.version, detail={"source": row.source_name, "sha256": row.sha256})
     return row
+
+
+def policy_warnings(session: Session, policy: Policy) -> list[str]:
+    """Things that are allowed but worth a look: districts of the directory the policy omits.
+
+    Their tips still reach someone (every district's fallback contacts), but not by a rule.
+    """
+    codes = session.execute(select(District.code).order_by(District.code)).scalars()
+    return [
+        f"{policy.source}: warning: district {code!r} is in the directory but not in the "
+        "policy; its tips go to every district's fallback contacts"
+        for code in codes if code not in policy.districts
+    ]
 
 
 def load_policy_file(session: Session, path: Path | str, loaded_by: str) -> RoutingPolicy:
@@ -746,7 +764,6 @@ def load_policy_file(session: Session, path: Path | str, loaded_by: str) -> Rout
 class _Cache:
     sha: str = ""
     policy: Policy | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _cache = _Cache()
@@ -754,18 +771,22 @@ _cache = _Cache()
 
 def active_policy(session: Session) -> Policy | None:
     """The active policy, parsed once per version (rows are immutable once stored)."""
-    row = session.execute(
-        select(RoutingPolicy).where(RoutingPolicy.active.is_(True))
+    head = session.execute(
+        select(RoutingPolicy.id, RoutingPolicy.version, RoutingPolicy.sha256)
+        .where(RoutingPolicy.active.is_(True))
         .order_by(RoutingPolicy.version.desc()).limit(1)
-    ).scalar_one_or_none()
-    if row is None:
+    ).first()
+    if head is None:
         return None
-    if _cache.policy is None or _cache.sha != f"{row.version}:{row.sha256}":
+    key = f"{head.version}:{head.sha256}"
+    if _cache.policy is None or _cache.sha != key:
+        row = session.get(RoutingPolicy, head.id)
+        assert row is not None  # noqa: S101 - just selected
         parsed = parse_policy(row.source_text, row.source_name)
         policy = Policy(parsed.source, parsed.name, parsed.districts,
                         parsed.no_school_ack_within, parsed.no_school_repeat_every,
                         parsed.sha256, row.version)
-        _cache.sha, _cache.policy = f"{row.version}:{row.sha256}", policy
+        _cache.sha, _cache.policy = key, policy
     return _cache.policy
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tipline.db import rowcount
-from tipline.directory.models import Contact, contact_schools
+from tipline.directory.models import Contact, School, contact_schools
 from tipline.jobs import JobQueue, after_commit
 from tipline.routing.models import (
     AlertDelivery,
@@ -179,6 +179,7 @@ def route_job(
     plan = planner.plan(session, tip, now)
     job.explanation = plan.explanation | {"rule": plan.rule}
     deliveries: list[AlertDelivery] = []
+    created: list[Dispatch] = []
     n_dispatch = 0
     for idx, step in enumerate(plan.steps):
         due = now + step.delay
@@ -204,8 +205,11 @@ def route_job(
             )
             session.add(d)
             n_dispatch += 1
-            if d.status == DispatchStatus.ACTIVE.value:
-                deliveries.extend(open_deliveries(session, d, round_no=0))
+            created.append(d)
+    session.flush()  # one batched INSERT for every dispatch
+    for d in created:
+        if d.status == DispatchStatus.ACTIVE.value:
+            deliveries.extend(open_deliveries(session, d, round_no=0, flush=False))
     if not plan.steps:
         job.status = JobStatus.FAILED.value
         job.last_error = "no contact matched; check the directory and policy"
@@ -217,7 +221,8 @@ def route_job(
     return RouteResult(job_id, True, n_dispatch, len(deliveries))
 
 
-def open_deliveries(session: Session, dispatch: Dispatch, round_no: int) -> list[AlertDelivery]:
+def open_deliveries(session: Session, dispatch: Dispatch, round_no: int, flush: bool = True
+                    ) -> list[AlertDelivery]:
     """Create the delivery rows for one alert round of a dispatch.
 
     Normally only the first channel; the next ones are opened if it fails. A life-safety
@@ -225,7 +230,8 @@ def open_deliveries(session: Session, dispatch: Dispatch, round_no: int) -> list
     """
     if not dispatch.channels:
         return []
-    session.flush()
+    if dispatch.id is None:
+        session.flush()
     channels = [dispatch.channels[0]]
     if dispatch.repeat_every_seconds:
         channels = [c for c in dispatch.channels if c in ("voice", "sms")] or channels
@@ -240,7 +246,8 @@ def open_deliveries(session: Session, dispatch: Dispatch, round_no: int) -> list
         )
         session.add(dl)
         out.append(dl)
-    session.flush()
+    if flush:
+        session.flush()
     return out
 
 
@@ -343,24 +350,27 @@ def deliver_alert(
     session.commit()
     if not claimed:
         return DeliveryResult(delivery_id, "skipped")
-    dl = session.get(AlertDelivery, delivery_id)
-    assert dl is not None  # noqa: S101
-    session.refresh(dl)
-    dispatch = dl.dispatch
-    session.refresh(dispatch)
+    # Everything the alert needs in one round trip (this runs for every alert of a surge).
+    row = session.execute(
+        select(AlertDelivery, Dispatch, Contact, Tip, School.name)
+        .join(Dispatch, Dispatch.id == AlertDelivery.dispatch_id)
+        .join(Contact, Contact.id == Dispatch.contact_id)
+        .join(Tip, Tip.id == Dispatch.tip_id)
+        .outerjoin(School, School.id == Tip.school_id)
+        .where(AlertDelivery.id == delivery_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    dl, dispatch, contact, tip, school_name = row
     if dispatch.status not in SENDABLE:
         fail_delivery(session, dl.id, now, f"dispatch {dispatch.status}", queue, fallback=False)
         return DeliveryResult(delivery_id, "skipped")
-    contact = session.get(Contact, dispatch.contact_id)
-    tip = session.get(Tip, dispatch.tip_id)
-    assert contact is not None and tip is not None  # noqa: S101
     recipient = {"sms": contact.sms_number, "voice": contact.voice_number,
                  "email": contact.email}.get(dl.channel)
     sender = senders.get(dl.channel)
     if not recipient or sender is None or not contact.active:
         fail_delivery(session, dl.id, now, f"no {dl.channel} route for contact", queue)
         return DeliveryResult(delivery_id, "failed")
-    subject, text = alert_text(tip, dispatch, tip.school.name if tip.school else None)
+    subject, text = alert_text(tip, dispatch, school_name)
     if dispatch.include_content:
         extra = _content(tip, dl.channel)
         if extra:
@@ -561,18 +571,29 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) ->
         .order_by(RoutingJob.id)
         .limit(1000)
     ).scalars().all()
-    unstuck = rowcount(session.execute(
-        update(AlertDelivery)
+    stale = session.execute(
+        select(AlertDelivery.id)
         .where(
             AlertDelivery.status == DeliveryStatus.SENDING.value,
             AlertDelivery.updated_at < now - STALE_SENDING,
         )
-        .values(status=DeliveryStatus.PENDING.value, updated_at=now,
-                last_error="reset by sweep: worker lost mid-send")
-        .execution_options(synchronize_session=False)
-    ))
+        .limit(1000)
+    ).scalars().all()
+    reset: list[int] = []
+    for dl_id in stale:
+        if rowcount(session.execute(
+            update(AlertDelivery)
+            .where(AlertDelivery.id == dl_id,
+                   AlertDelivery.status == DeliveryStatus.SENDING.value,
+                   AlertDelivery.updated_at < now - STALE_SENDING)
+            .values(status=DeliveryStatus.PENDING.value, updated_at=now,
+                    last_error="reset by sweep: worker lost mid-send")
+            .execution_options(synchronize_session=False)
+        )):
+            reset.append(dl_id)
+    unstuck = len(reset)
     session.commit()
-    delivery_ids = session.execute(
+    delivery_ids = list(session.execute(
         select(AlertDelivery.id)
         .where(
             AlertDelivery.status == DeliveryStatus.PENDING.value,
@@ -580,7 +601,8 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) ->
         )
         .order_by(AlertDelivery.id)
         .limit(5000)
-    ).scalars().all()
+    ).scalars().all())
+    delivery_ids += [i for i in reset if i not in delivery_ids]  # re-send them at once
     jobs = sum(1 for j in job_ids if queue.send_routing(j))
     dels = sum(1 for d in delivery_ids if queue.send_delivery(d))
     if jobs or dels or unstuck:

@@ -119,19 +119,25 @@ def _windows(words: list[str], longest: int = 4) -> list[str]:
     return out
 
 
-def _score(reply: str, keys: frozenset[str], floor: float = CANDIDATE) -> float:
+def _score(reply: str, keys: frozenset[str], floor: float = CANDIDATE,
+           same_initial: bool = False) -> float:
     """Best similarity of any key to the reply or a run of its words (0 below ``floor``).
 
     Short or common keys ("RHS", "Long") count only when they are the whole reply.
     """
     words = reply.split()
-    pieces = [reply, *_windows(words)] if len(words) > 1 else [reply]
+    windows = _windows(words) if len(words) > 1 else []
     best = 0.0
     for key in keys:
         if len(key) < 4 or key in _COMMON_WORDS:
             if reply == key:
                 return 1.0
             continue
+        # A typo rarely changes the number of words: compare runs of the key's length, one
+        # word more or less, and the whole reply.
+        size = key.count(" ") + 1
+        pieces = [reply, *(w for w in windows if abs(w.count(" ") + 1 - size) <= 1
+                           and (not same_initial or w[0] == key[0]))]
         matcher = difflib.SequenceMatcher(None, b=key)
         for piece in pieces:
             if piece == key:
@@ -164,7 +170,7 @@ def find_school_in_text(schools: tuple[SchoolRef, ...], body: str) -> SchoolRef 
     scored = []
     for s in schools:
         keys = frozenset(k for k in s.keys if len(k) >= 5 and k not in _COMMON_WORDS)
-        score = _score(text, keys, floor=0.9)
+        score = _score(text, keys, floor=0.9, same_initial=True)
         scored.append((score, s))
     scored.sort(key=lambda pair: -pair[0])
     if not scored or scored[0][0] < 0.9:

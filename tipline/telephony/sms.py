@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tipline.crypto import Vault
@@ -199,14 +200,24 @@ def erase_number(session: Session, phone_hash: str) -> int:
 
 def _lock_conversation(session: Session, phone_hash: str, now: datetime) -> SmsConversation:
     """The number's conversation row, created if needed and locked for this transaction, so
-    two texts sent at once from one phone are taken in one after the other."""
-    insert_ignore(session, SmsConversation.__table__,  # type: ignore[arg-type]
-                  {"phone_hash": phone_hash, "step": SmsStep.NEW, "language": "en",
-                   "school_tries": 0, "category_tries": 0, "created_at": now,
-                   "last_inbound_at": now})
+    two texts sent at once from one phone are taken in one after the other.
+
+    One statement: an upsert whose conflict branch touches the row (taking its lock) and
+    returns it.
+    """
+    table = SmsConversation.__table__
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    insert = module.insert(table).values(
+        phone_hash=phone_hash, step=SmsStep.NEW, language="en", school_tries=0,
+        category_tries=0, created_at=now, last_inbound_at=now)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[table.c.phone_hash],
+        set_={"phone_hash": insert.excluded.phone_hash},
+    ).returning(*table.c)
     conv: SmsConversation = session.execute(
-        select(SmsConversation).where(SmsConversation.phone_hash == phone_hash)
-        .with_for_update().execution_options(populate_existing=True)
+        select(SmsConversation).from_statement(upsert),
+        execution_options={"populate_existing": True},
     ).scalar_one()
     return conv
 
@@ -247,7 +258,7 @@ def _prompt(session: Session, conv: SmsConversation) -> str:
     if conv.step == SmsStep.SCHOOL:
         if conv.candidates:
             return _ambiguous_text(session, conv, language)
-        return texts.sms("ask_school", language)
+        return texts.sms("ask_school_again" if conv.school_tries else "ask_school", language)
     if conv.step == SmsStep.CATEGORY:
         return f"{texts.sms('ask_category', language, crisis=False)}\n" \
                f"{texts.category_menu(language)}\n{texts.CRISIS[texts.lang(language)]}"

@@ -40,18 +40,21 @@ def add_task(session: Session, queue: JobQueue, *, kind: str, sid: str,
              content_type: str | None = None, send: bool = True) -> int | None:
     """Record Twilio work to do (once per kind+sid) and send it to a worker after commit."""
     now = utcnow()
-    new = insert_ignore(session, TelephonyTask.__table__,  # type: ignore[arg-type]
-                        {"kind": kind, "sid": sid[:64], "parent_sid": parent_sid,
-                         "tip_id": tip_id, "message_id": message_id, "url": url,
-                         "content_type": (content_type or "")[:100] or None,
-                         "status": TaskStatus.PENDING, "attempts": 0,
-                         "created_at": now, "updated_at": now})
-    task_id = session.execute(
-        select(TelephonyTask.id).where(TelephonyTask.kind == kind, TelephonyTask.sid == sid[:64])
-    ).scalar_one_or_none()
-    if new and send and task_id is not None:
+    table: Table = TelephonyTask.__table__  # type: ignore[assignment]
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(
+        kind=kind, sid=sid[:64], parent_sid=parent_sid, tip_id=tip_id, message_id=message_id,
+        url=url, content_type=(content_type or "")[:100] or None, status=TaskStatus.PENDING,
+        attempts=0, created_at=now, updated_at=now,
+    ).on_conflict_do_nothing().returning(table.c.id)
+    task_id = session.execute(stmt).scalar_one_or_none()
+    if task_id is None:  # already recorded by an earlier delivery of the same callback
+        return session.execute(select(TelephonyTask.id).where(
+            TelephonyTask.kind == kind, TelephonyTask.sid == sid[:64])).scalar_one_or_none()
+    if send:
         after_commit(session, queue.send_task, TASK_NAME, task_id)
-    return task_id
+    return int(task_id)
 
 
 def reroute(session: Session, queue: JobQueue, tip_id: int) -> int:

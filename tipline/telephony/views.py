@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from twilio.twiml.messaging_response import MessagingResponse
 
 from tipline.db import utcnow
+from tipline.intake.directory_view import last_known_hotlines
 from tipline.intake.services import IntakeError
 from tipline.telephony import texts, voice
 from tipline.telephony.models import TaskKind
@@ -91,7 +92,9 @@ def sms() -> Any:
     except SQLAlchemyError as exc:
         session.rollback()
         log.error("SMS webhook could not store a message (%s)", type(exc).__name__)
-        return _sms_twiml(texts.sms("unavailable", "en"))
+        hotlines = "; ".join(f"{name}: {line}" for name, line in last_known_hotlines())
+        sorry = texts.sms("unavailable", "en")
+        return _sms_twiml(f"{sorry} {hotlines}" if hotlines else sorry)
     return _sms_twiml(reply.text)
 
 

@@ -53,9 +53,16 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('mandated_reports', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_mandated_reports_tip_id'), ['tip_id'], unique=False)
+    # The dashboard queue's order: severity, unacknowledged first, then age.
+    op.create_index('ix_tips_queue_order', 'tips', [
+        sa.text('severity DESC'),
+        sa.text('(acknowledged_at IS NOT NULL)'),
+        'created_at', 'id',
+    ], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_tips_queue_order', table_name='tips')
     with op.batch_alter_table('mandated_reports', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_mandated_reports_tip_id'))
     op.drop_table('mandated_reports')

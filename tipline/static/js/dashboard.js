@@ -38,7 +38,11 @@
     return url.toString();
   }
 
-  function updateBanner(html) {
+  var baseTitle = document.title.replace(/^\(\d+ life-safety\) /, "");
+
+  function updateBanner(html, count) {
+    /* The tab title carries the count too, so a tab in the background still shows it. */
+    document.title = count > 0 ? "(" + count + " life-safety) " + baseTitle : baseTitle;
     if (!banner) { return; }
     if (banner.innerHTML.trim() !== (html || "").trim()) { banner.innerHTML = html || ""; }
   }
@@ -46,7 +50,7 @@
   function tick() {
     if (document.hidden) { return; }
     getJSON(stateUrl, function (data) {
-      updateBanner(data.banner_html);
+      updateBanner(data.banner_html, data.lifesafety || 0);
       if (!table) { return; }
       var latest = String(data.latest), total = String(data.total);
       if (latest === table.getAttribute("data-latest") && total === table.getAttribute("data-total")) {
@@ -65,6 +69,7 @@
   }
 
   window.setInterval(tick, INTERVAL);
+  if (banner && banner.querySelector(".lifesafety")) { tick(); }
   document.addEventListener("visibilitychange", function () { if (!document.hidden) { tick(); } });
   window.tiplineDashboardTick = tick;  /* lets a test run a poll at once */
 }());

@@ -1,0 +1,430 @@
+"""Benchmark routing and alert delivery under a surge of tips, and escalation lateness.
+
+    .venv/bin/python -m bench.routing [--rate 50] [--seconds 60] [--concurrency 2]
+                                      [--threads N] [--policy FILE | --no-policy]
+
+What it does, all on 127.0.0.1:
+
+1. Creates a fresh PostgreSQL database ``tipline_bench_routing``, migrates it, loads the demo
+   directory and (unless ``--no-policy``) the demo routing policy; writes a throw-away key file.
+2. Starts its own ``redis-server`` on a free port (the machine's Redis is not touched), a local
+   stand-in for Twilio's REST API that timestamps each request on arrival
+   (``tests/routing/twilio_stub.py``; the worker talks to it through the real
+   ``RestTwilioGateway`` and the ``twilio`` SDK), ``--concurrency`` Celery worker processes
+   (one prefork worker; or, with ``--threads N``, that many workers each running N threads)
+   and a separate Celery beat, in production mode.
+3. Surge: creates ``rate`` tips per second for ``seconds`` seconds through the real intake
+   service (sealed, committed, routing job published to Redis after commit), a mix of
+   categories and schools. For each tip, latency = arrival at the Twilio stand-in of the
+   tip's FIRST alert minus the moment just before the tip's commit (so the commit is included).
+4. Escalation: after the surge has drained, takes up to ``--escalations`` routed tips that have
+   a later step waiting, sets their first step's acknowledgement deadline to a moment spread
+   over the next 10 s (and their next step's planned time to later, so only the missed
+   deadline can start it), and measures when the next step became active (``activated_at``)
+   and when its first alert reached the Twilio stand-in, each minus the deadline.
+5. Counts tips not routed (job not ``done``) and tips with no alert handed to Twilio.
+
+Everything it started is stopped and the database dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import select, text, update  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from tests.routing.twilio_stub import StubTwilio  # noqa: E402
+from tipline import crypto, migrations  # noqa: E402
+from tipline.celeryconf import build_celery  # noqa: E402
+from tipline.crypto import KeyRing, Vault, write_key_file  # noqa: E402
+from tipline.db import make_engine  # noqa: E402
+from tipline.directory.loader import load_directory_file  # noqa: E402
+from tipline.intake.services import TipSubmission, create_tip  # noqa: E402
+from tipline.jobs import CeleryQueue  # noqa: E402
+from tipline.routing.models import Dispatch  # noqa: E402
+from tipline.settings import Settings  # noqa: E402
+from tipline.tips.models import Category, Channel, Severity  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_DB = "tipline_bench_routing"
+BENCH_DB_URL = f"postgresql://postgres@127.0.0.1:5432/{BENCH_DB}"
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "bench-auth-token-0123456789abcdef"  # noqa: S105 - a local stand-in's token
+FROM_NUMBER = "+13145550100"
+VENV_BIN = Path(sys.executable).parent
+
+SCHOOLS = ("slps-roosevelt", "slps-soldan", "slps-vashon", "slps-carnahan", "slps-longmiddle",
+           "cty-northview", "cty-riverbend", "cty-oakridge")
+MIX = (
+    (Category.WEAPON, Severity.HIGH, "Someone said there is a gun in a locker"),
+    (Category.THREAT, Severity.HIGH, "A fight is planned at the bus stop on Friday"),
+    (Category.BULLYING, Severity.MEDIUM, "A group keeps bullying a student online"),
+    (Category.SELF_HARM, Severity.HIGH, "My friend says she wants to hurt herself"),
+    (Category.SUBSTANCE, Severity.LOW, "Pills are being sold in the bathroom"),
+    (Category.FAMILY_CRISIS, Severity.MEDIUM, "A student has been sleeping in a car"),
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def psql(sql: str, **params: str) -> None:
+    engine = make_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as c:
+            c.execute(text(sql), params)
+    finally:
+        engine.dispose()
+
+
+def fresh_database() -> None:
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n "
+         "AND pid <> pg_backend_pid()", n=BENCH_DB)
+    psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+    psql(f'CREATE DATABASE "{BENCH_DB}"')
+    migrations.upgrade(BENCH_DB_URL)
+
+
+def drop_database() -> None:
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n "
+         "AND pid <> pg_backend_pid()", n=BENCH_DB)
+    psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    fh = open(log, "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.3)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listening on port {port} after {timeout} s")
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def fmt(values: Sequence[float], unit: str = "ms", scale: float = 1000.0) -> str:
+    if not values:
+        return "n/a (no samples)"
+    return (f"n={len(values)}  p50={pct(values, 50) * scale:.0f} {unit}  "
+            f"p90={pct(values, 90) * scale:.0f} {unit}  p99={pct(values, 99) * scale:.0f} {unit}"
+            f"  max={max(values) * scale:.0f} {unit}  mean={statistics.fmean(values) * scale:.0f}"
+            f" {unit}")
+
+
+CALLBACK_RE = re.compile(r"/twilio/alerts/(?:sms|call)-status/(\d+)$")
+
+
+def arrivals(stub: StubTwilio) -> dict[int, float]:
+    """Delivery id -> arrival of its (first) request at the Twilio stand-in, read from the
+    status-callback URL every alert text and call carries."""
+    out: dict[int, float] = {}
+    for r in list(stub.requests):
+        m = CALLBACK_RE.search(r.form.get("StatusCallback", ""))
+        if m:
+            dl = int(m.group(1))
+            out[dl] = min(out.get(dl, r.at), r.at)
+    return out
+
+
+def delivery_map(engine: Engine) -> dict[int, tuple[str, int, int]]:
+    """Delivery id -> (tip reference, routing job id, plan step)."""
+    with Session(engine) as s:
+        rows = s.execute(text(
+            "SELECT a.id, t.reference, d.job_id, d.step_index FROM alert_deliveries a "
+            "JOIN dispatches d ON d.id = a.dispatch_id JOIN tips t ON t.id = d.tip_id")).all()
+    return {int(i): (str(ref), int(job), int(step)) for i, ref, job, step in rows}
+
+
+def first_alerts(engine: Engine, stub: StubTwilio) -> dict[str, float]:
+    """Tip reference -> arrival of the tip's first alert at the Twilio stand-in."""
+    where = delivery_map(engine)
+    out: dict[str, float] = {}
+    for dl, at in arrivals(stub).items():
+        if dl in where:
+            ref = where[dl][0]
+            out[ref] = min(out.get(ref, at), at)
+    return out
+
+
+def tips_alerted(engine: Engine) -> int:
+    with Session(engine) as s:
+        return int(s.execute(text(
+            "SELECT count(DISTINCT d.tip_id) FROM alert_deliveries a JOIN dispatches d ON "
+            "d.id = a.dispatch_id WHERE a.status IN ('sent', 'delivered')")).scalar() or 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", type=float, default=50.0, help="tips per second")
+    ap.add_argument("--seconds", type=float, default=60.0, help="length of the surge")
+    ap.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="run each worker process with the threads pool and this many threads "
+                         "(default: prefork, one task at a time per process)")
+    ap.add_argument("--escalations", type=int, default=200, help="deadlines to measure")
+    ap.add_argument("--drain", type=float, default=180.0,
+                    help="seconds to wait for the backlog after the surge")
+    ap.add_argument("--policy", default=str(REPO / "config" / "policy.demo.yaml"))
+    ap.add_argument("--no-policy", action="store_true", help="route by the directory default")
+    ap.add_argument("--keep", action="store_true", help="keep the database and logs")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="tipline-bench-routing-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    stub = StubTwilio().start()
+    engine = None
+    try:
+        print(f"setting up in {tmp} ...", flush=True)
+        fresh_database()
+        ring = KeyRing.generate()
+        key_file = tmp / "keys.json"
+        write_key_file(key_file, ring)
+        vault = Vault(ring)
+        crypto.install(vault)
+        engine = make_engine(BENCH_DB_URL, pool_size=5)
+        with Session(engine) as s:
+            load_directory_file(s, REPO / "config" / "directory.demo.yaml")
+            s.commit()
+        redis_port = free_port()
+        redis_exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        procs.append(start([redis_exe, "--port", str(redis_port), "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no"], dict(os.environ),
+                           tmp / "redis.log"))
+        wait_port(redis_port)
+        broker = f"redis://127.0.0.1:{redis_port}/0"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TIPLINE_", "TWILIO_"))}
+        env.update(
+            PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            TIPLINE_MODE="production", TIPLINE_DATABASE_URL=BENCH_DB_URL,
+            TIPLINE_BROKER_URL=broker, TIPLINE_KEY_FILE=str(key_file),
+            TIPLINE_SECRET_KEY="b" * 40, TIPLINE_DATA_DIR=str(tmp),
+            TIPLINE_PUBLIC_URL="https://tips.example.org", TIPLINE_LOG_LEVEL="WARNING",
+            TIPLINE_ALERT_SENDER="twilio", TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+            TWILIO_AUTH_TOKEN=AUTH_TOKEN, TIPLINE_TWILIO_FROM_NUMBER=FROM_NUMBER,
+            TIPLINE_TWILIO_API_BASE=stub.url, TIPLINE_DEMO_DATA="false",
+        )
+        planner = "directory default (no policy loaded)"
+        if not args.no_policy:
+            res = subprocess.run([str(VENV_BIN / "tipline"), "policy", "load", args.policy],
+                                 env=env, cwd=REPO, capture_output=True, text=True,
+                                 timeout=120, check=False)
+            if res.returncode == 0:
+                planner = f"policy {Path(args.policy).name}"
+            else:
+                print(f"policy load failed ({res.returncode}); using the directory default:\n"
+                      f"{(res.stderr or res.stdout)[-400:]}", flush=True)
+        celery_bin = str(VENV_BIN / "celery")
+        if args.threads:
+            # N worker processes, each a Celery worker running tasks in THREADS threads
+            # (much of a delivery is waiting on PostgreSQL and on Twilio).
+            for n in range(args.concurrency):
+                procs.append(start([celery_bin, "-A", "workers.celery_app", "worker", "--pool",
+                                    "threads", "--concurrency", str(args.threads),
+                                    "--loglevel", "WARNING", "--without-gossip",
+                                    "--without-mingle", "--hostname", f"bench{n}@%h"], env,
+                                   tmp / f"worker{n}.log"))
+        else:
+            procs.append(start([celery_bin, "-A", "workers.celery_app", "worker",
+                                "--concurrency", str(args.concurrency), "--loglevel", "WARNING",
+                                "--without-gossip", "--without-mingle", "--hostname",
+                                "bench@%h"], env, tmp / "worker.log"))
+        procs.append(start([celery_bin, "-A", "workers.celery_app", "beat", "--schedule",
+                            str(tmp / "beat"), "--loglevel", "WARNING"], env, tmp / "beat.log"))
+        settings = Settings(mode="test", database_url=BENCH_DB_URL, broker_url=broker)
+        queue = CeleryQueue(build_celery(settings), 1.0)
+        # Warm-up: one tip through the whole path, so start-up is not in the figures.
+        _make_tip(engine, vault, queue, random.Random(0))
+        _wait(lambda: tips_alerted(engine) >= 1, 90, "the warm-up tip's alert")
+
+        total = int(args.rate * args.seconds)
+        pool = f"threads x{args.threads}" if args.threads else "prefork"
+        print(f"surge: {total} tips at {args.rate:g}/s for {args.seconds:g} s; planner: "
+              f"{planner}; {args.concurrency} worker processes ({pool})", flush=True)
+        rng = random.Random(42)
+        committed: dict[str, float] = {}
+        t0 = time.monotonic()
+        behind = 0.0
+        for i in range(total):
+            due = t0 + i / args.rate
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                behind = max(behind, -wait)
+            ref, at = _make_tip(engine, vault, queue, rng)
+            committed[ref] = at
+        surge_took = time.monotonic() - t0
+        print(f"  created {total} tips in {surge_took:.1f} s "
+              f"({total / surge_took:.1f}/s; generator at most {behind * 1000:.0f} ms behind)",
+              flush=True)
+        _wait(lambda: tips_alerted(engine) >= len(committed) + 1,
+              args.drain, "every surge tip's first alert", quiet=True)
+        drained = time.monotonic() - t0
+        time.sleep(1)
+        firsts = first_alerts(engine, stub)
+        lat = [firsts[r] - committed[r] for r in committed if r in firsts]
+        with engine.connect() as c:
+            routed = c.execute(text("SELECT count(*) FROM routing_jobs WHERE status = 'done'"))\
+                .scalar()
+            not_done = c.execute(text(
+                "SELECT count(*) FROM routing_jobs WHERE status <> 'done'")).scalar()
+            n_dl = c.execute(text("SELECT count(*) FROM alert_deliveries")).scalar()
+            by_status: dict[str, int] = dict(c.execute(text(
+                "SELECT status, count(*) FROM alert_deliveries GROUP BY status")).all())
+            dup = c.execute(text(
+                "SELECT count(*) FROM (SELECT provider_ref FROM alert_deliveries WHERE "
+                "provider_ref IS NOT NULL GROUP BY provider_ref HAVING count(*) > 1) x")).scalar()
+        no_alert = [r for r in committed if r not in firsts]
+        print("\nRESULTS (surge)")
+        print(f"  tip commit -> first alert handed to Twilio: {fmt(lat)}")
+        print(f"  all first alerts out {drained:.1f} s after the surge began")
+        print(f"  routing jobs done: {routed} (incl. warm-up); not done: {not_done}")
+        print(f"  tips with no alert handed to Twilio: {len(no_alert)}")
+        print(f"  deliveries: {n_dl} {by_status}; requests at the Twilio stand-in: "
+              f"{len(stub.requests)}; provider refs used twice: {dup}")
+
+        _escalation(engine, stub, args.escalations)
+    finally:
+        for p in reversed(procs):
+            stop(p)
+        stub.stop()
+        if engine is not None:
+            engine.dispose()
+        if not args.keep:
+            drop_database()
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept: database {BENCH_DB}, logs in {tmp}")
+
+
+def _make_tip(engine: Engine, vault: Vault, queue: CeleryQueue, rng: random.Random
+              ) -> tuple[str, float]:
+    category, severity, body = rng.choice(MIX)
+    with Session(engine) as s:
+        r = create_tip(s, vault, queue, TipSubmission(
+            channel=Channel.WEB, body=body, category=category, severity=severity,
+            school_code=rng.choice(SCHOOLS)))
+        at = time.time()
+        s.commit()  # the routing job is published to Redis right after this commit
+    return r.reference, at
+
+
+def _wait(check: Callable[[], object], timeout: float, what: str, quiet: bool = False) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    msg = f"timed out after {timeout:.0f} s waiting for {what}"
+    if not quiet:
+        raise SystemExit(msg)
+    print(f"  WARNING: {msg}", flush=True)
+
+
+def _escalation(engine: Engine, stub: StubTwilio, wanted: int) -> None:
+    """Move first-step deadlines to the next 10 s and time the next step's activation."""
+    with Session(engine) as s:
+        rows = s.execute(text(
+            "SELECT d.job_id FROM dispatches d WHERE d.step_index = 1 AND d.status = 'scheduled'"
+            " AND EXISTS (SELECT 1 FROM dispatches a WHERE a.job_id = d.job_id AND "
+            "a.step_index = 0 AND a.status = 'active') GROUP BY d.job_id ORDER BY d.job_id "
+            "LIMIT :n"), {"n": wanted}).scalars().all()
+        if not rows:
+            print("\nRESULTS (escalation): no routed tip has a later step; nothing to measure")
+            return
+        base = datetime.now(UTC) + timedelta(seconds=3)
+        deadlines: dict[int, datetime] = {}
+        for i, job_id in enumerate(rows):
+            at = base + timedelta(seconds=10 * i / len(rows))
+            deadlines[job_id] = at
+            s.execute(update(Dispatch).where(Dispatch.job_id == job_id,
+                                             Dispatch.step_index == 0,
+                                             Dispatch.status == "active")
+                      .values(ack_deadline=at))
+            s.execute(update(Dispatch).where(Dispatch.job_id == job_id,
+                                             Dispatch.step_index == 1)
+                      .values(due_at=at + timedelta(hours=1),
+                              ack_deadline=at + timedelta(hours=2)))
+        s.commit()
+    print(f"\nescalation: {len(rows)} first-step deadlines set over the next 13 s ...",
+          flush=True)
+
+    def activated() -> dict[int, datetime]:
+        with Session(engine) as s:
+            got = s.execute(select(Dispatch.job_id, Dispatch.activated_at).where(
+                Dispatch.job_id.in_(list(deadlines)), Dispatch.step_index == 1,
+                Dispatch.activated_at.is_not(None))).all()
+        out: dict[int, datetime] = {}
+        for job_id, at in got:
+            if at is not None:
+                out[job_id] = min(out.get(job_id, at), at)
+        return out
+
+    _wait(lambda: len(activated()) == len(deadlines), 90, "every next step", quiet=True)
+    time.sleep(3)  # let the step's alerts reach the stand-in
+    act = activated()
+    lateness = [(act[j] - deadlines[j]).total_seconds() for j in act]
+    where = delivery_map(engine)
+    first_step1: dict[int, float] = {}
+    for dl, arrived in arrivals(stub).items():
+        info = where.get(dl)
+        if info is not None and info[1] in deadlines and info[2] == 1:
+            first_step1[info[1]] = min(first_step1.get(info[1], arrived), arrived)
+    alert_late = [t - deadlines[j].timestamp() for j, t in first_step1.items()]
+    print("RESULTS (escalation)")
+    print(f"  deadline -> next step active: {fmt(lateness)}")
+    print(f"  deadline -> next step's first alert handed to Twilio: {fmt(alert_late)}")
+    print(f"  next steps not activated within 90 s: {len(deadlines) - len(act)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""``tipline policy ...`` and ``tipline route explain`` on the embedded default (SQLite)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from tests.conftest import DEMO_DIRECTORY
+from tipline import migrations
+from tipline.cli import main
+from tipline.db import Database
+from tipline.directory.loader import load_directory_file
+from tipline.routing.models import Dispatch, RoutingJob, RoutingPolicy
+
+POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "policy.demo.yaml"
+
+
+@pytest.fixture
+def cli_env(tmp_path, key_file):
+    """A migrated SQLite database with the demo directory, and the env that points at it."""
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    migrations.upgrade(url)
+    db = Database(url)
+    with db.session() as s:
+        load_directory_file(s, DEMO_DIRECTORY)
+    db.dispose()
+    env = {"TIPLINE_DATA_DIR": str(tmp_path), "TIPLINE_DATABASE_URL": url,
+           "TIPLINE_KEY_FILE": str(key_file), "TIPLINE_MODE": "embedded"}
+    return env, url
+
+
+def run(env, *args):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def count(url, model):
+    db = Database(url)
+    try:
+        with db.session() as s:
+            return s.execute(select(func.count()).select_from(model)).scalar_one()
+    finally:
+        db.dispose()
+
+
+def test_check_load_show_explain(cli_env):
+    env, url = cli_env
+    res = run(env, "policy", "check", str(POLICY_FILE))
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == "policy.demo.yaml: ok (2 districts, 14 rules)"
+    assert count(url, RoutingPolicy) == 0  # check changes nothing
+
+    res = run(env, "route", "explain", "--school", "slps-roosevelt", "--category", "weapon",
+              "--severity", "3")
+    assert res.exit_code != 0 and "no routing policy is loaded" in res.output
+
+    res = run(env, "policy", "load", str(POLICY_FILE), "--by", "it@district")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("policy version 1 loaded from policy.demo.yaml")
+
+    res = run(env, "policy", "show")
+    assert res.exit_code == 0, res.output
+    assert "policy version 1: policy.demo.yaml" in res.output and "by it@district" in res.output
+    assert "  slps-life-safety-violence priority 100 [line 32]: other, threat, weapon; " \
+           "severity 4" in res.output
+    assert "repeat every 2m" in res.output
+    res = run(env, "policy", "show", "--source")
+    assert res.output == POLICY_FILE.read_text(encoding="utf-8")
+
+
+def test_explain_prints_rule_and_each_contact_and_creates_nothing(cli_env):
+    env, url = cli_env
+    run(env, "policy", "load", str(POLICY_FILE))
+    res = run(env, "route", "explain", "--school", "slps-roosevelt", "--category", "bullying",
+              "--severity", "2", "--at", "2026-11-28T02:00")
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "Time:    Sat 2026-11-28 02:00 America/Chicago (after hours)" in out
+    assert "Rule:    slps-support-after-hours (line 124)" in out
+    assert "  no    slps-life-safety-violence (line 32): category bullying not in other, " \
+           "threat, weapon" in out
+    assert "  MATCH slps-support-after-hours (line 124): matched" in out
+    assert "  step 1  slps-oncall (district_oncall) via sms, email: rule " \
+           "slps-support-after-hours step 1: contact slps-oncall" in out
+    assert "  step 2  slps-support-lead (district_oncall)" in out
+    assert "  slpd-liaison (police_liaison): rule slps-support-after-hours does not alert " \
+           "police" in out
+    assert "  2. after 1h: 1 contact(s) by sms/email; acknowledge within 2h" in out
+    assert count(url, RoutingJob) == 0 and count(url, Dispatch) == 0
+
+
+def test_explain_json_and_life_safety(cli_env):
+    env, _ = cli_env
+    run(env, "policy", "load", str(POLICY_FILE))
+    res = run(env, "route", "explain", "--school", "cty-northview", "--category", "threat",
+              "--severity", "4", "--at", "2026-11-24T10:00:00-06:00", "--json")
+    assert res.exit_code == 0, res.output
+    ex = json.loads(res.output)
+    assert ex["rule"] == "cty-life-safety-violence" and ex["time"] == "school_hours"
+    alerted = {c["contact"] for c in ex["contacts"] if c["alerted"]}
+    assert "stlco-liaison" in alerted and "slpd-liaison" not in alerted
+    assert ex["steps"][0]["repeat_every"] == "2m"
+
+
+def test_explain_unknown_school_and_bad_time(cli_env):
+    env, _ = cli_env
+    run(env, "policy", "load", str(POLICY_FILE))
+    res = run(env, "route", "explain", "--school", "nowhere", "--category", "threat",
+              "--severity", "3")
+    assert res.exit_code == 1 and "unknown school 'nowhere'" in res.output
+    res = run(env, "route", "explain", "--school", "slps-soldan", "--category", "threat",
+              "--severity", "3", "--at", "friday")
+    assert res.exit_code == 2 and "not an ISO 8601 time" in res.output
+
+
+def test_check_and_load_report_errors_with_lines(cli_env, tmp_path):
+    env, url = cli_env
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POLICY_FILE.read_text(encoding="utf-8").replace(
+        "{contact: slpd-liaison}", "{contact: slpd-liason}", 1), encoding="utf-8")
+    res = CliRunner().invoke(main, ["policy", "check", str(bad)], env=env)
+    assert res.exit_code == 1
+    assert "bad.yaml:42: unknown contact 'slpd-liason'" in res.output
+    res = CliRunner().invoke(main, ["policy", "check", "--no-directory", str(bad)], env=env)
+    assert res.exit_code == 0  # the file alone is well formed
+    res = CliRunner().invoke(main, ["policy", "load", str(bad)], env=env)
+    assert res.exit_code == 1 and "nothing was changed" in res.output
+    assert count(url, RoutingPolicy) == 0
+
+
+def test_explain_without_school_shows_the_fallback(cli_env):
+    env, _ = cli_env
+    run(env, "policy", "load", str(POLICY_FILE))
+    res = run(env, "route", "explain", "--district", "stlco-demo", "--category", "threat",
+              "--severity", "4", "--at", "2026-11-28T02:00")
+    assert res.exit_code == 0, res.output
+    assert "Rule:    no-school" in res.output
+    assert "Fallback: the district's fallback contacts are alerted" in res.output
+    assert "  step 1  cty-oncall (district_oncall) via sms, voice, email: fallback: the tip " \
+           "names no school in stlco-demo" in res.output
+    assert "repeat every 2m until acknowledged" in res.output

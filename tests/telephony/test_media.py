@@ -1,0 +1,318 @@
+"""Workers: MMS media and recordings fetched from a local server, stripped, sealed, stored,
+then deleted at Twilio (the SDK pointed at the Prism mock); retries; the sweep."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from tests.intake.helpers import jpeg_with_gps
+from tests.telephony.conftest import MediaServer
+from tests.telephony.helpers import REPORTER, new_sid, send_sms
+from tests.twilio_support import (
+    TEST_ACCOUNT_SID,
+    TEST_AUTH_TOKEN,
+    TEST_FROM_NUMBER,
+    RecordingHttpClient,
+    signed_post,
+    webhook_example,
+)
+from tipline.db import utcnow
+from tipline.telephony import media
+from tipline.telephony.client import FakeTwilioGateway, RestTwilioGateway, TwilioTransientError
+from tipline.telephony.models import TaskKind, TaskStatus, TelephonyTask
+from tipline.tips.models import Attachment, Message, Tip
+
+ACCOUNT = f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}"
+
+
+@pytest.fixture
+def http() -> RecordingHttpClient:
+    return RecordingHttpClient()
+
+
+@pytest.fixture
+def gateway(twilio_mock_url: str, http: RecordingHttpClient) -> RestTwilioGateway:
+    return RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER,
+                             api_base=twilio_mock_url, http_client=http)
+
+
+def send_mms(client, server: MediaServer, items: list[tuple[bytes, str]], body: str = "",
+             sid: str | None = None):
+    sid = sid or new_sid("MM")
+    params = webhook_example("sms_inbound", "example_mms", From=REPORTER, Body=body,
+                             MessageSid=sid, SmsSid=sid, SmsMessageSid=sid,
+                             NumMedia=str(len(items)))
+    params.pop("MediaUrl0", None)
+    params.pop("MediaContentType0", None)
+    for i, (data, ctype) in enumerate(items):
+        media_sid = new_sid("ME")
+        params[f"MediaUrl{i}"] = server.add(f"{ACCOUNT}/Messages/{sid}/Media/{media_sid}",
+                                            data, ctype)
+        params[f"MediaContentType{i}"] = ctype
+    resp = signed_post(client, "/twilio/sms", params)
+    assert resp.status_code == 200
+    return sid
+
+
+def run_all(db_session, vault, gateway, queue) -> list[str]:
+    """Run every telephony task the queue was asked to send, in order, like a worker."""
+    results = []
+    done: set[int] = set()
+    while True:
+        ids = [args[0] for name, args in queue.sent
+               if name == "tipline.telephony_task" and args[0] not in done]
+        if not ids:
+            return results
+        for task_id in ids:
+            done.add(task_id)
+            results.append(media.run_task(db_session, vault, gateway, queue, task_id, utcnow()))
+
+
+def test_mms_picture_is_stripped_sealed_stored_then_deleted_at_twilio(
+        tw_client, db_session, vault, queue, demo_directory, media_server, gateway,
+        http) -> None:
+    photo = jpeg_with_gps()
+    assert b"SpyPhone" in photo
+    sid = send_mms(tw_client, media_server, [(photo, "image/jpeg")],
+                   body="photo of the threat at vashon")
+    assert run_all(db_session, vault, gateway, queue) == ["done", "done"]
+    att = db_session.execute(select(Attachment)).scalar_one()
+    assert att.kind == "image" and att.content_type == "image/jpeg"
+    assert b"SpyPhone" not in att.data and b"SpyPhone" not in att.data_ct
+    with Image.open(io.BytesIO(att.data)) as img:
+        assert not img.getexif()
+    media_sid = media_server.requests[0][0].rsplit("/", 1)[-1]
+    assert media_server.requests[0][1] is not None  # fetched with the account's credentials
+    assert [(r.method, r.path) for r in http.sent] == [
+        ("DELETE", f"{ACCOUNT}/Messages/{sid}/Media/{media_sid}.json"),
+        ("DELETE", f"{ACCOUNT}/Messages/{sid}.json"),
+    ]
+    tip = db_session.execute(select(Tip)).scalar_one()
+    assert att.tip_id == tip.id
+
+
+def test_mms_on_a_threaded_message_links_the_picture_to_it(
+        tw_client, db_session, vault, queue, demo_directory, media_server) -> None:
+    send_sms(tw_client, "fight at vashon")
+    send_mms(tw_client, media_server, [(jpeg_with_gps(), "image/jpeg")], body="this is him")
+    fake = FakeTwilioGateway()
+    fake.media = {}
+    gw = RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER,
+                           http_client=RecordingHttpClient())
+    gw.delete_media = fake.delete_media  # type: ignore[method-assign]
+    gw.delete_message = fake.delete_message  # type: ignore[method-assign]
+    run_all(db_session, vault, gw, queue)
+    att = db_session.execute(select(Attachment)).scalar_one()
+    msg = db_session.get(Message, att.message_id)
+    assert msg is not None and msg.body == "this is him"
+    assert sorted(k for k, _ in fake.deleted) == ["media", "message", "message"]
+
+
+def test_picture_without_words_still_opens_a_tip(tw_client, db_session, queue,
+                                                 demo_directory, media_server) -> None:
+    send_mms(tw_client, media_server, [(jpeg_with_gps(), "image/jpeg")])
+    tip = db_session.execute(select(Tip)).scalar_one()
+    assert "picture" in tip.messages[0].body
+
+
+def test_unsupported_media_is_not_kept_but_still_deleted(
+        tw_client, db_session, vault, queue, demo_directory, media_server, gateway,
+        http) -> None:
+    send_mms(tw_client, media_server, [(b"\x00\x00\x00\x18ftypmp42video", "video/mp4")],
+             body="video of the fight at vashon")
+    assert run_all(db_session, vault, gateway, queue) == ["done", "done"]
+    assert db_session.execute(select(Attachment)).first() is None
+    notes = db_session.execute(select(Message).where(Message.author == "system")
+                               ).scalars().all()
+    assert len(notes) == 1 and "video/mp4" in notes[0].body
+    assert [r.method for r in http.sent] == ["DELETE", "DELETE"]
+
+
+def test_transient_fetch_failure_is_retried_and_nothing_is_deleted(
+        tw_client, db_session, vault, queue, demo_directory, media_server, gateway,
+        http) -> None:
+    send_mms(tw_client, media_server, [(jpeg_with_gps(), "image/jpeg")], body="at vashon")
+    path = next(iter(media_server.files))
+    media_server.fail_with[path] = 503
+    task = db_session.execute(select(TelephonyTask).where(
+        TelephonyTask.kind == TaskKind.MEDIA)).scalar_one()
+    with pytest.raises(media.RetryLater):
+        media.run_task(db_session, vault, gateway, queue, task.id, utcnow())
+    db_session.refresh(task)
+    assert task.status == TaskStatus.PENDING and task.attempts == 1
+    assert http.sent == []
+    # The message deletion waits for its media.
+    message_task = db_session.execute(select(TelephonyTask).where(
+        TelephonyTask.kind == TaskKind.MESSAGE)).scalar_one()
+    assert media.run_task(db_session, vault, gateway, queue, message_task.id,
+                          utcnow()) == "waiting"
+    # Twilio is back; the sweep re-sends the task after its backoff.
+    del media_server.fail_with[path]
+    queue.sent.clear()
+    later = utcnow() + timedelta(minutes=5)
+    result = media.sweep(db_session, queue, later, timedelta(seconds=20))
+    assert result.tasks == 2
+    assert run_all(db_session, vault, gateway, queue) == ["done", "done"]
+    assert db_session.execute(select(Attachment)).scalar_one().kind == "image"
+
+
+def test_task_run_twice_does_the_work_once(tw_client, db_session, vault, queue,
+                                           demo_directory, media_server) -> None:
+    send_mms(tw_client, media_server, [(jpeg_with_gps(), "image/jpeg")], body="at vashon")
+    fake = FakeTwilioGateway()
+    fake.media = {url: (data, ctype) for url, (data, ctype) in
+                  ((media_server.base_url + p, f) for p, f in media_server.files.items())}
+    task = db_session.execute(select(TelephonyTask).where(
+        TelephonyTask.kind == TaskKind.MEDIA)).scalar_one()
+    assert media.run_task(db_session, vault, fake, queue, task.id, utcnow()) == "done"
+    assert media.run_task(db_session, vault, fake, queue, task.id, utcnow()) == "done"
+    assert len(fake.fetched) == 1
+    assert len(db_session.execute(select(Attachment)).scalars().all()) == 1
+
+
+def test_recording_is_fetched_sealed_stored_then_deleted_with_its_transcription(
+        tw_client, db_session, vault, queue, media_server, gateway, http) -> None:
+    call, rec, tr = new_sid("CA"), new_sid("RE"), new_sid("TR")
+    audio = b"ID3\x04\x00fake-mp3-audio" * 50
+    url = media_server.add(f"{ACCOUNT}/Recordings/{rec}", audio, "audio/mpeg")
+    params = webhook_example("voice_recording_status_callback", CallSid=call, RecordingSid=rec,
+                             RecordingUrl=url)
+    assert signed_post(tw_client, "/twilio/voice/recording-status", params).status_code == 204
+    params = webhook_example("voice_transcription_callback", CallSid=call, RecordingSid=rec,
+                             RecordingUrl=url, TranscriptionSid=tr, From="+13145550177",
+                             Caller="+13145550177")
+    assert signed_post(tw_client, "/twilio/voice/transcription", params).status_code == 204
+    assert run_all(db_session, vault, gateway, queue) == ["done", "done"]
+    att = db_session.execute(select(Attachment)).scalar_one()
+    assert att.kind == "audio" and att.data == audio and att.size == len(audio)
+    assert audio not in att.data_ct
+    assert att.transcript == "there is going to be a fight behind the gym after school"
+    assert [(r.method, r.path) for r in http.sent] == [
+        ("DELETE", f"{ACCOUNT}/Recordings/{rec}.json"),
+        ("DELETE", f"{ACCOUNT}/Transcriptions/{tr}.json"),
+    ]
+
+
+def test_recording_not_ready_yet_is_retried(tw_client, db_session, vault, queue,
+                                            media_server, gateway) -> None:
+    call, rec = new_sid("CA"), new_sid("RE")
+    params = webhook_example("voice_recording_status_callback", CallSid=call, RecordingSid=rec,
+                             RecordingUrl=media_server.base_url + f"/rec/{rec}")
+    signed_post(tw_client, "/twilio/voice/recording-status", params)
+    task = db_session.execute(select(TelephonyTask)).scalar_one()
+    with pytest.raises(media.RetryLater):
+        media.run_task(db_session, vault, gateway, queue, task.id, utcnow())
+    media_server.add(f"/rec/{rec}", b"audio-bytes", "audio/mpeg")
+    assert media.run_task(db_session, vault, gateway, queue, task.id, utcnow()) == "done"
+    assert db_session.execute(select(Attachment)).scalar_one().data == b"audio-bytes"
+
+
+def staff_reply(db_session, tip: Tip, text: str) -> Message:
+    with db_session.no_autoflush:
+        msg = Message(tip_id=tip.id, author="staff", channel="sms", relay_status="pending")
+        msg.tip = tip
+        msg.body = text
+    db_session.add(msg)
+    db_session.commit()
+    return msg
+
+
+def test_staff_reply_is_relayed_once_from_the_line_number(
+        tw_client, db_session, demo_directory, gateway, http) -> None:
+    send_sms(tw_client, "fight at vashon", frm=REPORTER)
+    tip = db_session.execute(select(Tip)).scalar_one()
+    msg = staff_reply(db_session, tip, "Thank you. Which day is the fight?")
+    assert media.relay_sms(db_session, gateway, msg.id, utcnow(),
+                           status_callback="https://tips.example.org/twilio/sms/status") == "sent"
+    sent = http.last()
+    assert sent.method == "POST" and sent.path == f"{ACCOUNT}/Messages.json"
+    assert sent.data["To"] == REPORTER
+    assert sent.data["From"] == TEST_FROM_NUMBER
+    assert "Which day is the fight?" in sent.data["Body"] and "988" in sent.data["Body"]
+    assert sent.data["StatusCallback"] == "https://tips.example.org/twilio/sms/status"
+    db_session.refresh(msg)
+    assert msg.relay_status == "sent" and msg.external_id
+    assert media.relay_sms(db_session, gateway, msg.id, utcnow()) == "sent"
+    assert len(http.sent) == 1
+
+
+def test_relay_transient_failure_stays_pending_and_sweep_resends(
+        tw_client, db_session, queue, demo_directory) -> None:
+    send_sms(tw_client, "fight at vashon")
+    tip = db_session.execute(select(Tip)).scalar_one()
+    msg = staff_reply(db_session, tip, "Are you safe?")
+    fake = FakeTwilioGateway()
+    fake.fail_next = TwilioTransientError("down")
+    with pytest.raises(media.RetryLater):
+        media.relay_sms(db_session, fake, msg.id, utcnow())
+    db_session.refresh(msg)
+    assert msg.relay_status == "pending"
+    queue.sent.clear()
+    media.sweep(db_session, queue, utcnow() + timedelta(minutes=1), timedelta(seconds=20))
+    assert ("tipline.relay_sms", (msg.id,)) in queue.sent
+    assert media.relay_sms(db_session, fake, msg.id, utcnow()) == "sent"
+    assert [m["to"] for m in fake.sent] == [REPORTER]
+
+
+def test_relay_to_an_opted_out_reporter_fails_without_sending(
+        tw_client, db_session, demo_directory) -> None:
+    send_sms(tw_client, "fight at vashon")
+    send_sms(tw_client, "STOP")
+    tip = db_session.execute(select(Tip)).scalar_one()
+    msg = staff_reply(db_session, tip, "Are you safe?")
+    fake = FakeTwilioGateway()
+    assert media.relay_sms(db_session, fake, msg.id, utcnow()) == "failed"
+    assert fake.sent == []
+
+
+def test_permanent_relay_error_marks_failed(tw_client, db_session, demo_directory) -> None:
+    from tipline.telephony.client import TwilioPermanentError
+
+    send_sms(tw_client, "fight at vashon")
+    tip = db_session.execute(select(Tip)).scalar_one()
+    msg = staff_reply(db_session, tip, "Are you safe?")
+    fake = FakeTwilioGateway()
+    fake.fail_next = TwilioPermanentError("bad number", code=21211, status=400)
+    assert media.relay_sms(db_session, fake, msg.id, utcnow()) == "failed"
+
+
+def test_status_callback_marks_undelivered_relay_failed_and_deletes_the_record(
+        tw_client, db_session, queue, demo_directory) -> None:
+    send_sms(tw_client, "fight at vashon")
+    tip = db_session.execute(select(Tip)).scalar_one()
+    msg = staff_reply(db_session, tip, "Are you safe?")
+    fake = FakeTwilioGateway()
+    media.relay_sms(db_session, fake, msg.id, utcnow())
+    sid = fake.sent[0]["sid"]
+    params = webhook_example("sms_status_callback", MessageSid=sid, SmsSid=sid,
+                             MessageStatus="undelivered")
+    assert signed_post(tw_client, "/twilio/sms/status", params).status_code == 204
+    db_session.refresh(msg)
+    assert msg.relay_status == "failed"
+    task = db_session.execute(select(TelephonyTask).where(TelephonyTask.sid == sid)
+                              ).scalar_one()
+    assert task.kind == TaskKind.MESSAGE
+
+
+def test_sweep_erases_numbers_of_closed_and_idle_conversations(
+        tw_client, db_session, queue, demo_directory) -> None:
+    send_sms(tw_client, "fight at vashon", frm="+13145550191")
+    send_sms(tw_client, "drugs at soldan", frm="+13145550192")
+    tips = db_session.execute(select(Tip).order_by(Tip.id)).scalars().all()
+    tips[0].status = "closed"
+    db_session.commit()
+    result = media.sweep(db_session, queue, utcnow(), timedelta(seconds=20))
+    assert result.numbers_erased == 1
+    db_session.refresh(tips[0])
+    db_session.refresh(tips[1])
+    assert tips[0].phone_ct is None and tips[0].phone_hash is None
+    assert tips[1].phone == "+13145550192"
+    result = media.sweep(db_session, queue, utcnow() + timedelta(days=31), timedelta(seconds=20),
+                         conversation_days=30)
+    db_session.refresh(tips[1])
+    assert tips[1].phone_ct is None and result.numbers_erased == 1

@@ -1,0 +1,85 @@
+"""Outages: with the database down the reporter is told where else to get help; with Redis
+down the webhook still commits and answers fast, and the sweep sends the work later."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import BoundDatabase
+from tests.telephony.helpers import new_sid, reply_text, said, send_sms, twiml, voice_params
+from tests.twilio_support import signed_post
+from tipline.db import Database, utcnow
+from tipline.jobs import CeleryQueue, RecordingQueue
+from tipline.routing.models import RoutingJob
+from tipline.telephony import media
+from tipline.telephony.models import TaskStatus, TelephonyTask
+from tipline.tips.models import Tip
+
+
+@pytest.fixture
+def dead_db_client(tw_settings, queue, vault) -> Iterator[Any]:
+    from tipline import crypto
+    from tipline.app import create_app
+
+    db = Database("postgresql://postgres@127.0.0.1:1/nowhere", connect_args={"connect_timeout": 2})
+    application = create_app(tw_settings, db=db, queue=queue)
+    application.config.update(TESTING=True)
+    crypto.install(vault)
+    yield application.test_client()
+    db.dispose()
+
+
+def test_sms_when_the_database_is_down_says_where_to_get_help(dead_db_client, queue) -> None:
+    text = reply_text(send_sms(dead_db_client, "someone has a gun at roosevelt"))
+    assert text is not None
+    assert "could not save" in text and "911" in text and "988" in text
+    assert queue.sent == []
+
+
+def test_voice_when_the_database_is_down_says_where_to_get_help(dead_db_client) -> None:
+    params = voice_params("voice_record_action", new_sid("CA"), RecordingSid=new_sid("RE"))
+    root = twiml(signed_post(dead_db_client, "/twilio/voice/recorded", params))
+    assert "9 1 1" in said(root) and "9 8 8" in said(root)
+    assert "tip code" not in said(root)
+
+
+@pytest.fixture
+def no_redis_client(tw_settings, pg_engine, connection, vault) -> Any:
+    """The app with a real Celery queue whose broker port has nothing listening."""
+    from tipline import crypto
+    from tipline.app import create_app
+    from tipline.celeryconf import build_celery
+
+    settings = tw_settings.with_overrides(broker_url="redis://127.0.0.1:1/0",
+                                          publish_timeout_seconds=0.5)
+    celery = build_celery(settings)
+    application = create_app(settings, db=BoundDatabase(pg_engine, connection),
+                             queue=CeleryQueue(celery, 0.5), celery=celery)
+    application.config.update(TESTING=True)
+    crypto.install(vault)
+    return application.test_client()
+
+
+def test_sms_with_redis_down_commits_answers_fast_and_the_sweep_resends(
+        no_redis_client, db_session, demo_directory) -> None:
+    started = time.monotonic()
+    text = reply_text(send_sms(no_redis_client, "fight at vashon after school"))
+    elapsed = time.monotonic() - started
+    assert text is not None and "received" in text
+    assert elapsed < 5.0, elapsed  # Twilio gives up after 15 s
+    tip = db_session.execute(select(Tip)).scalar_one()
+    job = db_session.execute(select(RoutingJob).where(RoutingJob.tip_id == tip.id)).scalar_one()
+    assert job.status == "pending"
+    task = db_session.execute(select(TelephonyTask)).scalar_one()
+    assert task.status == TaskStatus.PENDING
+    later = RecordingQueue()
+    result = media.sweep(db_session, later, utcnow() + timedelta(minutes=2),
+                         timedelta(seconds=20))
+    assert result.tasks == 1
+    assert ("tipline.telephony_task", (task.id,)) in later.sent

@@ -1,0 +1,89 @@
+"""Dashboard services called directly: acknowledgement with and without the routing
+package's acknowledge_tip, role checks, and the status rules."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tests.triage.conftest import World
+from tipline.audit.models import AuditEvent
+from tipline.db import utcnow
+from tipline.jobs import RecordingQueue
+from tipline.routing.models import Dispatch
+from tipline.triage import services as triage
+
+
+def test_acknowledge_without_the_routing_ack_module(
+        db_session: Session, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tipline.routing.ack", None)  # as if not installed yet
+    tip = world.tips["county"]
+    n = triage.acknowledge(db_session, world.liaison.user, tip, utcnow())
+    assert n == 1
+    d = db_session.execute(select(Dispatch).where(Dispatch.tip_id == tip.id)).scalar_one()
+    assert d.status == "acknowledged" and d.ack_via == "dashboard"
+    assert tip.status == "acknowledged" and tip.acknowledged_at is not None
+    assert db_session.execute(select(AuditEvent).where(
+        AuditEvent.action == "tip.acknowledge", AuditEvent.tip_id == tip.id)).scalar_one()
+
+
+def test_acknowledge_with_the_routing_ack_module(db_session: Session, world: World) -> None:
+    pytest.importorskip("tipline.routing.ack")
+    tip = world.tips["county"]
+    n = triage.acknowledge(db_session, world.liaison.user, tip, utcnow())
+    assert n >= 0
+    assert tip.acknowledged_at is not None and tip.status == "acknowledged"
+    assert db_session.execute(select(AuditEvent).where(
+        AuditEvent.action == "tip.acknowledge_button", AuditEvent.tip_id == tip.id)).scalar_one()
+
+
+@pytest.mark.parametrize("action", ["note", "reply", "status", "ack", "report"])
+def test_auditor_may_change_nothing(db_session: Session, world: World, queue: RecordingQueue,
+                                    action: str) -> None:
+    tip = world.tips["abuse"]
+    user = world.auditor.user
+    now = utcnow()
+    calls = {
+        "note": lambda: triage.add_note(db_session, user, tip, "x", now),
+        "reply": lambda: triage.add_reply(db_session, queue, user, tip, "x", now),
+        "status": lambda: triage.change_status(db_session, user, tip, "closed", reason="x",
+                                               outcome="resolved", now=now),
+        "ack": lambda: triage.acknowledge(db_session, user, tip, now),
+        "report": lambda: triage.record_mandated_report(db_session, user, tip, now),
+    }
+    with pytest.raises(triage.NotPermitted):
+        calls[action]()
+
+
+def test_status_rules(db_session: Session, world: World) -> None:
+    tip = world.tips["roosevelt"]
+    user = world.staff.user
+    now = utcnow()
+    with pytest.raises(triage.ActionRefused):
+        triage.change_status(db_session, user, tip, "referred", reason="", outcome=None, now=now)
+    with pytest.raises(triage.ActionRefused):
+        triage.change_status(db_session, user, tip, "bogus", reason="x", outcome=None, now=now)
+    triage.change_status(db_session, user, tip, "closed", reason="done", outcome="unfounded",
+                         now=now)
+    assert tip.closed_at == now and tip.acknowledged_at == now
+    with pytest.raises(triage.ActionRefused):
+        triage.change_status(db_session, user, tip, "new", reason="", outcome=None, now=now)
+    # reopening clears the outcome
+    triage.change_status(db_session, user, tip, "in_progress", reason="new information",
+                         outcome=None, now=now)
+    assert tip.outcome is None and tip.closed_at is None
+
+
+def test_mandated_report_only_on_abuse_and_once_per_person(db_session: Session,
+                                                           world: World) -> None:
+    now = utcnow()
+    with pytest.raises(triage.ActionRefused):
+        triage.record_mandated_report(db_session, world.staff.user, world.tips["roosevelt"], now)
+    first = triage.record_mandated_report(db_session, world.staff.user, world.tips["abuse"], now)
+    again = triage.record_mandated_report(db_session, world.staff.user, world.tips["abuse"], now)
+    assert first.id == again.id
+    other = triage.record_mandated_report(db_session, world.admin.user, world.tips["abuse"], now)
+    assert other.id != first.id
