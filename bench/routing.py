@@ -211,7 +211,7 @@ def main() -> None:
                     help="run each worker process with the threads pool and this many threads "
                          "(default: prefork, one task at a time per process)")
     ap.add_argument("--escalations", type=int, default=200, help="deadlines to measure")
-    ap.add_argument("--drain", type=float, default=180.0,
+    ap.add_argument("--drain", type=float, default=900.0,
                     help="seconds to wait for the backlog after the surge")
     ap.add_argument("--policy", default=str(REPO / "config" / "policy.demo.yaml"))
     ap.add_argument("--no-policy", action="store_true", help="route by the directory default")

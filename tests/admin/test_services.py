@@ -173,15 +173,37 @@ def test_verify_log_agrees_with_the_audit_package(db_session) -> None:
     gone = record(db_session, "c", actor="cli")
     record(db_session, "d", actor="cli")
     db_session.flush()
-    assert admin.verify_log(db_session, batch=2) == verify_chain(db_session)
-    assert admin.verify_log(db_session).ok
+    assert admin.verify_log(db_session, batch=2).report == verify_chain(db_session)
+    assert admin.verify_log(db_session).report.ok
     db_session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"))
     db_session.execute(text("DELETE FROM audit_events WHERE id = :i"), {"i": gone.id})
     db_session.expire_all()
-    report = admin.verify_log(db_session, batch=2)
+    report = admin.verify_log(db_session, batch=2).report
     assert report == verify_chain(db_session) and report.reason == "previous hash does not match"
     db_session.execute(text("UPDATE audit_events SET tip_id = 6 WHERE id = :i"), {"i": victim.id})
     db_session.expire_all()
-    report = admin.verify_log(db_session)
+    report = admin.verify_log(db_session).report
     assert (report.ok, report.first_bad_id) == (False, victim.id)
     assert report == verify_chain(db_session) and first.id < victim.id
+
+
+def test_a_page_view_checks_the_newest_entries(db_session) -> None:
+    from sqlalchemy import text
+
+    from tipline.audit.services import record
+
+    events = [record(db_session, "e", actor="cli", detail={"n": n}) for n in range(6)]
+    db_session.flush()
+    check = admin.verify_log(db_session, window=3)
+    assert (check.full, check.first_id, check.report.checked) == (False, events[3].id, 3)
+    assert check.total >= 6 and check.report.ok
+    db_session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"))
+    for victim in (events[4], events[1]):
+        db_session.execute(text("""UPDATE audit_events SET detail = '{"n": 99}' WHERE id = :i"""),
+                           {"i": victim.id})
+    db_session.expire_all()
+    recent = admin.verify_log(db_session, window=3).report
+    assert (recent.ok, recent.first_bad_id) == (False, events[4].id)
+    whole = admin.verify_log(db_session).report
+    assert (whole.ok, whole.first_bad_id) == (False, events[1].id)
+    assert admin.verify_log(db_session, window=100).full

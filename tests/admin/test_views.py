@@ -106,6 +106,7 @@ def test_every_post_needs_a_csrf_token(client, db_session, vault, world) -> None
         f"/staff/admin/users/{other.id}/sign-out": {},
         "/staff/admin/policy": {"text": "x", "action": "save"},
         "/staff/admin/stats.csv": {},
+        "/staff/admin/audit/verify": {},
     }
     before = db_session.execute(select(func.count(AuditEvent.id))).scalar_one()
     for path, data in posts.items():
@@ -266,6 +267,14 @@ def test_audit_viewer_detects_a_tampered_row(client, db_session, vault, queue, w
     assert "Hash chain BROKEN" in page
     assert f"at entry {victim.id}: entry hash does not match its content" in page
     assert 'class="tampered"' in page
+    token = csrf_from(page)
+    page = client.post("/staff/admin/audit/verify", data={"csrf_token": token}).get_data(
+        as_text=True)
+    assert f"at entry {victim.id}: entry hash does not match its content" in page
+    ev = db_session.execute(select(AuditEvent).where(AuditEvent.action == "audit.verify")
+                            ).scalar_one()
+    assert ev.detail == {"ok": False, "checked": ev.detail["checked"],
+                         "first_bad_id": victim.id}
 
 
 def test_audit_viewer_pages(client, db_session, world) -> None:

@@ -152,3 +152,20 @@ def test_pressing_1_on_the_alert_call_acknowledges(client, db_session, vault, qu
     assert "already acknowledged" in again.get_data(as_text=True)
     twiml = signed_post(client, f"/twilio/alerts/call/{dl_id}", {"CallSid": dl.provider_ref})
     assert "<Gather" not in twiml.get_data(as_text=True)
+
+
+def test_sms_ack_forms(db_session, vault, queue, demo_directory):
+    r = route(db_session, vault, queue, [StepSpec(("slps-roosevelt-counselor",))])
+    code = dispatches(db_session, r.tip_id)[0].ack_code
+    for body in ("acknowledged", f"ack {code}5", "please ACK"):
+        reply = handle_staff_sms(db_session, "+13145550101", body, utcnow())
+        assert reply is not None and "ACK" in reply, body
+        assert dispatches(db_session, r.tip_id)[0].status == "active", body
+    # Without spaces, and a bare ACK when the contact has exactly one open alert.
+    reply = handle_staff_sms(db_session, "(314) 555-0101", "Ack", utcnow())
+    assert reply is not None and "acknowledged tip" in reply
+    r2 = route(db_session, vault, queue, [StepSpec(("slps-roosevelt-counselor",))])
+    code2 = dispatches(db_session, r2.tip_id)[0].ack_code
+    reply = handle_staff_sms(db_session, "+13145550101", f"ack{code2}", utcnow())
+    assert reply is not None and r2.reference in reply
+    assert dispatches(db_session, r2.tip_id)[0].ack_via == "sms"

@@ -434,3 +434,20 @@ def test_web_tip_with_demo_policy_reaches_exactly_the_expected_contacts(
         == {e for e in expected if e[2] == "active"}
     assert "police_liaison" not in {c["role"] for c in job.explanation["contacts"]
                                     if c["alerted"]} or fields["category"] == "threat"
+
+
+def test_policy_finding_nobody_hands_over_to_the_directory_default(db_session, vault, queue,
+                                                                     demo_policy):
+    r = make_tip(db_session, vault, queue, school_code=None, category=Category.BULLYING,
+                 severity=Severity.LOW)
+    db_session.flush()
+    for key in ("slps-oncall", "slps-support-lead", "cty-oncall"):
+        db_session.execute(select(Contact).where(Contact.key == key)).scalar_one().active = False
+    db_session.flush()
+    tip = db_session.get(RoutingJob, r.job_id).tip
+    assert not plan_for(db_session, demo_policy, school_code=None, district_code=None,
+                        category="bullying", severity=1, at=TUESDAY_10AM).steps
+    plan = PolicyPlanner(demo_policy).plan(db_session, tip, TUESDAY_10AM)
+    assert plan.rule == "directory-default"
+    assert plan.explanation["note"] == "policy found nobody; directory default"
+    assert plan.explanation["policy_explanation"]["rule"] == "no-school"

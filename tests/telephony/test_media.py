@@ -316,3 +316,18 @@ def test_sweep_erases_numbers_of_closed_and_idle_conversations(
                          conversation_days=30)
     db_session.refresh(tips[1])
     assert tips[1].phone_ct is None and result.numbers_erased == 1
+
+
+def test_sweep_gives_up_after_too_many_attempts_and_tells_staff(
+        tw_client, db_session, queue, demo_directory, media_server) -> None:
+    send_mms(tw_client, media_server, [(jpeg_with_gps(), "image/jpeg")], body="at vashon")
+    task = db_session.execute(select(TelephonyTask).where(
+        TelephonyTask.kind == TaskKind.MEDIA)).scalar_one()
+    task.attempts = media.MAX_ATTEMPTS
+    db_session.commit()
+    media.sweep(db_session, queue, utcnow() + timedelta(hours=2), timedelta(seconds=20))
+    db_session.refresh(task)
+    assert task.status == TaskStatus.FAILED
+    notes = db_session.execute(select(Message).where(Message.author == "system")
+                               ).scalars().all()
+    assert len(notes) == 1 and "could not be retrieved" in notes[0].body

@@ -437,13 +437,33 @@ def policy() -> Any:
 
 # -- audit log ---------------------------------------------------------------------------
 
+def _audit_page(check: admin.LogCheck) -> str:
+    action = (request.args.get("action") or "").strip()[:60] or None
+    page = admin.audit_page(db_session(), _page_arg(), action=action)
+    return render_template("admin/audit.html", page=page, check=check, chain=check.report,
+                           action=action or "", form=ConfirmForm())
+
+
 @bp.get("/audit")
 @staff_required(*READERS)
 def audit() -> Any:
-    action = (request.args.get("action") or "").strip()[:60] or None
-    page = admin.audit_page(db_session(), _page_arg(), action=action)
-    chain = admin.verify_log(db_session())
-    return render_template("admin/audit.html", page=page, chain=chain, action=action or "")
+    return _audit_page(admin.verify_log(db_session(), window=admin.VIEW_WINDOW))
+
+
+@bp.post("/audit/verify")
+@staff_required(*READERS)
+def audit_verify() -> Any:
+    """Check every entry (slow on a long log, so it is a button, not every page view)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    user = current_staff()
+    sess = db_session()
+    check = admin.verify_log(sess)
+    record(sess, "audit.verify", actor=f"user:{user.id}", actor_user_id=user.id,
+           detail={"ok": check.report.ok, "checked": check.report.checked,
+                   "first_bad_id": check.report.first_bad_id})
+    sess.commit()
+    return _audit_page(check)
 
 
 # -- statistics --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ VIAS = ("dashboard", "sms", "voice")
 # (a late answer still counts), or a later step not yet alerted (the dashboard button).
 OPEN = (DispatchStatus.ACTIVE.value, DispatchStatus.EXPIRED.value,
         DispatchStatus.SCHEDULED.value)
-_ACK_RE = re.compile(r"^\s*ack\b\s*#?\s*(\d{4})?\b", re.IGNORECASE)
+_ACK_RE = re.compile(r"^\s*ack(?![a-z])\s*#?\s*(\d*)", re.IGNORECASE)
 
 
 def acknowledge_dispatch(
@@ -167,7 +167,9 @@ def handle_staff_sms(session: Session, from_number: str, body: str, now: datetim
     m = _ACK_RE.match(body or "")
     if not m:
         return SMS_HOWTO
-    code = m.group(1)
+    code = m.group(1) or None
+    if code is not None and len(code) != 4:
+        return "tipline: no open alert matches that code. " + SMS_HOWTO
     q = (
         select(Dispatch)
         .where(Dispatch.contact_id.in_(contact_ids),

@@ -407,11 +407,25 @@ class PolicyPlanner:
 
     def plan(self, session: Session, tip: Tip, now: datetime) -> Plan:
         try:
-            return plan_for_place(session, self.policy, tip.school, tip.district,
+            plan = plan_for_place(session, self.policy, tip.school, tip.district,
                                   tip.category, int(tip.severity), now)
         except Exception:
             log.exception("policy engine failed for tip %s; using the directory default",
                           tip.reference)
-            plan = DirectoryPlanner().plan(session, tip, now)
-            return Plan(plan.rule, plan.steps,
-                        plan.explanation | {"note": "policy engine error; directory default"})
+            return self._directory(session, tip, now, "policy engine error; directory default")
+        if plan.steps:
+            return plan
+        # Even the fallback contacts could not be alerted (all inactive since the policy was
+        # loaded): the directory default is better than nobody.
+        log.error("policy found nobody for tip %s; using the directory default", tip.reference)
+        return self._directory(session, tip, now, "policy found nobody; directory default",
+                               plan.explanation)
+
+    @staticmethod
+    def _directory(session: Session, tip: Tip, now: datetime, note: str,
+                   policy_explanation: dict[str, Any] | None = None) -> Plan:
+        plan = DirectoryPlanner().plan(session, tip, now)
+        extra: dict[str, Any] = {"note": note}
+        if policy_explanation is not None:
+            extra["policy_explanation"] = policy_explanation
+        return Plan(plan.rule, plan.steps, plan.explanation | extra)

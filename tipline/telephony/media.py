@@ -305,6 +305,10 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta, *,
             task.status = TaskStatus.FAILED
             log.error("telephony task %s (%s) given up after %s attempts", task.id, task.kind,
                       task.attempts)
+            tip = _tip(session, task.tip_id)
+            if tip is not None and task.kind in (TaskKind.MEDIA, TaskKind.RECORDING):
+                _system_note(session, tip, "A picture or recording could not be retrieved "
+                                           f"from Twilio after {task.attempts} attempts.")
             continue
         if task.updated_at > now - _backoff(task.attempts, grace):
             continue

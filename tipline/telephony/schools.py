@@ -9,6 +9,7 @@ winner is a match; several close ones are offered back as a numbered list.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import threading
 import time
@@ -119,14 +120,19 @@ def _windows(words: list[str], longest: int = 4) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _windows_of(reply: str) -> tuple[str, ...]:
+    words = reply.split()
+    return tuple(_windows(words)) if len(words) > 1 else ()
+
+
 def _score(reply: str, keys: frozenset[str], floor: float = CANDIDATE,
            same_initial: bool = False) -> float:
     """Best similarity of any key to the reply or a run of its words (0 below ``floor``).
 
     Short or common keys ("RHS", "Long") count only when they are the whole reply.
     """
-    words = reply.split()
-    windows = _windows(words) if len(words) > 1 else []
+    windows = _windows_of(reply)
     best = 0.0
     for key in keys:
         if len(key) < 4 or key in _COMMON_WORDS:

@@ -9,6 +9,7 @@ when the reporter texts STOP, when the tip is closed, or after the conversation 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -119,6 +120,8 @@ def handle_inbound_sms(
     """Take in one inbound text; return what to answer. Nothing is committed here."""
     phone_hash = vault.lookup_hash(PHONE_PURPOSE, sms.from_number)
     if not first_time(session, f"sms:{sms.message_sid}", "sms"):
+        if _opted_out(session, phone_hash):
+            return SmsReply(None, "duplicate")
         return _duplicate_reply(session, phone_hash)
 
     word = keyword(sms.body)
@@ -198,27 +201,29 @@ def erase_number(session: Session, phone_hash: str) -> int:
 # -- conversation state ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _upsert_conversation(dialect: str) -> Any:
+    """INSERT the conversation or, if it exists, touch it (taking its row lock); RETURNING it."""
+    table: Table = SmsConversation.__table__  # type: ignore[assignment]
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    columns = ("phone_hash", "step", "language", "school_tries", "category_tries",
+               "created_at", "last_inbound_at")
+    insert = module.insert(table).values({c: bindparam(c, type_=table.c[c].type)
+                                          for c in columns})
+    upsert = insert.on_conflict_do_update(
+        index_elements=[table.c.phone_hash], set_={"phone_hash": insert.excluded.phone_hash},
+    ).returning(*table.c)
+    return select(SmsConversation).from_statement(upsert)
+
+
 def _lock_conversation(session: Session, phone_hash: str, now: datetime) -> SmsConversation:
     """The number's conversation row, created if needed and locked for this transaction, so
-    two texts sent at once from one phone are taken in one after the other.
-
-    One statement: an upsert whose conflict branch touches the row (taking its lock) and
-    returns it.
-    """
-    table = SmsConversation.__table__
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    insert = module.insert(table).values(
-        phone_hash=phone_hash, step=SmsStep.NEW, language="en", school_tries=0,
-        category_tries=0, created_at=now, last_inbound_at=now)
-    upsert = insert.on_conflict_do_update(
-        index_elements=[table.c.phone_hash],
-        set_={"phone_hash": insert.excluded.phone_hash},
-    ).returning(*table.c)
-    conv: SmsConversation = session.execute(
-        select(SmsConversation).from_statement(upsert),
-        execution_options={"populate_existing": True},
-    ).scalar_one()
+    two texts sent at once from one phone are taken in one after the other (one statement)."""
+    stmt = _upsert_conversation(session.get_bind().dialect.name)
+    conv: SmsConversation = session.execute(stmt, {
+        "phone_hash": phone_hash, "step": SmsStep.NEW, "language": "en", "school_tries": 0,
+        "category_tries": 0, "created_at": now, "last_inbound_at": now,
+    }, execution_options={"populate_existing": True}).scalar_one()
     return conv
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,22 +17,31 @@ from tipline.telephony.models import InboundEvent, TaskStatus, TelephonyTask
 TASK_NAME = "tipline.telephony_task"
 
 
-def insert_ignore(session: Session, table: Table, values: dict[str, Any]) -> bool:
-    """INSERT that does nothing on a unique conflict; True when the row was new.
+@functools.lru_cache(maxsize=32)
+def _insert_ignore_stmt(dialect: str, table: Table, columns: tuple[str, ...]) -> Any:
+    """The INSERT ... ON CONFLICT DO NOTHING RETURNING id for these columns, built once."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
+    return module.insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
+
+
+def insert_ignore(session: Session, table: Table, values: dict[str, Any]) -> int | None:
+    """INSERT that does nothing on a unique conflict; the new row's id, or None if it existed.
 
     A concurrent insert of the same key waits for the other transaction and then does nothing,
     which is how two deliveries of one webhook are told apart without an error.
     """
     dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
-    return session.execute(stmt).first() is not None
+    stmt = _insert_ignore_stmt(dialect, table, tuple(sorted(values)))
+    found = session.execute(stmt, values).scalar_one_or_none()
+    return int(found) if found is not None else None
 
 
 def first_time(session: Session, key: str, kind: str) -> bool:
     """Record that webhook ``key`` was taken in; False when it already was (a retry)."""
-    return insert_ignore(session, InboundEvent.__table__,  # type: ignore[arg-type]
-                         {"key": key[:120], "kind": kind, "created_at": utcnow()})
+    table: Table = InboundEvent.__table__  # type: ignore[assignment]
+    return insert_ignore(session, table, {"key": key[:120], "kind": kind,
+                                          "created_at": utcnow()}) is not None
 
 
 def add_task(session: Session, queue: JobQueue, *, kind: str, sid: str,
@@ -41,20 +51,17 @@ def add_task(session: Session, queue: JobQueue, *, kind: str, sid: str,
     """Record Twilio work to do (once per kind+sid) and send it to a worker after commit."""
     now = utcnow()
     table: Table = TelephonyTask.__table__  # type: ignore[assignment]
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).values(
-        kind=kind, sid=sid[:64], parent_sid=parent_sid, tip_id=tip_id, message_id=message_id,
-        url=url, content_type=(content_type or "")[:100] or None, status=TaskStatus.PENDING,
-        attempts=0, created_at=now, updated_at=now,
-    ).on_conflict_do_nothing().returning(table.c.id)
-    task_id = session.execute(stmt).scalar_one_or_none()
+    task_id = insert_ignore(session, table, {
+        "kind": kind, "sid": sid[:64], "parent_sid": parent_sid, "tip_id": tip_id,
+        "message_id": message_id, "url": url,
+        "content_type": (content_type or "")[:100] or None, "status": TaskStatus.PENDING,
+        "attempts": 0, "created_at": now, "updated_at": now})
     if task_id is None:  # already recorded by an earlier delivery of the same callback
         return session.execute(select(TelephonyTask.id).where(
             TelephonyTask.kind == kind, TelephonyTask.sid == sid[:64])).scalar_one_or_none()
     if send:
         after_commit(session, queue.send_task, TASK_NAME, task_id)
-    return int(task_id)
+    return task_id
 
 
 def reroute(session: Session, queue: JobQueue, tip_id: int) -> int:

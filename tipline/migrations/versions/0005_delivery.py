@@ -5,10 +5,10 @@ Revises: 0004
 Create Date: 2026-11-23 17:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
-import tipline.db
+from alembic import op
 
+import tipline.db
 
 revision = '0005'
 down_revision = '0004'
