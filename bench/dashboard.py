@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import secrets
 import statistics
@@ -241,6 +242,8 @@ def main() -> None:
             slps_uids = [u for (u,) in s.execute(text(
                 "SELECT uid FROM tips WHERE district_id = :d"), {"d": admin.district_id})]
         n = args.requests
+        print("load average before measuring (1/5/15 min): "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs")
         as_admin, as_staff = _signed_in(app, admin), _signed_in(app, staff)
         results = {
             "queue (admin, open)": _measure(as_admin, ["/staff/"] * n,
@@ -265,6 +268,8 @@ def main() -> None:
                                ).scalar_one()
         print(f"tips in database: {total}; audited tip reads: {audits}; uids sampled: "
               f"{len(uids)}")
+        print("load average after measuring: "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         worst = max(r["p95"] for r in results.values())
         print(f"worst p95: {worst:.1f} ms (target <= {TARGET_MS:.0f} ms)")
     finally:

@@ -143,6 +143,40 @@ def wait_port(port: int, timeout: float = 10) -> None:
     raise SystemExit(f"nothing listening on port {port} after {timeout} s")
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgids: set[int]) -> float:
+    """User + system CPU of every process in these process groups (our workers and beat)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in pgids:  # field 5 of stat: the process group
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def postgres_cpu_seconds() -> float:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        if name.startswith("postgres"):
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
 def pct(values: Sequence[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -290,6 +324,8 @@ def main() -> None:
         print(f"surge: {total} tips at {args.rate:g}/s for {args.seconds:g} s; planner: "
               f"{planner}; {args.concurrency} worker processes ({pool})", flush=True)
         rng = random.Random(42)
+        workers = {p.pid for p in procs[1:]}
+        cpu0, pg0 = group_cpu_seconds(workers), postgres_cpu_seconds()
         committed: dict[str, float] = {}
         t0 = time.monotonic()
         behind = 0.0
@@ -309,6 +345,8 @@ def main() -> None:
         _wait(lambda: tips_alerted(engine) >= len(committed) + 1,
               args.drain, "every surge tip's first alert", quiet=True)
         drained = time.monotonic() - t0
+        cpu = group_cpu_seconds(workers) - cpu0
+        pg_cpu = postgres_cpu_seconds() - pg0
         time.sleep(1)
         firsts = first_alerts(engine, stub)
         lat = [firsts[r] - committed[r] for r in committed if r in firsts]
@@ -329,6 +367,9 @@ def main() -> None:
         print(f"  all first alerts out {drained:.1f} s after the surge began")
         print(f"  routing jobs done: {routed} (incl. warm-up); not done: {not_done}")
         print(f"  tips with no alert handed to Twilio: {len(no_alert)}")
+        print(f"  CPU per tip (routing + its alerts): workers and beat {cpu / total * 1000:.0f}"
+              f" ms, PostgreSQL (all databases on the server) {pg_cpu / total * 1000:.0f} ms; "
+              f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"  deliveries: {n_dl} {by_status}; requests at the Twilio stand-in: "
               f"{len(stub.requests)}; provider refs used twice: {dup}")
 

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bench.intake import REPO, Gunicorn, cpu_seconds, postgres_pids, psql
+from bench.intake import REPO, Gunicorn, cpu_seconds, postgres_pids, psql, worker_pids
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "tipline_bench_sms"
@@ -205,6 +205,41 @@ def clean_redis(before: set[bytes]) -> None:
         client.delete(*new)
 
 
+class SizedGunicorn(Gunicorn):
+    """``bench.intake.Gunicorn`` with the worker count taken from TIPLINE_WEB_WORKERS."""
+
+    def __init__(self, app: str, env: dict[str, str], workdir: Path, workers: int) -> None:
+        import subprocess
+        import sys
+
+        from bench.intake import free_port
+
+        if workers == 2:
+            super().__init__(app, env, workdir)
+            return
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (workdir / f"gunicorn-{self.port}.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "config" / "gunicorn.conf.py"),
+             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), app],
+            cwd=str(REPO), env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while len(worker_pids(self.proc.pid)) < workers or not self._listening():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"gunicorn did not start; see {self.log.name}")
+            time.sleep(0.2)
+
+    def _listening(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
@@ -212,6 +247,8 @@ def main() -> None:
     parser.add_argument("--followups", type=float, default=0.0,
                         help="share of requests that are later texts from an earlier number")
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="gunicorn sync workers (production default: 2)")
     args = parser.parse_args()
 
     from tipline.crypto import KeyRing, write_key_file
@@ -242,7 +279,7 @@ def main() -> None:
     warm = build_requests(args.warmup, 0.0, seed=1, first_number=9000000) if args.warmup else []
     timed = build_requests(args.requests, args.followups, seed=2, first_number=7000000)
     firsts = sum(1 for _, _, first in timed if first)
-    server = Gunicorn("tipline.wsgi:app", env, workdir)
+    server = SizedGunicorn("tipline.wsgi:app", env, workdir, args.workers)
     try:
         if warm:
             fire(server.port, warm, min(args.concurrency, 8))
@@ -263,7 +300,8 @@ def main() -> None:
     load = os.getloadavg()
     print(f"\nPOST /twilio/sms, {n} signed webhooks ({firsts} first texts opening a tip, "
           f"{n - firsts} later texts), concurrency {args.concurrency}")
-    print(f"gunicorn: 2 sync workers (config/gunicorn.conf.py), PostgreSQL + Redis broker on "
+    print(f"gunicorn: {args.workers} sync workers (config/gunicorn.conf.py), PostgreSQL + Redis "
+          "broker on "
           f"127.0.0.1; machine: {os.cpu_count()} CPUs, 1-min load average at the end "
           f"{load[0]:.2f}")
     print(f"throughput   {n / wall:8.1f} req/s  ({wall:.2f} s wall)")

@@ -80,7 +80,7 @@ def register(celery: Celery) -> None:
             raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
 
     # One task per delivery. A transient failure (Twilio 5xx/429/timeout, SMTP down) is
-    # retried with exponential backoff (about 2, 4, 8 s, jittered); after
+    # retried with exponential backoff (a random wait of up to 2, 4, 8, 16 s); after
     # routing.MAX_SEND_ATTEMPTS the service fails the delivery and opens the next channel.
     # Anything left pending (retries exhausted, broker lost) is re-sent by the sweep.
     @celery.task(

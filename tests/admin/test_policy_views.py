@@ -112,3 +112,18 @@ def test_policy_editor_is_admin_only(client, db_session, vault, demo_directory) 
                                                     "action": "save"})
     assert resp.status_code == 404
     assert db_session.execute(select(func.count(RoutingPolicy.id))).scalar_one() == 0
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("category", "weapons", "choose a category"),
+    ("school", "cty-northview", "choose a school"),  # another district's school
+    ("at", "tomorrow", "the date and time are not valid"),
+])
+def test_dry_run_refuses_bad_input(client, db_session, signed_in, field, value,
+                                   message) -> None:
+    data = {"text": DEMO_POLICY, "action": "dryrun", "school": "slps-roosevelt",
+            "category": "weapon", "severity": "4", "at": "2026-11-24T10:00", field: value}
+    resp = _post(client, **data)
+    assert resp.status_code == 400
+    page = resp.get_data(as_text=True)
+    assert message in page and 'id="dryrun-result"' not in page

@@ -125,3 +125,26 @@ def test_the_scheduler_runs_escalation_every_few_seconds(settings):
     beat = celery_config(settings)["beat_schedule"]
     assert beat["escalate"]["task"] == "tipline.escalate"
     assert beat["escalate"]["schedule"] == ESCALATE_INTERVAL <= 2.0
+
+
+def test_retriage_stops_the_old_plans_repeats(db_session, vault, queue, demo_directory):
+    from tests.routing.delivery_support import StaticPlanner
+    from tipline.routing.models import RoutingJob
+    from tipline.routing.services import route_job
+
+    two = timedelta(minutes=2)
+    r = route(db_session, vault, queue,
+              [StepSpec(("slps-safety-desk",), channels=("voice", "sms"), ack_within=two,
+                        repeat_every=two)], severity=Severity.LIFE_SAFETY)
+    escalate_due(db_session, queue, r.now + two + timedelta(seconds=1))  # expired, repeating
+    job = RoutingJob(tip_id=r.tip_id, reason="retriage")
+    db_session.add(job)
+    db_session.commit()
+    later = r.now + timedelta(minutes=3)
+    route_job(db_session, job.id, StaticPlanner([StepSpec(("slps-roosevelt-counselor",))]),
+              queue, later)
+    old, new = dispatches(db_session, r.tip_id)
+    assert old.status == "cancelled" and old.next_alert_at is None
+    assert new.status == "active" and contact_key(db_session, new) == "slps-roosevelt-counselor"
+    res = escalate_due(db_session, queue, later + timedelta(minutes=1))
+    assert res.repeated == 0

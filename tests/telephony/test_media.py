@@ -110,7 +110,8 @@ def test_mms_on_a_threaded_message_links_the_picture_to_it(
     att = db_session.execute(select(Attachment)).scalar_one()
     msg = db_session.get(Message, att.message_id)
     assert msg is not None and msg.body == "this is him"
-    assert sorted(k for k, _ in fake.deleted) == ["media", "message", "message"]
+    # The picture's message record goes after its media; the first text's waits for the sweep.
+    assert sorted(k for k, _ in fake.deleted) == ["media", "message"]
 
 
 def test_picture_without_words_still_opens_a_tip(tw_client, db_session, queue,
@@ -331,3 +332,14 @@ def test_sweep_gives_up_after_too_many_attempts_and_tells_staff(
     notes = db_session.execute(select(Message).where(Message.author == "system")
                                ).scalars().all()
     assert len(notes) == 1 and "could not be retrieved" in notes[0].body
+
+
+def test_sweep_deletes_the_record_of_a_text_without_media(
+        tw_client, db_session, vault, queue, demo_directory, gateway, http) -> None:
+    sid = new_sid("SM")
+    send_sms(tw_client, "fight at vashon", sid=sid)
+    assert not [a for n, a in queue.sent if n == "tipline.telephony_task"]
+    media.sweep(db_session, queue, utcnow() + timedelta(seconds=45), timedelta(seconds=20))
+    assert run_all(db_session, vault, gateway, queue) == ["done"]
+    assert [(r.method, r.path) for r in http.sent] == [
+        ("DELETE", f"{ACCOUNT}/Messages/{sid}.json")]

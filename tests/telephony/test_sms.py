@@ -281,3 +281,24 @@ def test_message_rows_carry_the_message_sid_for_dedup(tw_client, db_session,
     send_sms(tw_client, "more details", sid=sid)
     assert db_session.execute(select(Message).where(Message.external_id == sid)
                               ).scalar_one().body == "more details"
+
+
+def test_retry_to_an_opted_out_number_sends_nothing(tw_client, db_session,
+                                                    demo_directory) -> None:
+    send_sms(tw_client, "STOP")
+    sid = new_sid("SM")
+    assert reply_text(send_sms(tw_client, "gun at vashon", sid=sid)) is None
+    assert reply_text(send_sms(tw_client, "gun at vashon", sid=sid)) is None
+    assert count(db_session, Tip) == 1
+
+
+def test_a_failing_staff_handler_never_costs_a_tip(tw_client, db_session, demo_directory,
+                                                   monkeypatch) -> None:
+    def broken(session, number, body, now):
+        session.execute(select(Tip).where(Tip.id == -1))
+        raise RuntimeError("bug in staff handling")
+
+    monkeypatch.setattr("tipline.telephony.views.staff_handler", lambda: broken)
+    text = reply_text(send_sms(tw_client, "fight at vashon friday"))
+    assert text is not None and "received" in text
+    assert count(db_session, Tip) == 1

@@ -201,3 +201,17 @@ def test_caller_number_is_not_stored(tw_client, db_session) -> None:
     tip = db_session.execute(select(Tip).where(Tip.external_id == call)).scalar_one()
     assert tip.phone_ct is None and tip.phone_hash is None
     assert CALLER not in tip.messages[0].body
+
+
+def test_school_named_in_the_transcript_is_set_and_the_tip_rerouted(
+        tw_client, db_session, demo_directory) -> None:
+    from tipline.routing.models import RoutingJob
+
+    call, rec = new_sid("CA"), new_sid("RE")
+    record_action(tw_client, call, rec)
+    transcription(tw_client, call, rec, "there is a boy with a knife at vashon high school")
+    tip = db_session.execute(select(Tip).where(Tip.external_id == call)).scalar_one()
+    assert tip.school is not None and tip.school.code == "slps-vashon"
+    jobs = db_session.execute(select(RoutingJob.reason).where(RoutingJob.tip_id == tip.id)
+                              ).scalars().all()
+    assert sorted(jobs) == ["intake", "retriage"]

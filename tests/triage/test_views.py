@@ -395,3 +395,73 @@ def test_recording_my_mandated_report(client: Any, world: World, db_session: Ses
     other = client.application.test_client()
     login(other, world.admin)
     assert "Record that I made the report" in tip_page(other, t)
+
+
+def test_voice_recording_playback_and_transcript(client: Any, world: World,
+                                                 db_session: Session, vault: Any,
+                                                 queue: RecordingQueue) -> None:
+    from tests.factories import make_tip
+    from tipline.intake.services import AttachmentIn
+    from tipline.tips.models import Attachment, Channel
+
+    receipt = make_tip(db_session, vault, queue, school_code="slps-roosevelt",
+                       body="(voice message)", channel=Channel.VOICE,
+                       attachments=[AttachmentIn("audio", "audio/mpeg", b"ID3fake-mp3")])
+    att = db_session.execute(select(Attachment).where(
+        Attachment.tip_id == receipt.tip_id)).scalar_one()
+    att.transcript = "there is a gun in locker 12"
+    db_session.flush()
+    t = db_session.get(Tip, receipt.tip_id)
+    assert t is not None
+    login(client, world.staff)
+    html = tip_page(client, t)
+    assert f'<audio controls preload="none" src="/staff/tips/{t.uid}/attachments/{att.uid}"' \
+        in html
+    assert "there is a gun in locker 12" in html
+    resp = client.get(f"/staff/tips/{t.uid}/attachments/{att.uid}")
+    assert resp.mimetype == "audio/mpeg" and resp.headers["Cache-Control"] == "no-store"
+
+
+def test_routing_explanation_and_delivery_timeline(client: Any, world: World,
+                                                   db_session: Session) -> None:
+    from tipline.routing.models import AlertDelivery
+
+    t = world.tips["county"]
+    job = db_session.execute(select(RoutingJob).where(RoutingJob.tip_id == t.id)).scalar_one()
+    job.explanation = {"rule": "county-weapons", "contacts": [
+        {"contact": "stlco-liaison", "alerted": True, "why": "weapons go to county police"},
+        {"contact": "cty-northview-counselor", "alerted": False, "why": "off duty"}]}
+    d = db_session.execute(select(Dispatch).where(Dispatch.tip_id == t.id)).scalar_one()
+    db_session.add(AlertDelivery(dispatch_id=d.id, channel="sms", idempotency_key="k-1",
+                                 status="sent", attempts=1, provider="outbox"))
+    db_session.flush()
+    login(client, world.county_admin)
+    html = tip_page(client, t)
+    assert "county-weapons" in html and "weapons go to county police" in html
+    assert "off duty" in html
+    assert "County police school liaison (demo)" in html and "sms: sent" in html
+    # the liaison sees their own alert but not the explanation naming other people
+    liaison = client.application.test_client()
+    login(liaison, world.liaison)
+    html = tip_page(liaison, t)
+    assert "sms: sent" in html and "off duty" not in html
+
+
+def test_web_reporter_reads_the_staff_reply_on_the_follow_up_page(
+        app: Any, client: Any, world: World, db_session: Session, vault: Any,
+        queue: RecordingQueue) -> None:
+    from tests.factories import make_tip
+
+    receipt = make_tip(db_session, vault, queue, school_code="slps-roosevelt",
+                       body="someone is selling vapes in the bathroom")
+    t = db_session.get(Tip, receipt.tip_id)
+    assert t is not None
+    login(client, world.staff)
+    post(client, t, "reply", body="Which bathroom, and what time of day?")
+    reporter = app.test_client()
+    page = reporter.get("/followup").get_data(as_text=True)
+    resp = reporter.post("/followup", data={"code": receipt.receipt_code,
+                                            "csrf_token": csrf_from(page)})
+    assert resp.status_code == 303
+    convo = reporter.get("/followup/tip").get_data(as_text=True)
+    assert "Which bathroom, and what time of day?" in convo

@@ -1,10 +1,11 @@
 """District statistics: counts and response times, computed in SQL from tip metadata only.
 
-Nothing here reads a sealed column: only category, school, channel, timestamps. Counts are
-``GROUP BY`` queries and the percentiles are PostgreSQL's ``percentile_cont`` (linear
-interpolation), so the database does the work even with 100,000 tips. SQLite (the embedded
-default) has no percentile aggregate: there the durations are fetched in one column and the
-same interpolation is done in Python; its months are UTC months.
+Nothing here reads a sealed column: only category, school, channel, timestamps. On PostgreSQL
+two statements do all the work, each one scan of the district's tips: the four breakdowns with
+``GROUP BY GROUPING SETS`` and both response times with ``percentile_cont`` (linear
+interpolation). SQLite (the embedded default) has neither grouping sets nor a percentile
+aggregate: there each breakdown is its own ``GROUP BY`` and the durations are fetched as one
+sorted column and interpolated the same way in Python; its months are UTC months.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from tipline.directory.models import School
@@ -98,37 +99,78 @@ def interpolate(sorted_values: list[float], fraction: float) -> float | None:
 
 
 def _timing(session: Session, q: StatsQuery, end_column: Any) -> Timing:
+    """SQLite: the durations in one sorted column, interpolated here."""
     done = and_(_where(q), end_column.is_not(None))
-    if _is_pg(session):
-        pg_seconds = func.extract("epoch", end_column - Tip.created_at)
-        row = session.execute(
-            select(func.count(Tip.id),
-                   *[func.percentile_cont(p).within_group(pg_seconds) for p in PERCENTILES])
-            .where(done)
-        ).one()
-        count = int(row[0])
-        median, p90 = (None if v is None else float(v) for v in row[1:])
-        return Timing(count, median, p90)
     seconds = (func.julianday(end_column) - func.julianday(Tip.created_at)) * 86400.0
     values = [float(v) for v in session.execute(
         select(seconds).where(done).order_by(seconds)).scalars()]
     return Timing(len(values), interpolate(values, 0.5), interpolate(values, 0.9))
 
 
+def _pg_counts(session: Session, q: StatsQuery) -> dict[str, list[tuple[Any, int]]]:
+    """All four breakdowns from one scan: ``GROUP BY GROUPING SETS``."""
+    month = _month_column(session, q)
+    dims = {"category": Tip.category, "channel": Tip.channel, "school": Tip.school_id,
+            "month": month}
+    stmt = (
+        select(*dims.values(), *[func.grouping(c) for c in dims.values()], func.count(Tip.id))
+        .where(_where(q))
+        .group_by(func.grouping_sets(*[tuple_(c) for c in dims.values()]))
+    )
+    out: dict[str, list[tuple[Any, int]]] = {name: [] for name in dims}
+    names = list(dims)
+    for row in session.execute(stmt).all():
+        values, flags, count = row[:4], row[4:8], int(row[8])
+        for i, name in enumerate(names):
+            if flags[i] == 0:  # grouped by this dimension in this row
+                out[name].append((values[i], count))
+                break
+    return out
+
+
+def _counts(session: Session, q: StatsQuery) -> dict[str, list[tuple[Any, int]]]:
+    if _is_pg(session):
+        return _pg_counts(session, q)
+    return {"category": _grouped(session, q, Tip.category),
+            "channel": _grouped(session, q, Tip.channel),
+            "school": _grouped(session, q, Tip.school_id),
+            "month": _grouped(session, q, _month_column(session, q))}
+
+
+def _pg_timings(session: Session, q: StatsQuery) -> tuple[Timing, Timing]:
+    """Both response times in one scan (percentile_cont skips the NULLs of open tips)."""
+    columns: list[Any] = []
+    for end in (Tip.acknowledged_at, Tip.closed_at):
+        seconds = func.extract("epoch", end - Tip.created_at)
+        columns += [func.count(end),
+                    *[func.percentile_cont(p).within_group(seconds) for p in PERCENTILES]]
+    row = session.execute(select(*columns).where(_where(q))).one()
+
+    def timing(count: Any, median: Any, p90: Any) -> Timing:
+        return Timing(int(count), None if median is None else float(median),
+                      None if p90 is None else float(p90))
+
+    return timing(*row[0:3]), timing(*row[3:6])
+
+
 def district_stats(session: Session, q: StatsQuery) -> Stats:
     """Every aggregate the statistics page and the CSV export show."""
-    by_category = sorted(_grouped(session, q, Tip.category), key=lambda kv: (-kv[1], kv[0]))
-    by_channel = sorted(_grouped(session, q, Tip.channel), key=lambda kv: (-kv[1], kv[0]))
-    by_month = sorted(_grouped(session, q, _month_column(session, q)), key=lambda kv: kv[0])
-    school_rows = session.execute(
-        select(School.code, School.name, func.count(Tip.id))
-        .select_from(Tip).outerjoin(School, School.id == Tip.school_id)
-        .where(_where(q)).group_by(School.code, School.name)
-    ).all()
+    counts = _counts(session, q)
+    by_category = sorted(counts["category"], key=lambda kv: (-kv[1], kv[0]))
+    by_channel = sorted(counts["channel"], key=lambda kv: (-kv[1], kv[0]))
+    by_month = sorted(counts["month"], key=lambda kv: kv[0])
+    ids = [sid for sid, _n in counts["school"] if sid is not None]
+    names = {sid: (code, name) for sid, code, name in session.execute(
+        select(School.id, School.code, School.name).where(School.id.in_(ids)))} if ids else {}
     by_school = sorted(
-        (Bucket(code or "", name or NO_SCHOOL, int(n)) for code, name, n in school_rows),
+        (Bucket(*names.get(sid, ("", NO_SCHOOL)), n) for sid, n in counts["school"]),
         key=lambda b: (-b.count, b.label),
     )
+    if _is_pg(session):
+        acknowledge, close = _pg_timings(session, q)
+    else:
+        acknowledge = _timing(session, q, Tip.acknowledged_at)
+        close = _timing(session, q, Tip.closed_at)
     total = sum(n for _k, n in by_category)
     return Stats(
         total=total,
@@ -136,8 +178,8 @@ def district_stats(session: Session, q: StatsQuery) -> Stats:
         by_school=by_school,
         by_channel=[Bucket(k, k.upper() if k == "sms" else k, n) for k, n in by_channel],
         by_month=[Bucket(str(k), str(k), n) for k, n in by_month],
-        acknowledge=_timing(session, q, Tip.acknowledged_at),
-        close=_timing(session, q, Tip.closed_at),
+        acknowledge=acknowledge,
+        close=close,
         query=q,
     )
 

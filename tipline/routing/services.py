@@ -262,9 +262,10 @@ def _cancel_open_dispatches(session: Session, tip_id: int) -> None:
         update(Dispatch)
         .where(
             Dispatch.tip_id == tip_id,
-            Dispatch.status.in_([DispatchStatus.ACTIVE.value, DispatchStatus.SCHEDULED.value]),
+            Dispatch.status.in_([DispatchStatus.ACTIVE.value, DispatchStatus.SCHEDULED.value,
+                                 DispatchStatus.EXPIRED.value]),
         )
-        .values(status=DispatchStatus.CANCELLED.value)
+        .values(status=DispatchStatus.CANCELLED.value, next_alert_at=None)
         .execution_options(synchronize_session=False)
     )
 

@@ -28,6 +28,7 @@ from tipline.intake.triage import run_triage
 from tipline.jobs import JobQueue
 from tipline.telephony import texts
 from tipline.telephony.models import TaskKind
+from tipline.telephony.schools import INDEX, find_school_in_text
 from tipline.telephony.store import add_task, first_time, reroute
 from tipline.tips.models import Attachment, Category, Channel, Message, Severity, Tip
 
@@ -241,5 +242,10 @@ def _triage(session: Session, queue: JobQueue, tip: Tip, words: str) -> None:
     if triage.category is not None and tip.category == Category.OTHER.value:
         tip.category = triage.category.value
         changed = True
+    if tip.school_id is None:  # callers usually say the school; take it when it is clear
+        school = find_school_in_text(INDEX.schools(session), words)
+        if school is not None:
+            tip.school_id, tip.district_id = school.id, school.district_id
+            changed = True
     if changed:
         reroute(session, queue, tip.id)

@@ -185,7 +185,6 @@ class BannerTip:
 class Banner:
     count: int
     tips: list[BannerTip]
-    latest_id: int = 0
 
 
 def lifesafety_banner(session: Session, user: StaffUser, limit: int = 5) -> Banner:
@@ -198,19 +197,22 @@ def lifesafety_banner(session: Session, user: StaffUser, limit: int = 5) -> Bann
         Tip.acknowledged_at.is_(None),
         Tip.status != Status.CLOSED.value,
     ]
-    count = session.execute(select(func.count(Tip.id)).where(*where)).scalar_one()
-    if not count:
-        latest = session.execute(
-            select(func.max(Tip.id)).where(scope_condition(session, user))).scalar_one() or 0
-        return Banner(0, [], latest)
     rows = session.execute(
-        select(Tip.uid, Tip.reference, School.name)
+        select(Tip.uid, Tip.reference, School.name, func.count().over())
         .outerjoin(School, School.id == Tip.school_id)
         .where(*where).order_by(Tip.created_at.asc()).limit(limit)
     ).all()
-    latest = session.execute(
-        select(func.max(Tip.id)).where(scope_condition(session, user))).scalar_one() or 0
-    return Banner(count, [BannerTip(*r) for r in rows], latest)
+    if not rows:
+        return Banner(0, [])
+    return Banner(int(rows[0][3]), [BannerTip(uid, ref, school) for uid, ref, school, _n in rows])
+
+
+def queue_state(session: Session, user: StaffUser, filters: QueueFilters) -> tuple[int, int]:
+    """(newest visible tip id, how many tips match): what the polling script compares."""
+    where = _filtered(session, user, filters)
+    total = session.execute(select(func.count(Tip.id)).where(*where)).scalar_one()
+    latest = session.execute(select(func.max(Tip.id)).where(*where[:1])).scalar_one() or 0
+    return int(latest), int(total)
 
 
 def school_choices(session: Session, user: StaffUser) -> list[tuple[str, str]]:

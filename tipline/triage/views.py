@@ -151,11 +151,10 @@ def state() -> Any:
     user = current_staff()
     sess = db_session()
     banner = triage.lifesafety_banner(sess, user)
-    filters = _filters()
-    page = triage.list_queue(sess, user, filters)
+    latest, total = triage.queue_state(sess, user, _filters())
     return jsonify({
-        "latest": page.latest_id,
-        "total": page.total,
+        "latest": latest,
+        "total": total,
         "lifesafety": banner.count,
         "banner_html": render_template("staff/_banner.html", banner=banner)
         if banner.count else "",
