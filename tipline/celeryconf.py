@@ -6,11 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from kombu import Queue
 
 from tipline.settings import Settings
 
 # How often the scheduler runs tipline.escalate: the bound on escalation lateness.
 ESCALATE_INTERVAL = 2.0
+# A second queue that every worker also consumes, so that escalation, the sweep and
+# life-safety/escalation alerts do not wait behind a backlog of ordinary alerts in a surge.
+URGENT_QUEUE = "tipline.urgent"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -23,6 +27,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": "tipline",
+        "task_queues": (Queue("tipline"), Queue(URGENT_QUEUE)),
+        "task_routes": {
+            "tipline.escalate": {"queue": URGENT_QUEUE},
+            "tipline.sweep": {"queue": URGENT_QUEUE},
+            "tipline.deliver_urgent": {"queue": URGENT_QUEUE},
+        },
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.publish_timeout_seconds,
         "worker_hijack_root_logger": False,

@@ -96,6 +96,20 @@ def register(celery: Celery) -> None:
     def deliver_alert(self: Any, delivery_id: int) -> None:
         run_deliver_alert(delivery_id)
 
+    # The same, on the urgent queue: life-safety alerts and alerts opened by escalation.
+    @celery.task(
+        name=routing.URGENT_DELIVERY_TASK,
+        bind=True,
+        autoretry_for=(TransientSendError,),
+        retry_backoff=2,
+        retry_backoff_max=60,
+        retry_jitter=True,
+        max_retries=routing.MAX_SEND_ATTEMPTS,
+        **opts,
+    )
+    def deliver_urgent(self: Any, delivery_id: int) -> None:
+        run_deliver_alert(delivery_id)
+
     @celery.task(name="tipline.sweep", **opts)
     def sweep() -> None:
         run_sweep()

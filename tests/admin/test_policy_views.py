@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import REPO
 from tests.staffsupport import csrf_from, make_staff, sign_in
+from tipline.accounts.models import StaffUser
 from tipline.audit.models import AuditEvent
 from tipline.routing.models import AlertDelivery, Dispatch, RoutingJob, RoutingPolicy
 from tipline.routing.policy import load_policy
@@ -21,7 +20,7 @@ BROKEN = DEMO_POLICY.replace("match: {categories: [weapon, threat, other], sever
 
 
 @pytest.fixture
-def signed_in(client, db_session, vault, demo_directory) -> Path:
+def signed_in(client, db_session, vault, demo_directory) -> StaffUser:
     load_policy(db_session, DEMO_POLICY, "policy.demo.yaml", "cli")
     user, password, secret = make_staff(db_session, vault, "district_admin", district="slps")
     db_session.commit()
@@ -127,3 +126,12 @@ def test_dry_run_refuses_bad_input(client, db_session, signed_in, field, value,
     assert resp.status_code == 400
     page = resp.get_data(as_text=True)
     assert message in page and 'id="dryrun-result"' not in page
+
+
+def test_check_shows_warnings_for_districts_left_out(client, db_session, signed_in) -> None:
+    start = DEMO_POLICY.index("  stlco-demo:")
+    only_slps = DEMO_POLICY[:start]
+    resp = _post(client, text=only_slps, action="check")
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and 'id="policy-warnings"' in page
+    assert "district &#39;stlco-demo&#39; is in the directory but not in the policy" in page

@@ -98,8 +98,11 @@ def contact_key(session: Session, dispatch: Dispatch) -> str:
     return c.key
 
 
-def queued_deliveries(queue: RecordingQueue) -> list[int]:
-    return [args[0] for name, args in queue.sent if name == "tipline.deliver_alert"]
+def queued_deliveries(queue: RecordingQueue, urgent: bool | None = None) -> list[int]:
+    """Delivery ids published, in order (``urgent``: only those on one queue or the other)."""
+    names = {None: ("tipline.deliver_alert", "tipline.deliver_urgent"),
+             True: ("tipline.deliver_urgent",), False: ("tipline.deliver_alert",)}[urgent]
+    return [args[0] for name, args in queue.sent if name in names]
 
 
 @dataclass

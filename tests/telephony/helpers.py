@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import itertools
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.twilio_support import signed_post, webhook_example
+from tests.twilio_support import TEST_ACCOUNT_SID, signed_post, webhook_example
+from tipline.db import utcnow
+from tipline.telephony import media
 from tipline.telephony.models import InboundEvent, SmsConversation, TelephonyTask
 from tipline.tips.models import Attachment, Message, Tip
+
+if TYPE_CHECKING:
+    from tests.telephony.conftest import MediaServer
 
 REPORTER = "+13145550188"
 OTHER_REPORTER = "+13145550199"
 CALLER = "+13145550177"
+ACCOUNT = f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}"
 _ids = itertools.count(1)
 
 
@@ -76,3 +82,45 @@ def tip_messages(session: Session, tip_id: int) -> list[str]:
     rows = session.execute(select(Message).where(Message.tip_id == tip_id)
                            .order_by(Message.id)).scalars().all()
     return [m.body for m in rows]
+
+
+def send_mms(client, server: MediaServer, items: list[tuple[bytes, str]], body: str = "",
+             sid: str | None = None):
+    sid = sid or new_sid("MM")
+    params = webhook_example("sms_inbound", "example_mms", From=REPORTER, Body=body,
+                             MessageSid=sid, SmsSid=sid, SmsMessageSid=sid,
+                             NumMedia=str(len(items)))
+    params.pop("MediaUrl0", None)
+    params.pop("MediaContentType0", None)
+    for i, (data, ctype) in enumerate(items):
+        media_sid = new_sid("ME")
+        params[f"MediaUrl{i}"] = server.add(f"{ACCOUNT}/Messages/{sid}/Media/{media_sid}",
+                                            data, ctype)
+        params[f"MediaContentType{i}"] = ctype
+    resp = signed_post(client, "/twilio/sms", params)
+    assert resp.status_code == 200
+    return sid
+
+
+def run_all(db_session, vault, gateway, queue) -> list[str]:
+    """Run every telephony task the queue was asked to send, in order, like a worker."""
+    results = []
+    done: set[int] = set()
+    while True:
+        ids = [args[0] for name, args in queue.sent
+               if name == "tipline.telephony_task" and args[0] not in done]
+        if not ids:
+            return results
+        for task_id in ids:
+            done.add(task_id)
+            results.append(media.run_task(db_session, vault, gateway, queue, task_id, utcnow()))
+
+
+def staff_reply(db_session, tip: Tip, text: str) -> Message:
+    with db_session.no_autoflush:
+        msg = Message(tip_id=tip.id, author="staff", channel="sms", relay_status="pending")
+        msg.tip = tip
+        msg.body = text
+    db_session.add(msg)
+    db_session.commit()
+    return msg

@@ -8,8 +8,16 @@ import logging
 from sqlalchemy import text
 
 from tests.intake.helpers import jpeg_with_gps
-from tests.telephony.helpers import CALLER, REPORTER, new_sid, send_sms, voice_params
-from tests.telephony.test_media import run_all, send_mms, staff_reply
+from tests.telephony.helpers import (
+    CALLER,
+    REPORTER,
+    new_sid,
+    run_all,
+    send_mms,
+    send_sms,
+    staff_reply,
+    voice_params,
+)
 from tests.twilio_support import signed_post, webhook_example
 from tipline.db import utcnow
 from tipline.telephony import media

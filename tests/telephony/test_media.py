@@ -11,8 +11,15 @@ from PIL import Image
 from sqlalchemy import select
 
 from tests.intake.helpers import jpeg_with_gps
-from tests.telephony.conftest import MediaServer
-from tests.telephony.helpers import REPORTER, new_sid, send_sms
+from tests.telephony.helpers import (
+    ACCOUNT,
+    REPORTER,
+    new_sid,
+    run_all,
+    send_mms,
+    send_sms,
+    staff_reply,
+)
 from tests.twilio_support import (
     TEST_ACCOUNT_SID,
     TEST_AUTH_TOKEN,
@@ -27,8 +34,6 @@ from tipline.telephony.client import FakeTwilioGateway, RestTwilioGateway, Twili
 from tipline.telephony.models import TaskKind, TaskStatus, TelephonyTask
 from tipline.tips.models import Attachment, Message, Tip
 
-ACCOUNT = f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}"
-
 
 @pytest.fixture
 def http() -> RecordingHttpClient:
@@ -39,38 +44,6 @@ def http() -> RecordingHttpClient:
 def gateway(twilio_mock_url: str, http: RecordingHttpClient) -> RestTwilioGateway:
     return RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER,
                              api_base=twilio_mock_url, http_client=http)
-
-
-def send_mms(client, server: MediaServer, items: list[tuple[bytes, str]], body: str = "",
-             sid: str | None = None):
-    sid = sid or new_sid("MM")
-    params = webhook_example("sms_inbound", "example_mms", From=REPORTER, Body=body,
-                             MessageSid=sid, SmsSid=sid, SmsMessageSid=sid,
-                             NumMedia=str(len(items)))
-    params.pop("MediaUrl0", None)
-    params.pop("MediaContentType0", None)
-    for i, (data, ctype) in enumerate(items):
-        media_sid = new_sid("ME")
-        params[f"MediaUrl{i}"] = server.add(f"{ACCOUNT}/Messages/{sid}/Media/{media_sid}",
-                                            data, ctype)
-        params[f"MediaContentType{i}"] = ctype
-    resp = signed_post(client, "/twilio/sms", params)
-    assert resp.status_code == 200
-    return sid
-
-
-def run_all(db_session, vault, gateway, queue) -> list[str]:
-    """Run every telephony task the queue was asked to send, in order, like a worker."""
-    results = []
-    done: set[int] = set()
-    while True:
-        ids = [args[0] for name, args in queue.sent
-               if name == "tipline.telephony_task" and args[0] not in done]
-        if not ids:
-            return results
-        for task_id in ids:
-            done.add(task_id)
-            results.append(media.run_task(db_session, vault, gateway, queue, task_id, utcnow()))
 
 
 def test_mms_picture_is_stripped_sealed_stored_then_deleted_at_twilio(
@@ -211,16 +184,6 @@ def test_recording_not_ready_yet_is_retried(tw_client, db_session, vault, queue,
     media_server.add(f"/rec/{rec}", b"audio-bytes", "audio/mpeg")
     assert media.run_task(db_session, vault, gateway, queue, task.id, utcnow()) == "done"
     assert db_session.execute(select(Attachment)).scalar_one().data == b"audio-bytes"
-
-
-def staff_reply(db_session, tip: Tip, text: str) -> Message:
-    with db_session.no_autoflush:
-        msg = Message(tip_id=tip.id, author="staff", channel="sms", relay_status="pending")
-        msg.tip = tip
-        msg.body = text
-    db_session.add(msg)
-    db_session.commit()
-    return msg
 
 
 def test_staff_reply_is_relayed_once_from_the_line_number(

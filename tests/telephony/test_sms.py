@@ -60,7 +60,8 @@ def test_school_named_in_first_text_is_not_asked_again(tw_client, db_session,
     text = reply_text(send_sms(tw_client, "A kid at Soldan is selling pills in the bathroom"))
     tip = only_tip(db_session)
     assert tip.school.code == "slps-soldan"
-    assert "Which school" not in (text or "")
+    assert text is not None and "Which school" not in text
+    assert "School: Soldan International Studies High School." in text
 
 
 def test_school_reply_with_a_typo_sets_the_school_and_reroutes(tw_client, db_session, vault,
@@ -302,3 +303,20 @@ def test_a_failing_staff_handler_never_costs_a_tip(tw_client, db_session, demo_d
     text = reply_text(send_sms(tw_client, "fight at vashon friday"))
     assert text is not None and "received" in text
     assert count(db_session, Tip) == 1
+
+
+def test_retry_of_a_staff_text_is_not_answered_as_a_reporter(tw_client, db_session,
+                                                             demo_directory,
+                                                             monkeypatch) -> None:
+    calls = []
+
+    def fake_staff(session, number, body, now):
+        calls.append(body)
+        return "Acknowledged"
+
+    monkeypatch.setattr("tipline.telephony.views.staff_handler", lambda: fake_staff)
+    sid = new_sid("SM")
+    assert reply_text(send_sms(tw_client, "ACK 1234", frm="+13145550101", sid=sid)) == \
+        "Acknowledged"
+    assert reply_text(send_sms(tw_client, "ACK 1234", frm="+13145550101", sid=sid)) is None
+    assert calls == ["ACK 1234"]

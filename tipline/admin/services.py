@@ -363,6 +363,7 @@ class PolicyCheck:
     ok: bool
     errors: list[str]
     policy: Any = None
+    warnings: tuple[str, ...] = ()
 
 
 def active_policy_row(session: Session) -> RoutingPolicy | None:
@@ -387,7 +388,8 @@ def check_policy(session: Session, text: str, source: str = "policy.yaml") -> Po
         routing_policy.validate_policy(session, parsed)
     except routing_policy.PolicyError as exc:
         return PolicyCheck(False, list(exc.errors) or [str(exc)])
-    return PolicyCheck(True, [], parsed)
+    warnings = tuple(routing_policy.policy_warnings(session, parsed))
+    return PolicyCheck(True, [], parsed, warnings)
 
 
 def save_policy(

@@ -62,6 +62,14 @@ def lang_url(code: str) -> str:
     return "?lang=" + code
 
 
+def _format(ctx: Context, text: str, variables: dict[str, Any]) -> str:
+    """As Jinja's newstyle gettext: the catalog's text is trusted markup when autoescaping (so
+    the %-formatting escapes the variables), and it is always %-formatted."""
+    if ctx.eval_ctx.autoescape:
+        return Markup(text) % variables  # noqa: S704  (catalog text, not user input)
+    return text % variables
+
+
 def bound_gettext(translations: NullTranslations) -> dict[str, Any]:
     """The template's ``gettext``/``ngettext``/``pgettext``/``npgettext``, bound to one catalog.
 
@@ -76,26 +84,20 @@ def bound_gettext(translations: NullTranslations) -> dict[str, Any]:
     @pass_context
     def gettext(ctx: Context, __string: str, **variables: Any) -> str:
         rv = translations.ugettext(__string)
-        if ctx.eval_ctx.autoescape:
-            rv = Markup(rv)
-        return rv % variables  # type: ignore[no-any-return]
+        return _format(ctx, rv, variables)
 
     @pass_context
     def ngettext(ctx: Context, __singular: str, __plural: str, __num: int,
                  **variables: Any) -> str:
         variables.setdefault("num", __num)
         rv = translations.ungettext(__singular, __plural, __num)
-        if ctx.eval_ctx.autoescape:
-            rv = Markup(rv)
-        return rv % variables  # type: ignore[no-any-return]
+        return _format(ctx, rv, variables)
 
     @pass_context
     def pgettext(ctx: Context, __string_ctx: str, __string: str, **variables: Any) -> str:
         variables.setdefault("context", __string_ctx)
         rv = translations.upgettext(__string_ctx, __string)
-        if ctx.eval_ctx.autoescape:
-            rv = Markup(rv)
-        return rv % variables  # type: ignore[no-any-return]
+        return _format(ctx, rv, variables)
 
     @pass_context
     def npgettext(ctx: Context, __string_ctx: str, __singular: str, __plural: str, __num: int,
@@ -103,9 +105,7 @@ def bound_gettext(translations: NullTranslations) -> dict[str, Any]:
         variables.setdefault("context", __string_ctx)
         variables.setdefault("num", __num)
         rv = translations.unpgettext(__string_ctx, __singular, __plural, __num)
-        if ctx.eval_ctx.autoescape:
-            rv = Markup(rv)
-        return rv % variables  # type: ignore[no-any-return]
+        return _format(ctx, rv, variables)
 
     return {"gettext": gettext, "ngettext": ngettext, "pgettext": pgettext,
             "npgettext": npgettext}

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from tipline.db import rowcount
 from tipline.jobs import JobQueue, after_commit
 from tipline.routing.models import AlertDelivery, Dispatch, DispatchStatus
-from tipline.routing.services import open_deliveries
+from tipline.routing.services import URGENT_DELIVERY_TASK, open_deliveries
 from tipline.tips.models import Tip
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def escalate_due(session: Session, queue: JobQueue, now: datetime) -> Escalation
     expired = _expire(session, now)
     activated, deliveries = _activate(session, now)
     repeated, more = _repeat(session, now)
-    for dl in deliveries + more:
-        after_commit(session, queue.send_delivery, dl.id)
+    for dl in deliveries + more:  # escalation alerts do not wait behind a backlog
+        after_commit(session, queue.send_task, URGENT_DELIVERY_TASK, dl.id)
     session.commit()
     if expired or activated or repeated:
         log.info("escalation: %d deadlines missed, %d steps activated, %d repeats",

@@ -215,8 +215,10 @@ def route_job(
         job.last_error = "no contact matched; check the directory and policy"
         log.error("tip %s routed to nobody: no contact matched", tip.reference)
     session.flush()
+    life_safety = tip.severity >= Severity.LIFE_SAFETY
     for dl in deliveries:
-        after_commit(session, queue.send_delivery, dl.id)
+        urgent = life_safety or bool(dl.dispatch.repeat_every_seconds)
+        after_commit(session, send_delivery, queue, dl.id, urgent)
     session.commit()
     return RouteResult(job_id, True, n_dispatch, len(deliveries))
 
@@ -280,6 +282,17 @@ MAX_SEND_ATTEMPTS = 4
 # Dispatch states in which alerts still go out: waiting for an answer, or escalated past its
 # deadline but still unanswered (its fallbacks and life-safety repeats continue).
 SENDABLE = (DispatchStatus.ACTIVE.value, DispatchStatus.EXPIRED.value)
+# The same delivery task on the urgent queue (see tipline.celeryconf.URGENT_QUEUE): used for
+# life-safety alerts and for alerts opened by escalation, so a surge does not delay them.
+URGENT_DELIVERY_TASK = "tipline.deliver_urgent"
+
+
+def send_delivery(queue: JobQueue, delivery_id: int, urgent: bool = False) -> bool:
+    """Publish one delivery task, on the urgent queue when asked (called after commit, so it
+    must be given plain values, not rows to load)."""
+    if urgent:
+        return queue.send_task(URGENT_DELIVERY_TASK, delivery_id)
+    return queue.send_delivery(delivery_id)
 CONTENT_LIMIT = {"sms": 300, "email": 4000}
 
 
@@ -450,7 +463,8 @@ def fail_delivery(
         assert dl is not None  # noqa: S101
         nxt = open_fallback(session, dl, now)
         if nxt is not None and queue is not None:
-            after_commit(session, queue.send_delivery, nxt.id)
+            urgent = bool(dl.dispatch.repeat_every_seconds)
+            after_commit(session, send_delivery, queue, nxt.id, urgent)
     session.commit()
     return nxt
 

@@ -284,8 +284,8 @@ def _duplicate_reply(session: Session, phone_hash: str) -> SmsReply:
     conv = session.execute(
         select(SmsConversation).where(SmsConversation.phone_hash == phone_hash)
     ).scalar_one_or_none()
-    if conv is None or conv.tip_id is None:
-        return SmsReply(texts.sms("received", "en"), "duplicate")
+    if conv is None or conv.tip_id is None:  # a keyword, a staff text, or no tip: say nothing
+        return SmsReply(None, "duplicate")
     return SmsReply(_prompt(session, conv), "duplicate", conv.tip_id)
 
 
@@ -345,6 +345,9 @@ def _open_new_tip(session: Session, vault: Vault, queue: JobQueue, conv: SmsConv
     else:
         conv.step = SmsStep.OPEN
     received = texts.sms("received", language, crisis=False)
+    if school is not None:
+        noted = texts.sms("school_noted", language, crisis=False).format(name=school.name)
+        received = f"{received} {noted}"
     return SmsReply(f"{received} {_prompt(session, conv)}", "new_tip", receipt.tip_id)
 
 

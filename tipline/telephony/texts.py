@@ -55,6 +55,7 @@ _SMS = {
     "en": {
         "received": "Tip line: we received your message. Do not share your name.",
         "ask_school": "Which school is this about? Reply with the school's name.",
+        "school_noted": "School: {name}.",
         "ask_school_again": "We could not find that school. Reply with the school's name or "
                             "its code, or SKIP.",
         "ambiguous": "Which school do you mean? Reply with a number:",
@@ -78,6 +79,7 @@ _SMS = {
     "es": {
         "received": "Línea de avisos: recibimos su mensaje. No comparta su nombre.",
         "ask_school": "¿De qué escuela se trata? Responda con el nombre de la escuela.",
+        "school_noted": "Escuela: {name}.",
         "ask_school_again": "No encontramos esa escuela. Responda con el nombre o el código "
                             "de la escuela, u OMITIR.",
         "ambiguous": "¿Qué escuela quiere decir? Responda con un número:",
