@@ -285,9 +285,10 @@ def main() -> None:
             fire(server.port, warm, min(args.concurrency, 8))
         before = db_counts()
         pids, pg = server.workers(), postgres_pids()
-        cpu0, pg0 = cpu_seconds(pids), cpu_seconds(pg)
+        cpu0, pg0, client0 = cpu_seconds(pids), cpu_seconds(pg), time.process_time()
         latencies, errors, wall = fire(server.port, timed, args.concurrency)
         cpu, pg_cpu = cpu_seconds(pids) - cpu0, cpu_seconds(pg) - pg0
+        client_cpu = time.process_time() - client0
         after = db_counts()
     finally:
         server.stop()
@@ -309,7 +310,8 @@ def main() -> None:
           f"p99 {percentile(ms, 99):.1f}  max {max(ms):.1f}  mean {statistics.fmean(ms):.1f}")
     print(f"errors       {len(errors)}" + (f"  (first: {errors[0]})" if errors else ""))
     print(f"server CPU   {1000 * cpu / n:.2f} ms/req (gunicorn workers) + "
-          f"{1000 * pg_cpu / n:.2f} ms/req (all PostgreSQL processes)")
+          f"{1000 * pg_cpu / n:.2f} ms/req (all PostgreSQL processes); this Python client "
+          f"{1000 * client_cpu / n:.2f} ms/req on the same CPUs")
     grown = {k: after[k] - before[k] for k in after}
     print(f"stored       tips +{grown['tips']} (expected {firsts}), messages "
           f"+{grown['messages']} (expected {n}), routing jobs +{grown['routing_jobs']}, "

@@ -146,3 +146,33 @@ def test_never_lowers_the_reporters_choice(db_session, vault, queue, demo_direct
                  severity=Severity.LOW, channel=Channel.SMS, severity_floor=t.severity_floor)
     tip = db_session.get(Tip, r.tip_id)
     assert tip.severity == 3 and tip.reporter_severity == 1
+
+
+# Reflexive Spanish ("se va a matar": he is going to kill HIMSELF) and English "-ing myself"
+# forms. Before these were in the word lists, "matar" alone made the Spanish ones a threat
+# (with a time word, severity 4 threat: SLPS police), and the English ones raised nothing.
+SELF_HARM_WORDING = [
+    ("mi amigo se va a matar mañana", "es"),
+    ("me voy a matar", "es"),
+    ("me quiero matar", "es"),
+    ("me voy a suicidar esta noche", "es"),
+    ("mi hermana se quiere quitar la vida", "es"),
+    ("he keeps talking about shooting himself", "en"),
+    ("she said she is hanging herself tonight", "en"),
+    ("I keep thinking about stabbing myself", "en"),
+]
+
+
+@pytest.mark.parametrize(("text", "lang"), SELF_HARM_WORDING)
+def test_self_harm_wording_is_never_a_threat(text, lang):
+    result = classify(text, lang)
+    assert result.category == "self_harm"
+    assert result.severity_floor == 4
+    assert "self_harm_intent" in result.signals
+
+
+def test_someone_else_being_killed_is_still_a_threat():
+    # The reflexive forms must not swallow a threat against another person.
+    assert classify("va a matar a su novia mañana", "es").category == "threat"
+    assert classify("lo va a matar mañana", "es").category == "threat"
+    assert classify("dice que te va a matar hoy", "es").category == "threat"

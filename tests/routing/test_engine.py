@@ -424,7 +424,9 @@ def test_web_tip_with_demo_policy_reaches_exactly_the_expected_contacts(
     assert _dispatched(db_session, tip.id) == expected
     job = db_session.get(RoutingJob, job_id)
     assert job.explanation["rule"] == expected_rule and job.status == "done"
-    sent = sorted(a[0] for n, a in queue.sent if n == "tipline.deliver_alert")
+    # Life-safety alerts go out on the urgent queue (tipline.deliver_urgent).
+    sent = sorted(a[0] for n, a in queue.sent
+                  if n in ("tipline.deliver_alert", "tipline.deliver_urgent"))
     rows = db_session.execute(
         select(AlertDelivery).join(Dispatch).where(Dispatch.tip_id == tip.id)
     ).scalars().all()
@@ -451,3 +453,47 @@ def test_policy_finding_nobody_hands_over_to_the_directory_default(db_session, v
     assert plan.rule == "directory-default"
     assert plan.explanation["note"] == "policy found nobody; directory default"
     assert plan.explanation["policy_explanation"]["rule"] == "no-school"
+
+
+def _police_keys(db_session, plan):
+    return {db_session.get(Contact, e.contact_id).key for s in plan.steps for e in s.entries
+            if db_session.get(Contact, e.contact_id).role == "police_liaison"}
+
+
+@pytest.mark.parametrize("when", list(TIMES))
+@pytest.mark.parametrize("severity", [1, 2, 3, 4])
+@pytest.mark.parametrize("category", NON_VIOLENT)
+def test_contact_turned_police_after_load_is_never_alerted_for_support(
+    db_session, demo_policy, category, severity, when
+):
+    # The checker passed the policy; later the directory makes the district on-call (named by
+    # the SLPS support rules and in the fallback) a police liaison. The engine must still keep
+    # police out of non-violent SLPS tips, at every severity and hour.
+    db_session.execute(select(Contact).where(Contact.key == "slps-oncall")).scalar_one().role = \
+        "police_liaison"
+    db_session.flush()
+    plan = plan_for(db_session, demo_policy, school_code="slps-roosevelt", district_code=None,
+                    category=category, severity=severity, at=TIMES[when])
+    assert plan.steps, "someone must still be alerted"
+    assert _police_keys(db_session, plan) == set()
+    note = next(c for c in plan.explanation["contacts"] if c["contact"] == "slps-oncall")
+    assert note["alerted"] is False and f"never alerted for {category}" in note["why"]
+
+
+def test_police_in_a_fallback_list_is_kept_out_of_a_self_harm_tip_without_school(
+    db_session, demo_policy
+):
+    # A tip naming no school goes to every district's fallback; if one of those contacts has
+    # become police since the policy was loaded, a self-harm tip must still not reach them.
+    db_session.execute(select(Contact).where(Contact.key == "cty-oncall")).scalar_one().role = \
+        "police_liaison"
+    db_session.flush()
+    plan = plan_for(db_session, demo_policy, school_code=None, district_code=None,
+                    category="self_harm", severity=4, at=SATURDAY_2AM)
+    assert _police_keys(db_session, plan) == set()
+    assert {db_session.get(Contact, e.contact_id).key for e in plan.steps[0].entries} == \
+        {"slps-oncall", "slps-support-lead"}
+    # a weapon is a police matter in both districts: the same contact is alerted then
+    plan = plan_for(db_session, demo_policy, school_code=None, district_code=None,
+                    category="weapon", severity=4, at=SATURDAY_2AM)
+    assert _police_keys(db_session, plan) == {"cty-oncall"}

@@ -312,3 +312,17 @@ def test_warning_for_a_district_the_policy_omits(db_session, demo_directory):
         "its tips go to every district's fallback contacts"]
     demo = parse_policy(POLICY_FILE.read_text(encoding="utf-8"), "demo.yaml")
     assert policy_warnings(db_session, demo) == []
+
+
+def test_police_in_the_fallback_of_a_guarded_district_is_refused(db_session, demo_directory):
+    # The fallback is used for a tip of any category, so police cannot be in it when the
+    # district keeps police out of some categories.
+    text = BASE.replace("    fallback: [slps-oncall]\n", "    fallback: [slps-oncall, slpd-liaison]\n")
+    assert errors_of(text, db_session) == [
+        f"p.yaml:{line_of(text, 'fallback:')}: fallback contact 'slpd-liaison' is police, but "
+        "district slps allows police only for threat, weapon"]
+    # without the guard the district may choose it
+    unguarded = text.replace("    police_only_for: [weapon, threat]\n", "")
+    policy = parse_policy(unguarded, "p.yaml")
+    validate_policy(db_session, policy)
+    assert policy.districts["slps"].fallback == ("slps-oncall", "slpd-liaison")

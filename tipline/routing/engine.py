@@ -107,7 +107,8 @@ def plan_for_place(
     }
     dp = policy.districts.get(district.code) if district else None
     if district is None or dp is None or school is None:
-        return _plan_without_school(session, policy, district, dp, severity, at, head)
+        return _plan_without_school(session, policy, district, dp, category, severity, at,
+                                    head)
     tz = _zone(district.timezone)
     local = at.astimezone(tz)
     slot = "school_hours" if any(w.contains(local) for w in dp.school_hours) else "after_hours"
@@ -116,13 +117,14 @@ def plan_for_place(
     rule, considered = _match(dp, school.code, category, severity, slot)
     draft = _Draft()
     for n, step in enumerate(rule.steps, start=1):
-        _add_step(session, draft, rule, n, step, school, local, severity)
+        _add_step(session, draft, rule, n, step, school, local,
+                  police_allowed([dp], category), category)
     fallback_used = False
     if not draft.steps:
         fallback_used = True
         _add_fallback(session, draft, [dp], f"rule {rule.name} found no one to alert",
                       rule.steps[0].ack_within if rule.steps else FALLBACK_ACK, severity,
-                      policy.no_school_repeat_every)
+                      policy.no_school_repeat_every, category)
     _note_others(session, draft, dp, school, rule)
     explanation = head | {
         "rule": rule.name,
@@ -188,6 +190,25 @@ def _why_matched(rule: Rule, school: str, category: str, severity: int, slot: st
 
 
 # -- contacts --------------------------------------------------------------------------------
+POLICE_ROLE = "police_liaison"
+
+
+def police_allowed(districts: list[DistrictPolicy], category: str) -> bool:
+    """May police be alerted for ``category``? Not if any of these districts' guards says no.
+
+    The checker enforces ``police_only_for`` when a policy is loaded, but a contact's role can
+    change in the directory afterwards, and a fallback list is used for every category; the
+    engine therefore checks again on every plan, so no edit can send a self-harm tip to police.
+    A tip whose district is unknown is held to every district's guard.
+    """
+    return all(dp.police_only_for is None or category in dp.police_only_for
+               for dp in districts)
+
+
+def _police_note(c: Contact, category: str, where: str) -> dict[str, Any]:
+    return _entry(c, alerted=False, why=f"police are never alerted for {category} ({where})")
+
+
 def _channels(c: Contact, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
     have = {"sms": c.sms_number, "voice": c.voice_number, "email": c.email}
     chosen = tuple(ch for ch in wanted if have.get(ch))
@@ -240,7 +261,8 @@ def _add_step(
     step: Step,
     school: School | None,
     local: datetime,
-    severity: int,
+    police_ok: bool,
+    category: str,
 ) -> None:
     entries: list[PlanEntry] = []
     for target in step.targets:
@@ -253,6 +275,9 @@ def _add_step(
             if not c.active:
                 draft.notes[c.id] = _entry(c, alerted=False, why=f"inactive (named by rule "
                                            f"{rule.name} step {number})")
+                continue
+            if c.role == POLICE_ROLE and not police_ok:
+                draft.notes[c.id] = _police_note(c, category, "police_only_for")
                 continue
             if target.on_call_only and not _on_call(c, local):
                 draft.notes[c.id] = _entry(c, alerted=False, why=f"not on call at "
@@ -293,8 +318,11 @@ def _add_fallback(
     ack: timedelta,
     severity: int,
     repeat: timedelta,
+    category: str,
 ) -> None:
     keys = [k for dp in districts for k in dp.fallback]
+    # A tip without a school is held to the guard of every district whose fallback it uses.
+    police_ok = police_allowed(districts, category)
     contacts = {c.key: c for c in session.execute(
         select(Contact).where(Contact.key.in_(keys))
     ).scalars()} if keys else {}
@@ -302,6 +330,9 @@ def _add_fallback(
     for key in keys:
         c = contacts.get(key)
         if c is None or c.id in draft.alerted:
+            continue
+        if c.role == POLICE_ROLE and not police_ok:
+            draft.notes[c.id] = _police_note(c, category, "fallback contact; police_only_for")
             continue
         channels, note = _channels(c, ("sms", "voice", "email"))
         if not c.active or not channels:
@@ -370,6 +401,7 @@ def _plan_without_school(
     policy: Policy,
     district: District | None,
     dp: DistrictPolicy | None,
+    category: str,
     severity: int,
     at: datetime,
     head: dict[str, Any],
@@ -385,7 +417,7 @@ def _plan_without_school(
             list(policy.districts.values())
     draft = _Draft()
     _add_fallback(session, draft, scope, why, policy.no_school_ack_within, severity,
-                  policy.no_school_repeat_every)
+                  policy.no_school_repeat_every, category)
     explanation = head | {
         "rule": "no-school",
         "rule_line": None,

@@ -661,6 +661,11 @@ def validate_policy(session: Session, policy: Policy) -> None:
                 e.add(dp.fallback_line, f"fallback contact {key!r} is inactive")
             elif not (c.sms_number or c.voice_number or c.email):
                 e.add(dp.fallback_line, f"fallback contact {key!r} has no number or email")
+            elif (dp.police_only_for is not None and c.role == "police_liaison"
+                  and set(CATEGORIES) - dp.police_only_for):
+                # the fallback takes tips of every category, so police cannot be in it
+                e.add(dp.fallback_line, f"fallback contact {key!r} is police, but district "
+                      f"{code} allows police only for {', '.join(sorted(dp.police_only_for))}")
         for r in dp.rules:
             for s in sorted(r.match.schools or ()):
                 if s not in own_schools:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery import Celery, signals
@@ -33,6 +33,9 @@ from tipline.jobs import CeleryQueue, JobQueue
 from tipline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# AMQP's delivery modes, by the names Celery's settings may use.
+DELIVERY_MODES = {"transient": 1, "persistent": 2}
 
 
 class RedisTaskQueue:
@@ -53,40 +56,46 @@ class RedisTaskQueue:
             socket_timeout=options.get("socket_timeout", max(timeout, 5.0)),
             retry=Retry(NoBackoff(), 1),
         )
-        self._routes: dict[str, str | None] = {}
+        self._routes: dict[str, tuple[str, int] | None] = {}
         self._declared: set[str] = set()
 
-    def _queue_for(self, name: str) -> str | None:
-        """The Redis list a task goes to, as Celery would route it, or None when its route is
-        not the plain default (a direct exchange to one queue)."""
+    def _queue_for(self, name: str) -> tuple[str, int] | None:
+        """The Redis list a task goes to and its delivery mode, as Celery would route it; None
+        when the route is not the plain default (a direct exchange to one queue)."""
         if name not in self._routes:
             amqp = self._celery.amqp
             options = amqp.router.route({}, name, (), {}, None)
             queue = options.get("queue") or amqp.default_queue
+            exchange = getattr(queue, "exchange", None)
             plain = (
-                not options.get("exchange") and not options.get("routing_key")
-                and getattr(getattr(queue, "exchange", None), "type", "direct") == "direct"
+                set(options) == {"queue"}
+                and getattr(exchange, "type", None) == "direct"
                 and not getattr(queue, "max_priority", None)
             )
-            self._routes[name] = str(queue.name) if plain else None
+            mode = getattr(exchange, "delivery_mode", None) or \
+                self._celery.conf.task_default_delivery_mode
+            self._routes[name] = (
+                (str(queue.name), int(DELIVERY_MODES.get(mode, mode))) if plain else None
+            )
         return self._routes[name]
 
     def message(self, name: str, args: tuple[Any, ...]) -> tuple[str, bytes]:
         """The Redis list and the stored message for task ``name`` called with ``args``."""
         celery = self._celery
-        conf = celery.conf
-        task_id = str(uuid.uuid4())
-        queue = self._queue_for(name)
-        if queue is None:
+        route = self._queue_for(name)
+        if route is None:
             raise LookupError(name)
+        queue, delivery_mode = route
+        task_id = str(uuid.uuid4())
+        # The arguments Celery.send_task passes for a plain call (no parent task, no options).
         headers, properties, body, _event = celery.amqp.create_task_message(
-            task_id, name, list(args), {}, reply_to=celery.thread_oid,
-            create_sent_event=False,
+            task_id, name, list(args), None, reply_to=celery.thread_oid,
+            create_sent_event=False, ignore_result=None,
         )
         payload = dumps(body).encode("utf-8")
         properties = {
             **properties,
-            "delivery_mode": conf.task_default_delivery_mode == "persistent" and 2 or 1,
+            "delivery_mode": delivery_mode,
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
@@ -102,12 +111,18 @@ class RedisTaskQueue:
         return queue, dumps(envelope).encode("utf-8")
 
     def _plain(self, name: str) -> bool:
-        conf = self._celery.conf
+        """Only what this class reproduces exactly; anything else goes through Celery."""
+        celery = self._celery
+        conf = celery.conf
         return (
             conf.task_serializer == "json" and not conf.task_compression
             and not conf.task_send_sent_event and conf.task_protocol == 2
             and not signals.before_task_publish.receivers
             and not signals.after_task_publish.receivers
+            # A task registered in this process may carry its own options; a task sent from
+            # inside another one gets that one's ids.
+            and cast(Any, celery)._tasks.get(name) is None  # (.tasks would finalize the app)
+            and celery.current_worker_task is None
             and self._queue_for(name) is not None
         )
 
