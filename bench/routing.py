@@ -17,11 +17,12 @@ What it does, all on 127.0.0.1:
    service (sealed, committed, routing job published to Redis after commit), a mix of
    categories and schools. For each tip, latency = arrival at the Twilio stand-in of the
    tip's FIRST alert minus the moment just before the tip's commit (so the commit is included).
-4. Escalation: after the surge has drained, takes up to ``--escalations`` routed tips that have
-   a later step waiting, sets their first step's acknowledgement deadline to a moment spread
-   over the next 10 s (and their next step's planned time to later, so only the missed
-   deadline can start it), and measures when the next step became active (``activated_at``)
-   and when its first alert reached the Twilio stand-in, each minus the deadline.
+4. Escalation, twice: in the middle of the surge (half of ``--escalations``) and after it has
+   drained, takes routed tips that have a later step waiting, sets their first step's
+   acknowledgement deadline to a moment spread over the next 10 s (and their next step's
+   planned time an hour later, so only the missed deadline can start it), and measures when
+   the next step became active (``activated_at``) and when its first alert reached the Twilio
+   stand-in, each minus the deadline.
 5. Counts tips not routed (job not ``done``) and tips with no alert handed to Twilio.
 
 Everything it started is stopped and the database dropped at the end.
@@ -327,6 +328,7 @@ def main() -> None:
         workers = {p.pid for p in procs[1:]}
         cpu0, pg0 = group_cpu_seconds(workers), postgres_cpu_seconds()
         committed: dict[str, float] = {}
+        during: dict[int, datetime] = {}
         t0 = time.monotonic()
         behind = 0.0
         for i in range(total):
@@ -338,6 +340,8 @@ def main() -> None:
                 behind = max(behind, -wait)
             ref, at = _make_tip(engine, vault, queue, rng)
             committed[ref] = at
+            if i == total // 2 and args.escalations:
+                during = _set_deadlines(engine, args.escalations // 2)
         surge_took = time.monotonic() - t0
         print(f"  created {total} tips in {surge_took:.1f} s "
               f"({total / surge_took:.1f}/s; generator at most {behind * 1000:.0f} ms behind)",
@@ -373,7 +377,10 @@ def main() -> None:
         print(f"  deliveries: {n_dl} {by_status}; requests at the Twilio stand-in: "
               f"{len(stub.requests)}; provider refs used twice: {dup}")
 
-        _escalation(engine, stub, args.escalations)
+        if during:
+            _report_escalation(engine, stub, during, "set in the middle of the surge")
+        after = _set_deadlines(engine, args.escalations)
+        _report_escalation(engine, stub, after, "after the surge drained")
     finally:
         for p in reversed(procs):
             stop(p)
@@ -411,21 +418,19 @@ def _wait(check: Callable[[], object], timeout: float, what: str, quiet: bool = 
     print(f"  WARNING: {msg}", flush=True)
 
 
-def _escalation(engine: Engine, stub: StubTwilio, wanted: int) -> None:
-    """Move first-step deadlines to the next 10 s and time the next step's activation."""
+def _set_deadlines(engine: Engine, wanted: int, spread: float = 10.0) -> dict[int, datetime]:
+    """Move first-step deadlines of up to ``wanted`` routed tips to the next ``spread`` s
+    (and their next step's planned time an hour later, so only the missed deadline counts)."""
     with Session(engine) as s:
         rows = s.execute(text(
             "SELECT d.job_id FROM dispatches d WHERE d.step_index = 1 AND d.status = 'scheduled'"
             " AND EXISTS (SELECT 1 FROM dispatches a WHERE a.job_id = d.job_id AND "
-            "a.step_index = 0 AND a.status = 'active') GROUP BY d.job_id ORDER BY d.job_id "
+            "a.step_index = 0 AND a.status = 'active') GROUP BY d.job_id ORDER BY d.job_id DESC "
             "LIMIT :n"), {"n": wanted}).scalars().all()
-        if not rows:
-            print("\nRESULTS (escalation): no routed tip has a later step; nothing to measure")
-            return
         base = datetime.now(UTC) + timedelta(seconds=3)
         deadlines: dict[int, datetime] = {}
         for i, job_id in enumerate(rows):
-            at = base + timedelta(seconds=10 * i / len(rows))
+            at = base + timedelta(seconds=spread * i / max(len(rows), 1))
             deadlines[job_id] = at
             s.execute(update(Dispatch).where(Dispatch.job_id == job_id,
                                              Dispatch.step_index == 0,
@@ -436,8 +441,15 @@ def _escalation(engine: Engine, stub: StubTwilio, wanted: int) -> None:
                       .values(due_at=at + timedelta(hours=1),
                               ack_deadline=at + timedelta(hours=2)))
         s.commit()
-    print(f"\nescalation: {len(rows)} first-step deadlines set over the next 13 s ...",
-          flush=True)
+    return deadlines
+
+
+def _report_escalation(engine: Engine, stub: StubTwilio, deadlines: dict[int, datetime],
+                       label: str) -> None:
+    """Time from each deadline to the next step's activation and its first alert."""
+    if not deadlines:
+        print(f"\nRESULTS (escalation, {label}): no routed tip had a later step waiting")
+        return
 
     def activated() -> dict[int, datetime]:
         with Session(engine) as s:
@@ -461,7 +473,7 @@ def _escalation(engine: Engine, stub: StubTwilio, wanted: int) -> None:
         if info is not None and info[1] in deadlines and info[2] == 1:
             first_step1[info[1]] = min(first_step1.get(info[1], arrived), arrived)
     alert_late = [t - deadlines[j].timestamp() for j, t in first_step1.items()]
-    print("RESULTS (escalation)")
+    print(f"\nRESULTS (escalation, {label}; {len(deadlines)} deadlines over 10 s)")
     print(f"  deadline -> next step active: {fmt(lateness)}")
     print(f"  deadline -> next step's first alert handed to Twilio: {fmt(alert_late)}")
     print(f"  next steps not activated within 90 s: {len(deadlines) - len(act)}")

@@ -16,6 +16,7 @@ from tipline.accounts import services as accounts
 from tipline.accounts.models import StaffUser
 from tipline.audit.models import AuditEvent
 from tipline.crypto import Vault
+from tipline.db import utcnow
 
 
 @pytest.fixture
@@ -203,3 +204,66 @@ def test_session_holds_no_address_or_user_agent_hash(client: Any, admin: Any) ->
     flask_login_style = hashlib.sha512(f"127.0.0.1|{ua}".encode()).hexdigest()
     assert ident != flask_login_style
     assert ident is None or len(ident) == 32
+
+
+def test_queue_refresh_by_the_page_does_not_keep_a_session_alive(
+        client: Any, app: Any, admin: Any) -> None:
+    """The polling script re-fetches the queue table (?partial=1) whenever the queue changes;
+    in a busy district that is often, and an unattended screen must still sign out."""
+    user, password, secret = admin
+    sign_in(client, user.email, password, secret)
+    seen = time.time() - app.config["STAFF_IDLE_SECONDS"] + 60
+    with client.session_transaction() as sess:
+        sess["staff_seen"] = seen
+    poll = {"X-Tipline-Poll": "1"}  # what tipline/static/js/dashboard.js sends
+    assert client.get("/staff/?partial=1", headers=poll).status_code == 200
+    with client.session_transaction() as sess:
+        assert sess["staff_seen"] == seen
+    with client.session_transaction() as sess:
+        sess["staff_seen"] = time.time() - app.config["STAFF_IDLE_SECONDS"] - 5
+    # expired: the script gets 401 (it reloads the page), not the sign-in page as a table
+    assert client.get("/staff/?partial=1", headers=poll).status_code == 401
+
+
+def test_an_attacker_cannot_lock_staff_out_of_a_device_they_signed_in_on(
+        client: Any, app: Any, admin: Any, db_session: Session) -> None:
+    """Anyone who knows a staff email can pause the account and fill its rate limit with
+    wrong passwords. A browser that has completed a sign-in on that account before (it holds
+    a signed device cookie) is exempt from both, so the counselor on call still gets in."""
+    user, password, secret = admin
+    sign_in(client, user.email, password, secret)
+    client.post("/staff/logout", data={"csrf_token": csrf_from(
+        client.get("/staff/account").get_data(as_text=True))})
+    attacker = app.test_client()
+    statuses = [_password_step(attacker, user.email, "wrong password here").status_code
+                for _ in range(11)]
+    assert statuses[-1] == 429
+    db_session.refresh(user)
+    assert user.locked_until is not None
+    # the attacker, even with the right password now, stays locked out
+    assert _password_step(attacker, user.email, password).status_code in (401, 429)
+    # the staff member's own browser signs in: password and code
+    assert sign_in(client, user.email, password, secret).status_code == 303
+    assert client.get("/staff/").status_code == 200
+
+
+def test_a_device_cookie_only_helps_the_account_that_earned_it(
+        client: Any, app: Any, admin: Any, db_session: Session, vault: Vault) -> None:
+    user, password, secret = admin
+    other, other_pw, _other_secret = make_staff(db_session, vault, "school_staff",
+                                                schools=["slps-roosevelt"])
+    sign_in(client, user.email, password, secret)  # this browser is trusted for `user` only
+    client.post("/staff/logout", data={"csrf_token": csrf_from(
+        client.get("/staff/account").get_data(as_text=True))})
+    other.locked_until = utcnow() + accounts.LOCK_FOR
+    db_session.flush()
+    assert _password_step(client, other.email, other_pw).status_code == 401
+
+
+def test_device_cookie_is_signed_httponly_and_carries_no_identity(
+        client: Any, admin: Any) -> None:
+    user, password, secret = admin
+    resp = sign_in(client, user.email, password, secret)
+    cookie = next(c for c in resp.headers.getlist("Set-Cookie") if c.startswith("tl_dev="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/staff" in cookie
+    assert user.email not in cookie and "127.0.0.1" not in cookie

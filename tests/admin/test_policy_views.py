@@ -131,7 +131,48 @@ def test_dry_run_refuses_bad_input(client, db_session, signed_in, field, value,
 def test_check_shows_warnings_for_districts_left_out(client, db_session, signed_in) -> None:
     start = DEMO_POLICY.index("  stlco-demo:")
     only_slps = DEMO_POLICY[:start]
+    # (an SLPS admin may not drop the county's section: the CLI loads such a policy)
+    load_policy(db_session, only_slps, "policy.yaml", "cli")
+    db_session.commit()
     resp = _post(client, text=only_slps, action="check")
     page = resp.get_data(as_text=True)
     assert resp.status_code == 200 and 'id="policy-warnings"' in page
     assert "district &#39;stlco-demo&#39; is in the directory but not in the policy" in page
+
+
+def test_admin_cannot_change_another_districts_section(client, db_session, signed_in) -> None:
+    # An SLPS admin takes the county police liaison out of the county's threat rule.
+    county = DEMO_POLICY.replace(
+        "          - alert: [{role: counselor}, {role: principal}, {role: police_liaison}]\n",
+        "          - alert: [{role: counselor}, {role: principal}]\n", 1)
+    assert county != DEMO_POLICY
+    for action in ("check", "save"):
+        resp = _post(client, text=county, action=action)
+        assert resp.status_code == 400
+        assert "district &#39;stlco-demo&#39; is not yours to change" in \
+            resp.get_data(as_text=True)
+    assert _active(db_session).version == 1
+    # adding a section for a district is a change to it as well
+    added = DEMO_POLICY + "\n  other-district:\n    school_hours: []\n"
+    assert _post(client, text=added, action="save").status_code == 400
+    # their own section, and comments anywhere, are theirs to change
+    own = DEMO_POLICY.replace("ack_within: 60m", "ack_within: 45m").replace(
+        "  stlco-demo:\n", "  # edited by SLPS\n  stlco-demo:\n")
+    assert _post(client, text=own, action="save").status_code == 303
+    assert _active(db_session).version == 2
+
+
+def test_deactivating_a_contact_the_policy_needs_is_refused_on_the_page(
+    client, db_session, signed_in
+) -> None:
+    from tipline.directory.models import Contact
+
+    oncall = db_session.execute(select(Contact).where(Contact.key == "slps-oncall")).scalar_one()
+    token = csrf_from(client.get("/staff/admin/contacts").get_data(as_text=True))
+    resp = client.post(f"/staff/admin/contacts/{oncall.id}/active",
+                       data={"csrf_token": token, "active": "0"})
+    assert resp.status_code == 303
+    page = client.get("/staff/admin/contacts").get_data(as_text=True)
+    assert "would break the routing policy" in page
+    db_session.expire_all()
+    assert db_session.get(Contact, oncall.id).active is True

@@ -152,14 +152,14 @@ def test_audit_page_shows_reference_not_content(db_session, vault, queue) -> Non
 
     record(db_session, "tip.view", actor=f"user:{w.admin.id}", actor_user_id=w.admin.id,
            tip_id=receipt.tip_id)
-    page = admin.audit_page(db_session, per_page=2)
+    page = admin.audit_page(db_session, w.district.id, per_page=2)
     top = page.rows[0]
     assert (top.action, top.tip_reference, top.actor_email) == (
         "tip.view", receipt.reference, w.admin.email)
     assert page.total == db_session.execute(select(func.count(AuditEvent.id))).scalar_one()
     assert page.pages == -(-page.total // 2)
     assert "secret words" not in repr(page)
-    only = admin.audit_page(db_session, action="tip.")
+    only = admin.audit_page(db_session, w.district.id, action="tip.")
     assert {r.action[:4] for r in only.rows} == {"tip."}
 
 
@@ -207,3 +207,87 @@ def test_a_page_view_checks_the_newest_entries(db_session) -> None:
     whole = admin.verify_log(db_session).report
     assert (whole.ok, whole.first_bad_id) == (False, events[1].id)
     assert admin.verify_log(db_session, window=100).full
+
+
+# -- directory edits may not break the active routing policy -------------------------------
+
+DEMO_POLICY = __import__("pathlib").Path(__file__).resolve().parents[2] / "config" \
+    / "policy.demo.yaml"
+
+
+@pytest.fixture
+def slps_admin(db_session, vault, demo_directory):
+    from tipline.routing.policy import load_policy_file
+
+    load_policy_file(db_session, DEMO_POLICY, loaded_by="test")
+    admin_user, _pw, _secret = make_staff(db_session, vault, "district_admin", district="slps")
+    db_session.flush()
+    return admin_user
+
+
+def _contact(db_session, key: str) -> Contact:
+    return db_session.execute(select(Contact).where(Contact.key == key)).scalar_one()
+
+
+def _edit(c: Contact, **changes) -> admin.ContactInput:
+    values = dict(key=c.key, name=c.name, role=c.role, sms=c.sms_number, voice=c.voice_number,
+                  email=c.email, priority=c.priority, active=c.active,
+                  school_ids=tuple(s.id for s in c.schools),
+                  agency_code=c.agency.code if c.agency else None)
+    return admin.ContactInput(**(values | changes))
+
+
+def test_deactivating_a_fallback_contact_is_refused(db_session, slps_admin) -> None:
+    oncall = _contact(db_session, "slps-oncall")
+    with pytest.raises(DirectoryError, match=r"would break the routing policy: .*fallback "
+                                             r"contact 'slps-oncall' is inactive"):
+        admin.set_contact_active(db_session, slps_admin, oncall.id, False)
+    # the safety desk still covers every school's safety_team steps: allowed
+    supervisor = _contact(db_session, "slps-safety-supervisor")
+    admin.set_contact_active(db_session, slps_admin, supervisor.id, False)
+    assert supervisor.active is False
+
+
+def test_making_a_support_contact_police_is_refused(db_session, slps_admin) -> None:
+    # slps-oncall is named by SLPS support rules, which police_only_for keeps police out of
+    oncall = _contact(db_session, "slps-oncall")
+    with pytest.raises(DirectoryError, match="alerts police \\(slps-oncall\\) for abuse"):
+        admin.save_contact(db_session, slps_admin, _edit(oncall, role="police_liaison"),
+                           oncall.id)
+
+
+def test_renaming_a_contact_the_policy_names_is_refused(db_session, slps_admin) -> None:
+    desk = _contact(db_session, "slps-safety-desk")
+    with pytest.raises(DirectoryError, match="unknown contact 'slps-safety-desk'"):
+        admin.save_contact(db_session, slps_admin, _edit(desk, key="slps-desk"), desk.id)
+    # an edit the policy does not care about still goes through
+    saved = admin.save_contact(db_session, slps_admin, _edit(desk, name="Safety dispatch"),
+                               desk.id)
+    assert saved.name == "Safety dispatch"
+
+
+def test_audit_page_hides_other_districts_tips_and_staff(db_session, vault, queue) -> None:
+    from tests.factories import make_tip
+    from tipline.audit.services import record
+
+    w = make_world(db_session, vault)
+    neighbour, _pw, _s = make_staff(db_session, vault, "district_admin",
+                                    district=w.other_district.code)
+    theirs = make_tip(db_session, vault, queue, body="x", school_code=w.other_school.code)
+    ours = make_tip(db_session, vault, queue, body="y", school_code=w.schools[0].code)
+    record(db_session, "tip.view", actor=f"user:{neighbour.id}", actor_user_id=neighbour.id,
+           tip_id=theirs.tip_id)
+    record(db_session, "admin.school.update", actor=f"user:{neighbour.id}",
+           actor_user_id=neighbour.id, object_type="school", object_id=w.other_school.id)
+    record(db_session, "tip.view", actor="system:worker", tip_id=theirs.tip_id)
+    record(db_session, "tip.view", actor=f"user:{w.admin.id}", actor_user_id=w.admin.id,
+           tip_id=ours.tip_id)
+    record(db_session, "policy.load", actor="cli", object_type="routing_policy", object_id=1)
+    page = admin.audit_page(db_session, w.district.id, per_page=500)
+    shown = repr(page)
+    assert theirs.reference not in shown and neighbour.email not in shown
+    assert ours.reference in shown and "policy.load" in shown
+    # and the neighbour sees their own, not ours
+    other = repr(admin.audit_page(db_session, w.other_district.id, per_page=500))
+    assert theirs.reference in other and neighbour.email in other
+    assert ours.reference not in other and w.admin.email not in other

@@ -113,7 +113,8 @@ def audit_actions(svc: Any, user_id: int) -> list[str]:
 
 
 def main_path(page: Any, base: str, svc: Any, who: Staff, uid: str) -> None:
-    """Open a tip, acknowledge, reply, change status, close: the same for every role."""
+    """Open a tip, acknowledge, reply, change status, close: the same for school staff and
+    district admins."""
     open_tip(page, base, uid)
     page.click("text=Acknowledge this tip")
     page.wait_for_selector(".flash-ok")
@@ -186,7 +187,20 @@ def test_police_liaison_main_path_and_boundary(live_server: LiveServer, page: An
     sign_in(page, base, who)
     rows = page.locator("table.queue tbody tr")
     assert rows.count() == 1
-    main_path(page, base, svc, who, tips.county)
+    # a liaison reads, acknowledges and leaves a note; the case itself stays with the school
+    open_tip(page, base, tips.county)
+    page.wait_for_selector("text=Northview gun in a locker")
+    page.click("text=Acknowledge this tip")
+    page.wait_for_selector(".flash-ok")
+    page.fill("#note-body", "County officer on the way to Northview")
+    page.click("text=Add note")
+    page.wait_for_selector("text=Note added.")
+    for absent in ("#reply-body", "#status", "#assignee", "#category"):
+        assert page.locator(absent).count() == 0, absent
+    actions = audit_actions(svc, who.user_id)
+    for expected in ("staff.sign_in", "tip.view", "tip.note"):
+        assert expected in actions, expected
+    assert any(a.startswith("tip.acknowledge") for a in actions)
     for uid in (tips.county_other, tips.roosevelt):
         resp = open_tip(page, base, uid)
         assert resp.status == 404

@@ -58,3 +58,37 @@ def test_spanish_text_comes_from_the_catalog(app) -> None:
         english = render_template("intake/receipt.html", code="X", reference="T-1")
     assert "Your tip was received" in english
     assert "Your tip was received" not in page and "988" in page
+
+
+@pytest.mark.parametrize("lang", ["en", "es", "bs"])
+def test_the_kept_receipt_is_the_rendered_receipt(app, lang) -> None:
+    pages = templating.PageCache()
+    for code, reference in (("7K2M-9QXD-3HFA-W8RT", "T-4821"), ("A&B<C>", "T-\"9'")):
+        with app.test_request_context("/report", method="POST", data={"lang": lang}):
+            kept = pages.render("intake/receipt.html", code=code, reference=reference)
+            rendered = render_template("intake/receipt.html", code=code, reference=reference)
+        assert kept == rendered
+    assert "A&amp;B&lt;C&gt;" in kept and "<C>" not in kept
+    assert len(pages._pages) == 1  # one copy for the language, reused
+
+
+def test_the_kept_page_is_per_language_and_skips_queries(app) -> None:
+    pages = templating.PageCache()
+    seen = {}
+    for lang in ("en", "es", "bs"):
+        with app.test_request_context("/report", method="POST", data={"lang": lang}):
+            seen[lang] = pages.render("intake/receipt.html", code="C-1", reference="R-1")
+    assert len(set(seen.values())) == 3 and len(pages._pages) == 3
+    with app.test_request_context("/report?lang=es", method="GET"):
+        page = pages.render("intake/receipt.html", code="C-1", reference="R-1")
+        assert page == render_template("intake/receipt.html", code="C-1", reference="R-1")
+    assert len(pages._pages) == 3  # a request with a query string is not kept
+
+
+def test_a_value_the_template_transforms_is_not_kept(app, monkeypatch) -> None:
+    pages = templating.PageCache()
+    monkeypatch.setattr(templating, "render_template",
+                        lambda _t, **v: "<p>" + "|".join(x.upper() for x in v.values()))
+    with app.test_request_context("/report", method="POST"):
+        assert pages.render("any.html", code="ab", reference="cd") == "<p>AB|CD"
+    assert pages._pages == {}

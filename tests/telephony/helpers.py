@@ -124,3 +124,13 @@ def staff_reply(db_session, tip: Tip, text: str) -> Message:
     db_session.add(msg)
     db_session.commit()
     return msg
+
+
+def sweep_and_run(db_session: Session, vault: Any, gateway: Any, queue: Any,
+                  seconds: float = 45) -> list[str]:
+    """Run the telephony sweep ``seconds`` from now, then every task it sent."""
+    from datetime import timedelta
+
+    queue.sent.clear()
+    media.sweep(db_session, queue, utcnow() + timedelta(seconds=seconds), timedelta(seconds=20))
+    return run_all(db_session, vault, gateway, queue)

@@ -19,6 +19,7 @@ from tests.telephony.helpers import (
     send_mms,
     send_sms,
     staff_reply,
+    sweep_and_run,
 )
 from tests.twilio_support import (
     TEST_ACCOUNT_SID,
@@ -53,7 +54,8 @@ def test_mms_picture_is_stripped_sealed_stored_then_deleted_at_twilio(
     assert b"SpyPhone" in photo
     sid = send_mms(tw_client, media_server, [(photo, "image/jpeg")],
                    body="photo of the threat at vashon")
-    assert run_all(db_session, vault, gateway, queue) == ["done", "done"]
+    assert run_all(db_session, vault, gateway, queue) == ["done"]
+    assert sweep_and_run(db_session, vault, gateway, queue) == ["done"]  # the message record
     att = db_session.execute(select(Attachment)).scalar_one()
     assert att.kind == "image" and att.content_type == "image/jpeg"
     assert b"SpyPhone" not in att.data and b"SpyPhone" not in att.data_ct
@@ -83,8 +85,9 @@ def test_mms_on_a_threaded_message_links_the_picture_to_it(
     att = db_session.execute(select(Attachment)).scalar_one()
     msg = db_session.get(Message, att.message_id)
     assert msg is not None and msg.body == "this is him"
-    # The picture's message record goes after its media; the first text's waits for the sweep.
-    assert sorted(k for k, _ in fake.deleted) == ["media", "message"]
+    assert [k for k, _ in fake.deleted] == ["media"]
+    sweep_and_run(db_session, vault, gw, queue)  # both texts' records, after their media
+    assert sorted(k for k, _ in fake.deleted) == ["media", "message", "message"]
 
 
 def test_picture_without_words_still_opens_a_tip(tw_client, db_session, queue,
@@ -99,7 +102,8 @@ def test_unsupported_media_is_not_kept_but_still_deleted(
         http) -> None:
     send_mms(tw_client, media_server, [(b"\x00\x00\x00\x18ftypmp42video", "video/mp4")],
              body="video of the fight at vashon")
-    assert run_all(db_session, vault, gateway, queue) == ["done", "done"]
+    assert run_all(db_session, vault, gateway, queue) == ["done"]
+    assert sweep_and_run(db_session, vault, gateway, queue) == ["done"]
     assert db_session.execute(select(Attachment)).first() is None
     notes = db_session.execute(select(Message).where(Message.author == "system")
                                ).scalars().all()
@@ -120,11 +124,13 @@ def test_transient_fetch_failure_is_retried_and_nothing_is_deleted(
     db_session.refresh(task)
     assert task.status == TaskStatus.PENDING and task.attempts == 1
     assert http.sent == []
-    # The message deletion waits for its media.
+    # The message record's deletion waits for its media.
+    assert media.schedule_message_deletions(db_session, queue, utcnow() + timedelta(1)) == 1
     message_task = db_session.execute(select(TelephonyTask).where(
         TelephonyTask.kind == TaskKind.MESSAGE)).scalar_one()
     assert media.run_task(db_session, vault, gateway, queue, message_task.id,
                           utcnow()) == "waiting"
+    assert http.sent == []
     # Twilio is back; the sweep re-sends the task after its backoff.
     del media_server.fail_with[path]
     queue.sent.clear()
@@ -301,8 +307,12 @@ def test_sweep_deletes_the_record_of_a_text_without_media(
         tw_client, db_session, vault, queue, demo_directory, gateway, http) -> None:
     sid = new_sid("SM")
     send_sms(tw_client, "fight at vashon", sid=sid)
+    stop_sid = new_sid("SM")
+    send_sms(tw_client, "STOP", sid=stop_sid)  # keyword texts' records go too
     assert not [a for n, a in queue.sent if n == "tipline.telephony_task"]
-    media.sweep(db_session, queue, utcnow() + timedelta(seconds=45), timedelta(seconds=20))
-    assert run_all(db_session, vault, gateway, queue) == ["done"]
+    assert sweep_and_run(db_session, vault, gateway, queue, seconds=5) == []  # too recent
+    assert sweep_and_run(db_session, vault, gateway, queue) == ["done", "done"]
     assert [(r.method, r.path) for r in http.sent] == [
-        ("DELETE", f"{ACCOUNT}/Messages/{sid}.json")]
+        ("DELETE", f"{ACCOUNT}/Messages/{sid}.json"),
+        ("DELETE", f"{ACCOUNT}/Messages/{stop_sid}.json")]
+    assert sweep_and_run(db_session, vault, gateway, queue, seconds=90) == []  # once only

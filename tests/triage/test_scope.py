@@ -9,8 +9,10 @@ from sqlalchemy.orm import Session
 
 from tests.factories import ContactFactory, bind
 from tests.triage.conftest import World, dispatch_to
+from tipline.db import utcnow
 from tipline.directory.models import Contact, PoliceAgency
 from tipline.triage.scope import TipNotFound, get_tip_for, visible_tips
+from tipline.triage.services import lifesafety_banner
 
 
 def _refs(session: Session, user: object) -> set[str]:
@@ -69,3 +71,35 @@ def test_unknown_and_malformed_uids_are_not_found(db_session: Session, world: Wo
     for uid in ("", "0" * 32, "x" * 500):
         with pytest.raises(TipNotFound):
             get_tip_for(db_session, world.admin.user, uid)
+
+
+def test_liaison_does_not_see_a_later_step_that_never_alerted_them(
+        db_session: Session, world: World) -> None:
+    """Escalation steps are stored up front as "scheduled" dispatches. A liaison named only in
+    a later step has been sent nothing: the tip is not theirs until that step goes out."""
+    tip = world.tips["county_other"]
+    d = dispatch_to(db_session, tip, tip.__dict__["_job_id"], "stlco-liaison")
+    d.status, d.step_index = "scheduled", 2
+    db_session.flush()
+    assert tip.reference not in _refs(db_session, world.liaison.user)
+    with pytest.raises(TipNotFound):
+        get_tip_for(db_session, world.liaison.user, tip.uid)
+    # someone acknowledged step 1, so step 3 was cancelled before it was ever sent
+    d.status = "cancelled"
+    db_session.flush()
+    assert tip.reference not in _refs(db_session, world.liaison.user)
+    assert lifesafety_banner(db_session, world.liaison.user).count == 0
+
+
+def test_liaison_keeps_a_tip_once_its_alert_went_out(db_session: Session, world: World) -> None:
+    tip = world.tips["county_other"]
+    d = dispatch_to(db_session, tip, tip.__dict__["_job_id"], "stlco-liaison")
+    d.status, d.step_index, d.activated_at = "scheduled", 1, None
+    db_session.flush()
+    assert tip.reference not in _refs(db_session, world.liaison.user)
+    d.status, d.activated_at = "active", utcnow()  # the escalation step became due
+    db_session.flush()
+    assert tip.reference in _refs(db_session, world.liaison.user)
+    d.status = "cancelled"  # re-routed later: what they were sent stays theirs
+    db_session.flush()
+    assert tip.reference in _refs(db_session, world.liaison.user)

@@ -1,9 +1,7 @@
-"""Dashboard services called directly: acknowledgement with and without the routing
-package's acknowledge_tip, role checks, and the status rules."""
+"""Dashboard services called directly: acknowledgement through the routing package's
+acknowledge_tip, role checks, and the status rules."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 from sqlalchemy import select
@@ -17,24 +15,13 @@ from tipline.routing.models import Dispatch
 from tipline.triage import services as triage
 
 
-def test_acknowledge_without_the_routing_ack_module(
-        db_session: Session, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tipline.routing.ack", None)  # as if not installed yet
+def test_acknowledge_button(db_session: Session, world: World) -> None:
     tip = world.tips["county"]
     n = triage.acknowledge(db_session, world.liaison.user, tip, utcnow())
     assert n == 1
     d = db_session.execute(select(Dispatch).where(Dispatch.tip_id == tip.id)).scalar_one()
+    db_session.refresh(d)
     assert d.status == "acknowledged" and d.ack_via == "dashboard"
-    assert tip.status == "acknowledged" and tip.acknowledged_at is not None
-    assert db_session.execute(select(AuditEvent).where(
-        AuditEvent.action == "tip.acknowledge", AuditEvent.tip_id == tip.id)).scalar_one()
-
-
-def test_acknowledge_with_the_routing_ack_module(db_session: Session, world: World) -> None:
-    pytest.importorskip("tipline.routing.ack")
-    tip = world.tips["county"]
-    n = triage.acknowledge(db_session, world.liaison.user, tip, utcnow())
-    assert n >= 0
     assert tip.acknowledged_at is not None and tip.status == "acknowledged"
     assert db_session.execute(select(AuditEvent).where(
         AuditEvent.action == "tip.acknowledge_button", AuditEvent.tip_id == tip.id)).scalar_one()
@@ -87,3 +74,31 @@ def test_mandated_report_only_on_abuse_and_once_per_person(db_session: Session,
     assert first.id == again.id
     other = triage.record_mandated_report(db_session, world.admin.user, world.tips["abuse"], now)
     assert other.id != first.id
+
+
+@pytest.mark.parametrize("action", ["reply", "status", "assign", "retriage"])
+def test_liaison_may_not_run_the_case(db_session: Session, world: World, queue: RecordingQueue,
+                                      action: str) -> None:
+    """A liaison acknowledges and reads what police were sent; writing to the reporter,
+    closing, assigning and re-routing the school's tip stay with school and district staff."""
+    tip = world.tips["county"]
+    user = world.liaison.user
+    now = utcnow()
+    calls = {
+        "reply": lambda: triage.add_reply(db_session, queue, user, tip, "x", now),
+        "status": lambda: triage.change_status(db_session, user, tip, "closed", reason="x",
+                                               outcome="police_action", now=now),
+        "assign": lambda: triage.assign(db_session, user, tip, None, now),
+        "retriage": lambda: triage.retriage(db_session, queue, user, tip, category="bullying",
+                                            severity=1, reason="x", now=now),
+    }
+    with pytest.raises(triage.NotPermitted):
+        calls[action]()
+    assert tip.status == "new" and tip.category == "weapon"
+    assert queue.sent == []
+
+
+def test_liaison_may_acknowledge_and_add_a_note(db_session: Session, world: World) -> None:
+    tip = world.tips["county"]
+    note = triage.add_note(db_session, world.liaison.user, tip, "Officer on the way", utcnow())
+    assert note.body == "Officer on the way"

@@ -465,3 +465,68 @@ def test_web_reporter_reads_the_staff_reply_on_the_follow_up_page(
     assert resp.status_code == 303
     convo = reporter.get("/followup/tip").get_data(as_text=True)
     assert "Which bathroom, and what time of day?" in convo
+
+
+@pytest.mark.parametrize("action, data", [
+    ("reply", {"body": "police here"}),
+    ("status", {"status": "closed", "outcome": "police_action", "reason": "done"}),
+    ("assign", {"assignee": ""}),
+    ("retriage", {"category": "bullying", "severity": "1", "reason": "not a weapon"}),
+])
+def test_liaison_cannot_reply_close_assign_or_retriage(
+        client: Any, world: World, db_session: Session, queue: RecordingQueue, action: str,
+        data: dict[str, str]) -> None:
+    t = world.tips["county"]
+    login(client, world.liaison)
+    html = tip_page(client, t)
+    assert f"/staff/tips/{t.uid}/{action}" not in html  # no form offered
+    assert f"/staff/tips/{t.uid}/acknowledge" in html and f"/staff/tips/{t.uid}/note" in html
+    assert post(client, t, action, **data).status_code == 404
+    db_session.refresh(t)
+    assert (t.status, t.category, t.severity) == ("new", "weapon", 3)
+    assert db_session.execute(select(Message).where(
+        Message.tip_id == t.id, Message.author == "staff")).first() is None
+    assert not [name for name, _args in queue.sent
+                if name in ("tipline.route_job", "tipline.relay_sms")]
+
+
+@pytest.mark.parametrize("stored, served, disposition", [
+    ("image/png", "image/png", "inline"),
+    ("audio/x-wav", "audio/x-wav", "inline"),
+    ("image/svg+xml", "application/octet-stream", "attachment"),  # an image that runs script
+    ("text/html", "application/octet-stream", "attachment"),
+    ("audio/mpeg; x=<b>", "application/octet-stream", "attachment"),
+])
+def test_attachment_content_type_is_an_allowlist(
+        client: Any, world: World, db_session: Session, stored: str, served: str,
+        disposition: str) -> None:
+    """The stored type comes from Twilio for recordings: only known image and audio types are
+    shown inline; anything else is a download the browser never renders."""
+    from tipline.tips.models import Attachment
+
+    t = world.tips["picture"]
+    att = db_session.execute(select(Attachment).where(Attachment.tip_id == t.id)).scalar_one()
+    att.content_type = stored
+    db_session.flush()
+    login(client, world.staff)
+    resp = client.get(f"/staff/tips/{t.uid}/attachments/{att.uid}")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == served
+    assert resp.headers["Content-Disposition"].startswith(disposition)
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert "sandbox" in resp.headers["Content-Security-Policy"]
+
+
+def test_queue_links_carry_only_the_known_filters(client: Any, world: World) -> None:
+    """The filters are echoed into the pager and polling URLs through url_for: a query key
+    such as _external or _scheme must not become one of url_for's own arguments."""
+    login(client, world.admin)
+    resp = client.get("/staff/?_external=1&_scheme=javascript&_anchor=%0Aalert(1)"
+                      "&category=abuse&bogus=1")
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert "javascript:" not in html and "alert(1)" not in html and "bogus" not in html
+    state = re.search(r'data-state-url="([^"]+)"', html)
+    assert state and state.group(1) == "/staff/queue/state?category=abuse"
+    assert client.get("/staff/?_scheme=https").status_code == 200

@@ -140,10 +140,13 @@ def find_user(session: Session, email: str) -> StaffUser | None:
     return session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none()
 
 
-def _usable(user: StaffUser | None, now: datetime) -> bool:
+def _usable(user: StaffUser | None, now: datetime, trusted: bool = False) -> bool:
+    """Active, and not paused (the pause does not apply on a ``trusted`` device: one that has
+    completed a sign-in on this account before, so a stranger's failures cannot lock out the
+    staff member's own browser)."""
     if user is None or not user.active:
         return False
-    return user.locked_until is None or user.locked_until <= now
+    return trusted or user.locked_until is None or user.locked_until <= now
 
 
 def _failed(user: StaffUser, now: datetime) -> None:
@@ -153,13 +156,14 @@ def _failed(user: StaffUser, now: datetime) -> None:
         user.failed_logins = 0
 
 
-def check_password(session: Session, email: str, password: str, now: datetime) -> StaffUser:
+def check_password(session: Session, email: str, password: str, now: datetime, *,
+                   trusted: bool = False) -> StaffUser:
     """First factor. Raises SignInRefused; counts failures (the caller commits either way)."""
     user = find_user(session, email)
     if user is None:
         _burn_time(password)
         raise SignInRefused
-    if not _usable(user, now):
+    if not _usable(user, now, trusted):
         _burn_time(password)
         raise SignInRefused
     if not verify_password(user.password_hash, password):
@@ -185,9 +189,9 @@ def start_enrolment(session: Session, vault: Vault, user: StaffUser) -> str:
     return secret
 
 
-def check_code(user: StaffUser, code: str, now: datetime) -> None:
+def check_code(user: StaffUser, code: str, now: datetime, *, trusted: bool = False) -> None:
     """Second factor (or enrolment confirmation). Refuses replays; counts failures."""
-    if not _usable(user, now):
+    if not _usable(user, now, trusted):
         raise SignInRefused
     secret = user.totp_secret
     step = None if secret is None else totp.matching_step(secret, code, now, user.totp_last_step)

@@ -25,6 +25,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -35,6 +36,7 @@ from flask import (
 from flask.blueprints import BlueprintSetupState
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from itsdangerous import BadData, URLSafeTimedSerializer
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -54,9 +56,19 @@ PENDING_SECONDS = 5 * 60
 ADDRESS_LIMIT = "30 per 15 minutes"
 ACCOUNT_LIMIT = "10 per 15 minutes"
 SEEN_KEY = "staff_seen"
+# A browser that completed a sign-in keeps a signed cookie naming the account (id and session
+# version; no address, no user agent). On that browser the account's pause and the per-account
+# and per-network limits do not apply (it has its own per-device limit), so nobody can lock a
+# counselor out of their own laptop by typing wrong passwords for their email.
+DEVICE_COOKIE = "tl_dev"
+DEVICE_DAYS = 90
+_DEVICE_SALT = "tipline-staff-device"
 PENDING_KEY = "staff_pending"
 # Requests made by the page itself (polling), not by a person: they do not keep a session alive.
+# An endpoint is passive when listed here, or when the request carries PASSIVE_HEADER (the
+# dashboard script sets it on the queue table it re-fetches, which is an ordinary page too).
 PASSIVE_ENDPOINTS: set[str] = set()
+PASSIVE_HEADER = "X-Tipline-Poll"
 
 login_manager = LoginManager()
 login_manager.login_view = "accounts.login"
@@ -178,13 +190,16 @@ def _expire_idle_session() -> None:
         session.pop(SEEN_KEY, None)
         session["staff_expired"] = True
         return
-    if request.endpoint not in PASSIVE_ENDPOINTS:
+    if not _passive():
         session[SEEN_KEY] = now
 
 
+def _passive() -> bool:
+    return request.endpoint in PASSIVE_ENDPOINTS or request.headers.get(PASSIVE_HEADER) == "1"
+
+
 def _wants_json() -> bool:
-    return request.endpoint in PASSIVE_ENDPOINTS or request.accept_mimetypes.best == (
-        "application/json")
+    return _passive() or request.accept_mimetypes.best == "application/json"
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -234,7 +249,8 @@ def login() -> Any:
     sess = db_session()
     now = utcnow()
     try:
-        user = accounts.check_password(sess, form.email.data or "", form.password.data or "", now)
+        user = accounts.check_password(sess, form.email.data or "", form.password.data or "", now,
+                                       trusted=_trusted_device(_account_of_request()))
     except accounts.SignInRefused:
         sess.commit()  # the failure count is kept
         return render_template("staff/login.html", form=form, refused=GENERIC_REFUSAL), 401
@@ -282,7 +298,8 @@ def code() -> Any:
         if form.validate_on_submit():
             now = utcnow()
             try:
-                accounts.check_code(user, form.code.data or "", now)
+                accounts.check_code(user, form.code.data or "", now,
+                                    trusted=_trusted_device(user))
             except accounts.SignInRefused:
                 sess.commit()
                 refused = GENERIC_REFUSAL
@@ -295,7 +312,9 @@ def code() -> Any:
                 session.pop(PENDING_KEY, None)
                 login_user(user)
                 session[SEEN_KEY] = time.time()
-                return redirect(_after_sign_in_url(), 303)
+                resp = redirect(_after_sign_in_url(), 303)
+                _remember_device(resp, user)
+                return resp
         else:
             status = 400
         form.code.data = ""
@@ -349,6 +368,43 @@ def logout_everywhere() -> Any:
     return redirect(url_for("accounts.login"), 303)
 
 
+# -- trusted devices ---------------------------------------------------------------------
+
+def _device_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key or "", salt=_DEVICE_SALT)
+
+
+def _remember_device(resp: Any, user: StaffUser) -> None:
+    token = _device_serializer().dumps({"u": user.id, "v": user.session_version})
+    resp.set_cookie(DEVICE_COOKIE, token, max_age=DEVICE_DAYS * 86400, path="/staff",
+                    secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+                    httponly=True, samesite="Strict")
+
+
+def _trusted_device(user: StaffUser | None) -> bool:
+    """This browser completed a sign-in on ``user`` (since its last "sign out everywhere")."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if user is None or not raw:
+        return False
+    try:
+        data = _device_serializer().loads(raw, max_age=DEVICE_DAYS * 86400)
+    except BadData:
+        return False
+    return isinstance(data, dict) and data.get("u") == user.id \
+        and data.get("v") == user.session_version
+
+
+def _account_of_request() -> StaffUser | None:
+    """The account a sign-in POST is about: the email typed, or the pending account."""
+    if "staff_account" not in g:
+        if request.endpoint == "accounts.code":
+            g.staff_account = _pending_user()
+        else:
+            email = (request.form.get("email") or "")[:254]
+            g.staff_account = accounts.find_user(db_session(), email) if email else None
+    return cast(StaffUser | None, g.staff_account)
+
+
 # -- rate limits -------------------------------------------------------------------------
 
 def _digest(purpose: str, value: str) -> str:
@@ -356,14 +412,25 @@ def _digest(purpose: str, value: str) -> str:
     return hmac.new(secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def _device_key() -> str | None:
+    if _trusted_device(_account_of_request()):
+        return "dev-" + _digest("device", request.cookies.get(DEVICE_COOKIE, ""))
+    return None
+
+
 def _email_key() -> str:
-    return "acct-" + _digest("email", (request.form.get("email") or "").strip().lower())
+    return _device_key() or "acct-" + _digest(
+        "email", (request.form.get("email") or "").strip().lower())
 
 
 def _pending_key() -> str:
     pending = session.get(PENDING_KEY)
     uid = pending.get("id") if isinstance(pending, dict) else None
-    return "acct-" + _digest("user", str(uid))
+    return _device_key() or "acct-" + _digest("user", str(uid))
+
+
+def _on_trusted_device() -> bool:
+    return _device_key() is not None
 
 
 def _failed_attempt(resp: Any) -> bool:
@@ -380,7 +447,8 @@ def _wire(state: BlueprintSetupState) -> None:
         view = app.view_functions[endpoint]
         view = limiter.limit(ACCOUNT_LIMIT, key_func=account_key, methods=["POST"],
                              deduct_when=_failed_attempt)(view)
-        view = limiter.limit(ADDRESS_LIMIT, methods=["POST"], deduct_when=_failed_attempt)(view)
+        view = limiter.limit(ADDRESS_LIMIT, methods=["POST"], deduct_when=_failed_attempt,
+                             exempt_when=_on_trusted_device)(view)
         app.view_functions[endpoint] = view
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import func, or_, select
+import yaml
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from tipline.accounts import services as accounts
@@ -74,6 +75,38 @@ def _blank(value: str | None) -> str | None:
     return value or None
 
 
+def _policy_problems(session: Session) -> set[str]:
+    """What the checker says about the active policy against the directory as it is now."""
+    from tipline.routing import policy as routing_policy
+
+    try:
+        policy = routing_policy.active_policy(session)
+    except routing_policy.PolicyError as exc:  # a stored row that no longer parses
+        return set(exc.errors)
+    if policy is None:
+        return set()
+    try:
+        routing_policy.validate_policy(session, policy)
+    except routing_policy.PolicyError as exc:
+        return set(exc.errors)
+    return set()
+
+
+def _keep_policy_valid(session: Session, before: set[str], where: str) -> None:
+    """Refuse a directory edit that would break the active routing policy.
+
+    The policy was checked against the directory when it was loaded; deactivating the last
+    fallback contact, renaming a school or contact the policy names, or making a contact a
+    police liaison in a district that keeps police out of support tips would silently change
+    where tips go (or route them to nobody). Problems that were already there do not block.
+    """
+    session.flush()
+    new = sorted(_policy_problems(session) - before)
+    if new:
+        raise DirectoryError(f"{where}: this change would break the routing policy: "
+                             + "; ".join(new))
+
+
 # -- schools -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -119,8 +152,11 @@ def save_school(
         if clash is not None and clash.id != school.id:
             raise DirectoryError(f"{where}: a school with this code already exists")
         action = "admin.school.update"
+    before = _policy_problems(session) if school_id is not None else set()
     changed = _changed(school, {"code": code, "name": name, "aliases": data.aliases.strip(),
                                 "active": data.active})
+    if school_id is not None:
+        _keep_policy_valid(session, before, where)
     session.flush()
     record(session, action, **_actor(admin), object_type="school", object_id=school.id,
            detail={"fields": changed})
@@ -220,6 +256,7 @@ def save_contact(
         if clash is not None and clash.id != contact.id:
             raise DirectoryError(f"{where}: a contact with this key already exists")
         action = "admin.contact.update"
+    before = _policy_problems(session) if contact_id is not None else set()
     changed = _changed(contact, {
         "key": key, "name": item["name"], "role": data.role, "sms_number": item["sms"],
         "voice_number": item["voice"], "email": item["email"], "priority": data.priority,
@@ -231,6 +268,8 @@ def save_contact(
     if {s.id for s in contact.schools} != {s.id for s in keep + chosen}:
         contact.schools = keep + chosen
         changed.append("schools")
+    if contact_id is not None:
+        _keep_policy_valid(session, before, where)
     session.flush()
     record(session, action, **_actor(admin), object_type="contact", object_id=contact.id,
            detail={"fields": changed})
@@ -243,7 +282,10 @@ def set_contact_active(
     district_id = _require_admin(admin)
     contact = get_contact(session, district_id, contact_id)
     if contact.active != active:
+        before = _policy_problems(session) if not active else set()
         contact.active = active
+        if not active:
+            _keep_policy_valid(session, before, f"contact {contact.key}")
         record(session, "admin.contact.activate" if active else "admin.contact.deactivate",
                **_actor(admin), object_type="contact", object_id=contact.id)
     return contact
@@ -379,8 +421,36 @@ def policy_history(session: Session, limit: int = 20) -> Sequence[RoutingPolicy]
     ).scalars().all()
 
 
-def check_policy(session: Session, text: str, source: str = "policy.yaml") -> PolicyCheck:
-    """Parse and validate without storing anything; errors name their line."""
+def _sections(text: str) -> dict[str, Any]:
+    """Each district's section of a policy as plain data (comments and layout do not count)."""
+    data = yaml.safe_load(text) if text else None
+    districts = data.get("districts") if isinstance(data, dict) else None
+    return {str(k): v for k, v in districts.items()} if isinstance(districts, dict) else {}
+
+
+def _other_districts_changed(session: Session, text: str, own_code: str,
+                             source: str) -> list[str]:
+    """One installation has one policy, but a district admin may change only their district's
+    section: another district's routing (who its police liaison is, who is on call) is theirs.
+    """
+    active = active_policy_row(session)
+    before = _sections(active.source_text) if active else {}
+    after = _sections(text)
+    return [
+        f"{source}: district {code!r} is not yours to change (you administer {own_code!r}); "
+        "keep its section as it is in the active policy"
+        for code in sorted(set(before) | set(after))
+        if code != own_code and before.get(code) != after.get(code)
+    ]
+
+
+def check_policy(session: Session, text: str, source: str = "policy.yaml",
+                 district_code: str | None = None) -> PolicyCheck:
+    """Parse and validate without storing anything; errors name their line.
+
+    With ``district_code`` (an admin's own district), a change to any other district's
+    section is an error too.
+    """
     from tipline.routing import policy as routing_policy
 
     try:
@@ -388,6 +458,10 @@ def check_policy(session: Session, text: str, source: str = "policy.yaml") -> Po
         routing_policy.validate_policy(session, parsed)
     except routing_policy.PolicyError as exc:
         return PolicyCheck(False, list(exc.errors) or [str(exc)])
+    if district_code is not None:
+        foreign = _other_districts_changed(session, text, district_code, source)
+        if foreign:
+            return PolicyCheck(False, foreign)
     warnings = tuple(routing_policy.policy_warnings(session, parsed))
     return PolicyCheck(True, [], parsed, warnings)
 
@@ -395,10 +469,16 @@ def check_policy(session: Session, text: str, source: str = "policy.yaml") -> Po
 def save_policy(
     session: Session, admin: StaffUser, text: str, source: str = "policy.yaml"
 ) -> RoutingPolicy:
-    """Store a new active version, only if it is valid (PolicyError otherwise)."""
-    _require_admin(admin)
+    """Store a new active version, only if it is valid and changes only the admin's own
+    district (PolicyError otherwise)."""
+    district_id = _require_admin(admin)
     from tipline.routing import policy as routing_policy
 
+    district = session.get(District, district_id)
+    assert district is not None  # noqa: S101  (a foreign key guarantees it)
+    check = check_policy(session, text, source, district.code)
+    if not check.ok:
+        raise routing_policy.PolicyError(check.errors)
     row = routing_policy.load_policy(session, text, source, f"user:{admin.id}")
     session.flush()
     record(session, "admin.policy.save", **_actor(admin), object_type="routing_policy",
@@ -447,11 +527,30 @@ class AuditPage:
     total: int
 
 
+def _audit_scope(district_id: int) -> list[ColumnElement[bool]]:
+    """Events a district's admin or auditor may see: none about another district's tips and
+    none by another district's staff. Events tied to no district (the routing policy, which is
+    shared, the command line, the system) and tips that named no district stay visible."""
+    tip_district = (select(Tip.district_id).where(Tip.id == AuditEvent.tip_id)
+                    .scalar_subquery())
+    actor_district = (select(StaffUser.district_id)
+                      .where(StaffUser.id == AuditEvent.actor_user_id).scalar_subquery())
+    return [
+        or_(AuditEvent.tip_id.is_(None), tip_district.is_(None), tip_district == district_id),
+        or_(AuditEvent.actor_user_id.is_(None), actor_district.is_(None),
+            actor_district == district_id),
+    ]
+
+
 def audit_page(
-    session: Session, page: int = 1, per_page: int = 50, action: str | None = None
+    session: Session, district_id: int, page: int = 1, per_page: int = 50,
+    action: str | None = None,
 ) -> AuditPage:
-    """Newest first. Shows who, what, when and a tip's reference; never tip content."""
-    where = [] if not action else [AuditEvent.action.startswith(action, autoescape=True)]
+    """Newest first, within one district. Shows who, what, when and a tip's reference; never
+    tip content."""
+    where = _audit_scope(district_id)
+    if action:
+        where.append(AuditEvent.action.startswith(action, autoescape=True))
     total = session.execute(select(func.count(AuditEvent.id)).where(*where)).scalar_one()
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)

@@ -44,6 +44,7 @@ from tipline.audit.services import record
 from tipline.db import utcnow
 from tipline.directory.models import District
 from tipline.directory.validation import ROLES, DirectoryError
+from tipline.routing.policy import MAX_POLICY_CHARS
 from tipline.tips.models import Category, Severity
 from tipline.web import db_session, services
 
@@ -58,7 +59,7 @@ ROLE_LABELS = {
     Role.AUDITOR.value: "Auditor (read-only)",
 }
 SEVERITY_CHOICES = [(str(int(s)), s.name.replace("_", " ").capitalize()) for s in Severity]
-MAX_POLICY = 200_000
+MAX_POLICY = MAX_POLICY_CHARS
 
 
 def _choices(pairs: Any) -> list[SelectChoice]:
@@ -282,6 +283,10 @@ def contact_active(contact_id: int) -> Any:
                                            request.form.get("active") == "1")
     except admin.NotFound:
         abort(404)
+    except DirectoryError as exc:
+        sess.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.contacts"), 303)
     sess.commit()
     flash(f"{contact.name} is now {'active' if contact.active else 'inactive'}.", "ok")
     return redirect(url_for("admin.contacts"), 303)
@@ -401,7 +406,7 @@ def policy() -> Any:
         if not form.validate_on_submit() or action not in ("check", "dryrun", "save"):
             abort(400)
         text = form.text.data or ""
-        check = admin.check_policy(sess, text)
+        check = admin.check_policy(sess, text, district_code=district.code)
         result = {"action": action, "check": check}
         if not check.ok:
             status = 400
@@ -438,8 +443,9 @@ def policy() -> Any:
 # -- audit log ---------------------------------------------------------------------------
 
 def _audit_page(check: admin.LogCheck) -> str:
+    district = _district(current_staff())
     action = (request.args.get("action") or "").strip()[:60] or None
-    page = admin.audit_page(db_session(), _page_arg(), action=action)
+    page = admin.audit_page(db_session(), district.id, _page_arg(), action=action)
     return render_template("admin/audit.html", page=page, check=check, chain=check.report,
                            action=action or "", form=ConfirmForm())
 

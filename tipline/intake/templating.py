@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import secrets
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_datetime
 from babel.support import NullTranslations
-from flask import request, session, url_for
+from flask import render_template, request, session, url_for
 from flask_babel import get_locale, get_translations, refresh
 from flask_babel import lazy_gettext as _l
 from jinja2 import pass_context
 from jinja2.runtime import Context
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from werkzeug.routing import BuildError
 
 from tipline.web import services
@@ -121,6 +123,46 @@ def template_helpers() -> dict[str, Any]:
         "reporter_time": reporter_time,
         "detail_labels": DETAIL_LABELS,
     }
+
+
+class PageCache:
+    """Pages that differ per request only in a few values, rendered once per language.
+
+    The receipt is the same page for every tip in a language except for the code and the
+    reference. The first time, it is rendered with a unique marker in place of each value
+    and kept as the text between the markers; afterwards each value is escaped as the
+    template would escape it and put back in. Only requests without a query string are
+    cached (so the cache stays one entry per template and language); anything else, or a
+    value that is empty, is rendered by the template as usual.
+    """
+
+    def __init__(self) -> None:
+        self._pages: dict[tuple[str, ...], list[str]] = {}
+        self._marker = f"\ue000{secrets.token_hex(8)}"
+
+    def render(self, template: str, **values: str) -> str:
+        if request.args or not all(values.values()):
+            return render_template(template, **values)
+        key = (template, str(get_locale()), request.method, request.script_root,
+               request.endpoint or "", *sorted(values))
+        pieces = self._pages.get(key)
+        if pieces is None:
+            names = sorted(values)
+            marked = render_template(
+                template, **{n: f"{self._marker}{i}\ue001" for i, n in enumerate(names)})
+            pieces = re.split(f"{self._marker}(\\d+)\ue001", marked)
+            # Odd positions hold the index of the value that goes there.
+            pieces[1::2] = [names[int(i)] for i in pieces[1::2]]
+            if (set(pieces[1::2]) != set(names)
+                    or any(self._marker[1:] in p for p in pieces[0::2])):
+                # A value the template does more with than print: no copy of this page.
+                return render_template(template, **values)
+            self._pages[key] = pieces
+        escaped = {n: str(escape(v)) for n, v in values.items()}
+        return "".join(p if i % 2 == 0 else escaped[p] for i, p in enumerate(pieces))
+
+    def clear(self) -> None:
+        self._pages.clear()
 
 
 def keep_posted_language() -> None:

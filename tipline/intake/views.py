@@ -54,7 +54,7 @@ from tipline.intake.services import (
     find_tip_by_external_id,
     writes_in_one_statement,
 )
-from tipline.intake.templating import keep_posted_language, template_helpers
+from tipline.intake.templating import PageCache, keep_posted_language, template_helpers
 from tipline.intake.triage import run_triage, triage_text
 from tipline.intake.uploads import (
     MAX_FILES,
@@ -288,8 +288,7 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
             except SQLAlchemyError:
                 return _unavailable(form)
             if existing is not None:  # the same page sent twice: one tip, same receipt
-                return render_template("intake/receipt.html", code=ids.receipt_code,
-                                       reference=existing.reference)
+                return _receipt(ids.receipt_code, existing.reference)
             if attempt == 2:
                 log.error("could not store a web tip after a retry; reporter shown other ways")
                 return _unavailable(form)
@@ -297,9 +296,14 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
         except SQLAlchemyError:
             log.error("database error while saving a web tip; the reporter was shown other ways")
             return _unavailable(form)
-        return render_template("intake/receipt.html", code=receipt.receipt_code,
-                               reference=receipt.reference)
+        return _receipt(receipt.receipt_code, receipt.reference)
     return _unavailable(form)  # pragma: no cover - the loop always returns
+
+
+def _receipt(code: str, reference: str) -> str:
+    """The receipt page, from the per-language copy kept by ``PageCache``."""
+    pages: PageCache = current_app.extensions.setdefault("tipline_pages", PageCache())
+    return pages.render("intake/receipt.html", code=code, reference=reference)
 
 
 def _statement_is_transaction(sess: Session, submission: TipSubmission) -> None:

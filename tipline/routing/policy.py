@@ -35,6 +35,7 @@ CHANNELS: tuple[str, ...] = ("sms", "voice", "email")
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 OTHER_SCHOOLS = "*"  # stands for every school a rule does not name, in overlap checks
 MAX_RULE_NAME = 60
+MAX_POLICY_CHARS = 200_000  # the demo policy is about 10,000
 
 
 class PolicyError(Exception):
@@ -161,19 +162,51 @@ class _Seq(list[Any]):
 
 
 def _load_yaml(text: str, source: str) -> Any:
-    loader = yaml.SafeLoader(text)
+    """Compose the YAML, refusing what a policy never needs and an attacker could abuse.
+
+    A policy is a few hundred lines; a size cap, no anchors/aliases (a "billion laughs" file
+    expands exponentially when converted) and a nesting limit keep a pasted or uploaded file
+    from tying up a web worker, and every refusal is a ``PolicyError`` the editor can show.
+    """
+    if len(text) > MAX_POLICY_CHARS:
+        raise PolicyError([f"{source}:1: the policy has {len(text):,} characters; at most "
+                           f"{MAX_POLICY_CHARS:,} are accepted"])
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader refuses control characters here already
         node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_aliases(node, source)
+        return _convert(loader, node, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         raise PolicyError([f"{source}:{line}: not valid YAML: {exc.problem or exc}"]) from None
     except yaml.YAMLError as exc:
         raise PolicyError([f"{source}:1: not valid YAML: {exc}"]) from None
-    try:
-        return None if node is None else _convert(loader, node, source)
+    except RecursionError:
+        raise PolicyError([f"{source}:1: the policy is nested too deeply"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _refuse_aliases(root: yaml.Node, source: str) -> None:
+    """An alias (``*name``) is the same node object twice in the composed tree."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise PolicyError([f"{source}:{node.start_mark.line + 1}: YAML anchors and "
+                               "aliases (& and *) are not supported; write the value out"])
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, source: str) -> Any:
@@ -577,7 +610,7 @@ def _parse_target(e: _Errors, rule: str, t: Any, line: int) -> Target | None:
         e.add(line, f"rule {rule}: an alert entry names exactly one of role or contact")
         return None
     if "role" in t:
-        if t["role"] not in ROLES:
+        if not isinstance(t["role"], str) or t["role"] not in ROLES:
             e.add(t.key_lines["role"], f"unknown role {t['role']!r} "
                   f"(known: {', '.join(sorted(ROLES))})")
             return None

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from tipline.crypto import Vault
@@ -30,7 +30,7 @@ from tipline.telephony.models import (
     TelephonyTask,
 )
 from tipline.telephony.sms import erase_number
-from tipline.telephony.store import TASK_NAME
+from tipline.telephony.store import TASK_NAME, add_task
 from tipline.tips.models import Attachment, Message, Status, Tip
 
 log = logging.getLogger(__name__)
@@ -315,6 +315,7 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta, *,
         task.updated_at = now
         after_commit(session, queue.send_task, TASK_NAME, task.id)
         sent_tasks += 1
+    scheduled = schedule_message_deletions(session, queue, now - grace)
     relay_ids = session.execute(
         select(Message.id).where(Message.author == "staff", Message.channel == "sms",
                                  Message.relay_status == "pending",
@@ -327,7 +328,29 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta, *,
     pruned = session.execute(
         delete(InboundEvent).where(InboundEvent.created_at < now - keep_events))
     session.commit()
-    return SweepResult(sent_tasks, len(relay_ids), erased, int(getattr(pruned, "rowcount", 0)))
+    return SweepResult(sent_tasks + scheduled, len(relay_ids), erased,
+                       int(getattr(pruned, "rowcount", 0)))
+
+
+def schedule_message_deletions(session: Session, queue: JobQueue, before: datetime,
+                               limit: int = 500) -> int:
+    """A deletion task for every inbound text taken in before ``before`` that has none yet.
+
+    Driven by the webhook's ``sms:<MessageSid>`` dedup rows, so it covers every inbound text
+    (tips, keywords, staff acknowledgements) and costs the webhook nothing. The task waits
+    for the message's media, if any, to be taken in first.
+    """
+    sid_of_event = func.substr(InboundEvent.key, 5)
+    missing = ~exists().where(TelephonyTask.kind == TaskKind.MESSAGE,
+                              TelephonyTask.sid == sid_of_event)
+    keys = session.execute(
+        select(InboundEvent.key).where(InboundEvent.kind == "sms",
+                                       InboundEvent.created_at < before, missing)
+        .order_by(InboundEvent.id).limit(limit)
+    ).scalars().all()
+    for key in keys:
+        add_task(session, queue, kind=TaskKind.MESSAGE, sid=key[len("sms:"):])
+    return len(keys)
 
 
 def erase_finished_numbers(session: Session, now: datetime, conversation_days: int) -> int:

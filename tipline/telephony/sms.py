@@ -357,16 +357,13 @@ def _media_note(count: int) -> str:
 
 def _add_media_tasks(session: Session, queue: JobQueue, sms: InboundSms, tip_id: int,
                      message_id: int | None) -> None:
-    """One fetch task per media item, and one to delete the inbound message at Twilio."""
+    """One fetch task per media item. (Every inbound message record, tip or not, is deleted
+    at Twilio by the sweep from its ``sms:`` dedup row, after its media: see
+    ``media.schedule_message_deletions``.)"""
     for url, content_type in sms.media:
         media_sid = url.rstrip("/").rsplit("/", 1)[-1] or url
         add_task(session, queue, kind=TaskKind.MEDIA, sid=media_sid, parent_sid=sms.message_sid,
                  tip_id=tip_id, message_id=message_id, url=url, content_type=content_type)
-    # The message record goes after its media (the last media task releases it). Without
-    # media it is left to the sweep, within a minute: one broker publish less per text, on
-    # the path every reporter waits on.
-    add_task(session, queue, kind=TaskKind.MESSAGE, sid=sms.message_sid, tip_id=tip_id,
-             send=False)
 
 
 # -- later texts ---------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 - district admin: the tips of their district, and tips that name no district (someone has to
   see a tip "not about a school"; they are shown to every district admin);
 - school staff: the tips of their schools;
-- police liaison: only tips with a dispatch to their contact, or to a contact of their agency;
+- police liaison: only tips with a dispatch to their contact, or to a contact of their agency,
+  that was actually sent (a later escalation step is stored up front as "scheduled"; until it
+  goes out, or if it is cancelled first, the tip was never routed to them);
 - auditor: no tip at all (audit log and statistics only).
 
 A tip outside the scope is reported as not found, never as forbidden, so a URL cannot confirm
@@ -17,12 +19,17 @@ from sqlalchemy.orm import Session
 
 from tipline.accounts.models import Role, StaffUser, staff_schools
 from tipline.directory.models import Contact
-from tipline.routing.models import Dispatch
+from tipline.routing.models import Dispatch, DispatchStatus
 from tipline.tips.models import Tip
 
-# Roles that may change a tip (status, notes, replies, acknowledgement).
+# Roles that may read a tip in their scope, acknowledge it, add an internal note and record a
+# mandated report.
 WRITE_ROLES = (Role.DISTRICT_ADMIN.value, Role.SCHOOL_STAFF.value, Role.POLICE_LIAISON.value)
 READ_ROLES = WRITE_ROLES
+# Roles that run the case: write to the reporter, change status or close, assign, re-triage.
+# A police liaison is alerted, acknowledges and reads (brief, section 1); talking to an
+# anonymous student, closing the school's tip or re-routing it stays with school staff.
+CASE_ROLES = (Role.DISTRICT_ADMIN.value, Role.SCHOOL_STAFF.value)
 
 
 class TipNotFound(LookupError):
@@ -58,8 +65,20 @@ def scope_condition(session: Session, user: StaffUser) -> ColumnElement[bool]:
         contacts = liaison_contact_ids(session, user)
         if not contacts:
             return false()
-        return exists().where(Dispatch.tip_id == Tip.id, Dispatch.contact_id.in_(contacts))
+        return exists().where(Dispatch.tip_id == Tip.id, Dispatch.contact_id.in_(contacts),
+                              dispatch_was_sent())
     return false()
+
+
+# A dispatch in one of these states has gone out (rows written before revision 0005 have no
+# ``activated_at``, so the status counts too).
+_SENT_STATUSES = (DispatchStatus.ACTIVE.value, DispatchStatus.ACKNOWLEDGED.value,
+                  DispatchStatus.EXPIRED.value)
+
+
+def dispatch_was_sent() -> ColumnElement[bool]:
+    """True for a dispatch whose alert went out (not a scheduled or never-sent step)."""
+    return or_(Dispatch.activated_at.is_not(None), Dispatch.status.in_(_SENT_STATUSES))
 
 
 def visible_tips(session: Session, user: StaffUser) -> Select[Tip]:

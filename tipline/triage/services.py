@@ -20,10 +20,12 @@ from tipline.accounts.models import Role, StaffUser, staff_schools
 from tipline.audit.services import record
 from tipline.directory.models import Contact, School
 from tipline.jobs import JobQueue, after_commit
-from tipline.routing.models import Dispatch, DispatchStatus, RoutingJob
+from tipline.routing.ack import acknowledge_tip
+from tipline.routing.models import Dispatch, RoutingJob
 from tipline.tips.models import Attachment, Category, Channel, Message, Note, Severity, Status, Tip
 from tipline.triage.models import MandatedReport, TipEvent
 from tipline.triage.scope import (
+    CASE_ROLES,
     WRITE_ROLES,
     TipNotFound,
     can_see,
@@ -74,6 +76,12 @@ def _actor(user: StaffUser) -> str:
 
 def _require_writer(user: StaffUser) -> None:
     if user.role not in WRITE_ROLES or not user.active:
+        raise NotPermitted(user.role)
+
+
+def _require_case_worker(user: StaffUser) -> None:
+    """Replies, status, assignment and re-triage: not for a liaison (see scope.CASE_ROLES)."""
+    if user.role not in CASE_ROLES or not user.active:
         raise NotPermitted(user.role)
 
 
@@ -248,6 +256,7 @@ class TipDetail:
     reported_by_me: bool
     assignees: list[tuple[int, str]] = field(default_factory=list)
     can_write: bool = False
+    can_manage: bool = False  # reply, status, assign, re-triage (CASE_ROLES)
     show_explanation: bool = True
 
 
@@ -306,9 +315,10 @@ def read_tip(session: Session, user: StaffUser, uid: str, now: datetime) -> TipD
         attachments=attachments, jobs=jobs, dispatches=dispatches, contacts=contacts,
         mandated_reports=reports,
         reported_by_me=any(r.user_id == user.id for r, _n in reports),
-        can_write=user.role in WRITE_ROLES, show_explanation=show_explanation,
+        can_write=user.role in WRITE_ROLES, can_manage=user.role in CASE_ROLES,
+        show_explanation=show_explanation,
     )
-    if detail.can_write:
+    if detail.can_manage:
         detail.assignees = assignable_users(session, tip)
     return detail
 
@@ -347,6 +357,23 @@ def attachment_for(session: Session, user: StaffUser, tip_uid: str, att_uid: str
     return att
 
 
+# Types a browser shows as a picture or plays as sound and never runs as a document. The
+# stored type of a recording is whatever Twilio answered, and an SVG "image" can carry script,
+# so anything not listed is sent as a download.
+INLINE_TYPES = frozenset({
+    "image/jpeg", "image/png", "image/gif", "image/webp",
+    "audio/mpeg", "audio/wav", "audio/x-wav", "audio/wave", "audio/ogg", "audio/webm",
+    "audio/mp4", "audio/aac",
+})
+
+
+def attachment_delivery(content_type: str) -> tuple[str, str]:
+    """(Content-Type, Content-Disposition) to serve an attachment stored with this type."""
+    if content_type in INLINE_TYPES:
+        return content_type, "inline"
+    return "application/octet-stream", "attachment"
+
+
 # -- changing a tip ----------------------------------------------------------------------
 
 def _clean_text(text: str, limit: int, what: str) -> str:
@@ -361,7 +388,7 @@ def _clean_text(text: str, limit: int, what: str) -> str:
 def add_reply(session: Session, queue: JobQueue, user: StaffUser, tip: Tip, body: str,
               now: datetime) -> Message:
     """A message to the reporter: shown on the follow-up page, or relayed by SMS."""
-    _require_writer(user)
+    _require_case_worker(user)
     text = _clean_text(body, MAX_TEXT, "reply")
     sms = tip.channel == Channel.SMS.value and tip.phone_ct is not None
     msg = Message(tip=tip, author="staff", author_user_id=user.id,
@@ -401,7 +428,7 @@ def _event(session: Session, user: StaffUser, tip: Tip, kind: str, old: str | No
 def change_status(session: Session, user: StaffUser, tip: Tip, status: str, *, reason: str,
                   outcome: str | None, now: datetime) -> None:
     """Move a tip through new -> acknowledged -> in progress -> referred -> closed."""
-    _require_writer(user)
+    _require_case_worker(user)
     if status not in STATUS_LABELS:
         raise ActionRefused("Choose a status from the list.")
     reason = (reason or "").strip()
@@ -436,7 +463,7 @@ def change_status(session: Session, user: StaffUser, tip: Tip, status: str, *, r
 
 def assign(session: Session, user: StaffUser, tip: Tip, assignee_id: int | None,
            now: datetime) -> None:
-    _require_writer(user)
+    _require_case_worker(user)
     if assignee_id is not None:
         assignee = session.get(StaffUser, assignee_id)
         if assignee is None or not assignee.active or not can_see(session, assignee, tip.id):
@@ -454,7 +481,7 @@ def assign(session: Session, user: StaffUser, tip: Tip, assignee_id: int | None,
 def retriage(session: Session, queue: JobQueue, user: StaffUser, tip: Tip, *, category: str,
              severity: int, reason: str, now: datetime) -> RoutingJob:
     """Change category/severity and route the tip again (open alerts are replaced)."""
-    _require_writer(user)
+    _require_case_worker(user)
     if category not in {c.value for c in Category}:
         raise ActionRefused("Choose a category from the list.")
     if severity not in {int(s) for s in Severity}:
@@ -478,49 +505,17 @@ def retriage(session: Session, queue: JobQueue, user: StaffUser, tip: Tip, *, ca
 
 
 def acknowledge(session: Session, user: StaffUser, tip: Tip, now: datetime) -> int:
-    """The dashboard's acknowledge button: the routing package's acknowledge_tip when present.
-
-    Without that module the tip is marked acknowledged here and its open dispatches are
-    closed (active ones acknowledged, scheduled ones cancelled), so escalation stops either
-    way.
-    """
+    """The dashboard's acknowledge button: the routing package's ``acknowledge_tip``, which
+    acknowledges the open dispatches this account may see and stops their escalation."""
     _require_writer(user)
-    import importlib
-
-    try:
-        ack_module: Any = importlib.import_module("tipline.routing.ack")
-    except ImportError:
-        ack_module = None
-    acknowledge_tip = getattr(ack_module, "acknowledge_tip", None)
-    if acknowledge_tip is not None:
-        count = int(acknowledge_tip(session, tip.id, user_id=user.id, now=now))
-        if tip.acknowledged_at is None:
-            tip.acknowledged_at = now
-            if tip.status == Status.NEW.value:
-                tip.status = Status.ACKNOWLEDGED.value
-        record(session, "tip.acknowledge_button", actor=_actor(user), actor_user_id=user.id,
-               tip_id=tip.id, object_type="tip", object_id=tip.uid,
-               detail={"dispatches": count})
-        return count
-    open_q = select(Dispatch).where(
-        Dispatch.tip_id == tip.id,
-        Dispatch.status.in_([DispatchStatus.ACTIVE.value, DispatchStatus.SCHEDULED.value]),
-    )
-    count = 0
-    for d in session.execute(open_q).scalars():
-        d.status = DispatchStatus.ACKNOWLEDGED.value if d.status == DispatchStatus.ACTIVE.value \
-            else DispatchStatus.CANCELLED.value
-        if d.status == DispatchStatus.ACKNOWLEDGED.value:
-            d.acknowledged_at = now
-            d.ack_via = "dashboard"
-            count += 1
-    if tip.acknowledged_at is None:
+    count = int(acknowledge_tip(session, tip.id, user_id=user.id, now=now))
+    session.refresh(tip)
+    if tip.acknowledged_at is None:  # every open dispatch was taken first: the click counts
         tip.acknowledged_at = now
-    if tip.status == Status.NEW.value:
-        tip.status = Status.ACKNOWLEDGED.value
-    record(session, "tip.acknowledge", actor=_actor(user), actor_user_id=user.id,
-           tip_id=tip.id, object_type="tip", object_id=tip.uid,
-           detail={"dispatches": count, "via": "dashboard"})
+        if tip.status == Status.NEW.value:
+            tip.status = Status.ACKNOWLEDGED.value
+    record(session, "tip.acknowledge_button", actor=_actor(user), actor_user_id=user.id,
+           tip_id=tip.id, object_type="tip", object_id=tip.uid, detail={"dispatches": count})
     return count
 
 

@@ -30,7 +30,7 @@ from tipline.accounts.web import PASSIVE_ENDPOINTS, current_staff, init_auth, st
 from tipline.db import utcnow
 from tipline.tips.models import Channel
 from tipline.triage import services as triage
-from tipline.triage.scope import READ_ROLES, WRITE_ROLES, TipNotFound
+from tipline.triage.scope import CASE_ROLES, READ_ROLES, WRITE_ROLES, TipNotFound
 from tipline.web import db_session, services
 
 bp = Blueprint("triage", __name__, url_prefix="/staff")
@@ -42,6 +42,8 @@ CATEGORY_LABELS = {
     "family_crisis": "Family crisis", "other": "Other",
 }
 CHANNEL_LABELS = {"web": "Web", "sms": "SMS", "voice": "Voice"}
+FILTER_ARGS = ("school", "category", "status", "channel", "from", "to")
+ATTACHMENT_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"
 
 
 class ActionForm(FlaskForm):
@@ -133,7 +135,9 @@ def queue() -> Any:
     filters = _filters()
     sess = db_session()
     page = triage.list_queue(sess, user, filters)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    # Only the filters go back into the pager and polling links: any other query key would
+    # become an argument of url_for itself (_external, _scheme, _anchor).
+    args = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}
     template = "dashboard/_queue_table.html" if request.args.get("partial") == "1" \
         else "dashboard/queue.html"
     return render_template(
@@ -228,9 +232,10 @@ def _act(uid: str, action: Callable[[Any, Any, ActionForm], str]) -> Any:
     return redirect(url_for("triage.tip", uid=uid), 303)
 
 
-def _writer_post(rule: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _writer_post(rule: str, roles: tuple[str, ...] = WRITE_ROLES
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return bp.post(rule, endpoint=fn.__name__)(staff_required(*WRITE_ROLES)(fn))
+        return bp.post(rule, endpoint=fn.__name__)(staff_required(*roles)(fn))
     return deco
 
 
@@ -242,7 +247,7 @@ def acknowledge(uid: str) -> Any:
     return _act(uid, run)
 
 
-@_writer_post("/tips/<uid>/reply")
+@_writer_post("/tips/<uid>/reply", CASE_ROLES)
 def reply(uid: str) -> Any:
     def run(user: Any, t: Any, f: ActionForm) -> str:
         msg = triage.add_reply(db_session(), services().queue, user, t, f.body.data or "",
@@ -260,7 +265,7 @@ def note(uid: str) -> Any:
     return _act(uid, run)
 
 
-@_writer_post("/tips/<uid>/status")
+@_writer_post("/tips/<uid>/status", CASE_ROLES)
 def status(uid: str) -> Any:
     def run(user: Any, t: Any, f: ActionForm) -> str:
         triage.change_status(db_session(), user, t, f.status.data or "",
@@ -270,7 +275,7 @@ def status(uid: str) -> Any:
     return _act(uid, run)
 
 
-@_writer_post("/tips/<uid>/assign")
+@_writer_post("/tips/<uid>/assign", CASE_ROLES)
 def assign(uid: str) -> Any:
     def run(user: Any, t: Any, f: ActionForm) -> str:
         raw = f.assignee.data or ""
@@ -283,7 +288,7 @@ def assign(uid: str) -> Any:
     return _act(uid, run)
 
 
-@_writer_post("/tips/<uid>/retriage")
+@_writer_post("/tips/<uid>/retriage", CASE_ROLES)
 def retriage(uid: str) -> Any:
     def run(user: Any, t: Any, f: ActionForm) -> str:
         try:
@@ -315,12 +320,13 @@ def attachment(uid: str, att: str) -> Any:
     except TipNotFound:
         abort(404)
     data = row.data
-    content_type = row.content_type if row.content_type.split("/")[0] in {"image", "audio"} \
-        else "application/octet-stream"
+    content_type, disposition = triage.attachment_delivery(row.content_type)
     sess.commit()
-    resp = Response(data, mimetype=content_type)
+    resp = Response(data, content_type=content_type)
     resp.headers["Cache-Control"] = "no-store"
-    resp.headers["Content-Disposition"] = "inline"
+    resp.headers["Content-Disposition"] = disposition
+    # Opened on its own, the file is a sandboxed document that may load nothing.
+    resp.headers["Content-Security-Policy"] = ATTACHMENT_CSP
     return resp
 
 

@@ -17,6 +17,7 @@
     var xhr = new XMLHttpRequest();
     xhr.open("GET", url);
     xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-Tipline-Poll", "1");  /* not a person: keeps no session alive */
     xhr.onload = function () {
       if (xhr.status === 401) { window.location.reload(); return; }
       if (xhr.status !== 200) { return; }
@@ -28,7 +29,11 @@
   function getHTML(url, done) {
     var xhr = new XMLHttpRequest();
     xhr.open("GET", url);
-    xhr.onload = function () { if (xhr.status === 200) { done(xhr.responseText); } };
+    xhr.setRequestHeader("X-Tipline-Poll", "1");
+    xhr.onload = function () {
+      if (xhr.status === 401) { window.location.reload(); return; }
+      if (xhr.status === 200) { done(xhr.responseText); }
+    };
     xhr.send();
   }
 
