@@ -267,3 +267,16 @@ def test_device_cookie_is_signed_httponly_and_carries_no_identity(
     cookie = next(c for c in resp.headers.getlist("Set-Cookie") if c.startswith("tl_dev="))
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/staff" in cookie
     assert user.email not in cookie and "127.0.0.1" not in cookie
+
+
+def test_sign_out_everywhere_ends_the_trust_of_every_browser(
+        client: Any, admin: Any, db_session: Session) -> None:
+    user, password, secret = admin
+    sign_in(client, user.email, password, secret)
+    page = client.get("/staff/account").get_data(as_text=True)
+    assert client.post("/staff/logout/everywhere",
+                       data={"csrf_token": csrf_from(page)}).status_code == 303
+    db_session.refresh(user)
+    user.locked_until = utcnow() + accounts.LOCK_FOR
+    db_session.flush()
+    assert _password_step(client, user.email, password).status_code == 401
