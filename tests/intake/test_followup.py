@@ -60,7 +60,8 @@ def test_a_wrong_code_gets_one_generic_answer(app, client, tip_code, code) -> No
         assert GENERIC in html
     assert "First words" not in html
     cookie = client.get_cookie("tl")
-    session = app.session_interface.get_signing_serializer(app).loads(cookie.value) if cookie else {}
+    serializer = app.session_interface.get_signing_serializer(app)
+    session = serializer.loads(cookie.value) if cookie else {}
     assert SESSION_HANDLE not in session  # no follow-up sign-in was issued
     if code:  # the code is never echoed back (the form field stays empty)
         for shown in {code, code.upper(), str(escape(code)), str(escape(code.upper()))}:
