@@ -1,14 +1,14 @@
 """Benchmark the web tip submission against a bare Flask route, both under gunicorn.
 
-    .venv/bin/python -m bench.intake [--duration 10] [--concurrency 8 32]
+    .venv/bin/python -m bench.intake [--duration 10] [--concurrency 8 32] [--workers N]
 
 What it does, all on 127.0.0.1 and bounded in time:
 
 1. Creates a fresh PostgreSQL database ``tipline_bench`` (dropped first if it exists), migrates
    it, loads the demo directory, and writes a throw-away key file in a temporary directory.
-2. Starts gunicorn with the project's ``config/gunicorn.conf.py`` (2 sync workers) twice: once
-   serving tipline (production mode, real ``CeleryQueue`` on Redis 127.0.0.1:6379 db 12), once
-   serving a bare Flask route with exactly the same settings.
+2. Starts gunicorn with the project's ``config/gunicorn.conf.py`` (its sync worker count, or
+   ``--workers``) twice: once serving tipline (production mode, the real Redis job queue on
+   127.0.0.1:6379 db 12), once serving a bare Flask route with exactly the same settings.
 3. Fetches the tip form ONCE to get the session cookie and CSRF token; every measured request
    is then a full ``POST /report`` (multipart, as a browser sends it): parse, CSRF check, form
    validation, school lookup, automatic triage when present, sealing, commit, routing job
@@ -242,14 +242,28 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+def configured_workers(env: dict[str, str]) -> int:
+    """The worker count config/gunicorn.conf.py gives gunicorn under ``env``."""
+    import runpy
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return int(runpy.run_path(str(REPO / "config" / "gunicorn.conf.py"))["workers"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class Gunicorn:
-    def __init__(self, app: str, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, app: str, env: dict[str, str], workdir: Path, workers: int = 2) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (workdir / f"gunicorn-{self.port}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(REPO / "config" / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{self.port}", "--workers", "2", app],
+             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), app],
             cwd=str(REPO), env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
@@ -264,7 +278,7 @@ class Gunicorn:
         else:
             raise SystemExit("gunicorn did not start in 30 s")
         deadline = time.monotonic() + 10
-        while len(worker_pids(self.proc.pid)) < 2 and time.monotonic() < deadline:
+        while len(worker_pids(self.proc.pid)) < workers and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def workers(self) -> list[int]:
@@ -344,6 +358,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn workers for both servers (default: as the config says)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
@@ -370,9 +386,10 @@ def main() -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     (workdir / "none.env").write_text("")
+    workers = args.workers or configured_workers(env)
     runs: list[Run] = []
     tips_before = count_tips()
-    tipline_server = Gunicorn("tipline.wsgi:app", env, workdir)
+    tipline_server = Gunicorn("tipline.wsgi:app", env, workdir, workers)
     try:
         cookie, token = session_for(tipline_server.url)
         script = workdir / "submit.lua"
@@ -385,7 +402,7 @@ def main() -> None:
     finally:
         tipline_server.stop()
     stored = count_tips() - tips_before
-    bare_server = Gunicorn("bench.intake:bare_app", env, workdir)
+    bare_server = Gunicorn("bench.intake:bare_app", env, workdir, workers)
     try:
         bare_script = workdir / "bare.lua"
         bare_script.write_text(BARE_LUA)
@@ -399,8 +416,8 @@ def main() -> None:
         drop_database()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\ngunicorn: 2 sync workers, config/gunicorn.conf.py; PostgreSQL 127.0.0.1; Redis "
-          f"broker; wrk, {args.duration:g} s per run; machine: {os.cpu_count()} CPUs")
+    print(f"\ngunicorn: {workers} sync workers, config/gunicorn.conf.py; PostgreSQL 127.0.0.1; "
+          f"Redis broker; wrk, {args.duration:g} s per run; machine: {os.cpu_count()} CPUs")
     print("timed request: POST /report (full submission); the form fetch is NOT included\n")
     header = (f"{'':18} {'conc':>4} {'req':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
               f"{'p99 ms':>7} {'max ms':>7} {'errors':>6} {'CPU ms/req':>10} {'PG ms/req':>9}")

@@ -27,7 +27,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": "tipline",
-        "task_queues": (Queue("tipline"), Queue(URGENT_QUEUE)),
+        # Each queue bound under its own routing key: with one key for both, every task
+        # would be delivered to both queues.
+        "task_queues": (Queue("tipline", routing_key="tipline"),
+                        Queue(URGENT_QUEUE, routing_key=URGENT_QUEUE)),
         "task_routes": {
             "tipline.escalate": {"queue": URGENT_QUEUE},
             "tipline.sweep": {"queue": URGENT_QUEUE},

@@ -280,3 +280,21 @@ def test_sign_out_everywhere_ends_the_trust_of_every_browser(
     user.locked_until = utcnow() + accounts.LOCK_FOR
     db_session.flush()
     assert _password_step(client, user.email, password).status_code == 401
+
+
+def test_a_code_taken_by_a_concurrent_sign_in_is_refused(db_session: Session, admin: Any) -> None:
+    """Two requests racing with the same code both read the old last step; the step is
+    claimed in the database, so only one of them gets in."""
+    from sqlalchemy import update
+
+    from tipline.accounts import totp
+
+    user, _password, secret = admin
+    now = utcnow()
+    code = current_code(secret, now)
+    db_session.execute(update(StaffUser).where(StaffUser.id == user.id)
+                       .values(totp_last_step=totp.current_step(now))
+                       .execution_options(synchronize_session=False))
+    assert user.totp_last_step is None  # what the slower request read before the other won
+    with pytest.raises(accounts.SignInRefused):
+        accounts.check_code(user, code, now)

@@ -160,6 +160,8 @@ SELF_HARM_WORDING = [
     ("he keeps talking about shooting himself", "en"),
     ("she said she is hanging herself tonight", "en"),
     ("I keep thinking about stabbing myself", "en"),
+    # the harmless "die of laughing" phrase once swallowed "die from" of any kind
+    ("I just want to die from all of this", "en"),
 ]
 
 

@@ -254,3 +254,33 @@ def test_the_last_channel_is_never_given_up_on_a_transient_error(db_session, vau
     up = RecordingSender()
     assert deliver_alert(db_session, dl_id, _senders(email=up), utcnow(), queue).outcome == "sent"
     assert len(up.sent) == 1
+
+
+def test_the_sweep_does_not_multiply_a_backlog(db_session, vault, queue, demo_directory):
+    from tipline.routing.services import sweep
+
+    r = route(db_session, vault, queue, [StepSpec(("slps-roosevelt-counselor",))])
+    [dl_id] = queued_deliveries(queue)
+    grace = timedelta(seconds=20)
+
+    def resent(after: float) -> int:
+        before = len(queued_deliveries(queue))
+        sweep(db_session, queue, r.now + timedelta(seconds=after), grace)
+        return len(queued_deliveries(queue)) - before
+
+    # Still queued behind a backlog: re-sent after the grace period, then only after waits
+    # that double with its age, not on every run.
+    assert [resent(t) for t in (10, 25, 30, 40, 45, 50, 60, 100)] == [0, 1, 0, 0, 0, 1, 0, 1]
+    [dl] = deliveries(db_session, r.tip_id)
+    assert dl.status == "pending" and dl.id == dl_id
+
+
+def test_the_sweep_stamps_only_what_the_broker_took(db_session, vault, queue, demo_directory):
+    from tipline.routing.services import sweep
+
+    r = route(db_session, vault, queue, [StepSpec(("slps-roosevelt-counselor",))])
+    grace = timedelta(seconds=20)
+    queue.fail = True  # broker still down: nothing stamped, so the next run tries again
+    assert sweep(db_session, queue, r.now + timedelta(seconds=25), grace).deliveries_resent == 0
+    queue.fail = False
+    assert sweep(db_session, queue, r.now + timedelta(seconds=27), grace).deliveries_resent == 1

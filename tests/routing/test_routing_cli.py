@@ -142,3 +142,15 @@ def test_explain_without_school_shows_the_fallback(cli_env):
     assert "  step 1  cty-oncall (district_oncall) via sms, voice, email: fallback: the tip " \
            "names no school in stlco-demo" in res.output
     assert "repeat every 2m until acknowledged" in res.output
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(cli_env, tmp_path):
+    env, url = cli_env
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes(POLICY_FILE.read_text(encoding="utf-8").replace(
+        "policy: St. Louis demo policy", "policy: Política").encode("latin-1", "replace"))
+    for command in ("check", "load"):
+        res = CliRunner().invoke(main, ["policy", command, str(latin)], env=env)
+        assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+        assert "latin1.yaml: not UTF-8 text" in res.output
+    assert count(url, RoutingPolicy) == 0

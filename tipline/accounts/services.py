@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, object_session
 
 from tipline.accounts import totp
 from tipline.accounts.models import Role, StaffUser
 from tipline.crypto import Vault
+from tipline.db import rowcount
 from tipline.directory.models import District, School
 from tipline.tips.models import DataKey
 
@@ -195,13 +196,29 @@ def check_code(user: StaffUser, code: str, now: datetime, *, trusted: bool = Fal
         raise SignInRefused
     secret = user.totp_secret
     step = None if secret is None else totp.matching_step(secret, code, now, user.totp_last_step)
-    if step is None:
+    if step is None or not _claim_step(user, step):
         _failed(user, now)
         raise SignInRefused
     user.totp_last_step = step
     user.totp_confirmed = True
     user.failed_logins = 0
     user.last_login_at = now
+
+
+def _claim_step(user: StaffUser, step: int) -> bool:
+    """Record ``step`` as used in the database itself (compare-and-set), so two requests racing
+    with the same code, each having read the old last step, cannot both succeed."""
+    session = object_session(user)
+    if session is None or user.id is None:
+        return True
+    claimed = session.execute(
+        update(StaffUser)
+        .where(StaffUser.id == user.id,
+               or_(StaffUser.totp_last_step.is_(None), StaffUser.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(claimed) == 1
 
 
 def sign_out_everywhere(user: StaffUser) -> None:

@@ -49,6 +49,15 @@ def _session() -> Iterator[Session]:
             db.dispose()
 
 
+def _read(path: Path) -> str:
+    """The file's text; a file that is not UTF-8 is a policy error, not a traceback."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        _fail([f"{path.name}: not UTF-8 text (byte {exc.start}); save it as UTF-8"])
+        raise  # pragma: no cover - _fail exits
+
+
 def _fail(errors: list[str]) -> None:
     for line in errors:
         click.echo(line, err=True)
@@ -67,7 +76,7 @@ def policy_group() -> None:
               help="Check the file alone, without the database's directory.")
 def policy_check(path: Path, no_directory: bool) -> None:
     """Validate a policy file; every problem is printed with its line. Changes nothing."""
-    text = path.read_text(encoding="utf-8")
+    text = _read(path)
     try:
         policy = parse_policy(text, path.name)
         warnings: list[str] = []
@@ -90,7 +99,7 @@ def policy_check(path: Path, no_directory: bool) -> None:
               help="Who loads it (kept with the version).")
 def policy_load(path: Path, loaded_by: str) -> None:
     """Validate a policy file and make it the active policy (a new version)."""
-    text = path.read_text(encoding="utf-8")
+    text = _read(path)
     try:
         with _session() as session:
             row = load_policy(session, text, path.name, loaded_by)

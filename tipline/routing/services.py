@@ -572,20 +572,36 @@ class SweepResult:
     deliveries_unstuck: int
 
 
+# The sweep re-sends a pending item again only after a wait that doubles with its age (but at
+# most this long): in a surge, tasks wait in the broker longer than the grace period, and
+# re-sending every queued item on every run would multiply the backlog it is waiting behind.
+MAX_RESEND_SPACING = timedelta(minutes=5)
+
+
+def _due_again(now: datetime, created: datetime, last_sent: datetime, grace: timedelta) -> bool:
+    spacing = min(max(grace, (now - created) / 2), MAX_RESEND_SPACING)
+    return now - last_sent >= spacing
+
+
 def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) -> SweepResult:
     """Re-send routing jobs and deliveries that should have run by now.
 
     Jobs still ``pending`` after ``grace`` were never taken (broker down at intake, or a
     worker died before committing). Deliveries stuck in ``sending`` for ``STALE_SENDING`` had
-    their worker killed mid-send and are put back to ``pending``.
+    their worker killed mid-send and are put back to ``pending``. What was re-sent is stamped
+    (``RoutingJob.enqueued_at``, ``AlertDelivery.updated_at``) and re-sent again only after a
+    wait that doubles with the item's age (``_due_again``), so a backlog is not multiplied.
     """
     cutoff = now - grace
-    job_ids = session.execute(
-        select(RoutingJob.id)
-        .where(RoutingJob.status == JobStatus.PENDING.value, RoutingJob.created_at < cutoff)
+    job_rows = session.execute(
+        select(RoutingJob.id, RoutingJob.created_at, RoutingJob.enqueued_at)
+        .where(RoutingJob.status == JobStatus.PENDING.value, RoutingJob.created_at < cutoff,
+               (RoutingJob.enqueued_at.is_(None)) | (RoutingJob.enqueued_at < cutoff))
         .order_by(RoutingJob.id)
         .limit(1000)
-    ).scalars().all()
+    ).all()
+    job_ids = [j for j, created, sent in job_rows
+               if _due_again(now, created, sent or created, grace)]
     stale = session.execute(
         select(AlertDelivery.id)
         .where(
@@ -608,18 +624,37 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) ->
             reset.append(dl_id)
     unstuck = len(reset)
     session.commit()
-    delivery_ids = list(session.execute(
-        select(AlertDelivery.id)
+    dl_rows = session.execute(
+        select(AlertDelivery.id, AlertDelivery.created_at, AlertDelivery.updated_at)
         .where(
             AlertDelivery.status == DeliveryStatus.PENDING.value,
             AlertDelivery.updated_at < cutoff,
         )
         .order_by(AlertDelivery.id)
         .limit(5000)
-    ).scalars().all())
+    ).all()
+    delivery_ids = [d for d, created, last in dl_rows if _due_again(now, created, last, grace)]
     delivery_ids += [i for i in reset if i not in delivery_ids]  # re-send them at once
-    jobs = sum(1 for j in job_ids if queue.send_routing(j))
-    dels = sum(1 for d in delivery_ids if queue.send_delivery(d))
+    sent_jobs = [j for j in job_ids if queue.send_routing(j)]
+    sent_dls = [d for d in delivery_ids if queue.send_delivery(d)]
+    # Stamp only what the broker took: after an outage, the rest is re-sent on the next run.
+    if sent_jobs:
+        session.execute(
+            update(RoutingJob)
+            .where(RoutingJob.id.in_(sent_jobs), RoutingJob.status == JobStatus.PENDING.value)
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if sent_dls:
+        session.execute(
+            update(AlertDelivery)
+            .where(AlertDelivery.id.in_(sent_dls),
+                   AlertDelivery.status == DeliveryStatus.PENDING.value)
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
+    jobs, dels = len(sent_jobs), len(sent_dls)
     if jobs or dels or unstuck:
         log.info("sweep re-sent %d routing jobs, %d deliveries; unstuck %d", jobs, dels, unstuck)
     return SweepResult(jobs, dels, unstuck or 0)
