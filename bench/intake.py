@@ -329,7 +329,15 @@ def session_for(url: str) -> tuple[str, str]:
     """Fetch the form once: the session cookie and the CSRF token every request reuses."""
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    html = opener.open(url + "/report", timeout=10).read().decode()
+    deadline = time.monotonic() + 60
+    while True:  # workers still importing the app (several at once on a busy machine)
+        try:
+            html = opener.open(url + "/report", timeout=10).read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*'
                       r'name="csrf_token"', html)
     if token is None:

@@ -4,7 +4,23 @@ import os
 
 wsgi_app = "tipline.wsgi:app"
 bind = os.environ.get("TIPLINE_BIND", "0.0.0.0:8080")
-workers = int(os.environ.get("TIPLINE_WEB_WORKERS", "2"))
+
+
+def _default_workers() -> int:
+    """Two sync workers per usable core, plus one (gunicorn's own rule of thumb).
+
+    A sync worker is busy for the whole of a request, including the waits on PostgreSQL (the
+    commit) and Redis; with only one per core the cores idle during those waits while tips
+    queue. Capped, so a container that sees a large host's cores does not start dozens.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return min(2 * cores + 1, 9)
+
+
+workers = int(os.environ.get("TIPLINE_WEB_WORKERS") or _default_workers())
 worker_class = "sync"
 timeout = 30
 graceful_timeout = 20

@@ -316,3 +316,44 @@ def test_sweep_deletes_the_record_of_a_text_without_media(
         ("DELETE", f"{ACCOUNT}/Messages/{sid}.json"),
         ("DELETE", f"{ACCOUNT}/Messages/{stop_sid}.json")]
     assert sweep_and_run(db_session, vault, gateway, queue, seconds=90) == []  # once only
+
+
+def test_twiml_replies_ask_for_a_status_callback_and_their_records_are_deleted(
+        tw_client, db_session, vault, queue, demo_directory) -> None:
+    # Twilio keeps a record of each TwiML reply (to: the texter's number; body: e.g. the school
+    # named). The reply asks for a status callback, which schedules that record's deletion.
+    import xml.etree.ElementTree as ET
+
+    resp = send_sms(tw_client, "fight at vashon")
+    message = ET.fromstring(resp.get_data(as_text=True)).find("Message")  # noqa: S314
+    assert message is not None
+    assert message.get("action") == "https://tips.example.org/twilio/sms/status"
+    assert message.get("method") == "POST"
+    reply_sid = new_sid("SM")
+    params = webhook_example("sms_status_callback", MessageSid=reply_sid, SmsSid=reply_sid,
+                             MessageStatus="delivered")
+    assert signed_post(tw_client, "/twilio/sms/status", params).status_code == 204
+    task = db_session.execute(select(TelephonyTask).where(TelephonyTask.sid == reply_sid)
+                              ).scalar_one()
+    assert task.kind == TaskKind.MESSAGE
+    fake = FakeTwilioGateway()
+    assert media.run_task(db_session, vault, fake, queue, task.id, utcnow()) == "done"
+    assert fake.deleted == [("message", reply_sid)]
+
+
+def test_relay_that_keeps_failing_is_given_up_and_marked_failed(
+        tw_client, db_session, demo_directory) -> None:
+    # A transient failure retries (Celery, then the sweep) but not forever: once the reply is
+    # older than RELAY_GIVE_UP_AFTER, the next failure marks it failed for staff to see.
+    send_sms(tw_client, "fight at vashon")
+    tip = db_session.execute(select(Tip)).scalar_one()
+    msg = staff_reply(db_session, tip, "Are you safe?")
+    fake = FakeTwilioGateway()
+    fake.fail_next = TwilioTransientError("down")
+    with pytest.raises(media.RetryLater):
+        media.relay_sms(db_session, fake, msg.id, utcnow() + timedelta(minutes=30))
+    fake.fail_next = TwilioTransientError("still down")
+    later = utcnow() + media.RELAY_GIVE_UP_AFTER + timedelta(minutes=1)
+    assert media.relay_sms(db_session, fake, msg.id, later) == "failed"
+    db_session.refresh(msg)
+    assert msg.relay_status == "failed" and fake.sent == []

@@ -42,6 +42,12 @@ def test_sms_when_the_database_is_down_says_where_to_get_help(dead_db_client, qu
     assert queue.sent == []
 
 
+def test_spanish_sms_when_the_database_is_down_is_answered_in_spanish(dead_db_client) -> None:
+    text = reply_text(send_sms(dead_db_client, "hay una pistola en la escuela de mi amigo"))
+    assert text is not None
+    assert "no pudimos guardar" in text and "911" in text and "988" in text
+
+
 def test_voice_when_the_database_is_down_says_where_to_get_help(dead_db_client) -> None:
     params = voice_params("voice_record_action", new_sid("CA"), RecordingSid=new_sid("RE"))
     root = twiml(signed_post(dead_db_client, "/twilio/voice/recorded", params))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from tests.telephony.helpers import (
@@ -186,11 +187,13 @@ def test_absent_recording_stores_nothing(tw_client, db_session) -> None:
     assert counts(db_session) == before
 
 
-def test_record_action_without_recording_says_goodbye(tw_client, db_session) -> None:
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_record_action_without_recording_says_goodbye_with_911_and_988(
+        tw_client, db_session, lang) -> None:
     params = voice_params("voice_record_action", new_sid("CA"))
     params.pop("RecordingSid")
-    root = twiml(signed_post(tw_client, "/twilio/voice/recorded", params))
-    assert "9 1 1" in said(root)
+    root = twiml(signed_post(tw_client, f"/twilio/voice/recorded?lang={lang}", params))
+    assert "9 1 1" in said(root) and "9 8 8" in said(root)
     assert count(db_session, Tip) == 0
 
 

@@ -41,6 +41,10 @@ MAX_ATTEMPTS = 12
 # 404 for a short while. Treat that as "not yet" this many times before giving up.
 NOT_READY_ATTEMPTS = 6
 MAX_BACKOFF = timedelta(hours=1)
+# A staff reply still not relayed this long after it was written is marked failed at its next
+# failed attempt, so staff see it did not go out (Celery's retries and the sweep would
+# otherwise keep it "pending" for as long as the failure lasts).
+RELAY_GIVE_UP_AFTER = timedelta(hours=1)
 
 
 class RetryLater(Exception):
@@ -258,6 +262,8 @@ def relay_sms(session: Session, gateway: TwilioGateway, message_id: int, now: da
     except TwilioPermanentError as exc:
         return _relay_failed(session, message, str(exc))
     except TwilioError as exc:
+        if message.created_at < now - RELAY_GIVE_UP_AFTER:
+            return _relay_failed(session, message, f"gave up retrying: {exc}")
         session.rollback()
         log.warning("relay of message %s failed for now: %s", message_id, exc)
         raise RetryLater(str(exc)) from None

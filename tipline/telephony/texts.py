@@ -132,7 +132,7 @@ _VOICE = {
                   "After the tone, say what is happening, which school, and when. "
                   "Press the pound key or hang up when you are done.",
         "nothing": "We did not hear a message. Please call again when you are ready. "
-                   "In an emergency, call 9 1 1. Goodbye.",
+                   "In an emergency, call 9 1 1. For a crisis, call or text 9 8 8. Goodbye.",
         "received": "Thank you. Your message was received and will be sent to the people "
                     "who can help.",
         "code": "Your tip code is",
@@ -154,7 +154,8 @@ _VOICE = {
                   "diga qué está pasando, en qué escuela y cuándo. Oprima la tecla de numeral "
                   "o cuelgue cuando termine.",
         "nothing": "No escuchamos un mensaje. Llame otra vez cuando esté listo. En una "
-                   "emergencia, llame al 9 1 1. Adiós.",
+                   "emergencia, llame al 9 1 1. Para una crisis, llame o envíe un texto al 9 8 8. "
+                   "Adiós.",
         "received": "Gracias. Recibimos su mensaje y lo enviaremos a las personas que pueden "
                     "ayudar.",
         "code": "Su código de aviso es",

@@ -21,8 +21,15 @@ from tipline.intake.services import IntakeError
 from tipline.telephony import texts, voice
 from tipline.telephony.models import TaskKind
 from tipline.telephony.signature import twilio_signed
-from tipline.telephony.sms import InboundSms, handle_inbound_sms, parse_media, staff_handler
+from tipline.telephony.sms import (
+    InboundSms,
+    detect_language,
+    handle_inbound_sms,
+    parse_media,
+    staff_handler,
+)
 from tipline.telephony.store import add_task, first_time
+from tipline.telephony.tasks import status_callback_url
 from tipline.tips.models import Message
 from tipline.web import db_session, services
 
@@ -47,9 +54,12 @@ def _xml(body: str, status: int = 200) -> Response:
 
 
 def _sms_twiml(text: str | None) -> Response:
+    """The reply as TwiML. ``action`` asks Twilio for the reply's status callback: Twilio's
+    record of it holds the texter's number (and e.g. the school named), and ``sms_status``
+    deletes it once final, as for relayed staff replies."""
     resp = MessagingResponse()
     if text:
-        resp.message(text)
+        resp.message(text, action=status_callback_url(services()), method="POST")
     return _xml(str(resp))
 
 
@@ -93,7 +103,7 @@ def sms() -> Any:
         session.rollback()
         log.error("SMS webhook could not store a message (%s)", type(exc).__name__)
         hotlines = "; ".join(f"{name}: {line}" for name, line in last_known_hotlines())
-        sorry = texts.sms("unavailable", "en")
+        sorry = texts.sms("unavailable", detect_language(inbound.body))
         return _sms_twiml(f"{sorry} {hotlines}" if hotlines else sorry)
     return _sms_twiml(reply.text)
 
@@ -101,7 +111,8 @@ def sms() -> Any:
 @bp.post("/sms/status")
 @twilio_signed
 def sms_status() -> Any:
-    """Status of a relayed staff reply: mark failures; delete the record once final."""
+    """Status of a relayed staff reply or a TwiML reply: mark relay failures; delete the
+    record once final."""
     sid, status = _form("MessageSid"), _form("MessageStatus").lower()
     if not sid or status not in FINAL_STATUSES:
         return _empty()
