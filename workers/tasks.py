@@ -43,10 +43,28 @@ def run_deliver_alert(delivery_id: int) -> routing.DeliveryResult:
 
 def run_sweep() -> routing.SweepResult:
     svc = _svc()
+    backlog = broker_backlog(svc)
     with svc.db.sessions() as session:
         return routing.sweep(
-            session, svc.queue, utcnow(), timedelta(seconds=svc.settings.sweep_grace_seconds)
+            session, svc.queue, utcnow(), timedelta(seconds=svc.settings.sweep_grace_seconds),
+            backlog=backlog,
         )
+
+
+def broker_backlog(svc: Services) -> int | None:
+    """How many tasks wait in the main queue, when the broker is Redis (else None).
+
+    In a surge the sweep must not re-send what is merely waiting in line (see
+    ``routing.sweep``); a broker that cannot be asked is treated as having no backlog.
+    """
+    if svc.celery is None or not svc.settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    try:
+        with svc.celery.connection_for_read() as conn:
+            return int(conn.default_channel.client.llen(svc.celery.conf.task_default_queue))
+    except Exception as exc:  # broker down: the sweep's publishes will fail and retry later
+        log.info("could not read the broker's queue length (%s)", type(exc).__name__)
+        return None
 
 
 def run_purge() -> Any:

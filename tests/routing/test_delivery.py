@@ -284,3 +284,15 @@ def test_the_sweep_stamps_only_what_the_broker_took(db_session, vault, queue, de
     assert sweep(db_session, queue, r.now + timedelta(seconds=25), grace).deliveries_resent == 0
     queue.fail = False
     assert sweep(db_session, queue, r.now + timedelta(seconds=27), grace).deliveries_resent == 1
+
+
+def test_the_sweep_waits_longer_while_the_broker_has_a_backlog(db_session, vault, queue,
+                                                               demo_directory):
+    from tipline.routing.services import MAX_RESEND_SPACING, sweep
+
+    r = route(db_session, vault, queue, [StepSpec(("slps-roosevelt-counselor",))])
+    grace = timedelta(seconds=20)
+    at = r.now + timedelta(seconds=60)
+    assert sweep(db_session, queue, at, grace, backlog=500).deliveries_resent == 0
+    later = r.now + MAX_RESEND_SPACING + timedelta(seconds=1)
+    assert sweep(db_session, queue, later, grace, backlog=500).deliveries_resent == 1

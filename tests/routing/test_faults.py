@@ -316,3 +316,24 @@ def test_escalation_deadline_passed_while_no_worker_ran(world: World) -> None:
     assert _sms_to(w.stub, oncall, ref) == 1
     assert n_dl == len(steps)
     assert took < 30, took  # worker start-up plus at most one escalation interval
+
+
+def test_the_sweep_holds_back_while_the_broker_has_a_backlog(tmp_path: Path) -> None:
+    from tipline.context import Services
+    from workers.tasks import broker_backlog
+
+    redis, port = start_redis(tmp_path)
+    try:
+        settings = Settings(mode="test", broker_url=f"redis://127.0.0.1:{port}/0")
+        celery = build_celery(settings)
+        svc = Services(settings=settings, db=None, vault=None, queue=None,  # type: ignore[arg-type]
+                       celery=celery)
+        assert broker_backlog(svc) == 0
+        queue = CeleryQueue(celery, 1.0)
+        for n in range(3):
+            assert queue.send_delivery(10_000 + n)
+        assert queue.send_task("tipline.escalate")  # the urgent queue does not count
+        assert broker_backlog(svc) == 3
+    finally:
+        redis.stop()
+    assert broker_backlog(svc) is None  # broker gone: no answer, not an error

@@ -357,3 +357,56 @@ def test_relay_that_keeps_failing_is_given_up_and_marked_failed(
     assert media.relay_sms(db_session, fake, msg.id, later) == "failed"
     db_session.refresh(msg)
     assert msg.relay_status == "failed" and fake.sent == []
+
+
+def test_call_record_is_deleted_at_twilio_once_the_call_must_be_over(
+        tw_client, db_session, vault, queue, demo_directory) -> None:
+    # Twilio's call record holds the caller's number; our tip holds its CallSid.
+    from twilio.http.response import Response
+
+    from tests.telephony.helpers import voice_params
+
+    call = new_sid("CA")
+    params = voice_params("voice_record_action", call, RecordingSid=new_sid("RE"))
+    assert signed_post(tw_client, "/twilio/voice/recorded?lang=en", params).status_code == 200
+    assert signed_post(tw_client, "/twilio/voice/recorded?lang=en", params).status_code == 200
+
+    def call_tasks(minutes_later: float) -> list[TelephonyTask]:
+        media.sweep(db_session, queue, utcnow() + timedelta(minutes=minutes_later),
+                    timedelta(seconds=20))
+        return list(db_session.execute(select(TelephonyTask).where(
+            TelephonyTask.kind == TaskKind.CALL)).scalars())
+
+    assert call_tasks(10) == []  # the caller may still be on the line
+    over = media.CALLS_OVER_AFTER.total_seconds() / 60 + 1
+    tasks = call_tasks(over)
+    assert [t.sid for t in tasks] == [call]
+    assert call_tasks(over + 5) == tasks  # scheduled once
+    http = RecordingHttpClient()
+    http.canned.append(Response(204, ""))
+    rest = RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER,
+                             http_client=http)
+    assert media.run_task(db_session, vault, rest, queue, tasks[0].id, utcnow()) == "done"
+    assert [(r.method, r.path) for r in http.sent] == [
+        ("DELETE", f"{ACCOUNT}/Calls/{call}.json")]
+
+
+def test_reply_that_stays_sent_is_deleted_later_and_final_status_only_once(
+        tw_client, db_session, vault, queue, demo_directory) -> None:
+    # A carrier that never reports delivery leaves the reply "sent": its record still goes.
+    stuck, delivered = new_sid("SM"), new_sid("SM")
+    for sid, statuses in ((stuck, ["sent"]), (delivered, ["sent", "delivered", "delivered"])):
+        for status in statuses:
+            params = webhook_example("sms_status_callback", MessageSid=sid, SmsSid=sid,
+                                     MessageStatus=status)
+            assert signed_post(tw_client, "/twilio/sms/status", params).status_code == 204
+
+    def message_tasks(later: timedelta) -> list[str]:
+        media.sweep(db_session, queue, utcnow() + later, timedelta(seconds=20))
+        return sorted(db_session.execute(select(TelephonyTask.sid).where(
+            TelephonyTask.kind == TaskKind.MESSAGE)).scalars())
+
+    assert message_tasks(timedelta(minutes=5)) == [delivered]
+    later = media.SENT_IS_FINAL_AFTER + timedelta(minutes=1)
+    assert message_tasks(later) == sorted([stuck, delivered])
+    assert message_tasks(later + timedelta(minutes=5)) == sorted([stuck, delivered])

@@ -89,3 +89,33 @@ def test_sms_with_redis_down_commits_answers_fast_and_the_sweep_resends(
     task = db_session.execute(select(TelephonyTask)).scalar_one()
     assert task.status == TaskStatus.PENDING
     assert ("tipline.telephony_task", (task.id,)) in later.sent
+
+
+def test_unexpected_error_still_gives_texter_911_988_and_logs_no_number(
+        tw_client, db_session, caplog, monkeypatch) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("bug while handling +13145550188")
+
+    monkeypatch.setattr("tipline.telephony.views.handle_inbound_sms", broken)
+    resp = send_sms(tw_client, "someone has a gun at roosevelt", frm="+13145550188")
+    text = reply_text(resp)
+    assert text is not None and "911" in text and "988" in text
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "RuntimeError" in logged and "5550188" not in logged
+    assert db_session.execute(select(Tip)).first() is None
+
+
+def test_unexpected_error_still_gives_caller_911_988(tw_client, monkeypatch) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("tipline.telephony.voice.ensure_voice_tip", broken)
+    params = voice_params("voice_record_action", new_sid("CA"), RecordingSid=new_sid("RE"))
+    root = twiml(signed_post(tw_client, "/twilio/voice/recorded?lang=es", params))
+    assert "9 1 1" in said(root) and "9 8 8" in said(root) and "Lo sentimos" in said(root)
+    # Twilio's own callbacks get a plain 500 (no TwiML to speak), and bad signatures still 403.
+    status = signed_post(tw_client, "/twilio/voice/recording-status", {
+        "CallSid": new_sid("CA"), "RecordingSid": new_sid("RE"), "RecordingStatus": "completed",
+        "RecordingUrl": "https://api.twilio.com/x"})
+    assert status.status_code == 500
+    assert tw_client.post("/twilio/voice/recorded", data=params).status_code == 403

@@ -85,3 +85,30 @@ def test_query_string_is_part_of_the_signed_url(tw_client, db_session) -> None:
     sig = sign("https://tips.example.org/twilio/voice/recorded", params, TEST_AUTH_TOKEN)
     resp = tw_client.post(path, data=params, headers={"X-Twilio-Signature": sig})
     assert resp.status_code == 403
+
+
+def test_oversized_webhook_bodies_are_refused_before_anything_is_stored(
+        tw_client, db_session, demo_directory) -> None:
+    from tipline.telephony.views import MAX_WEBHOOK_BYTES
+
+    before = counts(db_session)
+    big = sms_params("x" * MAX_WEBHOOK_BYTES)  # signed like Twilio, but no text is this long
+    assert signed_post(tw_client, "/twilio/sms", big).status_code == 413
+    forged = tw_client.post("/twilio/voice", data={"CallSid": "x" * MAX_WEBHOOK_BYTES},
+                            headers={"X-Twilio-Signature": "forged"})
+    assert forged.status_code == 413  # refused before the form is parsed for the check
+    assert counts(db_session) == before
+    assert signed_post(tw_client, "/twilio/sms", sms_params("k" * 1600)).status_code == 200
+
+
+def test_every_telephony_route_refuses_an_unsigned_request(tw_app, tw_client,
+                                                           db_session) -> None:
+    # Catches a route added later without ``twilio_signed`` (ROUTES above is a hand list).
+    rules = [r for r in tw_app.url_map.iter_rules() if r.endpoint.startswith("telephony.")]
+    assert {r.rule for r in rules} >= {path for path, _ in ROUTES}
+    before = counts(db_session)
+    for rule in rules:
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            resp = tw_client.open(rule.rule, method=method, data={"From": "+13145550188"})
+            assert resp.status_code == 403, (rule.rule, method)
+    assert counts(db_session) == before

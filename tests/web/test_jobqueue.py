@@ -25,9 +25,18 @@ def celery_app() -> Iterator[Celery]:
     app = build_celery(Settings(mode="test", broker_url=REDIS_URL, database_url="sqlite://"))
     app.conf.task_default_queue = f"tipline-test-{uuid.uuid4().hex}"
     yield app
-    client = redis.Redis.from_url(REDIS_URL)
-    client.delete(app.conf.task_default_queue, f"_kombu.binding.{app.conf.task_default_queue}")
+    _forget(app.conf.task_default_queue)
     app.close()
+
+
+def _forget(name: str) -> None:
+    """Delete the test's queues and the bindings kombu declared for them."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(name, f"{name}.urgent")
+    for key in client.scan_iter("_kombu.binding.*"):
+        for member in client.smembers(key):
+            if name.encode() in member:
+                client.srem(key, member)
 
 
 def _stored(app: Celery) -> list[dict[str, Any]]:
@@ -113,3 +122,36 @@ def test_queue_for_picks_by_broker() -> None:
                                                     database_url="sqlite://")), RedisTaskQueue)
     assert isinstance(queue_for(fs_app, Settings(mode="test", broker_url="memory://",
                                                  database_url="sqlite://")), CeleryQueue)
+
+
+def test_a_connection_dropped_by_redis_is_replaced_on_the_next_send(celery_app: Celery) -> None:
+    """As after a Redis restart: the kept connection is dead; the next send reconnects."""
+    fast = RedisTaskQueue(celery_app)
+    fast.send_routing(1)
+    assert fast.send_routing(2)
+    client_id = fast._client.client_id()
+    redis.Redis.from_url(REDIS_URL).client_kill_filter(_id=client_id)
+    assert fast.send_routing(3)
+    assert fast._client.client_id() != client_id
+    assert [json.loads(base64.b64decode(m["body"]))[0] for m in _stored(celery_app)] == \
+        [[1], [2], [3]]
+
+
+def test_a_task_routed_to_another_queue_goes_where_celery_sends_it() -> None:
+    app = build_celery(Settings(mode="test", broker_url=REDIS_URL, database_url="sqlite://"))
+    name = f"tipline-test-{uuid.uuid4().hex}"
+    app.conf.task_default_queue = name
+    app.conf.task_routes = {"tipline.escalate": {"queue": f"{name}.urgent"}}
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        CeleryQueue(app).send_task("tipline.escalate")
+        fast = RedisTaskQueue(app)
+        fast.send_task("tipline.escalate")
+        fast.send_task("tipline.escalate")
+        stored = [json.loads(m) for m in reversed(client.lrange(f"{name}.urgent", 0, -1))]
+        assert len(stored) == 3 and client.llen(name) == 0
+        assert _without_ids(stored[2]) == _without_ids(stored[0])
+        assert stored[2]["properties"]["delivery_info"]["routing_key"] == f"{name}.urgent"
+    finally:
+        _forget(name)
+        app.close()

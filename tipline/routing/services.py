@@ -583,7 +583,8 @@ def _due_again(now: datetime, created: datetime, last_sent: datetime, grace: tim
     return now - last_sent >= spacing
 
 
-def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) -> SweepResult:
+def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
+          backlog: int | None = None) -> SweepResult:
     """Re-send routing jobs and deliveries that should have run by now.
 
     Jobs still ``pending`` after ``grace`` were never taken (broker down at intake, or a
@@ -591,7 +592,11 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta) ->
     their worker killed mid-send and are put back to ``pending``. What was re-sent is stamped
     (``RoutingJob.enqueued_at``, ``AlertDelivery.updated_at``) and re-sent again only after a
     wait that doubles with the item's age (``_due_again``), so a backlog is not multiplied.
+    ``backlog``: tasks waiting in the broker, when the caller can tell; while there are some,
+    pending items are most likely among them and are re-sent only after ``MAX_RESEND_SPACING``.
     """
+    if backlog:
+        grace = max(grace, MAX_RESEND_SPACING)
     cutoff = now - grace
     job_rows = session.execute(
         select(RoutingJob.id, RoutingJob.created_at, RoutingJob.enqueued_at)

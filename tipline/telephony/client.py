@@ -63,6 +63,10 @@ class TwilioGateway(Protocol):
         """Place a call from the tip line's number; return the Call SID."""
         ...
 
+    def delete_call(self, sid: str) -> None:
+        """Delete Twilio's record of a finished call (already gone counts as done)."""
+        ...
+
     def redact_message(self, sid: str) -> None:
         """Blank the body Twilio keeps for a message."""
         ...
@@ -218,6 +222,9 @@ class RestTwilioGateway:
             url = urlunsplit(parts._replace(path=parts.path + ".mp3"))
         return self._download(url, "fetch_recording")
 
+    def delete_call(self, sid: str) -> None:
+        self._delete(lambda: self.client.calls(sid).delete(), "delete_call")
+
     def delete_recording(self, sid: str) -> None:
         self._delete(lambda: self.client.recordings(sid).delete(), "delete_recording")
 
@@ -309,6 +316,10 @@ class FakeTwilioGateway:
         self.calls.append({"sid": sid, "to": to, "from": self.from_number, "url": url,
                            "twiml": twiml, "status_callback": status_callback})
         return sid
+
+    def delete_call(self, sid: str) -> None:
+        self._maybe_fail()
+        self.deleted.append(("call", sid))
 
     def redact_message(self, sid: str) -> None:
         self._maybe_fail()

@@ -30,7 +30,7 @@ from tipline.telephony.models import (
     TelephonyTask,
 )
 from tipline.telephony.sms import erase_number
-from tipline.telephony.store import TASK_NAME, add_task
+from tipline.telephony.store import TASK_NAME, add_task, first_time
 from tipline.tips.models import Attachment, Message, Status, Tip
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ MAX_BACKOFF = timedelta(hours=1)
 # failed attempt, so staff see it did not go out (Celery's retries and the sweep would
 # otherwise keep it "pending" for as long as the failure lasts).
 RELAY_GIVE_UP_AFTER = timedelta(hours=1)
+# Longest a call can last: greeting and menu, the longest recording allowed
+# (``record_twiml`` caps it at an hour), the tip code. Its record is deleted after that.
+CALLS_OVER_AFTER = timedelta(hours=1, minutes=30)
 
 
 class RetryLater(Exception):
@@ -96,6 +99,8 @@ def run_task(session: Session, vault: Vault, gateway: TwilioGateway, queue: JobQ
             _recording(session, gateway, task)
         elif task.kind == TaskKind.TRANSCRIPTION:
             gateway.delete_transcription(task.sid)
+        elif task.kind == TaskKind.CALL:
+            gateway.delete_call(task.sid)
         else:
             raise TwilioPermanentError(f"unknown task kind {task.kind!r}")
     except TwilioPermanentError as exc:
@@ -281,6 +286,33 @@ def _relay_failed(session: Session, message: Message, why: str) -> str:
     return "failed"
 
 
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
+# Some carriers never report delivery: a message can stay "sent" for good. Its record is
+# deleted this long after that status, unless a final status came first.
+SENT_IS_FINAL_AFTER = timedelta(hours=6)
+
+
+def take_sms_status(session: Session, queue: JobQueue, sid: str, status: str,
+                    error_code: str | None) -> None:
+    """An outbound message's status callback (a relayed staff reply or a TwiML reply): mark a
+    relay that did not arrive failed, and have Twilio's record of the message (the reporter's
+    number, our wording) deleted once its status is final. Does not commit."""
+    if status == "sent":  # maybe final: ``sweep`` deletes it later if nothing final came
+        first_time(session, f"sent:{sid}", "sent")
+        return
+    if status not in FINAL_STATUSES or not first_time(session, f"smsst:{sid}:{status}",
+                                                       "sms_status"):
+        return
+    message = session.execute(
+        select(Message).where(Message.external_id == sid)).scalar_one_or_none()
+    if message is not None and status in ("undelivered", "failed"):
+        message.relay_status = "failed"
+        log.warning("relayed reply %s was %s (Twilio error %s)", message.id, status,
+                    error_code or "-")
+    add_task(session, queue, kind=TaskKind.MESSAGE, sid=sid,
+             tip_id=message.tip_id if message else None)
+
+
 # -- the sweep ---------------------------------------------------------------------------------
 
 
@@ -297,8 +329,10 @@ def _backoff(attempts: int, grace: timedelta) -> timedelta:
 
 
 def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta, *,
-          conversation_days: int = 30, keep_events: timedelta = timedelta(days=7)) -> SweepResult:
-    """Re-send pending Twilio work and relays; erase numbers of closed or idle conversations;
+          conversation_days: int = 30, keep_events: timedelta = timedelta(days=7),
+          calls_over_after: timedelta = CALLS_OVER_AFTER) -> SweepResult:
+    """Re-send pending Twilio work and relays; schedule deletion of Twilio's records of texts
+    and of calls that must be over by now; erase numbers of closed or idle conversations;
     give up on tasks that failed too often. Commits."""
     pending = session.execute(
         select(TelephonyTask).where(TelephonyTask.status == TaskStatus.PENDING,
@@ -322,6 +356,9 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta, *,
         after_commit(session, queue.send_task, TASK_NAME, task.id)
         sent_tasks += 1
     scheduled = schedule_message_deletions(session, queue, now - grace)
+    scheduled += schedule_call_deletions(session, queue, now - calls_over_after)
+    scheduled += _schedule_deletions(session, queue, "sent", TaskKind.MESSAGE,
+                                     now - SENT_IS_FINAL_AFTER, 500)
     relay_ids = session.execute(
         select(Message.id).where(Message.author == "staff", Message.channel == "sms",
                                  Message.relay_status == "pending",
@@ -346,16 +383,33 @@ def schedule_message_deletions(session: Session, queue: JobQueue, before: dateti
     (tips, keywords, staff acknowledgements) and costs the webhook nothing. The task waits
     for the message's media, if any, to be taken in first.
     """
-    sid_of_event = func.substr(InboundEvent.key, 5)
-    missing = ~exists().where(TelephonyTask.kind == TaskKind.MESSAGE,
+    return _schedule_deletions(session, queue, "sms", TaskKind.MESSAGE, before, limit)
+
+
+def schedule_call_deletions(session: Session, queue: JobQueue, before: datetime,
+                            limit: int = 500) -> int:
+    """A deletion task for every inbound call answered before ``before`` that has none yet.
+
+    Driven by the ``call:<CallSid>`` rows the voice webhook writes when it answers: Twilio's
+    call record holds the caller's number, and our tip holds the CallSid. ``before`` must be
+    late enough for the call to be over (Twilio refuses to delete a call in progress).
+    """
+    return _schedule_deletions(session, queue, "call", TaskKind.CALL, before, limit)
+
+
+def _schedule_deletions(session: Session, queue: JobQueue, event_kind: str, task_kind: str,
+                        before: datetime, limit: int) -> int:
+    prefix = f"{event_kind}:"
+    sid_of_event = func.substr(InboundEvent.key, len(prefix) + 1)
+    missing = ~exists().where(TelephonyTask.kind == task_kind,
                               TelephonyTask.sid == sid_of_event)
     keys = session.execute(
-        select(InboundEvent.key).where(InboundEvent.kind == "sms",
+        select(InboundEvent.key).where(InboundEvent.kind == event_kind,
                                        InboundEvent.created_at < before, missing)
         .order_by(InboundEvent.id).limit(limit)
     ).scalars().all()
     for key in keys:
-        add_task(session, queue, kind=TaskKind.MESSAGE, sid=key[len("sms:"):])
+        add_task(session, queue, kind=task_kind, sid=key[len(prefix):])
     return len(keys)
 
 

@@ -68,6 +68,7 @@ class TaskKind:
     MESSAGE = "message"  # delete (or redact) an inbound message record at Twilio
     RECORDING = "recording"  # fetch a call recording, seal, store; delete it from Twilio
     TRANSCRIPTION = "transcription"  # delete a transcription from Twilio
+    CALL = "call"  # delete a finished call's record at Twilio (it holds the caller's number)
 
 
 class TaskStatus:

@@ -9,17 +9,19 @@ with 911/988, instead of a silent error. Nothing from the request (number, text)
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import SQLAlchemyError
 from twilio.twiml.messaging_response import MessagingResponse
+from werkzeug.exceptions import HTTPException
 
 from tipline.db import utcnow
 from tipline.intake.directory_view import last_known_hotlines
 from tipline.intake.services import IntakeError
 from tipline.telephony import texts, voice
-from tipline.telephony.models import TaskKind
+from tipline.telephony.media import take_sms_status
 from tipline.telephony.signature import twilio_signed
 from tipline.telephony.sms import (
     InboundSms,
@@ -28,9 +30,7 @@ from tipline.telephony.sms import (
     parse_media,
     staff_handler,
 )
-from tipline.telephony.store import add_task, first_time
 from tipline.telephony.tasks import status_callback_url
-from tipline.tips.models import Message
 from tipline.web import db_session, services
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("telephony", __name__, url_prefix="/twilio")
 
 XML = "text/xml; charset=utf-8"
-FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
 
 
 def register(app: Flask) -> None:
@@ -47,6 +46,46 @@ def register(app: Flask) -> None:
 
     csrf.exempt(bp)
     app.register_blueprint(bp)
+
+
+# Twilio's webhook bodies are a few KB (a text is at most 1600 characters; Add-on results
+# add some). The app-wide limit is sized for web uploads; a forged request must not make the
+# server parse megabytes before its signature is checked.
+MAX_WEBHOOK_BYTES = 256 * 1024
+
+
+@bp.before_request
+def _limit_request_size() -> None:
+    request.max_content_length = MAX_WEBHOOK_BYTES
+
+
+# Views whose answer is what the reporter reads or hears (the rest are Twilio's callbacks).
+REPORTER_FACING = frozenset({"telephony.sms", "telephony.voice_call", "telephony.voice_language",
+                             "telephony.voice_recorded"})
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Any:
+    """Last resort for a bug or an unforeseen failure: the texter or caller still gets the
+    911/988 guidance instead of Twilio's generic "application error". Logged by type and
+    code location only: an exception's message may quote the request (a number, a tip)."""
+    if isinstance(exc, HTTPException):  # 403 from the signature check, 413, ...
+        return exc
+    where = " < ".join(f"{frame.filename}:{frame.lineno} {frame.name}"
+                       for frame in reversed(traceback.extract_tb(exc.__traceback__)[-4:]))
+    log.error("unexpected %s in %s at %s", type(exc).__name__, request.endpoint, where)
+    if request.endpoint == "telephony.sms":
+        return _sms_unavailable(detect_language(request.form.get("Body") or ""))
+    if request.endpoint in REPORTER_FACING:
+        return _xml(voice.unavailable_twiml(texts.lang(request.args.get("lang"))))
+    return Response(status=500)
+
+
+def _sms_unavailable(language: str) -> Response:
+    """Nothing could be stored: say so, with 911/988 and the other hotlines."""
+    hotlines = "; ".join(f"{name}: {line}" for name, line in last_known_hotlines())
+    sorry = texts.sms("unavailable", language)
+    return _sms_twiml(f"{sorry} {hotlines}" if hotlines else sorry)
 
 
 def _xml(body: str, status: int = 200) -> Response:
@@ -102,31 +141,20 @@ def sms() -> Any:
     except SQLAlchemyError as exc:
         session.rollback()
         log.error("SMS webhook could not store a message (%s)", type(exc).__name__)
-        hotlines = "; ".join(f"{name}: {line}" for name, line in last_known_hotlines())
-        sorry = texts.sms("unavailable", detect_language(inbound.body))
-        return _sms_twiml(f"{sorry} {hotlines}" if hotlines else sorry)
+        return _sms_unavailable(detect_language(inbound.body))
     return _sms_twiml(reply.text)
 
 
 @bp.post("/sms/status")
 @twilio_signed
 def sms_status() -> Any:
-    """Status of a relayed staff reply or a TwiML reply: mark relay failures; delete the
-    record once final."""
+    """Status of a relayed staff reply or a TwiML reply (see ``media.take_sms_status``)."""
     sid, status = _form("MessageSid"), _form("MessageStatus").lower()
-    if not sid or status not in FINAL_STATUSES:
+    if not sid or not status:
         return _empty()
-    svc = services()
     session = db_session()
     try:
-        if first_time(session, f"smsst:{sid}:{status}", "sms_status"):
-            message = session.query(Message).filter(Message.external_id == sid).one_or_none()
-            if message is not None and status in ("undelivered", "failed"):
-                message.relay_status = "failed"
-                log.warning("relayed reply %s was %s (Twilio error %s)", message.id, status,
-                            _form("ErrorCode") or "-")
-            add_task(session, svc.queue, kind=TaskKind.MESSAGE, sid=sid,
-                     tip_id=message.tip_id if message else None)
+        take_sms_status(session, services().queue, sid, status, _form("ErrorCode") or None)
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
@@ -141,6 +169,8 @@ def sms_status() -> Any:
 @bp.post("/voice")
 @twilio_signed
 def voice_call() -> Any:
+    """Greet the caller, 911/988 first. No database work here, so an overloaded or unreachable
+    database can never keep a caller from hearing that."""
     return _xml(voice.greeting_twiml(voice_paths()))
 
 

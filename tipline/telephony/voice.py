@@ -162,6 +162,9 @@ def ensure_voice_tip(session: Session, vault: Vault, queue: JobQueue, *, call_si
                     severity=Severity.MEDIUM, language=texts.lang(language),
                     external_id=call_sid, receipt_kind="digits"), receipt_code=code)
             created = True
+            # Twilio's record of the call holds the caller's number and our tip its CallSid:
+            # the sweep deletes that record once the call must be over (``call:`` rows).
+            first_time(session, f"call:{call_sid}", "call")
         except IntegrityError:  # the same call's other callback created it just now
             del session.info.setdefault(AFTER_COMMIT_KEY, [])[kept:]  # no routing of a ghost
         tip = _tip_for_call(session, call_sid)

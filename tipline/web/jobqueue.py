@@ -47,14 +47,15 @@ class RedisTaskQueue:
         self._fallback = CeleryQueue(celery_app, timeout)
         conf = celery_app.conf
         options = conf.broker_transport_options or {}
-        # One immediate retry: a connection kept from before a Redis restart fails once, then
-        # reconnects. A Redis that is down refuses at once; an unreachable host costs at most
-        # two connect timeouts, as short as CeleryQueue's.
+        # One immediate retry on a connection error only: a connection kept from before a Redis
+        # restart fails once, then reconnects. A Redis that is down refuses at once; an
+        # unreachable host costs at most two connect timeouts; a Redis that stops answering,
+        # one read timeout (the timeouts are the ones Celery's transport options give kombu).
         self._client = client or redis.Redis.from_url(
             conf.broker_url,
             socket_connect_timeout=options.get("socket_connect_timeout", timeout),
             socket_timeout=options.get("socket_timeout", max(timeout, 5.0)),
-            retry=Retry(NoBackoff(), 1),
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._routes: dict[str, tuple[str, int] | None] = {}
         self._declared: set[str] = set()
