@@ -242,20 +242,6 @@ def postgres_pids() -> list[int]:
     return pids
 
 
-def configured_workers(env: dict[str, str]) -> int:
-    """The worker count config/gunicorn.conf.py gives gunicorn under ``env``."""
-    import runpy
-
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        return int(runpy.run_path(str(REPO / "config" / "gunicorn.conf.py"))["workers"])
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 class Gunicorn:
     def __init__(self, app: str, env: dict[str, str], workdir: Path, workers: int = 2) -> None:
         self.port = free_port()
@@ -366,8 +352,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--workers", type=int, default=None,
-                        help="gunicorn workers for both servers (default: as the config says)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="gunicorn sync workers for both servers (default 2, as the issue measures)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
@@ -394,7 +380,7 @@ def main() -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     (workdir / "none.env").write_text("")
-    workers = args.workers or configured_workers(env)
+    workers = args.workers or 2  # the issue measures 2 sync workers
     runs: list[Run] = []
     tips_before = count_tips()
     tipline_server = Gunicorn("tipline.wsgi:app", env, workdir, workers)

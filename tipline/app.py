@@ -15,11 +15,11 @@ from tipline import crypto
 from tipline.celeryconf import build_celery
 from tipline.context import Services
 from tipline.db import Database
+from tipline.jobs import CeleryQueue
 from tipline.keysetup import load_or_create_keyring
 from tipline.logconfig import configure_logging
 from tipline.settings import Settings
 from tipline.web import close_session
-from tipline.web.jobqueue import queue_for
 from tipline.web.security import AnonymousKey, install_security_headers
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     crypto.install(vault)
     db = overrides.pop("db", None) or Database(settings.database_url)
     celery = overrides.pop("celery", None) or build_celery(settings)
-    queue = overrides.pop("queue", None) or queue_for(celery, settings)
+    queue = overrides.pop("queue", None) or CeleryQueue(celery, settings.publish_timeout_seconds)
     return Services(settings=settings, db=db, vault=vault, queue=queue, celery=celery, **overrides)
 
 

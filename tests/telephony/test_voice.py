@@ -73,6 +73,9 @@ def test_language_choice_gives_recording_notice_and_record_verb(tw_client) -> No
     root = twiml(signed_post(tw_client, "/twilio/voice/language", params))
     notice = root.find("Say")
     assert notice.get("language") == "es-MX" and "grabado" in notice.text
+    # A Spanish caller who pressed 2 during the English greeting still hears 911/988 in
+    # Spanish before the beep.
+    assert "9 1 1" in notice.text and "9 8 8" in notice.text
     record = root.find("Record")
     assert record is not None
     assert record.get("action") == "https://tips.example.org/twilio/voice/recorded?lang=es"
@@ -87,6 +90,7 @@ def test_language_choice_gives_recording_notice_and_record_verb(tw_client) -> No
     params.pop("Digits")
     root = twiml(signed_post(tw_client, "/twilio/voice/language", params))
     assert root.find("Say").get("language") == "en-US"
+    assert "9 1 1" in root.find("Say").text and "9 8 8" in root.find("Say").text
 
 
 def test_recording_becomes_a_tip_and_the_caller_hears_a_digit_code(

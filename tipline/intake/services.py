@@ -171,22 +171,6 @@ def create_tip(
     return Receipt(tip_id, tip_uid, reference, code, job_id)
 
 
-def writes_in_one_statement(session: Session, submission: TipSubmission) -> bool:
-    """True when ``create_tip`` stores ``submission`` with a single INSERT statement.
-
-    That is the case on PostgreSQL for a tip without attachments whose school is already
-    resolved (``school_ref``) or absent: the key, tip, message and routing job go in one
-    statement (see ``_insert_tip_rows``). A single statement is atomic on its own, so the
-    caller may run it outside an explicit transaction and save the BEGIN and COMMIT round
-    trips.
-    """
-    return (
-        session.get_bind().dialect.name == "postgresql"
-        and not submission.attachments
-        and (submission.school_ref is not None or not submission.school_code)
-    )
-
-
 def _insert_tip_rows(
     session: Session,
     key: dict[str, Any],

@@ -27,9 +27,7 @@ from flask.blueprints import BlueprintSetupState
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 from wtforms import SelectChoice
 
@@ -52,7 +50,6 @@ from tipline.intake.services import (
     TipSubmission,
     create_tip,
     find_tip_by_external_id,
-    writes_in_one_statement,
 )
 from tipline.intake.templating import PageCache, keep_posted_language, template_helpers
 from tipline.intake.triage import run_triage, triage_text
@@ -272,7 +269,6 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
     sess = db_session()
     for attempt in (1, 2):
         try:
-            _statement_is_transaction(sess, submission)
             receipt = create_tip(sess, svc.vault, svc.queue, submission,
                                  severity_floor=triage.severity_floor,
                                  receipt_code=ids.receipt_code)
@@ -304,21 +300,6 @@ def _receipt(code: str, reference: str) -> str:
     """The receipt page, from the per-language copy kept by ``PageCache``."""
     pages: PageCache = current_app.extensions.setdefault("tipline_pages", PageCache())
     return pages.render("intake/receipt.html", code=code, reference=reference)
-
-
-def _statement_is_transaction(sess: Session, submission: TipSubmission) -> None:
-    """Store a one-statement tip in autocommit mode: 2 of its 4 database round trips go.
-
-    The INSERT is then its own transaction, committed (or not written at all) when the server
-    answers it, before the receipt is rendered; ``sess.commit()`` still runs the after-commit
-    publish. Only for a session of its own on the engine: a session joined to an outer
-    transaction (the tests' rollback-per-test fixture) keeps the ordinary transaction.
-    """
-    if not isinstance(sess.bind, Engine) or not writes_in_one_statement(sess, submission):
-        return
-    if sess.in_transaction():
-        sess.rollback()  # only reads so far in this request (the school list)
-    sess.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 # -- follow-up ------------------------------------------------------------------------------

@@ -128,7 +128,9 @@ _VOICE = {
                     "hang up and call 9 1 1. If you are thinking about suicide or are in "
                     "crisis, call or text 9 8 8.",
         "choose": "For English, press 1.",
-        "notice": "Your message will be recorded, and you do not have to give your name. "
+        "notice": "If anyone is in danger right now, hang up and call 9 1 1. For a crisis, "
+                  "call or text 9 8 8. "
+                  "Your message will be recorded, and you do not have to give your name. "
                   "After the tone, say what is happening, which school, and when. "
                   "Press the pound key or hang up when you are done.",
         "nothing": "We did not hear a message. Please call again when you are ready. "
@@ -150,7 +152,9 @@ _VOICE = {
                     "emergencia, cuelgue y llame al 9 1 1. Si está pensando en el suicidio o "
                     "está en crisis, llame o envíe un texto al 9 8 8.",
         "choose": "Para español, oprima 2.",
-        "notice": "Su mensaje será grabado y no tiene que decir su nombre. Después del tono, "
+        "notice": "Si alguien está en peligro ahora, cuelgue y llame al 9 1 1. Para una "
+                  "crisis, llame o envíe un texto al 9 8 8. "
+                  "Su mensaje será grabado y no tiene que decir su nombre. Después del tono, "
                   "diga qué está pasando, en qué escuela y cuándo. Oprima la tecla de numeral "
                   "o cuelgue cuando termine.",
         "nothing": "No escuchamos un mensaje. Llame otra vez cuando esté listo. En una "
