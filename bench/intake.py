@@ -353,7 +353,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--workers", type=int, default=2,
-                        help="gunicorn sync workers for both servers (default 2, as the issue measures)")
+                        help="gunicorn sync workers for both servers (default 2)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
