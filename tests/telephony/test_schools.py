@@ -64,3 +64,23 @@ def test_school_in_free_text_only_when_clear() -> None:
 
 def test_normalize_drops_accents_and_punctuation() -> None:
     assert normalize("  Escuela  Vashón!! ") == "escuela vashon"
+
+
+def _caches() -> dict[str, int]:
+    """Sizes of every functools cache in the telephony modules that see reporters' texts."""
+    from tipline.telephony import schools, sms, texts, voice
+
+    return {f"{m.__name__}.{name}": fn.cache_info().currsize
+            for m in (schools, sms, texts, voice)
+            for name, fn in vars(m).items() if hasattr(fn, "cache_info")}
+
+
+def test_matching_keeps_no_copy_of_a_tip_in_memory() -> None:
+    # A cache keyed by texts (or their runs of words) would keep reporters' words in the web
+    # and worker processes long after the request.
+    before = _caches()
+    for marker in ("qvxvx", "zkwkw", "jxjxq"):
+        text = f"jordan {marker} has a knife at roosevelt"
+        find_school_in_text(SCHOOLS, text)
+        match_school(SCHOOLS, text)
+    assert _caches() == before

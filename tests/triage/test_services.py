@@ -102,3 +102,23 @@ def test_liaison_may_acknowledge_and_add_a_note(db_session: Session, world: Worl
     tip = world.tips["county"]
     note = triage.add_note(db_session, world.liaison.user, tip, "Officer on the way", utcnow())
     assert note.body == "Officer on the way"
+
+
+def test_liaison_reads_the_tip_but_not_the_schools_case_file(db_session: Session,
+                                                             world: World) -> None:
+    """Police see what they were alerted to and their own agency's notes; the school's
+    internal notes and status reasons stay with the school."""
+    tip = world.tips["county"]
+    now = utcnow()
+    triage.add_note(db_session, world.county_admin.user, tip, "Counselor: family history", now)
+    triage.change_status(db_session, world.county_admin.user, tip, "in_progress",
+                         reason="Talked to the student's counselor", outcome=None, now=now)
+    triage.add_note(db_session, world.liaison.user, tip, "Officer on the way", now)
+    db_session.flush()
+    liaison_view = triage.read_tip(db_session, world.liaison.user, tip.uid, now)
+    assert [n.body for n in liaison_view.notes] == ["Officer on the way"]
+    assert liaison_view.events == []
+    admin_view = triage.read_tip(db_session, world.county_admin.user, tip.uid, now)
+    assert {n.body for n in admin_view.notes} == {"Counselor: family history",
+                                                   "Officer on the way"}
+    assert admin_view.events

@@ -9,7 +9,6 @@ winner is a match; several close ones are offered back as a numbered list.
 from __future__ import annotations
 
 import difflib
-import functools
 import re
 import threading
 import time
@@ -120,19 +119,19 @@ def _windows(words: list[str], longest: int = 4) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=32)
 def _windows_of(reply: str) -> tuple[str, ...]:
+    """Runs of words of the reply. Computed once per message by the caller, never cached
+    across calls: a cache would keep reporters' texts in the process's memory."""
     words = reply.split()
     return tuple(_windows(words)) if len(words) > 1 else ()
 
 
-def _score(reply: str, keys: frozenset[str], floor: float = CANDIDATE,
+def _score(reply: str, windows: tuple[str, ...], keys: frozenset[str], floor: float = CANDIDATE,
            same_initial: bool = False) -> float:
     """Best similarity of any key to the reply or a run of its words (0 below ``floor``).
 
     Short or common keys ("RHS", "Long") count only when they are the whole reply.
     """
-    windows = _windows_of(reply)
     best = 0.0
     for key in keys:
         if len(key) < 4 or key in _COMMON_WORDS:
@@ -164,7 +163,9 @@ def match_school(schools: tuple[SchoolRef, ...], reply: str) -> Match:
     text = normalize(reply)
     if not text:
         return Match(None)
-    scored = sorted(((_score(text, s.keys), s) for s in schools), key=lambda pair: -pair[0])
+    windows = _windows_of(text)
+    scored = sorted(((_score(text, windows, s.keys), s) for s in schools),
+                    key=lambda pair: -pair[0])
     return _decide(scored)
 
 
@@ -173,10 +174,11 @@ def find_school_in_text(schools: tuple[SchoolRef, ...], body: str) -> SchoolRef 
     text = normalize(body)
     if not text:
         return None
+    windows = _windows_of(text)
     scored = []
     for s in schools:
         keys = frozenset(k for k in s.keys if len(k) >= 5 and k not in _COMMON_WORDS)
-        score = _score(text, keys, floor=0.9, same_initial=True)
+        score = _score(text, windows, keys, floor=0.9, same_initial=True)
         scored.append((score, s))
     scored.sort(key=lambda pair: -pair[0])
     if not scored or scored[0][0] < 0.9:

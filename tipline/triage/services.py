@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, false, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from tipline.accounts.models import Role, StaffUser, staff_schools
@@ -279,13 +279,20 @@ def read_tip(session: Session, user: StaffUser, uid: str, now: datetime) -> TipD
                 details = {str(k): str(v) for k, v in loaded.items()}
         except ValueError:
             log.warning("tip %s has unreadable details", tip.id)
-    notes = list(session.execute(
-        select(Note).where(Note.tip_id == tip.id).order_by(Note.created_at, Note.id)
-    ).scalars())
-    events = list(session.execute(
-        select(TipEvent).where(TipEvent.tip_id == tip.id).order_by(TipEvent.created_at,
-                                                                    TipEvent.id)
-    ).scalars())
+    nq = select(Note).where(Note.tip_id == tip.id).order_by(Note.created_at, Note.id)
+    eq = select(TipEvent).where(TipEvent.tip_id == tip.id).order_by(TipEvent.created_at,
+                                                                     TipEvent.id)
+    if user.role == Role.POLICE_LIAISON:
+        # Police get the tip they were alerted to, not the school's case file: only notes
+        # written by their own agency, and none of the school's status reasons.
+        from tipline.triage.scope import liaison_contact_ids
+
+        agency_users = select(StaffUser.id).where(
+            StaffUser.contact_id.in_(liaison_contact_ids(session, user)))
+        nq = nq.where(Note.author_user_id.in_(agency_users))
+        eq = eq.where(false())
+    notes = list(session.execute(nq).scalars())
+    events = list(session.execute(eq).scalars())
     attachments = list(session.execute(
         select(Attachment).where(Attachment.tip_id == tip.id).order_by(Attachment.id)
     ).scalars())
