@@ -163,7 +163,7 @@ def fire(port: int, requests: list[tuple[bytes, str, bool]], concurrency: int
                 resp = conn.getresponse()
                 data = resp.read()
                 conn.close()
-                ok = resp.status == 200 and b"<Message>" in data
+                ok = resp.status == 200 and b"<Message" in data
                 problem = None if ok else f"HTTP {resp.status}: {data[:80]!r}"
             except OSError as exc:
                 problem = f"{type(exc).__name__}"

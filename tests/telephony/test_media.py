@@ -382,6 +382,14 @@ def test_call_record_is_deleted_at_twilio_once_the_call_must_be_over(
     tasks = call_tasks(over)
     assert [t.sid for t in tasks] == [call]
     assert call_tasks(over + 5) == tasks  # scheduled once
+    # The recording is still to be taken in (Twilio unreachable so far): the call waits.
+    waiting = FakeTwilioGateway()
+    assert media.run_task(db_session, vault, waiting, queue, tasks[0].id, utcnow()) == "waiting"
+    assert waiting.deleted == []
+    recording = db_session.execute(select(TelephonyTask).where(
+        TelephonyTask.kind == TaskKind.RECORDING, TelephonyTask.parent_sid == call)).scalar_one()
+    recording.status = TaskStatus.DONE
+    db_session.commit()
     http = RecordingHttpClient()
     http.canned.append(Response(204, ""))
     rest = RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER,
@@ -410,3 +418,40 @@ def test_reply_that_stays_sent_is_deleted_later_and_final_status_only_once(
     later = media.SENT_IS_FINAL_AFTER + timedelta(minutes=1)
     assert message_tasks(later) == sorted([stuck, delivered])
     assert message_tasks(later + timedelta(minutes=5)) == sorted([stuck, delivered])
+
+
+def test_unexpected_task_failure_is_counted_so_retries_stay_bounded(
+        tw_client, db_session, vault, queue, demo_directory) -> None:
+    sid = new_sid("SM")
+    send_sms(tw_client, "fight at vashon", sid=sid)
+    media.sweep(db_session, queue, utcnow() + timedelta(minutes=1), timedelta(seconds=20))
+    task = db_session.execute(select(TelephonyTask).where(TelephonyTask.sid == sid)
+                              ).scalar_one()
+    fake = FakeTwilioGateway()
+    fake.fail_next = RuntimeError("a bug")
+    with pytest.raises(RuntimeError):
+        media.run_task(db_session, vault, fake, queue, task.id, utcnow())
+    db_session.refresh(task)
+    assert task.status == TaskStatus.PENDING
+    assert task.attempts == 1 and task.last_error == "unexpected RuntimeError"
+    task.attempts = media.MAX_ATTEMPTS
+    db_session.commit()
+    media.sweep(db_session, queue, utcnow() + timedelta(days=1), timedelta(seconds=20))
+    db_session.refresh(task)
+    assert task.status == TaskStatus.FAILED
+
+
+def test_sweep_marks_a_relay_pending_for_a_day_failed(tw_client, db_session, queue,
+                                                      demo_directory) -> None:
+    send_sms(tw_client, "fight at vashon")
+    tip = db_session.execute(select(Tip)).scalar_one()
+    msg = staff_reply(db_session, tip, "Are you safe?")
+    media.sweep(db_session, queue, utcnow() + timedelta(hours=2), timedelta(seconds=20))
+    db_session.refresh(msg)
+    assert msg.relay_status == "pending"  # still retried
+    queue.sent.clear()
+    later = utcnow() + media.RELAY_ABANDON_AFTER + timedelta(minutes=1)
+    media.sweep(db_session, queue, later, timedelta(seconds=20))
+    db_session.refresh(msg)
+    assert msg.relay_status == "failed"
+    assert ("tipline.relay_sms", (msg.id,)) not in queue.sent

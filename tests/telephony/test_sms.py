@@ -203,6 +203,8 @@ def test_opted_out_number_still_reports_but_gets_no_reply(tw_client, db_session,
     send_sms(tw_client, "STOP")
     assert reply_text(send_sms(tw_client, "a gun at roosevelt right now")) is None
     assert count(db_session, Tip) == 1  # the tip is never lost
+    tip = db_session.execute(select(Tip)).scalar_one()
+    assert tip.phone_ct is None and tip.phone_hash is None  # opted out: number not kept
     text = reply_text(send_sms(tw_client, "START"))
     assert text is not None and "on again" in text
     assert count(db_session, SmsOptOut) == 0

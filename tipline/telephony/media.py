@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tipline.crypto import Vault
@@ -45,6 +46,9 @@ MAX_BACKOFF = timedelta(hours=1)
 # failed attempt, so staff see it did not go out (Celery's retries and the sweep would
 # otherwise keep it "pending" for as long as the failure lasts).
 RELAY_GIVE_UP_AFTER = timedelta(hours=1)
+# Whatever the cause (a worker bug, a broker down for a day), a reply not relayed after this
+# long is marked failed by the sweep without another try: staff must see it did not go out.
+RELAY_ABANDON_AFTER = timedelta(days=1)
 # Longest a call can last: greeting and menu, the longest recording allowed
 # (``record_twiml`` caps it at an hour), the tip code. Its record is deleted after that.
 CALLS_OVER_AFTER = timedelta(hours=1, minutes=30)
@@ -100,6 +104,11 @@ def run_task(session: Session, vault: Vault, gateway: TwilioGateway, queue: JobQ
         elif task.kind == TaskKind.TRANSCRIPTION:
             gateway.delete_transcription(task.sid)
         elif task.kind == TaskKind.CALL:
+            # Take the recording in first: whether deleting a call also removes its
+            # recordings is Twilio's business; the sweep re-sends this task later.
+            if _media_pending(session, task.sid, kind=TaskKind.RECORDING):
+                session.rollback()
+                return "waiting"
             gateway.delete_call(task.sid)
         else:
             raise TwilioPermanentError(f"unknown task kind {task.kind!r}")
@@ -108,6 +117,12 @@ def run_task(session: Session, vault: Vault, gateway: TwilioGateway, queue: JobQ
     except TwilioError as exc:
         _attempted(session, task, now, exc)
         raise RetryLater(str(exc)) from None
+    except Exception as exc:
+        # A bug or an unforeseen failure (database, decoder): count it, or the sweep would
+        # re-send this task forever without it ever reaching MAX_ATTEMPTS and staff.
+        session.rollback()
+        _count_unexpected(session, task_id, now, exc)
+        raise
     task.status = TaskStatus.DONE
     task.updated_at = now
     task.last_error = None
@@ -124,6 +139,19 @@ def _attempted(session: Session, task: TelephonyTask, now: datetime, exc: Except
     log.warning("telephony task %s (%s) attempt %s failed: %s", task.id, task.kind,
                 task.attempts, task.last_error)
     session.commit()
+
+
+def _count_unexpected(session: Session, task_id: int, now: datetime, exc: Exception) -> None:
+    """Record an attempt that failed unexpectedly (by exception type only: its message may
+    quote content); if even that fails, the original error is what matters."""
+    try:
+        session.execute(update(TelephonyTask).where(
+            TelephonyTask.id == task_id, TelephonyTask.status == TaskStatus.PENDING).values(
+            attempts=TelephonyTask.attempts + 1, updated_at=now,
+            last_error=f"unexpected {type(exc).__name__}"))
+        session.commit()
+    except SQLAlchemyError:
+        session.rollback()
 
 
 def _failed_or_retry(session: Session, task: TelephonyTask, now: datetime,
@@ -149,9 +177,11 @@ def _failed_or_retry(session: Session, task: TelephonyTask, now: datetime,
     return task.status
 
 
-def _media_pending(session: Session, message_sid: str, except_id: int | None = None) -> bool:
+def _media_pending(session: Session, message_sid: str, except_id: int | None = None,
+                   kind: str = TaskKind.MEDIA) -> bool:
+    """Whether a media item (or, for a call, a recording) of this message is still to do."""
     stmt = select(func.count(TelephonyTask.id)).where(
-        TelephonyTask.kind == TaskKind.MEDIA, TelephonyTask.parent_sid == message_sid,
+        TelephonyTask.kind == kind, TelephonyTask.parent_sid == message_sid,
         TelephonyTask.status == TaskStatus.PENDING)
     if except_id is not None:
         stmt = stmt.where(TelephonyTask.id != except_id)
@@ -359,10 +389,16 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta, *,
     scheduled += schedule_call_deletions(session, queue, now - calls_over_after)
     scheduled += _schedule_deletions(session, queue, "sent", TaskKind.MESSAGE,
                                      now - SENT_IS_FINAL_AFTER, 500)
+    pending_relay = (Message.author == "staff") & (Message.channel == "sms") & (
+        Message.relay_status == "pending")
+    abandoned = session.execute(
+        update(Message).where(pending_relay, Message.created_at < now - RELAY_ABANDON_AFTER)
+        .values(relay_status="failed").returning(Message.id)).scalars().all()
+    for message_id in abandoned:
+        log.error("relay of message %s abandoned: still not sent after %s", message_id,
+                  RELAY_ABANDON_AFTER)
     relay_ids = session.execute(
-        select(Message.id).where(Message.author == "staff", Message.channel == "sms",
-                                 Message.relay_status == "pending",
-                                 Message.created_at < now - grace)
+        select(Message.id).where(pending_relay, Message.created_at < now - grace)
         .order_by(Message.id).limit(500)
     ).scalars().all()
     for message_id in relay_ids:

@@ -164,7 +164,7 @@ def handle_inbound_sms(
         return SmsReply(None if opted_out else said, "language", conv.tip_id)
 
     if tip is None:
-        reply = _open_new_tip(session, vault, queue, conv, sms, phone_hash)
+        reply = _open_new_tip(session, vault, queue, conv, sms, keep_number=not opted_out)
     else:
         reply = _continue(session, queue, conv, tip, sms)
     if opted_out:  # carriers block texts to opted-out numbers; take the tip, send nothing
@@ -318,7 +318,9 @@ def _ambiguous_text(session: Session, conv: SmsConversation, language: str) -> s
 
 
 def _open_new_tip(session: Session, vault: Vault, queue: JobQueue, conv: SmsConversation,
-                  sms: InboundSms, phone_hash: str) -> SmsReply:
+                  sms: InboundSms, *, keep_number: bool) -> SmsReply:
+    """Open a tip from the first text. The number is kept (sealed) only to relay staff
+    replies, so not for a number that texted STOP: nothing may be sent to it anyway."""
     body = sms.body.strip()
     if not body and not sms.media:
         return SmsReply(texts.sms("welcome", conv.language), "welcome")
@@ -331,7 +333,8 @@ def _open_new_tip(session: Session, vault: Vault, queue: JobQueue, conv: SmsConv
     receipt = create_tip(session, vault, queue, TipSubmission(
         channel=Channel.SMS, body=text, category=triage.category or Category.OTHER,
         severity=Severity.MEDIUM, school_code=school.code if school else None,
-        language=language, phone=sms.from_number, external_id=sms.message_sid,
+        language=language, phone=sms.from_number if keep_number else None,
+        external_id=sms.message_sid,
         receipt_kind="digits", school_ref=(school.id, school.district_id) if school else None,
     ), severity_floor=triage.severity_floor)
     _add_media_tasks(session, queue, sms, receipt.tip_id, message_id=None)
