@@ -296,3 +296,48 @@ def test_the_sweep_waits_longer_while_the_broker_has_a_backlog(db_session, vault
     assert sweep(db_session, queue, at, grace, backlog=500).deliveries_resent == 0
     later = r.now + MAX_RESEND_SPACING + timedelta(seconds=1)
     assert sweep(db_session, queue, later, grace, backlog=500).deliveries_resent == 1
+
+
+def test_the_outbox_never_stores_tip_content_even_when_the_rule_allows_it(
+        db_session, vault, queue, demo_directory):
+    r = route(db_session, vault, queue,
+              [StepSpec(("slps-roosevelt-counselor",), channels=("sms", "email"),
+                        include_content=True)], body=SECRET)
+    outbox = OutboxSender()
+    senders = {"sms": outbox, "voice": outbox, "email": outbox}
+    assert deliver_alert(db_session, queued_deliveries(queue)[0], senders, utcnow(),
+                         queue).outcome == "sent"
+    [row] = db_session.execute(select(OutboxMessage)).scalars().all()
+    assert r.reference in row.body and "not stored" in row.body
+    assert "PANGOLIN" not in row.body and "locker" not in row.body
+
+
+def test_a_plan_whose_only_contact_has_no_channel_fails_the_job(db_session, vault, queue,
+                                                                 demo_directory):
+    from tests.factories import make_tip
+    from tests.routing.delivery_support import StaticPlanner
+    from tipline.routing.models import RoutingJob
+    from tipline.routing.services import route_job
+
+    t = make_tip(db_session, vault, queue, school_code="slps-roosevelt")
+    db_session.commit()
+    planner = StaticPlanner([StepSpec(("slps-roosevelt-counselor",), channels=())])
+    assert route_job(db_session, t.job_id, planner, queue, utcnow()).dispatches == 0
+    job = db_session.get(RoutingJob, t.job_id)
+    db_session.refresh(job)
+    assert job.status == "failed" and "no contact" in (job.last_error or "")
+    assert dispatches(db_session, t.tip_id) == []
+
+
+def test_the_default_planner_repeats_life_safety_alerts(db_session, vault, queue,
+                                                        demo_directory):
+    from tests.factories import make_tip
+    from tipline.routing.services import DirectoryPlanner, route_job
+
+    t = make_tip(db_session, vault, queue, school_code="slps-roosevelt",
+                 severity=Severity.LIFE_SAFETY)
+    db_session.commit()
+    route_job(db_session, t.job_id, DirectoryPlanner(), queue, utcnow())
+    ds = dispatches(db_session, t.tip_id)
+    assert ds and all(d.repeat_every_seconds == 300 for d in ds)
+    assert all(d.next_alert_at is not None for d in ds)

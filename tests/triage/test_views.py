@@ -101,6 +101,30 @@ def test_lifesafety_banner_on_every_staff_page_until_acknowledged(
     assert 'class="lifesafety"' not in client.get("/staff/").get_data(as_text=True)
 
 
+def test_a_tip_routed_to_nobody_is_on_every_page_until_handled(
+        client: Any, world: World, db_session: Session) -> None:
+    """A failed routing job (no contact matched) alerted nobody: staff must see that."""
+    from sqlalchemy import delete, update
+
+    from tipline.routing.models import Dispatch, RoutingJob
+
+    t = world.tips["roosevelt"]
+    other = world.tips["county"]  # failed too, but out of this account's scope
+    db_session.execute(update(RoutingJob).where(RoutingJob.tip_id.in_([t.id, other.id]))
+                       .values(status="failed", last_error="no contact matched"))
+    db_session.execute(delete(Dispatch).where(Dispatch.tip_id == other.id))
+    db_session.flush()
+    login(client, world.staff)
+    for path in ("/staff/", "/staff/account"):
+        html = client.get(path).get_data(as_text=True)
+        assert "Routed to nobody" in html and t.reference in html, path
+    assert "Routed to nobody" in client.get("/staff/banner").get_json()["banner_html"]
+    assert other.reference not in client.get("/staff/").get_data(as_text=True)
+    t.status = "closed"
+    db_session.flush()
+    assert "Routed to nobody" not in client.get("/staff/").get_data(as_text=True)
+
+
 def test_state_endpoint_reports_new_tips(client: Any, world: World, db_session: Session,
                                          vault: Any, queue: RecordingQueue) -> None:
     from tests.factories import make_tip

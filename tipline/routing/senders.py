@@ -49,6 +49,9 @@ class Alert:
     text: str
     delivery_id: int
     ack_code: str | None = None
+    # ``text`` without the tip content a rule allowed: what a sender that keeps a copy (the
+    # outbox table) stores, so a database dump never holds tip text in clear.
+    stored_text: str | None = None
 
 
 class AlertSender(Protocol):
@@ -65,11 +68,12 @@ class OutboxSender:
     name = "outbox"
 
     def send(self, session: Session, alert: Alert) -> str:
+        text = alert.text if alert.stored_text is None else alert.stored_text
         row = OutboxMessage(
             delivery_id=alert.delivery_id,
             channel=alert.channel,
             recipient=alert.recipient,
-            body=f"{alert.subject}\n{alert.text}" if alert.channel == "email" else alert.text,
+            body=f"{alert.subject}\n{text}" if alert.channel == "email" else text,
         )
         session.add(row)
         session.flush()

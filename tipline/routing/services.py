@@ -86,6 +86,7 @@ class DirectoryPlanner:
     """
 
     SUPPORT_ROLES = ("counselor", "social_worker", "safety_team", "principal")
+    LIFE_SAFETY_REPEAT = timedelta(minutes=5)
 
     def plan(self, session: Session, tip: Tip, now: datetime) -> Plan:
         explanation: dict[str, Any] = {"rule": "directory-default", "contacts": []}
@@ -98,7 +99,11 @@ class DirectoryPlanner:
                 .order_by(Contact.priority, Contact.id)
             ).scalars()
             for c in rows:
-                if c.role in self.SUPPORT_ROLES:
+                if c.role in self.SUPPORT_ROLES and not _channels(c):
+                    explanation["contacts"].append(
+                        {"contact": c.key, "alerted": False, "why": "no sms, voice or email"}
+                    )
+                elif c.role in self.SUPPORT_ROLES:
                     first.append(PlanEntry(c.id, _channels(c), f"{c.role} for the tip's school"))
                 else:
                     explanation["contacts"].append(
@@ -112,16 +117,19 @@ class DirectoryPlanner:
         oncall = [
             PlanEntry(c.id, _channels(c), "district on-call")
             for c in session.execute(oncall_q.order_by(Contact.priority, Contact.id)).scalars()
+            if _channels(c)
         ]
         steps: list[PlanStep] = []
         urgent = tip.severity >= Severity.HIGH
         ack = timedelta(minutes=5 if urgent else 60)
+        # Life-safety keeps alerting until someone acknowledges, with or without a policy.
+        rep = self.LIFE_SAFETY_REPEAT if tip.severity >= Severity.LIFE_SAFETY else None
         if first:
-            steps.append(PlanStep(tuple(first), ack))
+            steps.append(PlanStep(tuple(first), ack, repeat_every=rep))
             if oncall:
-                steps.append(PlanStep(tuple(oncall), ack, delay=ack))
+                steps.append(PlanStep(tuple(oncall), ack, delay=ack, repeat_every=rep))
         elif oncall:
-            steps.append(PlanStep(tuple(oncall), ack))
+            steps.append(PlanStep(tuple(oncall), ack, repeat_every=rep))
         for step_no, step in enumerate(steps):
             for e in step.entries:
                 explanation["contacts"].append(
@@ -184,6 +192,10 @@ def route_job(
     for idx, step in enumerate(plan.steps):
         due = now + step.delay
         for entry in step.entries:
+            if not entry.channels:  # a dispatch no alert can ever go out for
+                log.error("routing job %s: contact %s has no channel; not alerted", job_id,
+                          entry.contact_id)
+                continue
             active = step.delay <= timedelta(0)
             repeat = int(step.repeat_every.total_seconds()) if step.repeat_every else None
             d = Dispatch(
@@ -210,7 +222,7 @@ def route_job(
     for d in created:
         if d.status == DispatchStatus.ACTIVE.value:
             deliveries.extend(open_deliveries(session, d, round_no=0, flush=False))
-    if not plan.steps:
+    if not n_dispatch:  # an empty plan, or one whose steps alert nobody
         job.status = JobStatus.FAILED.value
         job.last_error = "no contact matched; check the directory and policy"
         log.error("tip %s routed to nobody: no contact matched", tip.reference)
@@ -385,12 +397,14 @@ def deliver_alert(
         fail_delivery(session, dl.id, now, f"no {dl.channel} route for contact", queue)
         return DeliveryResult(delivery_id, "failed")
     subject, text = alert_text(tip, dispatch, school_name)
+    stored: str | None = None
     if dispatch.include_content:
         extra = _content(tip, dl.channel)
         if extra:
+            stored = f"{text}\n\n(Tip text included in the alert; not stored here.)"
             text = f"{text}\n\nTip: {extra}"
     attempts = dl.attempts
-    alert = Alert(dl.channel, recipient, subject, text, dl.id, dispatch.ack_code)
+    alert = Alert(dl.channel, recipient, subject, text, dl.id, dispatch.ack_code, stored)
     try:
         ref = sender.send(session, alert)
     except TransientSendError as exc:

@@ -193,6 +193,13 @@ class BannerTip:
 class Banner:
     count: int
     tips: list[BannerTip]
+    # Open tips whose routing found nobody to alert (a directory or policy gap): nobody was
+    # told, so every page says so until the tip is re-triaged or closed.
+    unrouted: list[BannerTip] = field(default_factory=list)
+
+    @property
+    def shown(self) -> bool:
+        return bool(self.count or self.unrouted)
 
 
 def lifesafety_banner(session: Session, user: StaffUser, limit: int = 5) -> Banner:
@@ -210,9 +217,27 @@ def lifesafety_banner(session: Session, user: StaffUser, limit: int = 5) -> Bann
         .outerjoin(School, School.id == Tip.school_id)
         .where(*where).order_by(Tip.created_at.asc()).limit(limit)
     ).all()
+    unrouted = unrouted_tips(session, user, limit)
     if not rows:
-        return Banner(0, [])
-    return Banner(int(rows[0][3]), [BannerTip(uid, ref, school) for uid, ref, school, _n in rows])
+        return Banner(0, [], unrouted)
+    return Banner(int(rows[0][3]), [BannerTip(uid, ref, school) for uid, ref, school, _n in rows],
+                  unrouted)
+
+
+def unrouted_tips(session: Session, user: StaffUser, limit: int = 5) -> list[BannerTip]:
+    """Open tips in scope whose latest routing job failed (no contact matched) and that have
+    no dispatch at all: routed to nobody. Starts from the failed jobs, which are rare."""
+    failed = (select(RoutingJob.tip_id)
+              .where(RoutingJob.status == "failed").distinct().scalar_subquery())
+    dispatched = select(Dispatch.tip_id).where(Dispatch.tip_id == Tip.id).exists()
+    rows = session.execute(
+        select(Tip.uid, Tip.reference, School.name)
+        .outerjoin(School, School.id == Tip.school_id)
+        .where(Tip.id.in_(failed), ~dispatched, Tip.status != Status.CLOSED.value,
+               scope_condition(session, user))
+        .order_by(Tip.created_at.asc()).limit(limit)
+    ).all()
+    return [BannerTip(uid, ref, school) for uid, ref, school in rows]
 
 
 def queue_state(session: Session, user: StaffUser, filters: QueueFilters) -> tuple[int, int]:

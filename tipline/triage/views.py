@@ -161,7 +161,7 @@ def state() -> Any:
         "total": total,
         "lifesafety": banner.count,
         "banner_html": render_template("staff/_banner.html", banner=banner)
-        if banner.count else "",
+        if banner.shown else "",
     })
 
 
@@ -175,7 +175,7 @@ def banner() -> Any:
     b = triage.lifesafety_banner(db_session(), user)
     return jsonify({"lifesafety": b.count,
                     "banner_html": render_template("staff/_banner.html", banner=b)
-                    if b.count else ""})
+                    if b.shown else ""})
 
 
 # -- tip page ----------------------------------------------------------------------------
