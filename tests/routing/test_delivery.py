@@ -341,3 +341,18 @@ def test_the_default_planner_repeats_life_safety_alerts(db_session, vault, queue
     ds = dispatches(db_session, t.tip_id)
     assert ds and all(d.repeat_every_seconds == 300 for d in ds)
     assert all(d.next_alert_at is not None for d in ds)
+
+
+def test_the_sweep_resends_life_safety_alerts_on_the_urgent_queue(db_session, vault, queue,
+                                                                   demo_directory):
+    from tipline.routing.services import URGENT_DELIVERY_TASK, sweep
+
+    r = route(db_session, vault, queue,
+              [StepSpec(("slps-safety-desk",), channels=("voice", "sms"),
+                        repeat_every=timedelta(minutes=2))], severity=Severity.LIFE_SAFETY)
+    ids = sorted(dl.id for dl in deliveries(db_session, r.tip_id))
+    queue.sent.clear()
+    res = sweep(db_session, queue, r.now + timedelta(seconds=25), timedelta(seconds=20))
+    assert res.deliveries_resent == 2
+    assert sorted(args[0] for name, args in queue.sent if name == URGENT_DELIVERY_TASK) == ids
+    assert queued_deliveries(queue, urgent=False) == []

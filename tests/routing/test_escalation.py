@@ -162,3 +162,29 @@ def test_retriage_stops_the_old_plans_repeats(db_session, vault, queue, demo_dir
     assert new.status == "active" and contact_key(db_session, new) == "slps-roosevelt-counselor"
     res = escalate_due(db_session, queue, later + timedelta(minutes=1))
     assert res.repeated == 0
+
+
+def test_a_retriage_of_an_acknowledged_tip_still_escalates_and_repeats(db_session, vault,
+                                                                       queue, demo_directory):
+    from tests.routing.delivery_support import StaticPlanner
+    from tipline.routing.models import RoutingJob
+    from tipline.routing.services import route_job
+
+    r = route(db_session, vault, queue, PLAN)
+    first = dispatches(db_session, r.tip_id)[0]
+    assert acknowledge_dispatch(db_session, first.id, via="sms", now=r.now + timedelta(minutes=1))
+    later = r.now + timedelta(minutes=10)
+    job = RoutingJob(tip_id=r.tip_id, reason="retriage", created_at=later)
+    db_session.add(job)
+    db_session.commit()
+    two = timedelta(minutes=2)
+    route_job(db_session, job.id, StaticPlanner([
+        StepSpec(("slps-safety-desk",), channels=("voice", "sms"), ack_within=two,
+                 repeat_every=two),
+        StepSpec(("slps-oncall",), ack_within=two, delay=two),
+    ]), queue, later)
+    res = escalate_due(db_session, queue, later + two + timedelta(seconds=1))
+    assert (res.cancelled, res.expired, res.activated, res.repeated) == (0, 1, 1, 1)
+    new = [d for d in dispatches(db_session, r.tip_id) if d.job_id == job.id]
+    assert [d.status for d in new] == ["expired", "active"]
+    assert new[0].alert_round == 1

@@ -333,6 +333,102 @@ def test_escalation_deadline_passed_while_no_worker_ran(world: World) -> None:
     assert took < 30, took  # worker start-up plus at most one escalation interval
 
 
+def test_two_people_acknowledging_one_tip_at_once_never_deadlock(world: World) -> None:
+    """Life-safety alerts several people at once; two of them answer in the same instant."""
+    import threading
+
+    from tests.routing.delivery_support import StaticPlanner, StepSpec
+    from tipline.jobs import RecordingQueue
+    from tipline.routing.ack import acknowledge_dispatch
+    from tipline.routing.services import route_job
+
+    w = world
+    planner = StaticPlanner([StepSpec(("slps-safety-desk", "slps-safety-supervisor"))])
+    for _ in range(8):
+        ref = w.tip("slps-roosevelt", "Someone has a gun in the gym")
+        with w.session() as s:
+            job_id = s.execute(text("SELECT j.id FROM routing_jobs j JOIN tips t ON "
+                                    "t.id = j.tip_id WHERE t.reference = :r"),
+                               {"r": ref}).scalar_one()
+            route_job(s, int(job_id), planner, RecordingQueue(), utcnow())
+            ids = list(s.execute(select(Dispatch.id).where(Dispatch.job_id == job_id)
+                                 .order_by(Dispatch.id)).scalars())
+        assert len(ids) == 2
+        start_line = threading.Barrier(2)
+        results: dict[int, object] = {}
+
+        def ack(dispatch_id: int, start_line: threading.Barrier = start_line,
+                results: dict[int, object] = results) -> None:
+            with w.session() as s:
+                start_line.wait()
+                try:
+                    results[dispatch_id] = acknowledge_dispatch(
+                        s, dispatch_id, via="voice", now=utcnow())
+                    time.sleep(0.05)  # hold the transaction open, as a slow request would
+                    s.commit()
+                except Exception as exc:  # the failure is what is checked
+                    results[dispatch_id] = repr(exc)[:200]
+                    s.rollback()
+
+        threads = [threading.Thread(target=ack, args=(i,)) for i in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(map(str, results.values())) == ["False", "True"], results
+        with w.session() as s:
+            statuses = sorted(s.execute(select(Dispatch.status)
+                                        .where(Dispatch.job_id == job_id)).scalars())
+        assert statuses == ["acknowledged", "cancelled"]
+
+
+def test_escalation_never_waits_for_an_acknowledgement_in_progress(world: World) -> None:
+    """An acknowledgement holding the tip's rows and the escalation run of the same instant
+    must not wait for each other (waiting both ways is a deadlock)."""
+    import threading
+
+    from tests.routing.delivery_support import StaticPlanner, StepSpec
+    from tipline.jobs import RecordingQueue
+    from tipline.routing.ack import acknowledge_dispatch
+    from tipline.routing.escalation import escalate_due
+    from tipline.routing.services import route_job
+
+    w = world
+    planner = StaticPlanner([StepSpec(("slps-safety-desk", "slps-safety-supervisor"),
+                                      ack_within=timedelta(minutes=1))])
+    ref = w.tip("slps-roosevelt", "Someone has a gun in the gym")
+    with w.session() as s:
+        job_id = s.execute(text("SELECT j.id FROM routing_jobs j JOIN tips t ON "
+                                "t.id = j.tip_id WHERE t.reference = :r"), {"r": ref}).scalar_one()
+        now = utcnow()
+        route_job(s, int(job_id), planner, RecordingQueue(), now)
+        first = s.execute(select(Dispatch.id).where(Dispatch.job_id == job_id)
+                          .order_by(Dispatch.id)).scalars().first()
+    assert first is not None
+    out: list[object] = []
+    acking = w.session()
+    try:
+        assert acknowledge_dispatch(acking, first, via="voice", now=now)  # not committed yet
+
+        def escalate() -> None:
+            with w.session() as s:
+                out.append(escalate_due(s, RecordingQueue(), now + timedelta(minutes=5)))
+
+        t = threading.Thread(target=escalate)
+        t.start()
+        t.join(5)
+        blocked = t.is_alive()
+        acking.commit()
+    finally:
+        acking.close()
+    t.join(30)
+    assert not blocked, "escalation waited for the acknowledgement's row locks"
+    with w.session() as s:
+        statuses = sorted(s.execute(select(Dispatch.status)
+                                    .where(Dispatch.job_id == job_id)).scalars())
+    assert statuses == ["acknowledged", "cancelled"]
+
+
 def test_the_sweep_holds_back_while_the_broker_has_a_backlog(tmp_path: Path) -> None:
     from tipline.context import Services
     from workers.tasks import broker_backlog

@@ -40,6 +40,16 @@ def acknowledge_dispatch(
     """
     if via not in VIAS:
         raise ValueError(f"via must be one of {VIAS}")
+    tip_id = session.execute(
+        select(Dispatch.tip_id).where(Dispatch.id == dispatch_id)
+    ).scalar_one_or_none()
+    if tip_id is None:
+        return False
+    # Two acknowledgements of two dispatches of one tip at once (two people pressing 1) would
+    # each hold their own dispatch row and wait for the other's to cancel it: a deadlock.
+    # Taking the tip's row first makes them queue; the second then finds its dispatch
+    # cancelled and returns False.
+    session.execute(select(Tip.id).where(Tip.id == tip_id).with_for_update())
     done = rowcount(session.execute(
         update(Dispatch)
         .where(Dispatch.id == dispatch_id, Dispatch.status.in_(OPEN))

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from tipline.db import rowcount
 from tipline.jobs import JobQueue, after_commit
-from tipline.routing.models import AlertDelivery, Dispatch, DispatchStatus
+from tipline.routing.models import AlertDelivery, Dispatch, DispatchStatus, RoutingJob
 from tipline.routing.services import URGENT_DELIVERY_TASK, open_deliveries
 from tipline.tips.models import Tip
 
@@ -61,12 +61,19 @@ def escalate_due(session: Session, queue: JobQueue, now: datetime) -> Escalation
 
 
 def _cancel_acknowledged(session: Session, now: datetime) -> int:
-    """Stop escalating tips acknowledged outside a dispatch (e.g. a dashboard status change)."""
+    """Stop escalating tips acknowledged outside a dispatch (e.g. a dashboard status change).
+
+    Only dispatches of routing jobs created before that acknowledgement: a re-triage of an
+    acknowledged tip (say, raised to life-safety) routes again, and its new plan must escalate
+    and repeat until one of its own contacts acknowledges.
+    """
     due = (
         select(Dispatch.id)
         .join(Tip, Tip.id == Dispatch.tip_id)
+        .join(RoutingJob, RoutingJob.id == Dispatch.job_id)
         .where(
             Tip.acknowledged_at.is_not(None),
+            RoutingJob.created_at <= Tip.acknowledged_at,
             (
                 (Dispatch.status == DispatchStatus.ACTIVE.value)
                 & (Dispatch.ack_deadline <= now)
@@ -81,7 +88,11 @@ def _cancel_acknowledged(session: Session, now: datetime) -> int:
         )
         .limit(BATCH)
     )
-    ids = list(session.execute(due).scalars())
+    rows = session.execute(due.add_columns(Dispatch.tip_id)).all()
+    if not rows:
+        return 0
+    mine = _lock_tips(session, {tip_id for _, tip_id in rows})
+    ids = [i for i, tip_id in rows if tip_id in mine]
     if not ids:
         return 0
     return rowcount(session.execute(
@@ -94,15 +105,35 @@ def _cancel_acknowledged(session: Session, now: datetime) -> int:
     ))
 
 
+def _lock_tips(session: Session, tip_ids: set[int]) -> set[int]:
+    """Lock these tips' rows, skipping any held by someone else; returns the ones locked.
+
+    An acknowledgement locks the tip's row before it touches the tip's dispatches (see
+    ``ack.acknowledge_dispatch``). Escalation does the same but never waits: a tip being
+    acknowledged right now is left for the next run, two seconds later. So escalation and an
+    acknowledgement never hold each other's dispatch rows (no deadlock, and no acknowledgement
+    waiting behind a whole escalation batch).
+    """
+    if not tip_ids:
+        return set()
+    return set(session.execute(
+        select(Tip.id).where(Tip.id.in_(tip_ids)).with_for_update(skip_locked=True)
+    ).scalars())
+
+
 def _expire(session: Session, now: datetime) -> int:
     rows = session.execute(
-        select(Dispatch.id, Dispatch.job_id, Dispatch.step_index, Dispatch.repeat_every_seconds)
+        select(Dispatch.id, Dispatch.job_id, Dispatch.step_index, Dispatch.repeat_every_seconds,
+               Dispatch.tip_id)
         .where(Dispatch.status == DispatchStatus.ACTIVE.value, Dispatch.ack_deadline <= now)
         .order_by(Dispatch.ack_deadline)
         .limit(BATCH)
     ).all()
+    mine = _lock_tips(session, {row.tip_id for row in rows})
     n = 0
-    for dispatch_id, job_id, step, repeat in rows:
+    for dispatch_id, job_id, step, repeat, tip_id in rows:
+        if tip_id not in mine:
+            continue
         claimed = rowcount(session.execute(
             update(Dispatch)
             .where(Dispatch.id == dispatch_id, Dispatch.status == DispatchStatus.ACTIVE.value)
@@ -143,15 +174,18 @@ def _expire(session: Session, now: datetime) -> int:
 
 
 def _activate(session: Session, now: datetime) -> tuple[int, list[AlertDelivery]]:
-    ids = list(session.execute(
-        select(Dispatch.id)
+    rows = session.execute(
+        select(Dispatch.id, Dispatch.tip_id)
         .where(Dispatch.status == DispatchStatus.SCHEDULED.value, Dispatch.due_at <= now)
         .order_by(Dispatch.due_at)
         .limit(BATCH)
-    ).scalars())
+    ).all()
+    mine = _lock_tips(session, {tip_id for _, tip_id in rows})
     deliveries: list[AlertDelivery] = []
     n = 0
-    for dispatch_id in ids:
+    for dispatch_id, tip_id in rows:
+        if tip_id not in mine:
+            continue
         d = session.get(Dispatch, dispatch_id)
         if d is None:
             continue
@@ -180,7 +214,8 @@ def _activate(session: Session, now: datetime) -> tuple[int, list[AlertDelivery]
 
 def _repeat(session: Session, now: datetime) -> tuple[int, list[AlertDelivery]]:
     rows = session.execute(
-        select(Dispatch.id, Dispatch.alert_round, Dispatch.repeat_every_seconds)
+        select(Dispatch.id, Dispatch.alert_round, Dispatch.repeat_every_seconds,
+               Dispatch.tip_id)
         .where(
             Dispatch.status.in_([DispatchStatus.ACTIVE.value, DispatchStatus.EXPIRED.value]),
             Dispatch.repeat_every_seconds.is_not(None),
@@ -189,9 +224,12 @@ def _repeat(session: Session, now: datetime) -> tuple[int, list[AlertDelivery]]:
         .order_by(Dispatch.next_alert_at)
         .limit(BATCH)
     ).all()
+    mine = _lock_tips(session, {row.tip_id for row in rows})
     deliveries: list[AlertDelivery] = []
     n = 0
-    for dispatch_id, round_no, every in rows:
+    for dispatch_id, round_no, every, tip_id in rows:
+        if tip_id not in mine:
+            continue
         claimed = rowcount(session.execute(
             update(Dispatch)
             .where(Dispatch.id == dispatch_id, Dispatch.alert_round == round_no,

@@ -654,8 +654,17 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
     ).all()
     delivery_ids = [d for d, created, last in dl_rows if _due_again(now, created, last, grace)]
     delivery_ids += [i for i in reset if i not in delivery_ids]  # re-send them at once
+    # Life-safety alerts go back on the urgent queue, not behind the backlog they escaped.
+    urgent = set(session.execute(
+        select(AlertDelivery.id)
+        .join(Dispatch, Dispatch.id == AlertDelivery.dispatch_id)
+        .join(Tip, Tip.id == Dispatch.tip_id)
+        .where(AlertDelivery.id.in_(delivery_ids),
+               Dispatch.repeat_every_seconds.is_not(None)
+               | (Tip.severity >= Severity.LIFE_SAFETY))
+    ).scalars()) if delivery_ids else set()
     sent_jobs = [j for j in job_ids if queue.send_routing(j)]
-    sent_dls = [d for d in delivery_ids if queue.send_delivery(d)]
+    sent_dls = [d for d in delivery_ids if send_delivery(queue, d, d in urgent)]
     # Stamp only what the broker took: after an outage, the rest is re-sent on the next run.
     if sent_jobs:
         session.execute(
