@@ -63,6 +63,23 @@ def check_database(settings: Settings) -> None:
         engine.dispose()
 
 
+@contextmanager
+def database_session() -> Iterator[Any]:
+    """A committing session on the configured database, for plug-in commands: settings and
+    database problems end the command with one clear line, as everywhere in the CLI."""
+    from tipline.db import Database
+
+    with fail_cleanly():
+        settings = _settings()
+        check_database(settings)
+        db = Database(settings.database_url)
+        try:
+            with db.session() as session:
+                yield session
+        finally:
+            db.dispose()
+
+
 @click.group()
 def main() -> None:
     """tipline: an anonymous safe-schools tip line."""

@@ -101,30 +101,22 @@ def register(celery: Celery) -> None:
     # retried with exponential backoff (a random wait of up to 2, 4, 8, 16 s); after
     # routing.MAX_SEND_ATTEMPTS the service fails the delivery and opens the next channel.
     # Anything left pending (retries exhausted, broker lost) is re-sent by the sweep.
-    @celery.task(
-        name="tipline.deliver_alert",
-        bind=True,
-        autoretry_for=(TransientSendError,),
-        retry_backoff=2,
-        retry_backoff_max=60,
-        retry_jitter=True,
-        max_retries=routing.MAX_SEND_ATTEMPTS,
+    delivery_opts: dict[str, Any] = {
+        "bind": True,
+        "autoretry_for": (TransientSendError,),
+        "retry_backoff": 2,
+        "retry_backoff_max": 60,
+        "retry_jitter": True,
+        "max_retries": routing.MAX_SEND_ATTEMPTS,
         **opts,
-    )
+    }
+
+    @celery.task(name="tipline.deliver_alert", **delivery_opts)
     def deliver_alert(self: Any, delivery_id: int) -> None:
         run_deliver_alert(delivery_id)
 
     # The same, on the urgent queue: life-safety alerts and alerts opened by escalation.
-    @celery.task(
-        name=routing.URGENT_DELIVERY_TASK,
-        bind=True,
-        autoretry_for=(TransientSendError,),
-        retry_backoff=2,
-        retry_backoff_max=60,
-        retry_jitter=True,
-        max_retries=routing.MAX_SEND_ATTEMPTS,
-        **opts,
-    )
+    @celery.task(name=routing.URGENT_DELIVERY_TASK, **delivery_opts)
     def deliver_urgent(self: Any, delivery_id: int) -> None:
         run_deliver_alert(delivery_id)
 

@@ -21,22 +21,13 @@ def audit_verify() -> None:
     """Recompute every entry's hash; exit 1 at the first one that does not match."""
     from tipline.admin.services import verify_log
     from tipline.audit.services import record
-    from tipline.cli import _settings, check_database, fail_cleanly
-    from tipline.db import Database
+    from tipline.cli import database_session
 
-    with fail_cleanly():
-        settings = _settings()
-        check_database(settings)
-        db = Database(settings.database_url)
-        try:
-            with db.session() as session:
-                check = verify_log(session)
-                report = check.report
-                record(session, "audit.verify", actor="cli",
-                       detail={"ok": report.ok, "checked": report.checked,
-                               "first_bad_id": report.first_bad_id})
-        finally:
-            db.dispose()
+    with database_session() as session:
+        report = verify_log(session).report
+        record(session, "audit.verify", actor="cli",
+               detail={"ok": report.ok, "checked": report.checked,
+                       "first_bad_id": report.first_bad_id})
     if report.ok:
         click.echo(f"audit log OK: {report.checked} entries verified")
         return

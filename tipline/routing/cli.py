@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,20 +32,11 @@ from tipline.routing.policy import (
 SEVERITY_NAMES = {1: "low", 2: "medium", 3: "high", 4: "life-safety"}
 
 
-@contextmanager
-def _session() -> Iterator[Session]:
-    from tipline.cli import _settings, check_database, fail_cleanly
-    from tipline.db import Database
+def database_session() -> AbstractContextManager[Session]:
+    """The CLI's shared session (imported late: ``tipline.cli`` loads this module)."""
+    from tipline.cli import database_session as shared
 
-    with fail_cleanly():
-        settings = _settings()
-        check_database(settings)
-        db = Database(settings.database_url)
-        try:
-            with db.session() as session:
-                yield session
-        finally:
-            db.dispose()
+    return shared()
 
 
 def _read(path: Path) -> str:
@@ -81,7 +71,7 @@ def policy_check(path: Path, no_directory: bool) -> None:
         policy = parse_policy(text, path.name)
         warnings: list[str] = []
         if not no_directory:
-            with _session() as session:
+            with database_session() as session:
                 validate_policy(session, policy)
                 warnings = policy_warnings(session, policy)
     except PolicyError as exc:
@@ -101,7 +91,7 @@ def policy_load(path: Path, loaded_by: str) -> None:
     """Validate a policy file and make it the active policy (a new version)."""
     text = _read(path)
     try:
-        with _session() as session:
+        with database_session() as session:
             row = load_policy(session, text, path.name, loaded_by)
             version, sha = row.version, row.sha256
             warnings = policy_warnings(session, parse_policy(text, path.name))
@@ -120,7 +110,7 @@ def policy_show(source: bool) -> None:
     """Show the active policy: version, who loaded it, and its rules in order."""
     from tipline.routing.models import RoutingPolicy
 
-    with _session() as session:
+    with database_session() as session:
         row = session.execute(
             select(RoutingPolicy).where(RoutingPolicy.active.is_(True))
             .order_by(RoutingPolicy.version.desc()).limit(1)
@@ -189,7 +179,7 @@ def route_explain(school_code: str | None, district_code: str | None, category: 
     from tipline.directory.models import District, School
     from tipline.routing.engine import UnknownPlace, plan_for
 
-    with _session() as session:
+    with database_session() as session:
         policy = active_policy(session)
         if policy is None:
             raise click.ClickException("no routing policy is loaded (tipline policy load FILE)")

@@ -28,7 +28,13 @@ from tipline.routing.policy import (
     contact_windows,
     format_duration,
 )
-from tipline.routing.services import DirectoryPlanner, Plan, PlanEntry, PlanStep
+from tipline.routing.services import (
+    DirectoryPlanner,
+    Plan,
+    PlanEntry,
+    PlanStep,
+    contact_channels,
+)
 from tipline.tips.models import Tip
 
 log = logging.getLogger(__name__)
@@ -214,7 +220,7 @@ def _channels(c: Contact, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], str
     chosen = tuple(ch for ch in wanted if have.get(ch))
     if chosen:
         return chosen, ""
-    fallback = tuple(ch for ch in ("sms", "voice", "email") if have[ch])
+    fallback = contact_channels(c)
     if fallback:
         return fallback, f"has no {'/'.join(wanted)}; using {'/'.join(fallback)}"
     return (), "has no number or email"

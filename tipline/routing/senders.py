@@ -86,47 +86,45 @@ def alert_callback_url(public_url: str, kind: str, delivery_id: int) -> str:
     return f"{public_url.rstrip('/')}/twilio/alerts/{kind}/{delivery_id}"
 
 
-class TwilioSmsSender:
+class _TwilioSender:
+    """What the two Twilio senders share: the gateway, the public URL for callbacks, and the
+    translation of the gateway's errors into the retry/fallback split of ``SendError``."""
+
+    name = "twilio"
+
+    def __init__(self, gateway: TwilioGateway, public_url: str) -> None:
+        self.gateway = gateway
+        self.public_url = public_url
+
+    def send(self, session: Session, alert: Alert) -> str:
+        try:
+            return self._send(alert)
+        except TwilioTransientError as exc:
+            raise TransientSendError(str(exc)) from None
+        except TwilioPermanentError as exc:
+            raise PermanentSendError(str(exc)) from None
+
+    def _send(self, alert: Alert) -> str:
+        raise NotImplementedError
+
+
+class TwilioSmsSender(_TwilioSender):
     """Sends an alert as a text from the tip line's number, with a delivery status callback."""
 
-    name = "twilio"
-
-    def __init__(self, gateway: TwilioGateway, public_url: str) -> None:
-        self.gateway = gateway
-        self.public_url = public_url
-
-    def send(self, session: Session, alert: Alert) -> str:
-        try:
-            return self.gateway.send_sms(
-                alert.recipient, alert.text,
-                status_callback=alert_callback_url(self.public_url, "sms-status",
-                                                   alert.delivery_id))
-        except TwilioTransientError as exc:
-            raise TransientSendError(str(exc)) from None
-        except TwilioPermanentError as exc:
-            raise PermanentSendError(str(exc)) from None
+    def _send(self, alert: Alert) -> str:
+        return self.gateway.send_sms(
+            alert.recipient, alert.text,
+            status_callback=alert_callback_url(self.public_url, "sms-status", alert.delivery_id))
 
 
-class TwilioVoiceSender:
+class TwilioVoiceSender(_TwilioSender):
     """Places an alert call; Twilio fetches its TwiML (category, school, reference, press 1)."""
 
-    name = "twilio"
-
-    def __init__(self, gateway: TwilioGateway, public_url: str) -> None:
-        self.gateway = gateway
-        self.public_url = public_url
-
-    def send(self, session: Session, alert: Alert) -> str:
-        try:
-            return self.gateway.start_call(
-                alert.recipient,
-                url=alert_callback_url(self.public_url, "call", alert.delivery_id),
-                status_callback=alert_callback_url(self.public_url, "call-status",
-                                                   alert.delivery_id))
-        except TwilioTransientError as exc:
-            raise TransientSendError(str(exc)) from None
-        except TwilioPermanentError as exc:
-            raise PermanentSendError(str(exc)) from None
+    def _send(self, alert: Alert) -> str:
+        return self.gateway.start_call(
+            alert.recipient,
+            url=alert_callback_url(self.public_url, "call", alert.delivery_id),
+            status_callback=alert_callback_url(self.public_url, "call-status", alert.delivery_id))
 
 
 # -- email over SMTP -------------------------------------------------------------------------

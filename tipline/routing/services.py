@@ -99,12 +99,13 @@ class DirectoryPlanner:
                 .order_by(Contact.priority, Contact.id)
             ).scalars()
             for c in rows:
-                if c.role in self.SUPPORT_ROLES and not _channels(c):
+                if c.role in self.SUPPORT_ROLES and not contact_channels(c):
                     explanation["contacts"].append(
                         {"contact": c.key, "alerted": False, "why": "no sms, voice or email"}
                     )
                 elif c.role in self.SUPPORT_ROLES:
-                    first.append(PlanEntry(c.id, _channels(c), f"{c.role} for the tip's school"))
+                    first.append(PlanEntry(c.id, contact_channels(c),
+                                           f"{c.role} for the tip's school"))
                 else:
                     explanation["contacts"].append(
                         {"contact": c.key, "alerted": False, "why": f"role {c.role} not in default"}
@@ -115,9 +116,9 @@ class DirectoryPlanner:
         if tip.district_id is not None:
             oncall_q = oncall_q.where(Contact.district_id == tip.district_id)
         oncall = [
-            PlanEntry(c.id, _channels(c), "district on-call")
+            PlanEntry(c.id, contact_channels(c), "district on-call")
             for c in session.execute(oncall_q.order_by(Contact.priority, Contact.id)).scalars()
-            if _channels(c)
+            if contact_channels(c)
         ]
         steps: list[PlanStep] = []
         urgent = tip.severity >= Severity.HIGH
@@ -138,7 +139,8 @@ class DirectoryPlanner:
         return Plan("directory-default", tuple(steps), explanation)
 
 
-def _channels(c: Contact) -> tuple[str, ...]:
+def contact_channels(c: Contact) -> tuple[str, ...]:
+    """Every channel the contact can be reached on, in the default order."""
     out = []
     if c.sms_number:
         out.append("sms")
