@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tipline import crypto, migrations
 from tipline.accounts import services as account_services
 from tipline.crypto import KeyRing, Vault, write_key_file
-from tipline.db import make_engine
+from tipline.db import Database, make_engine
 from tipline.jobs import RecordingQueue
 from tipline.settings import Settings
 
@@ -223,3 +223,17 @@ def demo_directory(db_session: Session) -> dict[str, int]:
     counts = load_directory_file(db_session, DEMO_DIRECTORY)
     db_session.commit()
     return counts
+
+
+@pytest.fixture
+def sqlite_demo_db(tmp_path: Path, vault: Vault) -> Iterator[Database]:
+    """The embedded default's database: a migrated SQLite file holding the demo directory."""
+    url = f"sqlite:///{tmp_path / 'embedded.sqlite3'}"
+    migrations.upgrade(url)
+    db = Database(url)
+    with db.session() as s:
+        from tipline.directory.loader import load_directory_file
+
+        load_directory_file(s, DEMO_DIRECTORY)
+    yield db
+    db.dispose()

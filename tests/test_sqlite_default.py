@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from tests.conftest import DEMO_DIRECTORY
 from tests.factories import make_tip
-from tipline import migrations
-from tipline.db import Database, utcnow
-from tipline.directory.loader import load_directory_file
+from tipline.db import utcnow
 from tipline.jobs import RecordingQueue
 from tipline.routing.models import OutboxMessage
 from tipline.routing.senders import OutboxSender
@@ -16,13 +13,9 @@ from tipline.routing.services import DirectoryPlanner, deliver_alert, route_job
 from tipline.tips.models import Tip
 
 
-def test_intake_route_deliver_on_sqlite(tmp_path, vault) -> None:
-    url = f"sqlite:///{tmp_path / 'embedded.sqlite3'}"
-    migrations.upgrade(url)
-    db = Database(url)
+def test_intake_route_deliver_on_sqlite(sqlite_demo_db, tmp_path, vault) -> None:
+    db = sqlite_demo_db
     queue = RecordingQueue()
-    with db.session() as s:
-        load_directory_file(s, DEMO_DIRECTORY)
     with db.session() as s:
         r = make_tip(s, vault, queue, body="LEMUR-204 is selling pills", school_code="slps-vashon")
     assert queue.sent == [("tipline.route_job", (r.job_id,))]

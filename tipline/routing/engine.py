@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from tipline.directory.models import Contact, District, School, contact_schools
@@ -29,6 +29,7 @@ from tipline.routing.policy import (
     format_duration,
 )
 from tipline.routing.services import (
+    ContactFacts,
     DirectoryPlanner,
     Plan,
     PlanEntry,
@@ -121,17 +122,18 @@ def plan_for_place(
     head |= {"timezone": str(tz), "local_time": local.strftime("%a %Y-%m-%d %H:%M"),
              "time": slot}
     rule, considered = _match(dp, school.code, category, severity, slot)
+    contacts = _Contacts.load(session, dp, school)
     draft = _Draft()
     for n, step in enumerate(rule.steps, start=1):
-        _add_step(session, draft, rule, n, step, school, local,
-                  police_allowed([dp], category), category)
+        _add_step(contacts, draft, rule, n, step, local, police_allowed([dp], category),
+                  category)
     fallback_used = False
     if not draft.steps:
         fallback_used = True
         _add_fallback(session, draft, [dp], f"rule {rule.name} found no one to alert",
                       rule.steps[0].ack_within if rule.steps else FALLBACK_ACK, severity,
-                      policy.no_school_repeat_every, category)
-    _note_others(session, draft, dp, school, rule)
+                      policy.no_school_repeat_every, category, known=contacts.by_key)
+    _note_others(contacts, draft, dp, school, rule)
     explanation = head | {
         "rule": rule.name,
         "rule_line": rule.line,
@@ -211,11 +213,11 @@ def police_allowed(districts: list[DistrictPolicy], category: str) -> bool:
                for dp in districts)
 
 
-def _police_note(c: Contact, category: str, where: str) -> dict[str, Any]:
+def _police_note(c: ContactFacts, category: str, where: str) -> dict[str, Any]:
     return _entry(c, alerted=False, why=f"police are never alerted for {category} ({where})")
 
 
-def _channels(c: Contact, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+def _channels(c: ContactFacts, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
     have = {"sms": c.sms_number, "voice": c.voice_number, "email": c.email}
     chosen = tuple(ch for ch in wanted if have.get(ch))
     if chosen:
@@ -226,7 +228,7 @@ def _channels(c: Contact, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], str
     return (), "has no number or email"
 
 
-def _on_call(c: Contact, local: datetime) -> bool:
+def _on_call(c: ContactFacts, local: datetime) -> bool:
     try:
         windows = contact_windows(c.on_call)
     except ValueError:
@@ -239,40 +241,65 @@ def _on_call(c: Contact, local: datetime) -> bool:
     return any(w.contains(when) for w in windows)
 
 
-def _resolve(session: Session, target: Target, school: School | None) -> list[Contact]:
-    if target.contact is not None:
-        c = session.execute(
-            select(Contact).where(Contact.key == target.contact)
-        ).scalar_one_or_none()
-        return [c] if c is not None else []
-    if school is None:
-        return []
-    return list(session.execute(
-        select(Contact)
-        .join(contact_schools, contact_schools.c.contact_id == Contact.id)
-        .where(contact_schools.c.school_id == school.id, Contact.role == target.role)
-        .order_by(Contact.priority, Contact.id)
-    ).scalars())
+@dataclass(frozen=True)
+class _Contacts:
+    """Every directory contact a plan for one school can name, read in one query.
+
+    That is the school's contacts, its district's, and every contact the district's rules
+    and fallback name by key: all that ``_add_step``, the fallback and ``_note_others`` look
+    at. Routing plans a tip of a surge in a few statements instead of one per rule target.
+    """
+
+    ordered: tuple[ContactFacts, ...]  # by priority, then id
+    by_key: dict[str, ContactFacts]
+    at_school: frozenset[int]  # ids of the contacts linked to the tip's school
+
+    @classmethod
+    def load(cls, session: Session, dp: DistrictPolicy, school: School) -> _Contacts:
+        named = {t.contact for r in dp.rules for s in r.steps for t in s.targets if t.contact}
+        named |= set(dp.fallback)
+        at_school = select(contact_schools.c.contact_id).where(
+            contact_schools.c.school_id == school.id
+        )
+        t = cast(Table, Contact.__table__)
+        rows = session.connection().execute(
+            select(t, t.c.id.in_(at_school).label("here"))
+            .where(
+                t.c.id.in_(at_school)
+                | (t.c.district_id == school.district_id)
+                | t.c.key.in_(named)
+            )
+            .order_by(t.c.priority, t.c.id)
+        ).all()
+        ordered = tuple(cast(ContactFacts, r) for r in rows)
+        return cls(ordered, {c.key: c for c in ordered},
+                   frozenset(r.id for r in rows if r.here))
+
+    def resolve(self, target: Target) -> list[ContactFacts]:
+        """The contacts a rule target names: one by key, or the school's of a role."""
+        if target.contact is not None:
+            c = self.by_key.get(target.contact)
+            return [c] if c is not None else []
+        return [c for c in self.ordered if c.id in self.at_school and c.role == target.role]
 
 
-def _entry(c: Contact, **kw: Any) -> dict[str, Any]:
+def _entry(c: ContactFacts, **kw: Any) -> dict[str, Any]:
     return {"contact": c.key, "contact_id": c.id, "name": c.name, "role": c.role} | kw
 
 
 def _add_step(
-    session: Session,
+    contacts: _Contacts,
     draft: _Draft,
     rule: Rule,
     number: int,
     step: Step,
-    school: School | None,
     local: datetime,
     police_ok: bool,
     category: str,
 ) -> None:
     entries: list[PlanEntry] = []
     for target in step.targets:
-        found = _resolve(session, target, school)
+        found = contacts.resolve(target)
         if not found and target.contact is not None:
             draft.step_info.append({"note": f"contact {target.contact} is not in the directory"})
         for c in found:
@@ -325,13 +352,20 @@ def _add_fallback(
     severity: int,
     repeat: timedelta,
     category: str,
+    known: dict[str, ContactFacts] | None = None,
 ) -> None:
+    """Alert the districts' fallback contacts (``known``: contacts already read, by key)."""
     keys = [k for dp in districts for k in dp.fallback]
     # A tip without a school is held to the guard of every district whose fallback it uses.
     police_ok = police_allowed(districts, category)
-    contacts = {c.key: c for c in session.execute(
-        select(Contact).where(Contact.key.in_(keys))
-    ).scalars()} if keys else {}
+    if known is not None:
+        contacts = known
+    elif keys:
+        contacts = {c.key: c for c in session.execute(
+            select(Contact).where(Contact.key.in_(keys))
+        ).scalars()}
+    else:
+        contacts = {}
     entries: list[PlanEntry] = []
     for key in keys:
         c = contacts.get(key)
@@ -363,21 +397,10 @@ def _add_fallback(
 
 
 def _note_others(
-    session: Session, draft: _Draft, dp: DistrictPolicy, school: School, rule: Rule
+    contacts: _Contacts, draft: _Draft, dp: DistrictPolicy, school: School, rule: Rule
 ) -> None:
     """Say why each contact of the school and district (and each named one) was not alerted."""
-    named = {t.contact for r in dp.rules for s in r.steps for t in s.targets if t.contact}
-    named |= set(dp.fallback)
-    at_school = select(contact_schools.c.contact_id).where(
-        contact_schools.c.school_id == school.id
-    )
-    rows = session.execute(
-        select(Contact).where(
-            Contact.id.in_(at_school)
-            | (Contact.district_id == school.district_id)
-            | Contact.key.in_(named)
-        ).order_by(Contact.priority, Contact.id)
-    ).scalars()
+    rows = contacts.ordered
     roles = {t.role for s in rule.steps for t in s.targets if t.role}
     keys = {t.contact for s in rule.steps for t in s.targets if t.contact}
     for c in rows:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from tipline.db import rowcount
 from tipline.directory.models import Contact, School, contact_schools
@@ -139,7 +139,30 @@ class DirectoryPlanner:
         return Plan("directory-default", tuple(steps), explanation)
 
 
-def contact_channels(c: Contact) -> tuple[str, ...]:
+class ContactFacts(Protocol):
+    """What planning reads of a contact: an ORM ``Contact`` or a plain row of its table."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def sms_number(self) -> str | None: ...
+    @property
+    def voice_number(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def on_call(self) -> dict[str, Any] | None: ...
+    @property
+    def active(self) -> bool: ...
+
+
+def contact_channels(c: ContactFacts) -> tuple[str, ...]:
     """Every channel the contact can be reached on, in the default order."""
     out = []
     if c.sms_number:
@@ -163,96 +186,121 @@ class RouteResult:
 def route_job(
     session: Session, job_id: int, planner: Planner, queue: JobQueue, now: datetime
 ) -> RouteResult:
-    """Claim the job and write its dispatches and deliveries; commits."""
-    claimed = rowcount(session.execute(
-        update(RoutingJob)
-        .where(RoutingJob.id == job_id, RoutingJob.status == JobStatus.PENDING.value)
-        .values(
-            status=JobStatus.DONE.value,
-            attempts=RoutingJob.attempts + 1,
-            started_at=now,
-            finished_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    ))
-    if not claimed:
+    """Claim the job and write its dispatches and deliveries; commits.
+
+    This runs for every tip of a surge, so it is written as a handful of statements: the
+    claim, one load of the tip with its school and district, the planner's reads, one
+    multi-row INSERT each for dispatches and deliveries, and the explanation.
+    """
+    jobs = _table(RoutingJob)
+    claimed = session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING.value)
+        .values(status=JobStatus.DONE.value, attempts=jobs.c.attempts + 1, started_at=now,
+                finished_at=now)
+        .returning(jobs.c.tip_id, jobs.c.reason)
+    ).first()
+    if claimed is None:  # routed already, or deleted while queued (tip shredded)
         session.rollback()
         return RouteResult(job_id, routed=False)
-    job = session.get(RoutingJob, job_id)
-    if job is None:  # deleted while queued (tip shredded): nothing to do
-        session.rollback()
-        return RouteResult(job_id, routed=False)
-    tip = session.get(Tip, job.tip_id)
-    assert tip is not None  # noqa: S101 - FK guarantees it
-    if job.reason == "retriage":
+    tip = session.execute(
+        select(Tip).where(Tip.id == claimed.tip_id)
+        .options(joinedload(Tip.school), joinedload(Tip.district))
+    ).scalar_one()
+    if claimed.reason == "retriage":
         _cancel_open_dispatches(session, tip.id)
     plan = planner.plan(session, tip, now)
-    job.explanation = plan.explanation | {"rule": plan.rule}
-    deliveries: list[AlertDelivery] = []
-    created: list[Dispatch] = []
-    n_dispatch = 0
+    explanation = plan.explanation | {"rule": plan.rule}
+    rows: list[dict[str, Any]] = []
     for idx, step in enumerate(plan.steps):
         due = now + step.delay
+        active = step.delay <= timedelta(0)
+        repeat = int(step.repeat_every.total_seconds()) if step.repeat_every else None
         for entry in step.entries:
             if not entry.channels:  # a dispatch no alert can ever go out for
                 log.error("routing job %s: contact %s has no channel; not alerted", job_id,
                           entry.contact_id)
                 continue
-            active = step.delay <= timedelta(0)
-            repeat = int(step.repeat_every.total_seconds()) if step.repeat_every else None
-            d = Dispatch(
-                job=job,
-                tip_id=tip.id,
-                contact_id=entry.contact_id,
-                rule=plan.rule[:80],
-                step_index=idx,
-                channels=list(entry.channels),
-                include_content=entry.include_content,
-                status=(DispatchStatus.ACTIVE if active else DispatchStatus.SCHEDULED).value,
-                due_at=due,
-                ack_deadline=(due + step.ack_within) if step.ack_within else None,
-                ack_code=_ack_code(),
-                activated_at=now if active else None,
-                repeat_every_seconds=repeat,
-                next_alert_at=(due + timedelta(seconds=repeat)) if repeat else None,
-                alert_round=0,
-            )
-            session.add(d)
-            n_dispatch += 1
-            created.append(d)
-    session.flush()  # one batched INSERT for every dispatch
-    for d in created:
-        if d.status == DispatchStatus.ACTIVE.value:
-            deliveries.extend(open_deliveries(session, d, round_no=0, flush=False))
-    if not n_dispatch:  # an empty plan, or one whose steps alert nobody
-        job.status = JobStatus.FAILED.value
-        job.last_error = "no contact matched; check the directory and policy"
+            rows.append({
+                "job_id": job_id, "tip_id": tip.id, "contact_id": entry.contact_id,
+                "rule": plan.rule[:80], "step_index": idx, "channels": list(entry.channels),
+                "include_content": entry.include_content,
+                "status": (DispatchStatus.ACTIVE if active else DispatchStatus.SCHEDULED).value,
+                "due_at": due,
+                "ack_deadline": (due + step.ack_within) if step.ack_within else None,
+                "acknowledged_at": None, "ack_via": None, "ack_code": _ack_code(),
+                "created_at": now, "activated_at": now if active else None,
+                "repeat_every_seconds": repeat,
+                "next_alert_at": (due + timedelta(seconds=repeat)) if repeat else None,
+                "alert_round": 0,
+            })
+    job_values: dict[str, Any] = {"explanation": explanation}
+    if not rows:  # an empty plan, or one whose steps alert nobody
+        job_values |= {"status": JobStatus.FAILED.value,
+                       "last_error": "no contact matched; check the directory and policy"}
         log.error("tip %s routed to nobody: no contact matched", tip.reference)
-    session.flush()
-    life_safety = tip.severity >= Severity.LIFE_SAFETY
-    for dl in deliveries:
-        urgent = life_safety or bool(dl.dispatch.repeat_every_seconds)
-        after_commit(session, send_delivery, queue, dl.id, urgent)
+    session.execute(update(jobs).where(jobs.c.id == job_id).values(**job_values))
+    sends: list[tuple[int, bool]] = []
+    if rows:
+        dispatches = _table(Dispatch)
+        ids = session.execute(
+            insert(dispatches).returning(dispatches.c.id, sort_by_parameter_order=True), rows
+        ).scalars().all()
+        life_safety = tip.severity >= Severity.LIFE_SAFETY
+        first: list[dict[str, Any]] = []
+        urgent: list[bool] = []
+        for dispatch_id, row in zip(ids, rows, strict=True):
+            if row["status"] != DispatchStatus.ACTIVE.value:
+                continue
+            for channel in round_channels(row["channels"], row["repeat_every_seconds"]):
+                first.append({
+                    "dispatch_id": dispatch_id, "channel": channel,
+                    "idempotency_key": delivery_key(dispatch_id, channel, 0),
+                    "status": DeliveryStatus.PENDING.value, "attempts": 0,
+                    "provider": "outbox", "created_at": now, "updated_at": now,
+                    "alert_round": 0,
+                })
+                urgent.append(life_safety or bool(row["repeat_every_seconds"]))
+        if first:
+            deliveries = _table(AlertDelivery)
+            dl_ids = session.execute(
+                insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
+                first,
+            ).scalars().all()
+            sends = list(zip(dl_ids, urgent, strict=True))
+    for dl_id, is_urgent in sends:
+        after_commit(session, send_delivery, queue, dl_id, is_urgent)
     session.commit()
-    return RouteResult(job_id, True, n_dispatch, len(deliveries))
+    return RouteResult(job_id, True, len(rows), len(sends))
+
+
+def _table(model: type[Any]) -> Table:
+    """A model's table, for the plain SQL statements of the hot path (no unit of work)."""
+    return cast(Table, model.__table__)
+
+
+def round_channels(channels: Sequence[str], repeat_every_seconds: int | None) -> list[str]:
+    """The channels one alert round of a dispatch opens at once.
+
+    Normally only the first; the next ones are opened if it fails. A life-safety dispatch (one
+    that repeats) calls and texts at once: every voice and SMS channel it has.
+    """
+    if not channels:
+        return []
+    if repeat_every_seconds:
+        return [c for c in channels if c in ("voice", "sms")] or [channels[0]]
+    return [channels[0]]
 
 
 def open_deliveries(session: Session, dispatch: Dispatch, round_no: int, flush: bool = True
                     ) -> list[AlertDelivery]:
-    """Create the delivery rows for one alert round of a dispatch.
-
-    Normally only the first channel; the next ones are opened if it fails. A life-safety
-    dispatch (one that repeats) calls and texts at once: every voice and SMS channel it has.
-    """
+    """Create the delivery rows for one alert round of a dispatch (``round_channels``)."""
     if not dispatch.channels:
         return []
     if dispatch.id is None:
         session.flush()
-    channels = [dispatch.channels[0]]
-    if dispatch.repeat_every_seconds:
-        channels = [c for c in dispatch.channels if c in ("voice", "sms")] or channels
     out = []
-    for channel in channels:
+    for channel in round_channels(dispatch.channels, dispatch.repeat_every_seconds):
         dl = AlertDelivery(
             dispatch=dispatch,
             channel=channel,
@@ -310,25 +358,26 @@ def send_delivery(queue: JobQueue, delivery_id: int, urgent: bool = False) -> bo
 CONTENT_LIMIT = {"sms": 300, "email": 4000}
 
 
-def alert_text(tip: Tip, dispatch: Dispatch, school_name: str | None) -> tuple[str, str]:
+def alert_text(reference: str, category: str, severity: int, school_name: str | None,
+               ack_code: str | None) -> tuple[str, str]:
     """Subject and text of an alert: category, severity, school, reference, how to ack.
 
     Tip content is added only when the matched rule allows it (``include_content``), and
     never to a voice call, which may be heard by anyone near the phone.
     """
-    sev = SEVERITY_LABELS.get(tip.severity, str(tip.severity))
+    sev = SEVERITY_LABELS.get(severity, str(severity))
     where = school_name or "school not given"
-    subject = f"[tipline] {sev} tip {tip.reference}"
+    subject = f"[tipline] {sev} tip {reference}"
     text = (
-        f"tipline alert {tip.reference}: {tip.category.replace('_', ' ')}, severity {sev}, "
-        f"{where}. Reply ACK {dispatch.ack_code} to acknowledge, or open the dashboard."
+        f"tipline alert {reference}: {category.replace('_', ' ')}, severity {sev}, "
+        f"{where}. Reply ACK {ack_code} to acknowledge, or open the dashboard."
     )
     return subject, text
 
 
-def _content(tip: Tip, channel: str) -> str:
+def _content(tip: Tip | None, channel: str) -> str:
     limit = CONTENT_LIMIT.get(channel)
-    if not limit or not tip.messages:
+    if tip is None or not limit or not tip.messages:
         return ""
     body = tip.messages[0].body
     return body if len(body) <= limit else body[: limit - 1] + "…"
@@ -351,6 +400,23 @@ class DeliveryResult:
     outcome: str  # sent | skipped | retry | failed
 
 
+def _alert_facts(delivery_id: int) -> Select[Any]:
+    """Everything one alert needs, as plain columns in one round trip."""
+    dl, d, c = _table(AlertDelivery), _table(Dispatch), _table(Contact)
+    t, s = _table(Tip), _table(School)
+    return (
+        select(dl.c.channel, dl.c.attempts, d.c.status.label("dispatch_status"),
+               d.c.channels, d.c.include_content, d.c.ack_code, c.c.sms_number,
+               c.c.voice_number, c.c.email, c.c.active, t.c.id.label("tip_id"),
+               t.c.reference, t.c.category, t.c.severity, s.c.name.label("school_name"))
+        .select_from(dl.join(d, d.c.id == dl.c.dispatch_id)
+                     .join(c, c.c.id == d.c.contact_id)
+                     .join(t, t.c.id == d.c.tip_id)
+                     .outerjoin(s, s.c.id == t.c.school_id))
+        .where(dl.c.id == delivery_id)
+    )
+
+
 def deliver_alert(
     session: Session,
     delivery_id: int,
@@ -363,56 +429,48 @@ def deliver_alert(
     Recorded before sending (``pending -> sending``), compare-and-set after
     (``sending -> sent``). A permanent failure, a missing route, or ``MAX_SEND_ATTEMPTS``
     transient failures mark it failed and open the contact's next channel (``queue`` sends it
-    at once; without one the sweep does).
+    at once; without one the sweep does). It runs for every alert of a surge, so the claim,
+    the read and the result are three plain statements in two transactions.
     """
-    claimed = rowcount(session.execute(
-        update(AlertDelivery)
-        .where(
-            AlertDelivery.id == delivery_id,
-            AlertDelivery.status == DeliveryStatus.PENDING.value,
-        )
-        .values(status=DeliveryStatus.SENDING.value, attempts=AlertDelivery.attempts + 1,
+    deliveries = _table(AlertDelivery)
+    conn = session.connection()
+    claimed = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id,
+               deliveries.c.status == DeliveryStatus.PENDING.value)
+        .values(status=DeliveryStatus.SENDING.value, attempts=deliveries.c.attempts + 1,
                 updated_at=now)
-        .execution_options(synchronize_session=False)
-    ))
-    session.commit()
+    ).rowcount
     if not claimed:
+        session.rollback()
         return DeliveryResult(delivery_id, "skipped")
-    # Everything the alert needs in one round trip (this runs for every alert of a surge).
-    row = session.execute(
-        select(AlertDelivery, Dispatch, Contact, Tip, School.name)
-        .join(Dispatch, Dispatch.id == AlertDelivery.dispatch_id)
-        .join(Contact, Contact.id == Dispatch.contact_id)
-        .join(Tip, Tip.id == Dispatch.tip_id)
-        .outerjoin(School, School.id == Tip.school_id)
-        .where(AlertDelivery.id == delivery_id)
-        .execution_options(populate_existing=True)
-    ).one()
-    dl, dispatch, contact, tip, school_name = row
-    if dispatch.status not in SENDABLE:
-        fail_delivery(session, dl.id, now, f"dispatch {dispatch.status}", queue, fallback=False)
+    row = conn.execute(_alert_facts(delivery_id)).one()
+    session.commit()  # recorded as sending before anything goes out
+    if row.dispatch_status not in SENDABLE:
+        fail_delivery(session, delivery_id, now, f"dispatch {row.dispatch_status}", queue,
+                      fallback=False)
         return DeliveryResult(delivery_id, "skipped")
-    recipient = {"sms": contact.sms_number, "voice": contact.voice_number,
-                 "email": contact.email}.get(dl.channel)
-    sender = senders.get(dl.channel)
-    if not recipient or sender is None or not contact.active:
-        fail_delivery(session, dl.id, now, f"no {dl.channel} route for contact", queue)
+    recipient = {"sms": row.sms_number, "voice": row.voice_number,
+                 "email": row.email}.get(row.channel)
+    sender = senders.get(row.channel)
+    if not recipient or sender is None or not row.active:
+        fail_delivery(session, delivery_id, now, f"no {row.channel} route for contact", queue)
         return DeliveryResult(delivery_id, "failed")
-    subject, text = alert_text(tip, dispatch, school_name)
+    subject, text = alert_text(row.reference, row.category, row.severity, row.school_name,
+                               row.ack_code)
     stored: str | None = None
-    if dispatch.include_content:
-        extra = _content(tip, dl.channel)
+    if row.include_content:
+        extra = _content(session.get(Tip, row.tip_id), row.channel)
         if extra:
             stored = f"{text}\n\n(Tip text included in the alert; not stored here.)"
             text = f"{text}\n\nTip: {extra}"
-    attempts = dl.attempts
-    alert = Alert(dl.channel, recipient, subject, text, dl.id, dispatch.ack_code, stored)
+    alert = Alert(row.channel, recipient, subject, text, delivery_id, row.ack_code, stored)
     try:
         ref = sender.send(session, alert)
     except TransientSendError as exc:
         session.rollback()
         why = f"transient: {str(exc)[:150]}"
-        if attempts >= MAX_SEND_ATTEMPTS and _has_next_channel(dispatch, dl.channel):
+        if row.attempts >= MAX_SEND_ATTEMPTS and _has_next_channel(row.channels, row.channel):
             fail_delivery(session, delivery_id, now, why, queue, expect=DeliveryStatus.SENDING)
             return DeliveryResult(delivery_id, "failed")
         # The last channel is never given up on a transient error: it stays pending and the
@@ -424,27 +482,26 @@ def deliver_alert(
         fail_delivery(session, delivery_id, now, f"permanent: {str(exc)[:150]}", queue,
                       expect=DeliveryStatus.SENDING)
         return DeliveryResult(delivery_id, "failed")
-    done = rowcount(session.execute(
-        update(AlertDelivery)
-        .where(AlertDelivery.id == delivery_id,
-               AlertDelivery.status == DeliveryStatus.SENDING.value)
+    conn = session.connection()
+    done = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id,
+               deliveries.c.status == DeliveryStatus.SENDING.value)
         .values(status=DeliveryStatus.SENT.value, sent_at=now, provider=sender.name,
                 provider_ref=ref[:64], updated_at=now)
-        .execution_options(synchronize_session=False)
-    ))
+    ).rowcount
     if not done:  # a status callback got here first: keep its status, record the reference
-        session.execute(
-            update(AlertDelivery)
-            .where(AlertDelivery.id == delivery_id, AlertDelivery.provider_ref.is_(None))
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.provider_ref.is_(None))
             .values(sent_at=now, provider=sender.name, provider_ref=ref[:64])
-            .execution_options(synchronize_session=False)
         )
     session.commit()
     return DeliveryResult(delivery_id, "sent" if done else "skipped")
 
 
-def _has_next_channel(dispatch: Dispatch, channel: str) -> bool:
-    channels = list(dispatch.channels)
+def _has_next_channel(channels: Sequence[str], channel: str) -> bool:
+    channels = list(channels)
     return channel in channels and channels.index(channel) < len(channels) - 1
 
 
