@@ -245,6 +245,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="run each worker process with the threads pool and this many threads "
                          "(default: prefork, one task at a time per process)")
+    ap.add_argument("--twilio-latency-ms", type=float, default=0.0,
+                    help="how long the Twilio stand-in takes to answer each request (Twilio's "
+                         "API typically answers in 100-300 ms; a sending thread waits that long)")
     ap.add_argument("--escalations", type=int, default=200, help="deadlines to measure")
     ap.add_argument("--drain", type=float, default=900.0,
                     help="seconds to wait for the backlog after the surge")
@@ -255,7 +258,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="tipline-bench-routing-"))
     procs: list[subprocess.Popen[bytes]] = []
-    stub = StubTwilio().start()
+    stub = StubTwilio(latency=args.twilio_latency_ms / 1000).start()
     engine = None
     try:
         print(f"setting up in {tmp} ...", flush=True)
@@ -323,13 +326,14 @@ def main() -> None:
         total = int(args.rate * args.seconds)
         pool = f"threads x{args.threads}" if args.threads else "prefork"
         print(f"surge: {total} tips at {args.rate:g}/s for {args.seconds:g} s; planner: "
-              f"{planner}; {args.concurrency} worker processes ({pool})", flush=True)
+              f"{planner}; {args.concurrency} worker processes ({pool}); Twilio stand-in "
+              f"answers after {args.twilio_latency_ms:g} ms", flush=True)
         rng = random.Random(42)
         workers = {p.pid for p in procs[1:]}
         cpu0, pg0 = group_cpu_seconds(workers), postgres_cpu_seconds()
         committed: dict[str, float] = {}
         during: dict[int, datetime] = {}
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         behind = 0.0
         for i in range(total):
             due = t0 + i / args.rate
@@ -369,6 +373,14 @@ def main() -> None:
         print("\nRESULTS (surge)")
         print(f"  tip commit -> first alert handed to Twilio: {fmt(lat)}")
         print(f"  all first alerts out {drained:.1f} s after the surge began")
+        windows: dict[int, list[float]] = {}
+        for r in committed:
+            if r in firsts:
+                windows.setdefault(int((committed[r] - wall0) // 10), []).append(
+                    firsts[r] - committed[r])
+        print("  p99 by 10 s of the surge (tip commit time): " + ", ".join(
+            f"{w * 10}-{w * 10 + 10} s: {pct(v, 99) * 1000:.0f} ms"
+            for w, v in sorted(windows.items())))
         print(f"  routing jobs done: {routed} (incl. warm-up); not done: {not_done}")
         print(f"  tips with no alert handed to Twilio: {len(no_alert)}")
         print(f"  CPU per tip (routing + its alerts): workers and beat {cpu / total * 1000:.0f}"

@@ -33,6 +33,9 @@ class StubTwilio:
     script: list[Any] = field(default_factory=list)
     # Optional per-request rule (kind, form) -> behaviour, consulted before ``script``.
     rule: Callable[[str, dict[str, str]], Any] | None = None
+    # Seconds to wait before answering each request: Twilio's own response time, which a
+    # worker thread spends waiting (the arrival time is still taken on arrival).
+    latency: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _server: ThreadingHTTPServer | None = None
@@ -52,6 +55,8 @@ class StubTwilio:
                 form = {k: v[0] for k, v in parse_qs(raw).items()}
                 kind = "voice" if self.path.endswith("/Calls.json") else "sms"
                 behaviour = stub._arrive(kind, form)
+                if stub.latency:
+                    time.sleep(stub.latency)
                 if isinstance(behaviour, tuple) and behaviour[0] == "hang":
                     time.sleep(float(behaviour[1]))
                     behaviour = 201

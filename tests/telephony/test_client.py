@@ -187,3 +187,42 @@ def test_build_gateway_picks_real_only_when_configured() -> None:
     gw = build_gateway(full)
     assert isinstance(gw, RestTwilioGateway)
     assert gw.api_base == "http://127.0.0.1:1"
+
+
+def sdk_session(gw: RestTwilioGateway):
+    http = gw.client.http_client
+    inner = getattr(http, "inner", http)
+    return inner, inner.session
+
+
+def test_the_sdk_session_reads_proxy_and_ca_settings_once(monkeypatch, tmp_path) -> None:
+    """requests would re-read the environment on every send; the gateway reads it when built,
+    so a district's proxy and CA bundle still apply, and the pool fits a surge's threads."""
+    bundle = tmp_path / "district-ca.pem"
+    bundle.write_text("not read until a TLS connection is made\n")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.district.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    gw = RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER)
+    inner, session = sdk_session(gw)
+    assert session.trust_env is False
+    assert inner.proxy.get("https") == "http://proxy.district.example:3128"
+    assert session.verify == str(bundle)
+    adapter = session.get_adapter("https://api.twilio.com/2010-04-01")
+    assert adapter._pool_maxsize >= 64
+
+    monkeypatch.setenv("NO_PROXY", "api.twilio.com")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    inner, session = sdk_session(RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN,
+                                                   TEST_FROM_NUMBER))
+    assert not inner.proxy and session.verify is True
+
+
+def test_a_gateway_with_its_own_session_sends_to_the_contract(twilio_mock_url: str) -> None:
+    gw = RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER,
+                           api_base=twilio_mock_url)
+    assert gw.send_sms("+13145550177", "alert").startswith("SM")
+    assert gw.start_call("+13145550177", url="https://tips.example.org/twilio/alerts/call/1"
+                         ).startswith("CA")

@@ -186,31 +186,25 @@ class RouteResult:
 def route_job(
     session: Session, job_id: int, planner: Planner, queue: JobQueue, now: datetime
 ) -> RouteResult:
-    """Claim the job and write its dispatches and deliveries; commits.
+    """Plan the tip, claim the job and write its dispatches and deliveries; commits.
 
-    This runs for every tip of a surge, so it is written as a handful of statements: the
-    claim, one load of the tip with its school and district, the planner's reads, one
-    multi-row INSERT each for dispatches and deliveries, and the explanation.
+    This runs for every tip of a surge, so it is a handful of statements: one load of the
+    pending job's tip with its school and district, the planner's reads (the policy engine
+    reads the directory once), the claim with the explanation, and one multi-row INSERT each
+    for dispatches and deliveries.
     """
     jobs = _table(RoutingJob)
-    claimed = session.execute(
-        update(jobs)
+    found = session.execute(
+        select(Tip, jobs.c.reason)
+        .join(jobs, jobs.c.tip_id == Tip.id)
         .where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING.value)
-        .values(status=JobStatus.DONE.value, attempts=jobs.c.attempts + 1, started_at=now,
-                finished_at=now)
-        .returning(jobs.c.tip_id, jobs.c.reason)
+        .options(joinedload(Tip.school), joinedload(Tip.district))
     ).first()
-    if claimed is None:  # routed already, or deleted while queued (tip shredded)
+    if found is None:  # routed already, or deleted while queued (tip shredded)
         session.rollback()
         return RouteResult(job_id, routed=False)
-    tip = session.execute(
-        select(Tip).where(Tip.id == claimed.tip_id)
-        .options(joinedload(Tip.school), joinedload(Tip.district))
-    ).scalar_one()
-    if claimed.reason == "retriage":
-        _cancel_open_dispatches(session, tip.id)
+    tip, reason = found
     plan = planner.plan(session, tip, now)
-    explanation = plan.explanation | {"rule": plan.rule}
     rows: list[dict[str, Any]] = []
     for idx, step in enumerate(plan.steps):
         due = now + step.delay
@@ -234,12 +228,26 @@ def route_job(
                 "next_alert_at": (due + timedelta(seconds=repeat)) if repeat else None,
                 "alert_round": 0,
             })
-    job_values: dict[str, Any] = {"explanation": explanation}
+    job_values: dict[str, Any] = {
+        "status": JobStatus.DONE.value, "attempts": jobs.c.attempts + 1, "started_at": now,
+        "finished_at": now, "explanation": plan.explanation | {"rule": plan.rule},
+    }
     if not rows:  # an empty plan, or one whose steps alert nobody
         job_values |= {"status": JobStatus.FAILED.value,
                        "last_error": "no contact matched; check the directory and policy"}
+    # The claim: compare-and-set in the transaction that writes the dispatches, so a job
+    # routed twice at once is written once (the second waits for the row, then finds it done).
+    claimed = session.connection().execute(
+        update(jobs).where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING.value)
+        .values(**job_values)
+    ).rowcount
+    if not claimed:
+        session.rollback()
+        return RouteResult(job_id, routed=False)
+    if not rows:
         log.error("tip %s routed to nobody: no contact matched", tip.reference)
-    session.execute(update(jobs).where(jobs.c.id == job_id).values(**job_values))
+    if reason == "retriage":
+        _cancel_open_dispatches(session, tip.id)
     sends: list[tuple[int, bool]] = []
     if rows:
         dispatches = _table(Dispatch)

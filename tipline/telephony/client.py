@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
@@ -112,6 +114,32 @@ def _rebase(url: str, api_base: str) -> str:
     return urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
 
 
+# Keep-alive connections to Twilio per worker process. The SDK keeps min(32, CPUs + 4); a
+# worker runs more sending threads than that in a surge (each waits on Twilio's answer), and
+# every send beyond the pool would open a new TLS connection.
+KEEP_CONNECTIONS = 64
+TWILIO_API_URL = "https://api.twilio.com"
+
+
+def _settle_session(client: TwilioHttpClient, api_url: str) -> None:
+    """Size the SDK's connection pool, and read proxy and CA settings from the environment
+    once instead of on every request (``requests`` re-reads them per call when it trusts the
+    environment: about a third of an alert's CPU in the SDK)."""
+    session = client.session
+    if session is None:
+        return
+    adapter = HTTPAdapter(pool_maxsize=KEEP_CONNECTIONS)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    proxies = requests.utils.get_environ_proxies(api_url)
+    if proxies and not client.proxy:
+        client.proxy = proxies
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if ca_bundle:
+        session.verify = ca_bundle
+    session.trust_env = False
+
+
 class _RebasingHttpClient(HttpClient):
     """Wraps an SDK ``HttpClient`` and points api.twilio.com requests at ``api_base``."""
 
@@ -162,7 +190,10 @@ class RestTwilioGateway:
         self.from_number = from_number
         self.api_base = api_base.rstrip("/")
         self._auth = (account_sid, auth_token)
-        inner = http_client or TwilioHttpClient(timeout=REQUEST_TIMEOUT_SECONDS)
+        if http_client is None:
+            http_client = TwilioHttpClient(timeout=REQUEST_TIMEOUT_SECONDS)
+            _settle_session(http_client, self.api_base or TWILIO_API_URL)
+        inner = http_client
         client_http: HttpClient = _RebasingHttpClient(inner, self.api_base) if self.api_base \
             else inner
         self.client = Client(account_sid, auth_token, http_client=client_http)
