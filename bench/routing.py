@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -333,6 +334,7 @@ def main() -> None:
         cpu0, pg0 = group_cpu_seconds(workers), postgres_cpu_seconds()
         committed: dict[str, float] = {}
         during: dict[int, datetime] = {}
+        setter: threading.Thread | None = None
         t0, wall0 = time.monotonic(), time.time()
         behind = 0.0
         for i in range(total):
@@ -345,8 +347,13 @@ def main() -> None:
             ref, at = _make_tip(engine, vault, queue, rng)
             committed[ref] = at
             if i == total // 2 and args.escalations:
-                during = _set_deadlines(engine, args.escalations // 2)
+                # On its own thread, so the tips keep arriving at the surge's pace.
+                setter = threading.Thread(
+                    target=lambda: during.update(_set_deadlines(engine, args.escalations // 2)))
+                setter.start()
         surge_took = time.monotonic() - t0
+        if setter is not None:
+            setter.join()
         print(f"  created {total} tips in {surge_took:.1f} s "
               f"({total / surge_took:.1f}/s; generator at most {behind * 1000:.0f} ms behind)",
               flush=True)

@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tipline.directory.models import Contact, District, School, contact_schools
+from tipline.directory.models import Contact, District, School
+from tipline.routing import statements as sql
 from tipline.routing.policy import (
     DistrictPolicy,
     Policy,
@@ -258,19 +259,9 @@ class _Contacts:
     def load(cls, session: Session, dp: DistrictPolicy, school: School) -> _Contacts:
         named = {t.contact for r in dp.rules for s in r.steps for t in s.targets if t.contact}
         named |= set(dp.fallback)
-        at_school = select(contact_schools.c.contact_id).where(
-            contact_schools.c.school_id == school.id
-        )
-        t = cast(Table, Contact.__table__)
-        rows = session.connection().execute(
-            select(t, t.c.id.in_(at_school).label("here"))
-            .where(
-                t.c.id.in_(at_school)
-                | (t.c.district_id == school.district_id)
-                | t.c.key.in_(named)
-            )
-            .order_by(t.c.priority, t.c.id)
-        ).all()
+        rows = session.connection().execute(sql.PLAN_CONTACTS, {
+            "b_school": school.id, "b_district": school.district_id, "b_named": sorted(named),
+        }).all()
         ordered = tuple(cast(ContactFacts, r) for r in rows)
         return cls(ordered, {c.key: c for c in ordered},
                    frozenset(r.id for r in rows if r.here))

@@ -17,15 +17,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tipline.directory.loader import ROLES
 from tipline.directory.models import Contact, District, School, contact_schools
 from tipline.routing.models import RoutingPolicy
+from tipline.routing.statements import ACTIVE_POLICY_HEAD
 from tipline.tips.models import Category
 
 CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
@@ -809,12 +810,7 @@ _cache = _Cache()
 
 def active_policy(session: Session) -> Policy | None:
     """The active policy, parsed once per version (rows are immutable once stored)."""
-    t = cast(Table, RoutingPolicy.__table__)  # a plain statement: this runs for every tip
-    head = session.connection().execute(
-        select(t.c.id, t.c.version, t.c.sha256)
-        .where(t.c.active.is_(True))
-        .order_by(t.c.version.desc()).limit(1)
-    ).first()
+    head = session.connection().execute(ACTIVE_POLICY_HEAD).first()  # runs for every tip
     if head is None:
         return None
     key = f"{head.version}:{head.sha256}"

@@ -18,15 +18,16 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Select, Table, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from tipline.db import rowcount
-from tipline.directory.models import Contact, School, contact_schools
+from tipline.directory.models import Contact, contact_schools
 from tipline.jobs import JobQueue, after_commit
+from tipline.routing import statements as sql
 from tipline.routing.models import (
     AlertDelivery,
     DeliveryStatus,
@@ -193,13 +194,7 @@ def route_job(
     reads the directory once), the claim with the explanation, and one multi-row INSERT each
     for dispatches and deliveries.
     """
-    jobs = _table(RoutingJob)
-    found = session.execute(
-        select(Tip, jobs.c.reason)
-        .join(jobs, jobs.c.tip_id == Tip.id)
-        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING.value)
-        .options(joinedload(Tip.school), joinedload(Tip.district))
-    ).first()
+    found = session.execute(sql.PENDING_TIP, {"b_job": job_id}).first()
     if found is None:  # routed already, or deleted while queued (tip shredded)
         session.rollback()
         return RouteResult(job_id, routed=False)
@@ -228,19 +223,16 @@ def route_job(
                 "next_alert_at": (due + timedelta(seconds=repeat)) if repeat else None,
                 "alert_round": 0,
             })
-    job_values: dict[str, Any] = {
-        "status": JobStatus.DONE.value, "attempts": jobs.c.attempts + 1, "started_at": now,
-        "finished_at": now, "explanation": plan.explanation | {"rule": plan.rule},
-    }
+    status, error = JobStatus.DONE.value, None
     if not rows:  # an empty plan, or one whose steps alert nobody
-        job_values |= {"status": JobStatus.FAILED.value,
-                       "last_error": "no contact matched; check the directory and policy"}
+        status = JobStatus.FAILED.value
+        error = "no contact matched; check the directory and policy"
     # The claim: compare-and-set in the transaction that writes the dispatches, so a job
     # routed twice at once is written once (the second waits for the row, then finds it done).
-    claimed = session.connection().execute(
-        update(jobs).where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING.value)
-        .values(**job_values)
-    ).rowcount
+    claimed = session.connection().execute(sql.CLAIM_JOB, {
+        "b_job": job_id, "b_status": status, "b_now": now, "b_error": error,
+        "b_explanation": plan.explanation | {"rule": plan.rule},
+    }).rowcount
     if not claimed:
         session.rollback()
         return RouteResult(job_id, routed=False)
@@ -250,10 +242,7 @@ def route_job(
         _cancel_open_dispatches(session, tip.id)
     sends: list[tuple[int, bool]] = []
     if rows:
-        dispatches = _table(Dispatch)
-        ids = session.execute(
-            insert(dispatches).returning(dispatches.c.id, sort_by_parameter_order=True), rows
-        ).scalars().all()
+        ids = session.execute(sql.INSERT_DISPATCHES, rows).scalars().all()
         life_safety = tip.severity >= Severity.LIFE_SAFETY
         first: list[dict[str, Any]] = []
         urgent: list[bool] = []
@@ -270,21 +259,12 @@ def route_job(
                 })
                 urgent.append(life_safety or bool(row["repeat_every_seconds"]))
         if first:
-            deliveries = _table(AlertDelivery)
-            dl_ids = session.execute(
-                insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
-                first,
-            ).scalars().all()
+            dl_ids = session.execute(sql.INSERT_DELIVERIES, first).scalars().all()
             sends = list(zip(dl_ids, urgent, strict=True))
     for dl_id, is_urgent in sends:
         after_commit(session, send_delivery, queue, dl_id, is_urgent)
     session.commit()
     return RouteResult(job_id, True, len(rows), len(sends))
-
-
-def _table(model: type[Any]) -> Table:
-    """A model's table, for the plain SQL statements of the hot path (no unit of work)."""
-    return cast(Table, model.__table__)
 
 
 def round_channels(channels: Sequence[str], repeat_every_seconds: int | None) -> list[str]:
@@ -408,23 +388,6 @@ class DeliveryResult:
     outcome: str  # sent | skipped | retry | failed
 
 
-def _alert_facts(delivery_id: int) -> Select[Any]:
-    """Everything one alert needs, as plain columns in one round trip."""
-    dl, d, c = _table(AlertDelivery), _table(Dispatch), _table(Contact)
-    t, s = _table(Tip), _table(School)
-    return (
-        select(dl.c.channel, dl.c.attempts, d.c.status.label("dispatch_status"),
-               d.c.channels, d.c.include_content, d.c.ack_code, c.c.sms_number,
-               c.c.voice_number, c.c.email, c.c.active, t.c.id.label("tip_id"),
-               t.c.reference, t.c.category, t.c.severity, s.c.name.label("school_name"))
-        .select_from(dl.join(d, d.c.id == dl.c.dispatch_id)
-                     .join(c, c.c.id == d.c.contact_id)
-                     .join(t, t.c.id == d.c.tip_id)
-                     .outerjoin(s, s.c.id == t.c.school_id))
-        .where(dl.c.id == delivery_id)
-    )
-
-
 def deliver_alert(
     session: Session,
     delivery_id: int,
@@ -440,19 +403,12 @@ def deliver_alert(
     at once; without one the sweep does). It runs for every alert of a surge, so the claim,
     the read and the result are three plain statements in two transactions.
     """
-    deliveries = _table(AlertDelivery)
     conn = session.connection()
-    claimed = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery_id,
-               deliveries.c.status == DeliveryStatus.PENDING.value)
-        .values(status=DeliveryStatus.SENDING.value, attempts=deliveries.c.attempts + 1,
-                updated_at=now)
-    ).rowcount
-    if not claimed:
+    params: dict[str, Any] = {"b_delivery": delivery_id, "b_now": now}
+    if not conn.execute(sql.CLAIM_DELIVERY, params).rowcount:
         session.rollback()
         return DeliveryResult(delivery_id, "skipped")
-    row = conn.execute(_alert_facts(delivery_id)).one()
+    row = conn.execute(sql.ALERT_FACTS, params).one()
     session.commit()  # recorded as sending before anything goes out
     if row.dispatch_status not in SENDABLE:
         fail_delivery(session, delivery_id, now, f"dispatch {row.dispatch_status}", queue,
@@ -491,19 +447,10 @@ def deliver_alert(
                       expect=DeliveryStatus.SENDING)
         return DeliveryResult(delivery_id, "failed")
     conn = session.connection()
-    done = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery_id,
-               deliveries.c.status == DeliveryStatus.SENDING.value)
-        .values(status=DeliveryStatus.SENT.value, sent_at=now, provider=sender.name,
-                provider_ref=ref[:64], updated_at=now)
-    ).rowcount
+    params |= {"b_provider": sender.name, "b_ref": ref[:64]}
+    done = conn.execute(sql.MARK_SENT, params).rowcount
     if not done:  # a status callback got here first: keep its status, record the reference
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.provider_ref.is_(None))
-            .values(sent_at=now, provider=sender.name, provider_ref=ref[:64])
-        )
+        conn.execute(sql.RECORD_REFERENCE, params)
     session.commit()
     return DeliveryResult(delivery_id, "sent" if done else "skipped")
 
