@@ -1,7 +1,8 @@
 """Benchmark routing and alert delivery under a surge of tips, and escalation lateness.
 
     .venv/bin/python -m bench.routing [--rate 50] [--seconds 60] [--concurrency 2]
-                                      [--threads N] [--policy FILE | --no-policy]
+                                      [--threads N] [--twilio-latency-ms MS]
+                                      [--policy FILE | --no-policy]
 
 What it does, all on 127.0.0.1:
 
@@ -12,11 +13,13 @@ What it does, all on 127.0.0.1:
    (``tests/routing/twilio_stub.py``; the worker talks to it through the real
    ``RestTwilioGateway`` and the ``twilio`` SDK), ``--concurrency`` Celery worker processes
    (one prefork worker; or, with ``--threads N``, that many workers each running N threads)
-   and a separate Celery beat, in production mode.
+   and a separate Celery beat, in production mode. ``--twilio-latency-ms`` makes the
+   stand-in answer after that long, as Twilio's API does, so sending threads wait.
 3. Surge: creates ``rate`` tips per second for ``seconds`` seconds through the real intake
    service (sealed, committed, routing job published to Redis after commit), a mix of
    categories and schools. For each tip, latency = arrival at the Twilio stand-in of the
-   tip's FIRST alert minus the moment just before the tip's commit (so the commit is included).
+   tip's FIRST alert minus the moment just before the tip's commit (so the commit is included),
+   overall and per 10 s of the surge.
 4. Escalation, twice: in the middle of the surge (half of ``--escalations``) and after it has
    drained, takes routed tips that have a later step waiting, sets their first step's
    acknowledgement deadline to a moment spread over the next 10 s (and their next step's

@@ -169,6 +169,9 @@ class BoundDatabase:
 
         return _cm()
 
+    def held_session(self) -> Session:
+        return self.sessions()
+
     def dispose(self) -> None:
         pass
 

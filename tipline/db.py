@@ -113,5 +113,16 @@ class Database:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def held_session(self) -> Iterator[Session]:
+        """A session that keeps one connection for all its transactions.
+
+        A delivery commits twice (the claim before sending, the result after); with a plain
+        session each commit gives the connection back and the next one checks it out and
+        pings it again. Nothing is committed on exit: the caller commits what it means to.
+        """
+        with self.engine.connect() as conn, Session(bind=conn, expire_on_commit=False) as s:
+            yield s
+
     def dispose(self) -> None:
         self.engine.dispose()

@@ -31,13 +31,13 @@ def _svc() -> Services:
 
 def run_route_job(job_id: int) -> routing.RouteResult:
     svc = _svc()
-    with svc.db.sessions() as session:
+    with svc.db.held_session() as session:
         return routing.route_job(session, job_id, svc.planner(session), svc.queue, utcnow())
 
 
 def run_deliver_alert(delivery_id: int) -> routing.DeliveryResult:
     svc = _svc()
-    with svc.db.sessions() as session:
+    with svc.db.held_session() as session:
         return routing.deliver_alert(session, delivery_id, svc.senders(), utcnow(), svc.queue)
 
 

@@ -400,15 +400,21 @@ def deliver_alert(
     Recorded before sending (``pending -> sending``), compare-and-set after
     (``sending -> sent``). A permanent failure, a missing route, or ``MAX_SEND_ATTEMPTS``
     transient failures mark it failed and open the contact's next channel (``queue`` sends it
-    at once; without one the sweep does). It runs for every alert of a surge, so the claim,
-    the read and the result are three plain statements in two transactions.
+    at once; without one the sweep does). It runs for every alert of a surge, so the claim
+    with the read (one statement on PostgreSQL, two on SQLite) and the result are plain
+    statements in two transactions.
     """
     conn = session.connection()
     params: dict[str, Any] = {"b_delivery": delivery_id, "b_now": now}
-    if not conn.execute(sql.CLAIM_DELIVERY, params).rowcount:
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(sql.CLAIM_AND_READ, params).first()
+    elif conn.execute(sql.CLAIM_DELIVERY, params).rowcount:
+        row = conn.execute(sql.ALERT_FACTS, params).one()
+    else:
+        row = None
+    if row is None:  # not pending: sent, being sent, or failed already
         session.rollback()
         return DeliveryResult(delivery_id, "skipped")
-    row = conn.execute(sql.ALERT_FACTS, params).one()
     session.commit()  # recorded as sending before anything goes out
     if row.dispatch_status not in SENDABLE:
         fail_delivery(session, delivery_id, now, f"dispatch {row.dispatch_status}", queue,

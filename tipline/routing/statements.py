@@ -91,20 +91,33 @@ CLAIM_DELIVERY = (
             updated_at=bindparam("b_now"))
 )
 
-# Everything one alert needs, as plain columns (b_delivery).
-ALERT_FACTS = (
-    select(_deliveries.c.channel, _deliveries.c.attempts,
-           _dispatches.c.status.label("dispatch_status"), _dispatches.c.channels,
-           _dispatches.c.include_content, _dispatches.c.ack_code, _contacts.c.sms_number,
-           _contacts.c.voice_number, _contacts.c.email, _contacts.c.active,
-           _tips.c.id.label("tip_id"), _tips.c.reference, _tips.c.category, _tips.c.severity,
-           _schools.c.name.label("school_name"))
-    .select_from(_deliveries.join(_dispatches, _dispatches.c.id == _deliveries.c.dispatch_id)
-                 .join(_contacts, _contacts.c.id == _dispatches.c.contact_id)
-                 .join(_tips, _tips.c.id == _dispatches.c.tip_id)
-                 .outerjoin(_schools, _schools.c.id == _tips.c.school_id))
-    .where(_deliveries.c.id == bindparam("b_delivery"))
-)
+
+
+def _alert_facts(delivery: Any) -> Any:
+    """Everything one alert needs, as plain columns, for ``delivery`` (the table, or the
+    claim below): its channel and attempts, the dispatch, the contact, the tip and school."""
+    return (
+        select(delivery.c.channel, delivery.c.attempts,
+               _dispatches.c.status.label("dispatch_status"), _dispatches.c.channels,
+               _dispatches.c.include_content, _dispatches.c.ack_code, _contacts.c.sms_number,
+               _contacts.c.voice_number, _contacts.c.email, _contacts.c.active,
+               _tips.c.id.label("tip_id"), _tips.c.reference, _tips.c.category,
+               _tips.c.severity, _schools.c.name.label("school_name"))
+        .select_from(delivery.join(_dispatches, _dispatches.c.id == delivery.c.dispatch_id)
+                     .join(_contacts, _contacts.c.id == _dispatches.c.contact_id)
+                     .join(_tips, _tips.c.id == _dispatches.c.tip_id)
+                     .outerjoin(_schools, _schools.c.id == _tips.c.school_id))
+    )
+
+
+# After CLAIM_DELIVERY, in the same transaction (b_delivery).
+ALERT_FACTS = _alert_facts(_deliveries).where(_deliveries.c.id == bindparam("b_delivery"))
+
+# PostgreSQL: the claim and the read in one round trip (an UPDATE ... RETURNING in a WITH);
+# no row when the delivery was not pending. SQLite cannot update inside WITH.
+_claimed = CLAIM_DELIVERY.returning(_deliveries.c.dispatch_id, _deliveries.c.channel,
+                                    _deliveries.c.attempts).cte("claimed")
+CLAIM_AND_READ = _alert_facts(_claimed)
 
 # Compare-and-set after sending: sending -> sent (b_delivery, b_now, b_provider, b_ref).
 MARK_SENT = (
