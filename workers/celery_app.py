@@ -6,6 +6,7 @@ senders are the same) and runs every task inside its app context.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery, Task
@@ -34,9 +35,17 @@ def make_celery(app: Flask) -> Celery:
     return celery
 
 
+# How long a worker thread may hold the interpreter before another is let in (Python's default
+# is 5 ms). A task thread spends its life in short waits on PostgreSQL, Redis and Twilio;
+# coming back from each it waits for the interpreter, up to this long, behind threads that
+# are computing. Measured in the routing benchmark: docs/alerts.md, "Benchmark".
+THREAD_SWITCH_INTERVAL = 0.001
+
+
 def _bootstrap() -> Celery:
     from tipline.cli import check_database, fail_cleanly
 
+    sys.setswitchinterval(THREAD_SWITCH_INTERVAL)
     with fail_cleanly():
         settings = load_settings()
         check_database(settings)
