@@ -52,6 +52,45 @@ def start(name: str, cmd: list[str], env: dict[str, str], logdir: Path) -> Proc:
     return Proc(name, popen, log)
 
 
+class Supervised:
+    """A process restarted whenever it exits on its own, as ``docker-compose.yml``'s
+    ``restart: unless-stopped`` does for the worker in a deployment.
+
+    Celery 5.7's worker can exit when Redis goes away while it still holds an unacknowledged
+    task (kombu fails to restore it: ``'NoneType' object has no attribute 'hostname'``); the
+    deployment's restart policy is what brings it back, so the outage tests run it the same
+    way. ``restarts`` says how often that happened.
+    """
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], logdir: Path) -> None:
+        import threading
+
+        self._args = (name, cmd, env, logdir)
+        self.proc = start(*self._args)
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    @property
+    def log(self) -> Path:
+        return self.proc.log
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            if self.proc.popen.poll() is not None and not self._stopping.is_set():
+                self.restarts += 1
+                self.proc = start(*self._args)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self.proc.stop(sig, timeout)
+
+    def output(self) -> str:
+        return self.proc.output()
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None

@@ -22,7 +22,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from tests.conftest import DEMO_DIRECTORY, PG_URL
-from tests.e2e.procs import VENV_BIN, Proc, base_env, start, start_redis, wait_for
+from tests.e2e.procs import (
+    VENV_BIN,
+    Proc,
+    Supervised,
+    base_env,
+    start,
+    start_redis,
+    wait_for,
+)
 from tests.livesupport import create_fresh_database, free_port
 from tests.routing.delivery_support import SmtpSink
 from tests.routing.twilio_stub import StubTwilio
@@ -58,11 +66,14 @@ class World:
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
+    def worker_cmd(self, name: str) -> list[str]:
+        return [str(VENV_BIN / "celery"), "-A", "workers.celery_app", "worker", "--beat",
+                "--schedule", str(self.tmp / f"beat-{name}"), "--concurrency", "2",
+                "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--hostname",
+                f"{name}@%h"]
+
     def worker(self, name: str) -> Proc:
-        return start(name, [str(VENV_BIN / "celery"), "-A", "workers.celery_app", "worker",
-                            "--beat", "--schedule", str(self.tmp / f"beat-{name}"),
-                            "--concurrency", "2", "--loglevel", "INFO", "--without-gossip",
-                            "--without-mingle", "--hostname", f"{name}@%h"], self.env, self.tmp)
+        return start(name, self.worker_cmd(name), self.env, self.tmp)
 
     def tip(self, school: str, body: str, category: Category = Category.THREAT) -> str:
         crypto.install(self.vault)
@@ -142,7 +153,7 @@ def _drop_database(url: str) -> None:
         admin.dispose()
 
 
-def _stop(*procs: Proc) -> None:
+def _stop(*procs: Proc | Supervised) -> None:
     for p in procs:
         p.stop()
 
@@ -231,7 +242,8 @@ def test_a_worker_killed_mid_delivery_sends_again_once(world: World) -> None:
 
 def test_tips_during_a_redis_restart_are_all_routed_once(world: World) -> None:
     w = world
-    worker = w.worker("steady")
+    # Restarted if it exits, as in a deployment (see ``Supervised``).
+    worker = Supervised("steady", w.worker_cmd("steady"), w.env, w.tmp)
     refs: list[str] = []
     try:
         wait_for(lambda: "ready" in worker.output(), 60, "the worker to start")
