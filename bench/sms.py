@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bench.intake import REPO, Gunicorn, cpu_seconds, postgres_pids, psql, worker_pids
+from bench.intake import REPO, Gunicorn, cpu_seconds, postgres_pids, psql
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "tipline_bench_sms"
@@ -205,41 +205,6 @@ def clean_redis(before: set[bytes]) -> None:
         client.delete(*new)
 
 
-class SizedGunicorn(Gunicorn):
-    """``bench.intake.Gunicorn`` with the worker count taken from TIPLINE_WEB_WORKERS."""
-
-    def __init__(self, app: str, env: dict[str, str], workdir: Path, workers: int) -> None:
-        import subprocess
-        import sys
-
-        from bench.intake import free_port
-
-        if workers == 2:
-            super().__init__(app, env, workdir)
-            return
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (workdir / f"gunicorn-{self.port}.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "config" / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), app],
-            cwd=str(REPO), env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while len(worker_pids(self.proc.pid)) < workers or not self._listening():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not start; see {self.log.name}")
-            time.sleep(0.2)
-
-    def _listening(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
@@ -279,7 +244,7 @@ def main() -> None:
     warm = build_requests(args.warmup, 0.0, seed=1, first_number=9000000) if args.warmup else []
     timed = build_requests(args.requests, args.followups, seed=2, first_number=7000000)
     firsts = sum(1 for _, _, first in timed if first)
-    server = SizedGunicorn("tipline.wsgi:app", env, workdir, args.workers)
+    server = Gunicorn("tipline.wsgi:app", env, workdir, workers=args.workers)
     try:
         if warm:
             fire(server.port, warm, min(args.concurrency, 8))
