@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,6 @@ class BoundDatabase:
                                      expire_on_commit=False)
 
     def session(self) -> Any:
-        from contextlib import contextmanager
 
         @contextmanager
         def _cm() -> Iterator[Session]:
@@ -240,3 +240,20 @@ def sqlite_demo_db(tmp_path: Path, vault: Vault) -> Iterator[Database]:
         load_directory_file(s, DEMO_DIRECTORY)
     yield db
     db.dispose()
+
+
+@contextmanager
+def recorded_statements(bind: Engine | Connection) -> Iterator[list[str]]:
+    """Every SQL statement sent through ``bind`` while the block runs, in order."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(bind, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(bind, "before_cursor_execute", record)

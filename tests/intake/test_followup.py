@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from markupsafe import escape
 from PIL import Image
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
+from tests.conftest import recorded_statements
 from tests.factories import make_tip
 from tests.intake.helpers import csrf_from, jpeg_with_gps
 from tipline.audit.models import AuditEvent
@@ -69,22 +70,15 @@ def test_a_wrong_code_gets_one_generic_answer(app, client, tip_code, code) -> No
 
 
 def test_malformed_and_unknown_codes_take_the_same_path(db_session, vault, tip_code) -> None:
-    statements: list[str] = []
+    def work(statements: list[str]) -> list[str]:
+        return [s for s in statements if not s.startswith(("SAVEPOINT", "RELEASE"))]
 
-    def _count(conn, cursor, statement, *args) -> None:
-        if not statement.startswith(("SAVEPOINT", "RELEASE")):
-            statements.append(statement)
-
-    bind = db_session.get_bind()
-    event.listen(bind, "before_cursor_execute", _count)
-    try:
+    with recorded_statements(db_session.get_bind()) as sent:
         assert fu.find_tip_by_code(db_session, vault, "not a code") is None
-        malformed = list(statements)
-        statements.clear()
+    malformed = work(sent)
+    with recorded_statements(db_session.get_bind()) as sent:
         assert fu.find_tip_by_code(db_session, vault, "ZZZZ-ZZZZ-ZZZZ-ZZZZ") is None
-        unknown = list(statements)
-    finally:
-        event.remove(bind, "before_cursor_execute", _count)
+    unknown = work(sent)
     assert len(malformed) == len(unknown) == 1  # one indexed lookup, whatever the input
     assert malformed == unknown
 

@@ -9,16 +9,14 @@ statements stays small and does not grow with the number of contacts in a plan.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tests.conftest import recorded_statements
 from tests.factories import make_tip
 from tipline.directory.models import Contact
 from tipline.intake.services import Receipt
@@ -68,18 +66,8 @@ class Sender:
         return f"ref-{alert.delivery_id}"
 
 
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement.split(None, 1)[0].upper())
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+def first_words(statements: list[str]) -> list[str]:
+    return [s.split(None, 1)[0].upper() for s in statements]
 
 
 def check_rows_match_plan(session: Session, tip_id: int, job_id: int, plan: Plan,
@@ -204,21 +192,23 @@ def test_statement_counts_stay_small(pg_engine, db_session, vault, demo_director
     two statements on PostgreSQL. A change that loops queries per contact fails here."""
     queue = RecordingQueue()
     r, _ = policy_tip(db_session, vault, queue, **WEAPON_NOW)
-    with statements(pg_engine) as seen:
+    with recorded_statements(pg_engine) as sent:
         policy = active_policy(db_session)
         spy = PlanSpy(PolicyPlanner(policy))
         result = route_job(db_session, r.job_id, spy, queue, TUESDAY_10AM)
     assert result.dispatches >= 5
     # policy head, tip, contacts, claim with explanation, dispatches, deliveries (+ savepoint
     # bookkeeping of the test session)
+    seen = first_words(sent)
     work = [s for s in seen if s not in ("SAVEPOINT", "RELEASE", "ROLLBACK")]
     assert len(work) <= 6, seen
     dl_id = queue.sent[0][1][0]
     sender = Sender()
-    with statements(pg_engine) as seen:
+    with recorded_statements(pg_engine) as sent:
         out = deliver_alert(db_session, dl_id, {"sms": sender, "voice": sender,
                                                 "email": sender}, TUESDAY_10AM)
     assert out.outcome == "sent"
+    seen = first_words(sent)
     work = [s for s in seen if s not in ("SAVEPOINT", "RELEASE", "ROLLBACK")]
     assert work == ["WITH", "UPDATE"], seen  # claim and read in one; the result
 
