@@ -16,6 +16,15 @@ contact_schools = Table(
     Column("school_id", ForeignKey("schools.id", ondelete="CASCADE"), primary_key=True),
 )
 
+# Which districts a police agency serves (the St. Louis County police serve several). A district
+# administrator may attach a contact only to an agency tied to their district.
+agency_districts = Table(
+    "agency_districts",
+    Base.metadata,
+    Column("agency_id", ForeignKey("police_agencies.id", ondelete="CASCADE"), primary_key=True),
+    Column("district_id", ForeignKey("districts.id", ondelete="CASCADE"), primary_key=True),
+)
+
 
 class District(Base):
     __tablename__ = "districts"
@@ -55,6 +64,9 @@ class PoliceAgency(Base):
     code: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     non_emergency_text: Mapped[str] = mapped_column(String(200), default="")
+
+    districts: Mapped[list[District]] = relationship(secondary=agency_districts,
+                                                     order_by="District.code")
 
 
 class Contact(Base):
