@@ -19,6 +19,12 @@ def test_no_settings_gives_the_embedded_default(tmp_path) -> None:
     assert s.key_file == Path("var") / "keys.json"
 
 
+def test_no_forwarded_header_is_trusted_unless_configured(tmp_path) -> None:
+    assert load_settings({}, env_file=tmp_path / "none.env").trusted_proxy_hops == 0
+    behind = load_settings({"TIPLINE_TRUSTED_PROXY_HOPS": "1"}, env_file=tmp_path / "none.env")
+    assert behind.trusted_proxy_hops == 1
+
+
 def test_env_file_then_environment_override(tmp_path) -> None:
     f = tmp_path / "t.env"
     f.write_text("# comment\nTIPLINE_LOG_LEVEL=debug\nexport TIPLINE_PUBLIC_URL='https://a.example/'\n")
@@ -37,6 +43,10 @@ def test_env_file_then_environment_override(tmp_path) -> None:
         ({"TIPLINE_PUBLIC_URL": "tips.example.org"}, "TIPLINE_PUBLIC_URL"),
         ({"TIPLINE_SMTP_PORT": "twenty-five"}, "TIPLINE_SMTP_PORT"),
         ({"TIPLINE_DEMO_DATA": "maybe"}, "TIPLINE_DEMO_DATA"),
+        ({"TIPLINE_TRUSTED_PROXY_HOPS": "one"}, "TIPLINE_TRUSTED_PROXY_HOPS"),
+        ({"TIPLINE_TRUSTED_PROXY_HOPS": "-1"}, "TIPLINE_TRUSTED_PROXY_HOPS"),
+        ({"TIPLINE_RATELIMIT_STORAGE_URL": "memcached://m:11211"},
+         "TIPLINE_RATELIMIT_STORAGE_URL"),
         ({"TWILIO_ACCOUNT_SID": "AC123"}, "TWILIO_ACCOUNT_SID"),
         ({"TIPLINE_ALERT_SENDER": "twilio"}, "TWILIO_ACCOUNT_SID"),
         ({"TIPLINE_MODE": "production"}, "TIPLINE_DATABASE_URL"),

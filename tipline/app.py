@@ -9,6 +9,7 @@ from flask import Flask, render_template, request, session
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import tipline.models  # noqa: F401  (every mapper configured before first use)
 from tipline import crypto
@@ -78,6 +79,10 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
         swallow_errors=True,
     )
     app.extensions["tipline_limiter"] = limiter
+    if settings.trusted_proxy_hops:
+        # The client address (for the rate limits) and scheme as the trusted proxies saw them.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=settings.trusted_proxy_hops)
     install_security_headers(app, settings.https)
 
     from tipline.health.views import bp as health_bp

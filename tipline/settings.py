@@ -36,6 +36,8 @@ class Settings:
     log_level: str = "INFO"
     # Rate limiting keeps only salted hashes; storage may be memory:// or redis://.
     ratelimit_storage_url: str = "memory://"
+    # Reverse proxies in front of the app that append to X-Forwarded-For (0: none trusted).
+    trusted_proxy_hops: int = 0
     # Routing pipeline.
     sweep_interval_seconds: float = 15.0
     sweep_grace_seconds: float = 20.0
@@ -87,6 +89,7 @@ _ENV_MAP = {
     "TIPLINE_PUBLIC_URL": "public_url",
     "TIPLINE_LOG_LEVEL": "log_level",
     "TIPLINE_RATELIMIT_STORAGE_URL": "ratelimit_storage_url",
+    "TIPLINE_TRUSTED_PROXY_HOPS": "trusted_proxy_hops",
     "TIPLINE_SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
     "TIPLINE_SWEEP_GRACE_SECONDS": "sweep_grace_seconds",
     "TIPLINE_PUBLISH_TIMEOUT_SECONDS": "publish_timeout_seconds",
@@ -164,6 +167,7 @@ _KINDS: dict[str, type] = {
     "sweep_grace_seconds": float,
     "publish_timeout_seconds": float,
     "smtp_port": int,
+    "trusted_proxy_hops": int,
     "smtp_starttls": bool,
     "max_upload_bytes": int,
     "retention_days": int,
@@ -232,6 +236,14 @@ def load_settings(
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(f"TIPLINE_PUBLIC_URL: expected an http(s) URL, got {public!r}")
     values["public_url"] = public.rstrip("/")
+    limiter_store = str(values.get("ratelimit_storage_url", Settings.ratelimit_storage_url))
+    if not limiter_store.startswith(("memory://", "redis://", "rediss://")):
+        raise SettingsError(
+            "TIPLINE_RATELIMIT_STORAGE_URL: expected memory:// or redis://HOST:PORT/N, "
+            f"got {_redact_url(limiter_store)!r}"
+        )
+    if int(values.get("trusted_proxy_hops", 0)) < 0:  # type: ignore[call-overload]
+        raise SettingsError("TIPLINE_TRUSTED_PROXY_HOPS: expected 0 or more")
     for attr, allowed, var in (
         ("alert_sender", ALERT_SENDERS, "TIPLINE_ALERT_SENDER"),
         ("email_sender", EMAIL_SENDERS, "TIPLINE_EMAIL_SENDER"),
