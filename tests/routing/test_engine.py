@@ -546,3 +546,55 @@ def test_on_call_shifts_hand_over_across_the_dst_switch_night(db_session, night)
         assert plan.explanation["fallback_used"] is False
         seen |= keys
     assert seen == {"dst-night", "dst-day"}
+
+
+# -- the directory's police guard, at routing time (the last line) ---------------------------
+UNGUARDED_SUPPORT_TO_POLICE = """\
+policy: stored before the directory guard
+districts:
+  slps:
+    school_hours: [{days: mon-fri, start: "07:00", end: "17:00"}]
+    fallback: [slps-oncall, slpd-liaison]
+    rules:
+      - name: everything-to-police
+        default: true
+        steps:
+          - alert: [{role: counselor}, {contact: slpd-liaison}]
+            ack_within: 10m
+"""
+
+
+@pytest.mark.parametrize("category", NON_VIOLENT)
+def test_engine_keeps_police_out_by_the_directory_even_if_the_file_has_no_guard(
+    db_session, demo_directory, category
+):
+    # A policy parsed without the checker (e.g. stored before the guard came from the
+    # directory): SLPS's record says police_involvement: limited, so no support tip, with or
+    # without a school, reaches police; a weapon still does.
+    policy = parse_policy(UNGUARDED_SUPPORT_TO_POLICE, "old.yaml")
+    assert policy.districts["slps"].police_only_for is None
+    for school, district in (("slps-roosevelt", None), (None, "slps"), (None, None)):
+        plan = plan_for(db_session, policy, school_code=school, district_code=district,
+                        category=category, severity=4, at=SATURDAY_2AM)
+        assert plan.steps, (school, district)
+        assert _police_keys(db_session, plan) == set(), (school, district)
+    plan = plan_for(db_session, policy, school_code="slps-roosevelt", district_code=None,
+                    category="weapon", severity=4, at=SATURDAY_2AM)
+    assert _police_keys(db_session, plan) == {"slpd-liaison"}
+
+
+def test_engine_follows_a_change_of_police_involvement(db_session, demo_directory):
+    policy = parse_policy(UNGUARDED_SUPPORT_TO_POLICE, "old.yaml")
+    slps = db_session.execute(select(District).where(District.code == "slps")).scalar_one()
+    slps.police_involvement = "partnership"
+    db_session.flush()
+    plan = plan_for(db_session, policy, school_code="slps-roosevelt", district_code=None,
+                    category="bullying", severity=2, at=SATURDAY_2AM)
+    assert _police_keys(db_session, plan) == {"slpd-liaison"}
+    slps.police_involvement = "none"
+    db_session.flush()
+    plan = plan_for(db_session, policy, school_code="slps-roosevelt", district_code=None,
+                    category="weapon", severity=4, at=SATURDAY_2AM)
+    assert _police_keys(db_session, plan) == set() and plan.steps
+    note = next(c for c in plan.explanation["contacts"] if c["contact"] == "slpd-liaison")
+    assert note["alerted"] is False and "police_involvement: none" in note["why"]

@@ -322,8 +322,12 @@ def test_police_in_the_fallback_of_a_guarded_district_is_refused(db_session, dem
     assert errors_of(text, db_session) == [
         f"p.yaml:{line_of(text, 'fallback:')}: fallback contact 'slpd-liaison' is police, but "
         "district slps allows police only for threat, weapon"]
-    # without the guard the district may choose it
+    # without the file's guard, SLPS's directory record still keeps police out; a district
+    # whose record sets no guard (partnership) may choose it
     unguarded = text.replace("    police_only_for: [weapon, threat]\n", "")
+    (err,) = errors_of(unguarded, db_session)
+    assert "fallback contact 'slpd-liaison' is police, but district slps: its directory" in err
+    _set_involvement(db_session, "slps", "partnership")
     policy = parse_policy(unguarded, "p.yaml")
     validate_policy(db_session, policy)
     assert policy.districts["slps"].fallback == ("slps-oncall", "slpd-liaison")
@@ -366,3 +370,135 @@ def test_unicode_names_round_trip(db_session, demo_directory):
     policy = active_policy(db_session)
     assert policy is not None and policy.name == "Política ÉÑ"
     assert policy.rule("défaut-ñ-😀") is not None and row.source_text == text
+
+
+def test_police_ack_stops_school_alerts_is_a_checked_district_option():
+    """Off unless a district says so; anything but true/false is refused with its line."""
+    assert parse_policy(BASE, "p.yaml").districts["slps"].police_ack_stops_school_alerts \
+        is False
+    on = BASE.replace("    police_only_for: [weapon, threat]\n",
+                      "    police_only_for: [weapon, threat]\n"
+                      "    police_ack_stops_school_alerts: true\n")
+    assert parse_policy(on, "p.yaml").districts["slps"].police_ack_stops_school_alerts is True
+    bad = on.replace("police_ack_stops_school_alerts: true",
+                     "police_ack_stops_school_alerts: sometimes")
+    assert errors_of(bad) == [
+        f"p.yaml:{line_of(bad, 'sometimes')}: police_ack_stops_school_alerts must be true or "
+        "false"]
+
+
+# -- the police guard comes from the directory (police_involvement) --------------------------
+UNGUARDED = BASE.replace("    police_only_for: [weapon, threat]\n", "")
+GUARD_TEXT = "its directory record says police_involvement: limited (police only for other, " \
+    "threat, weapon)"
+SUPPORT_TO_POLICE = UNGUARDED.replace("          - alert: [{role: counselor}]\n",
+                                      "          - alert: [{role: counselor}, "
+                                      "{contact: slpd-liaison}]\n")
+POLICE_IN_FALLBACK = UNGUARDED.replace("    fallback: [slps-oncall]\n",
+                                       "    fallback: [slps-oncall, slpd-liaison]\n")
+
+
+def _set_involvement(db_session, code: str, value: str) -> None:
+    from tipline.directory.models import District
+
+    db_session.execute(select(District).where(District.code == code)).scalar_one() \
+        .police_involvement = value
+    db_session.flush()
+
+
+def test_guard_holds_without_police_only_for_in_the_file(db_session, demo_directory):
+    # Deleting police_only_for from SLPS's section must not let a support rule alert police.
+    assert "police_only_for" not in UNGUARDED
+    by_contact = SUPPORT_TO_POLICE
+    assert errors_of(by_contact, db_session) == [
+        f"p.yaml:{line_of(by_contact, 'counselor}, {contact: slpd')}: rule 'support' alerts "
+        f"police (slpd-liaison) for bullying, self_harm, but district slps: {GUARD_TEXT}"]
+    by_role = UNGUARDED.replace("          - alert: [{role: counselor}]\n",
+                                "          - alert: [{role: counselor}, "
+                                "{role: police_liaison}]\n")
+    assert errors_of(by_role, db_session) == [
+        f"p.yaml:{line_of(by_role, '{role: police_liaison}')}: rule 'support' alerts police "
+        f"(role police_liaison) for bullying, self_harm, but district slps: {GUARD_TEXT}"]
+    # the default rule takes every category, so police there is refused as well
+    in_default = UNGUARDED.replace("          - alert: [{contact: slps-oncall}]\n",
+                                   "          - alert: [{contact: slps-oncall}, "
+                                   "{contact: slpd-liaison}]\n")
+    (err,) = errors_of(in_default, db_session)
+    assert err.startswith(f"p.yaml:{line_of(in_default, 'slps-oncall}, {contact: slpd')}: "
+                          "rule 'fallback-rule' alerts police (slpd-liaison) for abuse, "
+                          "bullying, family_crisis, self_harm, substance, but district slps")
+    assert errors_of(POLICE_IN_FALLBACK, db_session) == [
+        f"p.yaml:{line_of(POLICE_IN_FALLBACK, 'fallback:')}: fallback contact 'slpd-liaison' is "
+        f"police, but district slps: {GUARD_TEXT}"]
+    # weapons and threats may still go to police without any police_only_for
+    validate_policy(db_session, parse_policy(UNGUARDED, "p.yaml"))
+
+
+def test_load_refuses_what_the_directory_guard_forbids(db_session, demo_directory):
+    with pytest.raises(PolicyError) as info:
+        load_policy(db_session, SUPPORT_TO_POLICE, "p.yaml", "cli")
+    assert "rule 'support' alerts police (slpd-liaison)" in info.value.errors[0]
+    assert db_session.execute(select(RoutingPolicy)).scalars().all() == []
+
+
+def test_police_only_for_may_narrow_the_guard_but_not_widen_it(db_session, demo_directory):
+    wider = BASE.replace("police_only_for: [weapon, threat]",
+                         "police_only_for: [weapon, threat, bullying]")
+    assert errors_of(wider, db_session) == [
+        f"p.yaml:{line_of(wider, 'police_only_for')}: police_only_for lists bullying, but "
+        f"district slps: {GUARD_TEXT}; the file can only narrow that"]
+    # narrower than the directory (no "other") is the file's own choice
+    validate_policy(db_session, parse_policy(BASE, "p.yaml"))
+
+
+def test_a_partnership_district_has_no_guard(db_session, demo_directory):
+    for value in ("partnership", "full"):
+        _set_involvement(db_session, "slps", value)
+        validate_policy(db_session, parse_policy(POLICE_IN_FALLBACK, "p.yaml"))
+        validate_policy(db_session, parse_policy(SUPPORT_TO_POLICE, "p.yaml"))
+
+
+def test_police_involvement_none_keeps_police_out_of_everything(db_session, demo_directory):
+    _set_involvement(db_session, "slps", "none")
+    errs = errors_of(UNGUARDED, db_session)
+    assert errs == [
+        f"p.yaml:{line_of(UNGUARDED, '{contact: slpd-liaison}')}: rule 'violence' alerts police "
+        "(slpd-liaison) for threat, weapon, but district slps: its directory record says "
+        "police_involvement: none (police are never alerted)"]
+
+
+def test_a_contact_of_a_police_agency_counts_as_police(db_session, demo_directory):
+    # A district admin cannot dodge the guard by giving a police desk another role.
+    from tipline.directory.models import Contact
+
+    liaison = db_session.execute(
+        select(Contact).where(Contact.key == "slpd-liaison")).scalar_one()
+    liaison.role = "district_oncall"
+    db_session.flush()
+    (err,) = errors_of(SUPPORT_TO_POLICE, db_session)
+    assert "rule 'support' alerts police (slpd-liaison) for bullying, self_harm" in err
+
+
+@pytest.mark.parametrize("value", ["limited", "partnership", "full", "none"])
+def test_directory_accepts_the_documented_involvement_values(db_session, value):
+    from tipline.directory.loader import load_directory
+    from tipline.directory.models import District
+
+    load_directory(db_session, {"districts": [
+        {"code": "d1", "name": "D1", "police_involvement": value}]})
+    row = db_session.execute(select(District).where(District.code == "d1")).scalar_one()
+    assert row.police_involvement == value
+
+
+def test_directory_refuses_an_unknown_involvement_and_defaults_to_limited(db_session):
+    from tipline.directory.loader import DirectoryError, load_directory
+    from tipline.directory.models import District
+
+    with pytest.raises(DirectoryError) as info:
+        load_directory(db_session, {"districts": [
+            {"code": "d1", "name": "D1", "police_involvement": "sometimes"}]}, source="dir.yaml")
+    assert str(info.value) == ("dir.yaml: district d1: police_involvement must be one of "
+                               "limited, partnership, full, none (not 'sometimes')")
+    load_directory(db_session, {"districts": [{"code": "d2", "name": "D2"}]})
+    assert db_session.execute(select(District.police_involvement).where(
+        District.code == "d2")).scalar_one() == "limited"

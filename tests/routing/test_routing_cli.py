@@ -154,3 +154,34 @@ def test_a_file_that_is_not_utf8_is_a_clear_error(cli_env, tmp_path):
         assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
         assert "latin1.yaml: not UTF-8 text" in res.output
     assert count(url, RoutingPolicy) == 0
+
+
+def test_check_and_load_hold_slps_to_its_directory_guard(cli_env, tmp_path):
+    # SLPS's directory record says police_involvement: limited. Deleting police_only_for and
+    # sending bullying to the city police is refused by check and by load, naming the line.
+    env, url = cli_env
+    demo = POLICY_FILE.read_text(encoding="utf-8")
+    lines = demo.replace("    police_only_for: [weapon, threat, other]\n", "", 1) \
+        .splitlines(keepends=True)
+    start = next(n for n, line in enumerate(lines) if "name: slps-support-high-after-hours" in line)
+    rule_line = next(n for n in range(start, len(lines)) if "- alert:" in lines[n]) + 1
+    lines[rule_line - 1] = lines[rule_line - 1].replace(
+        "alert: [", "alert: [{contact: slpd-liaison}, ")
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("".join(lines), encoding="utf-8")
+    for command in ("check", "load"):
+        res = run(env, "policy", command, str(bad))
+        assert res.exit_code == 1, res.output
+        assert f"policy.yaml:{rule_line}: rule " in res.output
+        assert "alerts police (slpd-liaison) for abuse, bullying, family_crisis, self_harm, " \
+               "substance, but district slps: its directory record says police_involvement: " \
+               "limited" in res.output
+    assert count(url, RoutingPolicy) == 0
+    # the command line is installation-level: it may change the installation-wide settings
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(demo.replace("ack_within: 10m\n  life_safety_repeat_every: 2m",
+                                 "ack_within: 5m\n  life_safety_repeat_every: 1m", 1),
+                    encoding="utf-8")
+    assert wide.read_text(encoding="utf-8") != demo
+    res = run(env, "policy", "load", str(wide))
+    assert res.exit_code == 0, res.output

@@ -13,7 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tipline.directory.models import Contact, District, PoliceAgency, School
-from tipline.directory.validation import E164, ROLES, DirectoryError, check_contact
+from tipline.directory.police import DEFAULT as DEFAULT_INVOLVEMENT
+from tipline.directory.validation import (
+    E164,
+    ROLES,
+    DirectoryError,
+    check_contact,
+    check_police_involvement,
+)
 
 __all__ = ["E164", "ROLES", "DirectoryError", "load_directory", "load_directory_file"]
 
@@ -43,11 +50,13 @@ def load_directory(
     districts = {d.code: d for d in session.execute(select(District)).scalars()}
     schools = {s.code: s for s in session.execute(select(School)).scalars()}
     for item in data.get("districts", []) or []:
+        involvement = item.get("police_involvement", DEFAULT_INVOLVEMENT)
+        check_police_involvement(involvement, f"{source}: district {item['code']}")
         d = districts.get(item["code"]) or District(code=item["code"])
         d.name = item["name"]
         d.timezone = item.get("timezone", "America/Chicago")
         d.hotline_text = item.get("hotline_text", "")
-        d.police_involvement = item.get("police_involvement", "limited")
+        d.police_involvement = involvement
         session.add(d)
         districts[d.code] = d
         counts["districts"] += 1

@@ -63,6 +63,15 @@ def check_contact(item: Mapping[str, Any], where: str) -> None:
     check_email(item.get("email"), where)
 
 
+def check_police_involvement(value: Any, where: str) -> None:
+    """One of the values ``tipline.directory.police`` gives a meaning (docs/routing.md)."""
+    from tipline.directory.police import GUARDS
+
+    if value not in GUARDS:
+        raise DirectoryError(f"{where}: police_involvement must be one of "
+                             f"{', '.join(GUARDS)} (not {value!r})")
+
+
 def check_school(item: Mapping[str, Any], where: str) -> None:
     check_school_code(item.get("code"), where)
     check_name(item.get("name"), where)

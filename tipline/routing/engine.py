@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tipline.directory.models import Contact, District, School
+from tipline.directory.police import describe_guard, is_police, police_guard
 from tipline.routing import statements as sql
 from tipline.routing.policy import (
     DistrictPolicy,
@@ -125,15 +126,16 @@ def plan_for_place(
     rule, considered = _match(dp, school.code, category, severity, slot)
     contacts = _Contacts.load(session, dp, school)
     draft = _Draft()
+    police_block = police_blocked(category, _guards([dp], [district]))
     for n, step in enumerate(rule.steps, start=1):
-        _add_step(contacts, draft, rule, n, step, local, police_allowed([dp], category),
-                  category)
+        _add_step(contacts, draft, rule, n, step, local, police_block, category)
     fallback_used = False
     if not draft.steps:
         fallback_used = True
         _add_fallback(session, draft, [dp], f"rule {rule.name} found no one to alert",
                       rule.steps[0].ack_within if rule.steps else FALLBACK_ACK, severity,
-                      policy.no_school_repeat_every, category, known=contacts.by_key)
+                      policy.no_school_repeat_every, category, police_block,
+                      known=contacts.by_key)
     _note_others(contacts, draft, dp, school, rule)
     explanation = head | {
         "rule": rule.name,
@@ -199,19 +201,29 @@ def _why_matched(rule: Rule, school: str, category: str, severity: int, slot: st
 
 
 # -- contacts --------------------------------------------------------------------------------
-POLICE_ROLE = "police_liaison"
+Guard = tuple[frozenset[str] | None, str]  # categories police may get (None: any), and why
 
 
-def police_allowed(districts: list[DistrictPolicy], category: str) -> bool:
-    """May police be alerted for ``category``? Not if any of these districts' guards says no.
+def _guards(dps: list[DistrictPolicy], districts: list[District]) -> list[Guard]:
+    """The directory records' guards (``police_involvement``) and the files' own."""
+    out: list[Guard] = [(police_guard(d.police_involvement),
+                         f"district {d.code}: {describe_guard(d.police_involvement)}")
+                        for d in districts]
+    return out + [(dp.police_only_for, f"district {dp.code}: police_only_for") for dp in dps]
 
-    The checker enforces ``police_only_for`` when a policy is loaded, but a contact's role can
-    change in the directory afterwards, and a fallback list is used for every category; the
-    engine therefore checks again on every plan, so no edit can send a self-harm tip to police.
-    A tip whose district is unknown is held to every district's guard.
+
+def police_blocked(category: str, guards: list[Guard]) -> str | None:
+    """Why police may not be alerted for ``category`` (None: they may).
+
+    The checker enforces the guard when a policy is loaded or saved, but a district's
+    ``police_involvement`` or a contact's role can change in the directory afterwards, a
+    policy stored before the guard came from the directory was never checked against it, and
+    a fallback list is used for every category; the engine therefore checks again on every
+    plan, so no edit can send a self-harm tip to police. A tip whose district is unknown is
+    held to every district's guard.
     """
-    return all(dp.police_only_for is None or category in dp.police_only_for
-               for dp in districts)
+    return next((why for allowed, why in guards
+                 if allowed is not None and category not in allowed), None)
 
 
 def _police_note(c: ContactFacts, category: str, where: str) -> dict[str, Any]:
@@ -285,7 +297,7 @@ def _add_step(
     number: int,
     step: Step,
     local: datetime,
-    police_ok: bool,
+    police_block: str | None,
     category: str,
 ) -> None:
     entries: list[PlanEntry] = []
@@ -300,8 +312,8 @@ def _add_step(
                 draft.notes[c.id] = _entry(c, alerted=False, why=f"inactive (named by rule "
                                            f"{rule.name} step {number})")
                 continue
-            if c.role == POLICE_ROLE and not police_ok:
-                draft.notes[c.id] = _police_note(c, category, "police_only_for")
+            if police_block and is_police(c):
+                draft.notes[c.id] = _police_note(c, category, police_block)
                 continue
             if target.on_call_only and not _on_call(c, local):
                 draft.notes[c.id] = _entry(c, alerted=False, why=f"not on call at "
@@ -343,12 +355,11 @@ def _add_fallback(
     severity: int,
     repeat: timedelta,
     category: str,
+    police_block: str | None,
     known: dict[str, ContactFacts] | None = None,
 ) -> None:
     """Alert the districts' fallback contacts (``known``: contacts already read, by key)."""
     keys = [k for dp in districts for k in dp.fallback]
-    # A tip without a school is held to the guard of every district whose fallback it uses.
-    police_ok = police_allowed(districts, category)
     if known is not None:
         contacts = known
     elif keys:
@@ -362,8 +373,8 @@ def _add_fallback(
         c = contacts.get(key)
         if c is None or c.id in draft.alerted:
             continue
-        if c.role == POLICE_ROLE and not police_ok:
-            draft.notes[c.id] = _police_note(c, category, "fallback contact; police_only_for")
+        if police_block and is_police(c):
+            draft.notes[c.id] = _police_note(c, category, f"fallback contact; {police_block}")
             continue
         channels, note = _channels(c, ("sms", "voice", "email"))
         if not c.active or not channels:
@@ -397,7 +408,7 @@ def _note_others(
     for c in rows:
         if c.id in draft.notes:
             continue
-        if c.role == "police_liaison":
+        if is_police(c):
             why = f"rule {rule.name} does not alert police"
         elif c.role in roles and c.key not in keys:
             why = f"{c.role} of another school, not of {school.code}"
@@ -435,9 +446,18 @@ def _plan_without_school(
     else:
         why, scope = "the tip names no school; every district's fallback", \
             list(policy.districts.values())
+    # Held to the guard of every district whose fallback it uses, and of its own district;
+    # a tip that names no district, to every district's of the directory.
+    others = {d.code for d in scope} - {district.code if district else ""}
+    records = [district] if district is not None else []
+    if district is None or others:
+        records += session.execute(
+            select(District) if district is None else
+            select(District).where(District.code.in_(sorted(others)))).scalars()
     draft = _Draft()
     _add_fallback(session, draft, scope, why, policy.no_school_ack_within, severity,
-                  policy.no_school_repeat_every, category)
+                  policy.no_school_repeat_every, category,
+                  police_blocked(category, _guards(scope, records)))
     explanation = head | {
         "rule": "no-school",
         "rule_line": None,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from tipline.directory.loader import ROLES
 from tipline.directory.models import Contact, District, School, contact_schools
+from tipline.directory.police import POLICE_ROLE, describe_guard, is_police, police_guard
 from tipline.routing.models import RoutingPolicy
 from tipline.routing.statements import ACTIVE_POLICY_HEAD
 from tipline.tips.models import Category
@@ -129,6 +130,7 @@ class DistrictPolicy:
     fallback_line: int
     rules: tuple[Rule, ...]  # ordered by precedence: priority high to low, default last
     police_only_for: frozenset[str] | None = None
+    police_only_for_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -443,7 +445,8 @@ def _parse_district(
         (r for r in rules if not r.default), key=lambda r: -(r.priority or 0)
     ) + defaults[:1]
     return DistrictPolicy(code, line, tuple(windows), tuple(fallback), fb_line,
-                          tuple(ordered), police_only)
+                          tuple(ordered), police_only,
+                          police_only_for_line=_line(body, "police_only_for", line))
 
 
 def _categories(e: _Errors, value: Any, line: int) -> frozenset[str] | None:
@@ -667,7 +670,7 @@ def _check_rule_space(e: _Errors, d: DistrictPolicy) -> None:
                 continue
             for s in r.steps:
                 for t in s.targets:
-                    if t.role == "police_liaison":
+                    if t.role == POLICE_ROLE:
                         e.add(t.line, f"rule {r.name!r} alerts police for {', '.join(outside)}, "
                               f"but district {d.code} allows police only for "
                               f"{', '.join(sorted(d.police_only_for))}")
@@ -680,13 +683,14 @@ def validate_policy(session: Session, policy: Policy) -> None:
     districts = {d.code: d for d in session.execute(select(District)).scalars()}
     contacts = {c.key: c for c in session.execute(select(Contact)).scalars()}
     school_rows = session.execute(select(School)).scalars().all()
-    police_keys = {k for k, c in contacts.items() if c.role == "police_liaison"}
     for code, dp in policy.districts.items():
         district = districts.get(code)
         if district is None:
             e.add(dp.line, f"unknown district {code!r} (known: {', '.join(sorted(districts))})")
             continue
         own_schools = {s.code: s for s in school_rows if s.district_id == district.id}
+        guard = _PoliceGuard.of(dp, district)
+        guard.check_file_guard(e, dp)
         for key in dp.fallback:
             c = contacts.get(key)
             if c is None:
@@ -695,36 +699,87 @@ def validate_policy(session: Session, policy: Policy) -> None:
                 e.add(dp.fallback_line, f"fallback contact {key!r} is inactive")
             elif not (c.sms_number or c.voice_number or c.email):
                 e.add(dp.fallback_line, f"fallback contact {key!r} has no number or email")
-            elif (dp.police_only_for is not None and c.role == "police_liaison"
-                  and set(CATEGORIES) - dp.police_only_for):
-                # the fallback takes tips of every category, so police cannot be in it
-                e.add(dp.fallback_line, f"fallback contact {key!r} is police, but district "
-                      f"{code} allows police only for {', '.join(sorted(dp.police_only_for))}")
+            elif is_police(c):
+                # the fallback takes tips of every category
+                refused = guard.refusal(frozenset(CATEGORIES), file_guard=True)
+                if refused:
+                    e.add(dp.fallback_line, f"fallback contact {key!r} is police, but "
+                          f"{refused[1]}")
         for r in dp.rules:
             for s in sorted(r.match.schools or ()):
                 if s not in own_schools:
                     other = next((x for x in school_rows if x.code == s), None)
                     why = "is not in this district" if other else "is unknown"
                     e.add(r.line, f"rule {r.name!r}: school {s!r} {why}")
+            cats = frozenset(CATEGORIES) if r.default or r.match.categories is None \
+                else r.match.categories
             for step in r.steps:
                 for t in step.targets:
-                    if t.contact is None:
-                        continue
-                    c = contacts.get(t.contact)
-                    if c is None:
-                        e.add(t.line, f"unknown contact {t.contact!r}")
-                    elif dp.police_only_for is not None and t.contact in police_keys:
-                        cats = set(r.match.categories or CATEGORIES)
-                        outside = sorted(cats - dp.police_only_for)
-                        if outside:
-                            e.add(t.line, f"rule {r.name!r} alerts police ({t.contact}) for "
-                                  f"{', '.join(outside)}, but district {code} allows police "
-                                  f"only for {', '.join(sorted(dp.police_only_for))}")
+                    _check_target(e, guard, r, t, cats, contacts)
         if e.items:
             continue
         _check_steps_reach(session, e, dp, own_schools)
     if e.items:
         raise PolicyError(e.items)
+
+
+@dataclass(frozen=True)
+class _PoliceGuard:
+    """A district's police guard: its directory record's, narrowed by the file's own."""
+
+    code: str
+    directory: frozenset[str] | None
+    involvement: str
+    file: frozenset[str] | None
+
+    @classmethod
+    def of(cls, dp: DistrictPolicy, district: District) -> _PoliceGuard:
+        return cls(dp.code, police_guard(district.police_involvement),
+                   district.police_involvement, dp.police_only_for)
+
+    def _directory_text(self) -> str:
+        return f"district {self.code}: its directory record says " \
+            f"{describe_guard(self.involvement)}"
+
+    def refusal(self, cats: frozenset[str], *, file_guard: bool) -> tuple[str, str] | None:
+        """(the categories refused, why) if police may not be alerted for ``cats``.
+
+        The file's own ``police_only_for`` is checked here only where the parser has not
+        already checked it (contacts by key, the fallback); a role target is the parser's.
+        """
+        if file_guard and self.file is not None and cats - self.file:
+            return ", ".join(sorted(cats - self.file)), \
+                f"district {self.code} allows police only for {', '.join(sorted(self.file))}"
+        if self.directory is not None and cats - self.directory:
+            return ", ".join(sorted(cats - self.directory)), self._directory_text()
+        return None
+
+    def check_file_guard(self, e: _Errors, dp: DistrictPolicy) -> None:
+        """``police_only_for`` may narrow the directory's guard, never widen it."""
+        if self.file is None or self.directory is None or self.file <= self.directory:
+            return
+        e.add(dp.police_only_for_line or dp.line,
+              f"police_only_for lists {', '.join(sorted(self.file - self.directory))}, but "
+              f"{self._directory_text()}; the file can only narrow that")
+
+
+def _check_target(e: _Errors, guard: _PoliceGuard, r: Rule, t: Target, cats: frozenset[str],
+                  contacts: dict[str, Contact]) -> None:
+    if t.contact is None:
+        if t.role == POLICE_ROLE:
+            refused = guard.refusal(cats, file_guard=False)
+            if refused:
+                e.add(t.line, f"rule {r.name!r} alerts police (role {POLICE_ROLE}) for "
+                      f"{refused[0]}, but {refused[1]}")
+        return
+    c = contacts.get(t.contact)
+    if c is None:
+        e.add(t.line, f"unknown contact {t.contact!r}")
+    elif is_police(c):
+        refused = guard.refusal(cats, file_guard=True)
+        if refused:
+            e.add(t.line, f"rule {r.name!r} alerts police ({t.contact}) for {refused[0]}, "
+                  f"but {refused[1]}")
 
 
 def _check_steps_reach(
