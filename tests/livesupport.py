@@ -53,6 +53,20 @@ def create_fresh_database(url: str) -> None:
     migrations.upgrade(url)
 
 
+def drop_database(url: str) -> None:
+    """Drop a database a test created for itself (one conftest does not drop at the end)."""
+    target = make_url(url)
+    admin = make_engine(str(target.set(database="postgres")), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": target.database})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}"'))
+    finally:
+        admin.dispose()
+
+
 def truncate_all(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:

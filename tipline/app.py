@@ -19,6 +19,7 @@ from tipline.db import Database
 from tipline.jobs import CeleryQueue
 from tipline.keysetup import load_or_create_keyring
 from tipline.logconfig import configure_logging
+from tipline.routing.publishing import unpublished_marker
 from tipline.settings import Settings
 from tipline.web import close_session
 from tipline.web.security import AnonymousKey, install_security_headers
@@ -35,7 +36,8 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     crypto.install(vault)
     db = overrides.pop("db", None) or Database(settings.database_url)
     celery = overrides.pop("celery", None) or build_celery(settings)
-    queue = overrides.pop("queue", None) or CeleryQueue(celery, settings.publish_timeout_seconds)
+    queue = overrides.pop("queue", None) or CeleryQueue(
+        celery, settings.publish_timeout_seconds, on_unpublished=unpublished_marker(db))
     return Services(settings=settings, db=db, vault=vault, queue=queue, celery=celery, **overrides)
 
 

@@ -7,7 +7,10 @@ broker is down the job stays ``pending`` in the database and the periodic sweep 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -46,26 +49,99 @@ def _drop_after_commit(session: Session) -> None:
     session.info.pop(_KEY, None)
 
 
-class CeleryQueue:
-    """Publishes to Celery by task name, with short timeouts so a dead broker fails fast."""
+# After a failed publish, publishing is skipped for this long (the job is already committed;
+# the sweep sends it): while the broker is down, a request pays nothing for it.
+BREAKER_SECONDS = 5.0
 
-    def __init__(self, celery_app: Any, timeout: float = 1.0) -> None:
+
+class CeleryQueue:
+    """Publishes to Celery by task name; best effort, within ``timeout`` seconds at most.
+
+    Each thread publishes over its own broker connection, opened with no connection retry
+    and socket timeouts of ``timeout`` (kombu's default connection retry and the worker's
+    5 s socket timeout would otherwise decide how long a request waits). After a failure the
+    queue is open-circuit for ``BREAKER_SECONDS``: publishes return False at once, and
+    ``on_unpublished(name, args)`` records that the row is not in the broker, so the sweep
+    re-sends it at its next run (``tipline.routing.services.mark_unpublished``).
+    """
+
+    def __init__(self, celery_app: Any, timeout: float = 1.0,
+                 on_unpublished: Callable[[str, tuple[Any, ...]], None] | None = None,
+                 breaker_seconds: float = BREAKER_SECONDS) -> None:
         self._celery = celery_app
+        self._timeout = timeout
         self._retry_policy = {"max_retries": 0, "interval_start": 0, "timeout": timeout}
+        self.on_unpublished = on_unpublished
+        self.breaker_seconds = breaker_seconds
+        self._down_until = 0.0
+        self._local = threading.local()
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._celery.connection_for_write(
+                connect_timeout=self._timeout,
+                transport_options={
+                    # kombu: fail the first connection attempt instead of retrying it.
+                    "max_retries": 0, "interval_start": 0, "interval_step": 0,
+                    "connect_retries_timeout": self._timeout,
+                    # redis-py: connect and every command bounded by the publish timeout.
+                    "socket_connect_timeout": self._timeout, "socket_timeout": self._timeout,
+                    "retry_on_timeout": False,
+                })
+            self._local.conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection, thrown away anyway
+                conn.release()
+
+    @property
+    def broker_down(self) -> bool:
+        """True while the circuit is open (a publish failed less than breaker_seconds ago)."""
+        return time.monotonic() < self._down_until
 
     def send_task(self, name: str, *args: Any, countdown: float = 0) -> bool:
+        if self.broker_down:
+            self._unpublished(name, args)
+            return False
+        started = time.monotonic()
+        reused = getattr(self._local, "conn", None) is not None
         try:
-            self._celery.send_task(
-                name,
-                args=list(args),
-                countdown=countdown or None,
-                retry=False,
-                retry_policy=self._retry_policy,
-            )
+            try:
+                self._publish(name, args, countdown)
+            except Exception:
+                # A kept connection that fails at once was most likely closed by a broker
+                # restart: one more try on a new connection (a down broker refuses in ~1 ms).
+                if not reused or time.monotonic() - started > 0.1:
+                    raise
+                self._drop_connection()
+                self._publish(name, args, countdown)
             return True
         except Exception as exc:  # broker down: the sweep will resend from the database
-            log.warning("broker unavailable, %s left for the sweep (%s)", name, type(exc).__name__)
+            self._drop_connection()
+            self._down_until = time.monotonic() + self.breaker_seconds
+            log.warning("broker unavailable, %s left for the sweep (%s); not publishing for "
+                        "%.0f s", name, type(exc).__name__, self.breaker_seconds)
+            self._unpublished(name, args)
             return False
+
+    def _publish(self, name: str, args: tuple[Any, ...], countdown: float) -> None:
+        self._celery.send_task(name, args=list(args), countdown=countdown or None,
+                               connection=self._connection(), retry=False,
+                               retry_policy=self._retry_policy)
+
+    def _unpublished(self, name: str, args: tuple[Any, ...]) -> None:
+        if self.on_unpublished is None:
+            return
+        try:
+            self.on_unpublished(name, args)
+        except Exception as exc:  # the sweep still finds the row, only later in a backlog
+            log.warning("could not record that %s was not published (%s)", name,
+                        type(exc).__name__)
 
     def send_routing(self, job_id: int) -> bool:
         return self.send_task("tipline.route_job", job_id)

@@ -31,7 +31,7 @@ from tests.e2e.procs import (
     start_redis,
     wait_for,
 )
-from tests.livesupport import create_fresh_database, free_port
+from tests.livesupport import create_fresh_database, drop_database, free_port
 from tests.routing.delivery_support import SmtpSink
 from tests.routing.twilio_stub import StubTwilio
 from tests.twilio_support import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER
@@ -136,21 +136,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         stub.stop()
         w.redis.stop()
         engine.dispose()
-        _drop_database(db_url)
-
-
-def _drop_database(url: str) -> None:
-    """The fault tests' database is not one conftest drops at the end of the run."""
-    target = make_url(url)
-    admin = make_engine(str(target.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = :n AND pid <> pg_backend_pid()"),
-                      {"n": target.database})
-            c.execute(text(f'DROP DATABASE IF EXISTS "{target.database}"'))
-    finally:
-        admin.dispose()
+        drop_database(db_url)
 
 
 def _stop(*procs: Proc | Supervised) -> None:

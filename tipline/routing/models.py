@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tipline.db import Base, UTCDateTime, utcnow
@@ -41,6 +41,10 @@ class RoutingJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(200))
+    # Revision 0009: the last publish of this job's task failed (broker down), so it is not
+    # waiting in the broker; the sweep re-sends it at its next run, backlog or not.
+    publish_failed: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=false())
     # Which rule matched and why each contact was or was not alerted (no tip content).
     explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
@@ -123,6 +127,9 @@ class AlertDelivery(Base):
     # provider's last reported status (Twilio: queued, sent, delivered, undelivered, ...).
     alert_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     provider_status: Mapped[str | None] = mapped_column(String(20))
+    # Revision 0009: as ``RoutingJob.publish_failed``.
+    publish_failed: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=false())
 
     dispatch: Mapped[Dispatch] = relationship(back_populates="deliveries")
 

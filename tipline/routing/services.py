@@ -621,7 +621,9 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
           backlog: int | None = None) -> SweepResult:
     """Re-send routing jobs and deliveries that should have run by now.
 
-    Jobs still ``pending`` after ``grace`` were never taken (broker down at intake, or a
+    Items flagged ``publish_failed`` (their publish after commit failed: not in the broker)
+    are re-sent at once, backlog or not. Other jobs still ``pending`` after ``grace`` were
+    never taken (broker down at intake, or a
     worker died before committing). Deliveries stuck in ``sending`` for ``STALE_SENDING`` had
     their worker killed mid-send and are put back to ``pending``. What was re-sent is stamped
     (``RoutingJob.enqueued_at``, ``AlertDelivery.updated_at``) and re-sent again only after a
@@ -632,15 +634,23 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
     if backlog:
         grace = max(grace, MAX_RESEND_SPACING)
     cutoff = now - grace
+    # Items whose publish failed are not in the broker: re-sent now, backlog or not.
+    job_ids = list(session.execute(
+        select(RoutingJob.id)
+        .where(RoutingJob.status == JobStatus.PENDING.value, RoutingJob.publish_failed)
+        .order_by(RoutingJob.id)
+        .limit(1000)
+    ).scalars())
     job_rows = session.execute(
         select(RoutingJob.id, RoutingJob.created_at, RoutingJob.enqueued_at)
         .where(RoutingJob.status == JobStatus.PENDING.value, RoutingJob.created_at < cutoff,
-               (RoutingJob.enqueued_at.is_(None)) | (RoutingJob.enqueued_at < cutoff))
+               (RoutingJob.enqueued_at.is_(None)) | (RoutingJob.enqueued_at < cutoff),
+               RoutingJob.publish_failed.is_(False))
         .order_by(RoutingJob.id)
         .limit(1000)
     ).all()
-    job_ids = [j for j, created, sent in job_rows
-               if _due_again(now, created, sent or created, grace)]
+    job_ids += [j for j, created, sent in job_rows
+                if _due_again(now, created, sent or created, grace)]
     stale = session.execute(
         select(AlertDelivery.id)
         .where(
@@ -663,16 +673,24 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
             reset.append(dl_id)
     unstuck = len(reset)
     session.commit()
+    delivery_ids = list(session.execute(
+        select(AlertDelivery.id)
+        .where(AlertDelivery.status == DeliveryStatus.PENDING.value,
+               AlertDelivery.publish_failed)
+        .order_by(AlertDelivery.id)
+        .limit(5000)
+    ).scalars())
     dl_rows = session.execute(
         select(AlertDelivery.id, AlertDelivery.created_at, AlertDelivery.updated_at)
         .where(
             AlertDelivery.status == DeliveryStatus.PENDING.value,
             AlertDelivery.updated_at < cutoff,
+            AlertDelivery.publish_failed.is_(False),
         )
         .order_by(AlertDelivery.id)
         .limit(5000)
     ).all()
-    delivery_ids = [d for d, created, last in dl_rows if _due_again(now, created, last, grace)]
+    delivery_ids += [d for d, created, last in dl_rows if _due_again(now, created, last, grace)]
     delivery_ids += [i for i in reset if i not in delivery_ids]  # re-send them at once
     # Life-safety alerts go back on the urgent queue, not behind the backlog they escaped.
     urgent = set(session.execute(
@@ -690,7 +708,7 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
         session.execute(
             update(RoutingJob)
             .where(RoutingJob.id.in_(sent_jobs), RoutingJob.status == JobStatus.PENDING.value)
-            .values(enqueued_at=now)
+            .values(enqueued_at=now, publish_failed=False)
             .execution_options(synchronize_session=False)
         )
     if sent_dls:
@@ -698,7 +716,7 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
             update(AlertDelivery)
             .where(AlertDelivery.id.in_(sent_dls),
                    AlertDelivery.status == DeliveryStatus.PENDING.value)
-            .values(updated_at=now)
+            .values(updated_at=now, publish_failed=False)
             .execution_options(synchronize_session=False)
         )
     session.commit()

@@ -1,0 +1,185 @@
+"""Publishing after commit is best effort with a real ceiling (``tipline.jobs.CeleryQueue``).
+
+A broker that refuses connections and one that accepts and never answers (a local TCP server)
+must cost a web submit at most the publish timeout once, and nearly nothing after that while
+the circuit is open; the tip is committed either way, its job is flagged ``publish_failed``
+and the sweep sends it at its next run even while the broker reports a backlog.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import DEMO_DIRECTORY, PG_URL
+from tests.e2e.procs import start_redis
+from tests.intake.helpers import post_tip
+from tests.livesupport import create_fresh_database, drop_database, free_port
+from tipline.celeryconf import build_celery
+from tipline.db import Database, utcnow
+from tipline.jobs import CeleryQueue, RecordingQueue
+from tipline.routing.publishing import unpublished_marker
+from tipline.routing.services import sweep
+from tipline.settings import Settings
+
+
+class HungBroker:
+    """Accepts TCP connections and never answers: a Redis that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+@pytest.fixture
+def hung() -> Iterator[HungBroker]:
+    h = HungBroker()
+    yield h
+    h.close()
+
+
+def _queue(port: int, **kw: Any) -> CeleryQueue:
+    celery = build_celery(Settings(mode="test", broker_url=f"redis://127.0.0.1:{port}/0"))
+    return CeleryQueue(celery, 1.0, **kw)
+
+
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+def test_a_stopped_broker_fails_at_once_then_is_skipped() -> None:
+    missed: list[tuple[str, tuple[Any, ...]]] = []
+    q = _queue(free_port(), on_unpublished=lambda n, a: missed.append((n, a)))
+    ok, first = _timed(q.send_routing, 7)
+    assert ok is False and first < 0.5, first  # was 2.0 s: kombu's own connection retry
+    rest = [_timed(q.send_routing, 8 + i)[1] for i in range(20)]
+    assert max(rest) < 0.005, rest  # circuit open: nothing is tried
+    assert missed[0] == ("tipline.route_job", (7,)) and len(missed) == 21
+
+
+def test_a_hung_broker_costs_one_timeout_then_nothing(hung: HungBroker) -> None:
+    q = _queue(hung.port)
+    ok, first = _timed(q.send_routing, 1)
+    assert ok is False and first < 1.3, first  # was 5.0 s: the 5 s socket timeout
+    rest = [_timed(q.send_delivery, 2)[1] for _ in range(20)]
+    assert max(rest) < 0.005, rest
+
+
+def test_publishing_resumes_after_the_circuit_closes(tmp_path: Path) -> None:
+    redis, port = start_redis(tmp_path)
+    try:
+        q = _queue(port, breaker_seconds=0.3)
+        assert q.send_routing(1)
+        redis.stop()
+        assert not q.send_routing(2)
+        assert q.broker_down
+        redis, _ = start_redis(tmp_path, port=port)
+        time.sleep(0.35)
+        assert q.send_routing(3)  # a new connection, not the one the restart closed
+        assert not q.broker_down
+    finally:
+        redis.stop()
+
+
+@pytest.fixture(scope="module")
+def fresh_db() -> Iterator[Database]:
+    url = str(make_url(PG_URL).set(database=make_url(PG_URL).database + "_jobs"))
+    create_fresh_database(url)
+    from tipline.directory.loader import load_directory_file
+
+    db = Database(url)
+    with db.session() as s:
+        load_directory_file(s, DEMO_DIRECTORY)
+    yield db
+    db.dispose()
+    drop_database(url)
+
+
+def _web(settings: Settings, db: Database, port: int, vault: Any) -> Any:
+    from tipline import crypto
+    from tipline.app import create_app
+
+    s = Settings(**{**settings.__dict__, "broker_url": f"redis://127.0.0.1:{port}/0",
+                    "database_url": db.url})
+    app = create_app(s, db=db)
+    app.config.update(TESTING=True)
+    crypto.install(vault)
+    return app
+
+
+def _submit_times(app: Any, n: int) -> list[float]:
+    client = app.test_client()
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        resp = post_tip(client, body=f"Publish ceiling tip {i}: a fight after school")
+        out.append(time.perf_counter() - t)
+        assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    return out
+
+
+def test_a_web_submit_with_redis_down_or_hung_costs_at_most_50ms_more(
+        settings: Settings, fresh_db: Database, vault: Any, tmp_path: Path,
+        hung: HungBroker) -> None:
+    redis, port = start_redis(tmp_path)
+    try:
+        up = _submit_times(_web(settings, fresh_db, port, vault), 12)
+    finally:
+        redis.stop()
+    down = _submit_times(_web(settings, fresh_db, port, vault), 12)
+    hanging = _submit_times(_web(settings, fresh_db, hung.port, vault), 12)
+    base = statistics.median(up[2:])
+    # The first submit of each app opens the circuit (the hung one waits the 1 s timeout).
+    assert statistics.median(down[1:]) - base <= 0.05, (up, down)
+    assert statistics.median(hanging[1:]) - base <= 0.05, (up, hanging)
+    assert max(down[1:]) - base <= 0.05 and max(hanging[1:]) - base <= 0.05, (down, hanging)
+    assert hanging[0] - base <= 1.2, hanging
+    with fresh_db.engine.connect() as c:
+        rows = c.execute(text("SELECT status, publish_failed FROM routing_jobs "
+                              "ORDER BY id")).all()
+    assert len(rows) == 36
+    assert [r.publish_failed for r in rows] == [False] * 12 + [True] * 24
+    # The sweep sends every job that never reached the broker at once, backlog or not.
+    q = RecordingQueue()
+    with fresh_db.sessions() as s:
+        res = sweep(s, q, utcnow(), timedelta(seconds=20), backlog=900)
+    assert res.jobs_resent == 24
+    with fresh_db.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM routing_jobs "
+                              "WHERE publish_failed")).scalar() == 0
+
+
+def test_the_marker_flags_only_pending_rows(fresh_db: Database) -> None:
+    mark = unpublished_marker(fresh_db)
+    mark("tipline.escalate", ())  # other tasks: nothing to record
+    mark("tipline.route_job", ("x",))
+    mark("tipline.route_job", (10**9,))  # no such job: nothing happens
