@@ -11,8 +11,9 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -115,20 +116,28 @@ def run(host: str, port: int, data_dir: str | None, demo: bool, worker: bool) ->
     env = dict(os.environ)
     env.update(overrides)
     env["TIPLINE_DATA_DIR"] = str(settings.data_dir)
-    procs: list[subprocess.Popen[bytes]] = []
-    if worker:
-        procs.append(_spawn_worker(settings, env))
-    click.echo("")
-    click.echo(f"tipline is running: open {settings.public_url}/")
-    click.echo(f"  data directory: {settings.data_dir.resolve()}")
-    click.echo(f"  key file:       {settings.key_file.resolve()} (back it up; keep it secret)")
-    if admin:
-        click.echo(f"  dashboard:      {settings.public_url}/staff/")
-        click.echo(f"  demo admin:     {admin[0]}  password: {admin[1]}")
-    click.echo("  alerts go to the outbox (no SMS, calls or email are sent): "
-               f"`tipline outbox --data-dir {settings.data_dir}`")
-    click.echo("Press Ctrl+C to stop.")
-    _serve(app, host, port, procs)
+    children = _Children()
+    children.stop_on_signals()  # before the first child exists: none may outlive us
+    try:
+        if worker:
+            children.add(_spawn_worker(settings, env))
+        click.echo("")
+        click.echo(f"tipline is running: open {settings.public_url}/")
+        click.echo(f"  data directory: {settings.data_dir.resolve()}")
+        click.echo(f"  key file:       {settings.key_file.resolve()} (back it up; keep it secret)")
+        if admin:
+            click.echo(f"  dashboard:      {settings.public_url}/staff/")
+            click.echo(f"  demo admin:     {admin[0]}  one-time password: {admin[1]}")
+            click.echo("                  (the first sign-in sets up an authenticator app and "
+                       "your own password)")
+        click.echo("  alerts go to the outbox (no SMS, calls or email are sent): "
+                   f"`tipline outbox --data-dir {settings.data_dir}`")
+        click.echo("Press Ctrl+C to stop.")
+        _serve(app, host, port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        children.stop()
 
 
 def _spawn_worker(settings: Settings, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -141,27 +150,81 @@ def _spawn_worker(settings: Settings, env: dict[str, str]) -> subprocess.Popen[b
     return subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: S603
 
 
-def _serve(app: Any, host: str, port: int, procs: list[subprocess.Popen[bytes]]) -> None:
-    from waitress import serve
+# How long `tipline run` lets the worker (and web requests in flight) finish after SIGTERM or
+# Ctrl+C before it kills them: everything must be gone within 5 s, as service managers and
+# people expect. Cutting a task short loses nothing: tasks are idempotent and the sweep
+# re-routes a tip whose routing did not finish.
+STOP_GRACE_SECONDS = 3.0
+WEB_DRAIN_SECONDS = 2.0
 
-    def _stop(*_a: Any) -> None:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
+
+class _Children:
+    """The processes `tipline run` started, each leading its own process group (the worker's
+    embedded scheduler is in the worker's group), stopped together and promptly."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._deadline: float | None = None
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        self._procs.append(proc)
+        if self._deadline is not None:  # a signal came while it was starting
+            self._signal(proc, signal.SIGTERM)
+
+    def stop_on_signals(self) -> None:
+        """SIGTERM and Ctrl+C start the children's warm shutdown at once, then leave the web
+        server's loop (the rest is ``stop``, called on the way out)."""
+
+        def _on_signal(_signum: int, _frame: Any) -> None:
+            if self._deadline is not None:
+                return  # already stopping; a second Ctrl+C must not cut the clean-up short
+            self.terminate()
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+
+    def terminate(self) -> None:
+        if self._deadline is None:
+            self._deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for proc in self._procs:
+            self._signal(proc, signal.SIGTERM)
+
+    def stop(self) -> None:
+        """Ask, wait until the grace period ends, then kill whatever is left of each group."""
+        self.terminate()
+        deadline = self._deadline or time.monotonic()
+        for proc in self._procs:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in self._procs:
+            self._signal(proc, signal.SIGKILL)  # also a leftover of a group whose leader exited
             try:
-                p.wait(timeout=10)
+                proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        sys.exit(0)
+                click.echo(f"tipline: process {proc.pid} did not stop", err=True)
 
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        serve(app, host=host, port=port, threads=8, ident="tipline", _quiet=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        _stop()
+    @staticmethod
+    def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+        with suppress(ProcessLookupError, PermissionError):  # the whole group is gone
+            os.killpg(proc.pid, sig)
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    """Serve until a signal; web requests in flight get WEB_DRAIN_SECONDS to finish (waitress
+    would wait 5 s)."""
+    from waitress.server import create_server
+    from waitress.task import ThreadedTaskDispatcher
+
+    class _Dispatcher(ThreadedTaskDispatcher):
+        def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
+            return bool(super().shutdown(cancel_pending, min(timeout, WEB_DRAIN_SECONDS)))
+
+    dispatcher = _Dispatcher()
+    dispatcher.set_thread_count(8)
+    server = create_server(app, host=host, port=port, threads=8, ident="tipline",
+                           _dispatcher=dispatcher)
+    server.run()  # returns after KeyboardInterrupt/SystemExit, its threads shut down
 
 
 def _ensure_demo(svc: Any, settings: Settings) -> tuple[str, str] | None:
@@ -445,8 +508,9 @@ def users() -> None:
 @click.option("--contact", "contact_key", default=None, help="Link a police liaison to a contact.")
 def users_add(email: str, role: str, district_code: str | None, schools: tuple[str, ...],
               contact_key: str | None) -> None:
-    """Create a staff account; the password is read from standard input, never a flag."""
-    from tipline.accounts.services import AccountError, create_user
+    """Create a staff account; its one-time first password is read from standard input, never
+    a flag (the holder replaces it at the first sign-in)."""
+    from tipline.accounts.services import ONE_TIME_HOURS, AccountError, create_user
     from tipline.app import build_services
 
     if sys.stdin.isatty():
@@ -466,7 +530,9 @@ def users_add(email: str, role: str, district_code: str | None, schools: tuple[s
                        object_id=user.id, detail={"role": role})
         except AccountError as exc:
             _die(str(exc))
-    click.echo(f"created {email} ({role}); TOTP is enrolled at first sign-in")
+    click.echo(f"created {email} ({role}); the password is a one-time password: it works for "
+               f"one sign-in within {ONE_TIME_HOURS} hours, which enrols TOTP and sets a new "
+               "password")
 
 
 # -- tips ----------------------------------------------------------------------------------
