@@ -22,7 +22,12 @@ from tipline.logconfig import configure_logging
 from tipline.routing.publishing import unpublished_marker
 from tipline.settings import Settings
 from tipline.web import close_session
-from tipline.web.security import AnonymousKey, install_security_headers
+from tipline.web.security import (
+    LIMITER_REDIS_OPTIONS,
+    AnonymousKey,
+    install_security_headers,
+    salts_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +77,12 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
     app.teardown_appcontext(close_session)
     csrf.init_app(app)
     Babel(app, locale_selector=lambda: select_locale(settings))
+    store = settings.ratelimit_storage_url
     limiter = Limiter(
-        key_func=AnonymousKey(svc.vault.derive_secret("ratelimit")),
+        key_func=AnonymousKey(svc.vault.derive_secret("ratelimit"), salts_for(store)),
         app=app,
-        storage_uri=settings.ratelimit_storage_url,
+        storage_uri=store,
+        storage_options=LIMITER_REDIS_OPTIONS if store.startswith("redis") else {},
         default_limits=[],
         in_memory_fallback_enabled=True,
         swallow_errors=True,

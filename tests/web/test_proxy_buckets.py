@@ -9,51 +9,29 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from tests.conftest import BoundDatabase
-from tests.intake.helpers import csrf_from
 from tests.staffsupport import csrf_token
-from tipline import crypto
+from tests.web.limits import build_app, client_at, wrong_code
 from tipline.accounts.web import ADDRESS_LIMIT
 from tipline.intake.views import CODE_LIMIT
 
+__all__ = ["build_app"]  # the fixture
+
 PROXY = "10.0.0.2"
-WRONG_CODE = "AAAA-BBBB-CCCC-DDDD"
 
 
 def _allowed(limit: str) -> int:
     return int(limit.split()[0])
 
 
-@pytest.fixture
-def proxied_app(settings, pg_engine, connection, queue, vault) -> Any:
-    """Build the app with a given number of trusted proxy hops."""
-    from tipline.app import create_app
-
-    def build(hops: int) -> Any:
-        application = create_app(settings.with_overrides(trusted_proxy_hops=hops),
-                                 db=BoundDatabase(pg_engine, connection), queue=queue)
-        application.config.update(TESTING=True)
-        crypto.install(vault)
-        return application
-
-    return build
-
-
 class Reporter:
     """A browser behind the proxy; ``forwarded`` is the X-Forwarded-For the app receives."""
 
     def __init__(self, app: Any, forwarded: str | None) -> None:
-        self.client = app.test_client()
-        self.client.environ_base["REMOTE_ADDR"] = PROXY
+        self.client = client_at(app, PROXY)
         self.headers = {"X-Forwarded-For": forwarded} if forwarded else {}
 
     def wrong_code(self) -> int:
-        token = csrf_from(self.client.get("/followup", headers=self.headers)
-                          .get_data(as_text=True))
-        return int(self.client.post("/followup", headers=self.headers,
-                                    data={"csrf_token": token, "code": WRONG_CODE}).status_code)
+        return wrong_code(self.client, self.headers)
 
     def wrong_password(self, i: int) -> int:
         token = csrf_token(self.client)
@@ -74,23 +52,23 @@ def _exhaust_sign_in(reporter: Reporter) -> None:
     assert reporter.wrong_password(999) == 429
 
 
-def test_behind_one_proxy_each_reporter_has_their_own_follow_up_bucket(proxied_app) -> None:
-    app = proxied_app(1)
+def test_behind_one_proxy_each_reporter_has_their_own_follow_up_bucket(build_app) -> None:
+    app = build_app(trusted_proxy_hops=1)
     _exhaust_codes(Reporter(app, "198.51.100.7"))
     # Another student behind the same proxy is not locked out by the first one.
     assert Reporter(app, "198.51.100.8").wrong_code() == 400
 
 
-def test_behind_one_proxy_each_browser_has_its_own_sign_in_bucket(proxied_app) -> None:
-    app = proxied_app(1)
+def test_behind_one_proxy_each_browser_has_its_own_sign_in_bucket(build_app) -> None:
+    app = build_app(trusted_proxy_hops=1)
     _exhaust_sign_in(Reporter(app, "198.51.100.7"))
     assert Reporter(app, "198.51.100.8").wrong_password(0) == 401
 
 
 def test_behind_one_proxy_a_forged_forwarded_address_does_not_choose_the_bucket(
-        proxied_app) -> None:
+        build_app) -> None:
     """The proxy appends the real address; only the last (trusted) entry counts."""
-    app = proxied_app(1)
+    app = build_app(trusted_proxy_hops=1)
     _exhaust_codes(Reporter(app, "198.51.100.7"))
     assert Reporter(app, "203.0.113.50, 198.51.100.7").wrong_code() == 429
     # ...and a client who names a victim's address fills only their own bucket.
@@ -98,8 +76,8 @@ def test_behind_one_proxy_a_forged_forwarded_address_does_not_choose_the_bucket(
     assert Reporter(app, "198.51.100.9").wrong_code() == 400
 
 
-def test_with_no_trusted_proxy_the_forwarded_header_is_ignored(proxied_app) -> None:
-    app = proxied_app(0)
+def test_with_no_trusted_proxy_the_forwarded_header_is_ignored(build_app) -> None:
+    app = build_app(trusted_proxy_hops=0)
     _exhaust_codes(Reporter(app, "198.51.100.7"))
     for forged in ("198.51.100.8", "203.0.113.50, 198.51.100.8", None):
         assert Reporter(app, forged).wrong_code() == 429, forged

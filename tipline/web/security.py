@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import secrets
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
+import redis
 from flask import Flask, Response, request
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -33,20 +41,101 @@ def install_security_headers(app: Flask, https: bool) -> None:
         return resp
 
 
-class AnonymousKey:
-    """Rate-limit key: HMAC of the client address under a salt that changes every hour.
+# Bounds on every call to the limiter's Redis, so that a hung Redis delays no request by
+# more than this: the limiter then falls back to memory, and tips never wait on it.
+LIMITER_REDIS_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 0.5,
+    "socket_timeout": 0.5,
+    "retry": Retry(NoBackoff(), 0),
+}
+SALT_PREFIX = "tipline:ratelimit-salt:"
+SALT_BYTES = 32
 
-    The address itself is never stored; the limiter keeps only this digest, in memory or
-    Redis, for the length of its window. Yesterday's digests cannot be linked to today's.
+
+class MemorySalts:
+    """A random salt per window, known to this process only (memory:// limits are per
+    process too). The previous window's salt is dropped when the next one is drawn."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window = -1
+        self._salt = b""
+
+    def salt(self, window: int, seconds_left: int) -> bytes:
+        with self._lock:
+            if window != self._window:
+                self._window, self._salt = window, secrets.token_bytes(SALT_BYTES)
+            return self._salt
+
+
+class RedisSalts:
+    """One random salt per window for every web process, kept in the limiter's Redis with a
+    TTL that ends with the window, so no process can recompute an old digest afterwards.
+
+    The first process to need a window's salt creates it (``SET NX EX``); the others read
+    it. While Redis is unreachable the limiter counts in process memory, and so does this:
+    a salt of its own per process, retried against Redis every ``retry_seconds``.
     """
 
-    def __init__(self, secret: bytes, rotate_seconds: int = 3600) -> None:
+    def __init__(self, url: str, retry_seconds: float = 5.0) -> None:
+        self._redis = redis.Redis.from_url(url, **LIMITER_REDIS_OPTIONS)
+        self._retry_seconds = retry_seconds
+        self._fallback = MemorySalts()
+        self._cached: tuple[int, bytes] = (-1, b"")
+        self._retry_at = 0.0
+
+    def salt(self, window: int, seconds_left: int) -> bytes:
+        cached_window, cached = self._cached
+        if cached_window == window:
+            return cached
+        if time.monotonic() < self._retry_at:
+            return self._fallback.salt(window, seconds_left)
+        key = f"{SALT_PREFIX}{window}"
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.set(key, secrets.token_bytes(SALT_BYTES), nx=True, ex=seconds_left)
+            pipe.get(key)
+            _created, stored = pipe.execute()
+        except redis.RedisError:
+            self._retry_at = time.monotonic() + self._retry_seconds
+            return self._fallback.salt(window, seconds_left)
+        self._cached = (window, bytes(stored))
+        return bytes(stored)
+
+
+def salts_for(storage_url: str) -> MemorySalts | RedisSalts:
+    """Where the salt lives: beside the limiter's counters."""
+    if storage_url.startswith(("redis://", "rediss://")):
+        return RedisSalts(storage_url)
+    return MemorySalts()
+
+
+class AnonymousKey:
+    """Rate-limit key: HMAC of the client address under a key made of a secret from the key
+    file and a random salt that changes every hour.
+
+    The address itself is never stored; the limiter keeps only this digest, in memory or
+    Redis, for the length of its window. The salt lives in memory or Redis only until its
+    hour ends: after that, nobody (not even with the key file and a copy of Redis) can tell
+    which address made a digest, and yesterday's digests cannot be linked to today's.
+    """
+
+    def __init__(self, secret: bytes, salts: MemorySalts | RedisSalts,
+                 rotate_seconds: int = 3600, clock: Callable[[], float] = time.time) -> None:
         self._secret = secret
+        self._salts = salts
         self._rotate = rotate_seconds
+        self._clock = clock
 
     def __call__(self) -> str:
-        epoch = int(time.time() // self._rotate)
-        salt = hmac.new(self._secret, str(epoch).encode(), hashlib.sha256).digest()
         # The one place a network identity is touched: hashed at once, never logged.
-        addr = (request.remote_addr or "").encode()
-        return hmac.new(salt, addr, hashlib.sha256).hexdigest()[:32]
+        # ``remote_addr`` is the peer, or the client the trusted proxies saw (ProxyFix).
+        return self.digest(request.remote_addr or "")
+
+    def digest(self, addr: str) -> str:
+        now = self._clock()
+        window = int(now // self._rotate)
+        seconds_left = max(1, math.ceil((window + 1) * self._rotate - now))
+        salt = self._salts.salt(window, seconds_left)
+        key = hmac.new(self._secret, salt, hashlib.sha256).digest()
+        return hmac.new(key, addr.encode(), hashlib.sha256).hexdigest()[:32]
