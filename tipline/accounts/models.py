@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, ForeignKey, Integer, LargeBinary, String, Table
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, LargeBinary, String, Table, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tipline import crypto
@@ -26,6 +26,8 @@ class Role(enum.StrEnum):
     SCHOOL_STAFF = "school_staff"
     POLICE_LIAISON = "police_liaison"
     AUDITOR = "auditor"
+    # No district: the installation-wide settings (the whole routing policy). Reads no tip.
+    INSTALLATION_ADMIN = "installation_admin"
 
 
 class StaffUser(Base):
@@ -40,6 +42,12 @@ class StaffUser(Base):
     # A police liaison sees what is routed to this contact (and its agency).
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     password_hash: Mapped[str] = mapped_column(String(200))
+    # The password was chosen by someone else (an administrator's one-time password, one typed
+    # at the command line): after signing in, nothing but the change-password page is shown.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
+    # A one-time password stops signing in at this time, or once a sign-in has used it.
+    password_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
