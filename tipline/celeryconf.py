@@ -15,6 +15,10 @@ ESCALATE_INTERVAL = 2.0
 # A second queue that every worker also consumes, so that escalation, the sweep and
 # life-safety/escalation alerts do not wait behind a backlog of ordinary alerts in a surge.
 URGENT_QUEUE = "tipline.urgent"
+# How often tipline.resolve settles deliveries left ``sending`` (a worker lost mid-send, the
+# database lost before ``sent`` was recorded, Twilio not answering): with
+# ``routing.services.STALE_SENDING`` (25 s) it bounds how long such a delivery waits.
+RESOLVE_INTERVAL = 5.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -34,6 +38,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             "tipline.escalate": {"queue": URGENT_QUEUE},
             "tipline.sweep": {"queue": URGENT_QUEUE},
+            "tipline.resolve": {"queue": URGENT_QUEUE},
             "tipline.deliver_urgent": {"queue": URGENT_QUEUE},
         },
         "broker_connection_retry_on_startup": True,
@@ -48,6 +53,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # in the database, so a stale run queued during an outage can simply expire.
             "escalate": {"task": "tipline.escalate", "schedule": ESCALATE_INTERVAL,
                          "options": {"expires": 10.0}},
+            "resolve": {"task": "tipline.resolve", "schedule": RESOLVE_INTERVAL,
+                        "options": {"expires": 10.0}},
             "purge": {"task": "tipline.purge", "schedule": 3600.0},
         },
         "timezone": "UTC",

@@ -502,7 +502,8 @@ def users() -> None:
 @users.command("add")
 @click.argument("email")
 @click.option("--role", required=True,
-              type=click.Choice(["district_admin", "school_staff", "police_liaison", "auditor"]))
+              type=click.Choice(["district_admin", "school_staff", "police_liaison", "auditor",
+                                 "installation_admin"]))
 @click.option("--district", "district_code", default=None)
 @click.option("--school", "schools", multiple=True)
 @click.option("--contact", "contact_key", default=None, help="Link a police liaison to a contact.")
@@ -513,6 +514,8 @@ def users_add(email: str, role: str, district_code: str | None, schools: tuple[s
     from tipline.accounts.services import ONE_TIME_HOURS, AccountError, create_user
     from tipline.app import build_services
 
+    if role == "installation_admin" and (district_code or schools or contact_key):
+        _die("an installation administrator belongs to no district, school or contact")
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:

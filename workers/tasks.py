@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
+from sqlalchemy.exc import DBAPIError
 
 from tipline.context import Services
 from tipline.db import utcnow
@@ -49,6 +50,13 @@ def run_sweep() -> routing.SweepResult:
             session, svc.queue, utcnow(), timedelta(seconds=svc.settings.sweep_grace_seconds),
             backlog=backlog,
         )
+
+
+def run_resolve() -> routing.ResolveResult:
+    """Settle deliveries left ``sending`` by asking the provider before any re-send."""
+    svc = _svc()
+    with svc.db.sessions() as session:
+        return routing.resolve_sending(session, svc.senders(), svc.queue, utcnow())
 
 
 def broker_backlog(svc: Services) -> int | None:
@@ -103,7 +111,9 @@ def register(celery: Celery) -> None:
     # Anything left pending (retries exhausted, broker lost) is re-sent by the sweep.
     delivery_opts: dict[str, Any] = {
         "bind": True,
-        "autoretry_for": (TransientSendError,),
+        # A database error (a restart) is retried like a provider's: nothing was sent yet,
+        # or, after sending, deliver_alert already waited for it (then resolve_sending).
+        "autoretry_for": (TransientSendError, DBAPIError),
         "retry_backoff": 2,
         "retry_backoff_max": 60,
         "retry_jitter": True,
@@ -123,6 +133,10 @@ def register(celery: Celery) -> None:
     @celery.task(name="tipline.sweep", **opts)
     def sweep() -> None:
         run_sweep()
+
+    @celery.task(name="tipline.resolve", **opts)
+    def resolve() -> None:
+        run_resolve()
 
     @celery.task(name="tipline.purge", **opts)
     def purge() -> None:

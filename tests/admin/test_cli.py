@@ -36,3 +36,32 @@ def test_audit_verify_ok_then_broken(tmp_path) -> None:
     bad = _cli(["audit", "verify"], url, tmp_path)
     assert bad.returncode == 1
     assert f"BROKEN at entry {ids[2]}: entry hash does not match its content" in bad.stderr
+
+
+def test_users_add_makes_an_installation_admin_without_a_district(tmp_path, key_file) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy import select
+
+    from tipline.accounts.models import StaffUser
+    from tipline.cli import main
+
+    url = f"sqlite:///{tmp_path / 'u.sqlite3'}"
+    migrations.upgrade(url)
+    env = {"TIPLINE_DATA_DIR": str(tmp_path), "TIPLINE_DATABASE_URL": url,
+           "TIPLINE_KEY_FILE": str(key_file), "TIPLINE_MODE": "embedded"}
+    runner = CliRunner()
+    refused = runner.invoke(main, ["users", "add", "it@x.example.org", "--role",
+                                   "installation_admin", "--district", "slps"],
+                            input="a long enough password 1\n", env=env)
+    assert refused.exit_code == 2
+    assert "an installation administrator belongs to no district" in refused.output
+    done = runner.invoke(main, ["users", "add", "it@x.example.org", "--role",
+                                "installation_admin"], input="a long enough password 1\n",
+                         env=env)
+    assert done.exit_code == 0, done.output
+    db = Database(url)
+    with db.session() as s:
+        user = s.execute(select(StaffUser).where(
+            StaffUser.email == "it@x.example.org")).scalar_one()
+        assert (user.role, user.district_id, user.schools) == ("installation_admin", None, [])
+    db.dispose()

@@ -20,6 +20,17 @@ BROKEN = DEMO_POLICY.replace("match: {categories: [weapon, threat, other], sever
 
 
 @pytest.fixture
+def installation(client, db_session, vault, demo_directory) -> StaffUser:
+    """An installation administrator (no district), signed in, with the demo policy loaded."""
+    load_policy(db_session, DEMO_POLICY, "policy.demo.yaml", "cli")
+    user, password, secret = make_staff(db_session, vault, "installation_admin")
+    db_session.commit()
+    resp = sign_in(client, user.email, password, secret)
+    assert resp.headers["Location"].endswith("/staff/admin/")
+    return user
+
+
+@pytest.fixture
 def signed_in(client, db_session, vault, demo_directory) -> StaffUser:
     load_policy(db_session, DEMO_POLICY, "policy.demo.yaml", "cli")
     user, password, secret = make_staff(db_session, vault, "district_admin", district="slps")
@@ -72,15 +83,15 @@ def test_invalid_policy_is_not_saved(client, db_session, signed_in) -> None:
     assert db_session.execute(select(func.count(RoutingPolicy.id))).scalar_one() == 1
 
 
-def test_valid_policy_is_saved_as_a_new_version(client, db_session, signed_in) -> None:
+def test_valid_policy_is_saved_as_a_new_version(client, db_session, installation) -> None:
     edited = DEMO_POLICY.replace("policy: St. Louis demo policy", "policy: St. Louis edited")
     resp = _post(client, text=edited, action="save")
     assert resp.status_code == 303
     row = _active(db_session)
-    assert (row.version, row.source_text, row.loaded_by) == (2, edited, f"user:{signed_in.id}")
+    assert (row.version, row.source_text, row.loaded_by) == (2, edited, f"user:{installation.id}")
     ev = db_session.execute(select(AuditEvent).where(
         AuditEvent.action == "admin.policy.save")).scalar_one()
-    assert ev.detail["version"] == 2
+    assert ev.detail["version"] == 2 and ev.detail["scope"] == "installation"
 
 
 def test_dry_run_explains_and_creates_nothing(client, db_session, signed_in) -> None:
@@ -176,3 +187,169 @@ def test_deactivating_a_contact_the_policy_needs_is_refused_on_the_page(
     assert "would break the routing policy" in page
     db_session.expire_all()
     assert db_session.get(Contact, oncall.id).active is True
+
+
+# -- who may change what: a district admin their section, an installation admin the rest ----
+SLPS_START = DEMO_POLICY.index("  # ----------------------------------------------------------"
+                               "-----------------------------\n  # Saint Louis")
+COUNTY_START = DEMO_POLICY.index("  # -------------------------------------------------------"
+                                 "--------------------------------\n  # County")
+
+
+def _refusals(db_session) -> list[AuditEvent]:
+    return list(db_session.execute(select(AuditEvent).where(
+        AuditEvent.action == "admin.policy.refused").order_by(AuditEvent.id)).scalars())
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    # the installation-wide settings: escalation of every district's no-school tips
+    (("ack_within: 10m\n  life_safety_repeat_every: 2m",
+      "ack_within: 2h\n  life_safety_repeat_every: 30m"),
+     "&#39;no_school&#39; is an installation-wide setting"),
+    (("policy: St. Louis demo policy", "policy: SLPS rules everything"),
+     "&#39;policy&#39; is an installation-wide setting"),
+    # another district's section
+    (("    fallback: [cty-oncall]\n", "    fallback: [cty-oncall, cty-northview-counselor]\n"),
+     "district &#39;stlco-demo&#39; is not yours to change"),
+])
+def test_district_admin_cannot_change_installation_wide_settings(
+    client, db_session, signed_in, change, message
+) -> None:
+    text = DEMO_POLICY.replace(*change, 1)
+    assert text != DEMO_POLICY
+    before = _counts(db_session)
+    resp = _post(client, text=text, action="check")
+    assert resp.status_code == 400 and message in resp.get_data(as_text=True)
+    assert _counts(db_session) == before and _refusals(db_session) == []
+    resp = _post(client, text=text, action="save")
+    assert resp.status_code == 400
+    page = resp.get_data(as_text=True)
+    assert message in page and "it was not saved" in page
+    assert "an installation administrator" in page
+    assert _active(db_session).version == 1
+    (ev,) = _refusals(db_session)
+    assert ev.actor_user_id == signed_in.id and ev.detail["district"] == "slps"
+    assert ev.detail["outside"]
+
+
+def test_district_admin_editor_shows_only_their_section(client, signed_in) -> None:
+    page = client.get("/staff/admin/policy").get_data(as_text=True)
+    editor = page[page.index("<textarea"):page.index("</textarea>")]
+    assert "slps-life-safety-violence" in editor and "slps-oncall" in editor
+    assert "no_school:" not in editor and "stlco-demo" not in editor
+    assert "cty-life-safety-violence" not in editor and "St. Louis demo policy" not in editor
+    assert "installation administrator" in page
+
+
+def test_saving_the_section_changes_only_that_section(client, db_session, signed_in) -> None:
+    page = client.get("/staff/admin/policy").get_data(as_text=True)
+    import html
+
+    editor = html.unescape(page[page.index(">", page.index("<textarea")) + 1:
+                                page.index("</textarea>")]).lstrip("\r\n")
+    edited = editor.replace("ack_within: 60m", "ack_within: 45m")
+    assert edited != editor
+    resp = _post(client, text=edited, action="save")
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    row = _active(db_session)
+    assert row.version == 2 and row.loaded_by == f"user:{signed_in.id}"
+    # every line outside the SLPS section (comments too) is exactly as it was
+    assert row.source_text[:SLPS_START] == DEMO_POLICY[:SLPS_START]
+    assert row.source_text[row.source_text.index("  # ------------------------------------"
+                                                 "---------------------------------------------"
+                                                 "------\n  # County"):] == \
+        DEMO_POLICY[COUNTY_START:]
+    assert row.source_text == DEMO_POLICY.replace("ack_within: 60m", "ack_within: 45m")
+    ev = db_session.execute(select(AuditEvent).where(
+        AuditEvent.action == "admin.policy.save")).scalar_one()
+    assert ev.detail["scope"] == "slps"
+
+
+def test_district_admin_cannot_add_sections_or_keys(client, db_session, signed_in) -> None:
+    page = client.get("/staff/admin/policy").get_data(as_text=True)
+    import html
+
+    editor = html.unescape(page[page.index(">", page.index("<textarea")) + 1:
+                                page.index("</textarea>")]).lstrip("\r\n")
+    added = "no_school:\n  ack_within: 3h\n" + editor
+    resp = _post(client, text=added, action="save")
+    assert resp.status_code == 400
+    assert "&#39;no_school&#39; is an installation-wide setting" in resp.get_data(as_text=True)
+    other = editor + "  stlco-demo:\n    school_hours: [{days: mon-fri, start: \"07:00\", " \
+        "end: \"17:00\"}]\n    fallback: [cty-oncall]\n    rules:\n      - name: x\n" \
+        "        default: true\n        steps: [{alert: [{contact: cty-oncall}], " \
+        "ack_within: 5m}]\n"
+    resp = _post(client, text=other, action="save")
+    assert resp.status_code == 400
+    assert "district &#39;stlco-demo&#39; is not yours to change" in resp.get_data(as_text=True)
+    assert _active(db_session).version == 1 and len(_refusals(db_session)) == 2
+
+
+def test_installation_admin_edits_every_section(client, db_session, installation) -> None:
+    page = client.get("/staff/admin/policy").get_data(as_text=True)
+    assert "no_school" in page and "cty-life-safety-violence" in page
+    text = DEMO_POLICY.replace("ack_within: 10m\n  life_safety_repeat_every: 2m",
+                               "ack_within: 5m\n  life_safety_repeat_every: 1m", 1).replace(
+        "    fallback: [cty-oncall]\n", "    fallback: [cty-oncall, cty-northview-counselor]\n")
+    assert _post(client, text=text, action="save").status_code == 303
+    row = _active(db_session)
+    assert row.version == 2 and row.source_text == text
+    # the dry run asks which district
+    resp = _post(client, text=DEMO_POLICY, action="dryrun", district="stlco-demo",
+                 school="cty-northview", category="weapon", severity="4", at="2026-11-24T10:00")
+    assert resp.status_code == 200
+    assert "cty-life-safety-violence" in resp.get_data(as_text=True)
+    resp = _post(client, text=DEMO_POLICY, action="dryrun", district="slps",
+                 school="cty-northview", category="weapon", severity="4", at="2026-11-24T10:00")
+    assert resp.status_code == 400 and 'id="dryrun-result"' not in resp.get_data(as_text=True)
+
+
+def test_installation_admin_is_held_to_the_directory_guard(client, db_session,
+                                                           installation) -> None:
+    text = DEMO_POLICY.replace("    police_only_for: [weapon, threat, other]\n", "", 1).replace(
+        "          - alert: [{role: counselor}, {role: social_worker}]\n            channels: "
+        "[sms, email]\n            ack_within: 60m\n",
+        "          - alert: [{role: counselor}, {role: social_worker}, {contact: slpd-liaison}]"
+        "\n            channels: [sms, email]\n            ack_within: 60m\n", 1)
+    assert "police_only_for: [weapon, threat, other]\n    rules:\n      - name: slps" not in text
+    resp = _post(client, text=text, action="save")
+    assert resp.status_code == 400
+    page = resp.get_data(as_text=True)
+    assert "rule &#39;slps-support-day&#39; alerts police (slpd-liaison)" in page
+    assert "police_involvement: limited" in page
+    assert _active(db_session).version == 1
+
+
+@pytest.mark.parametrize("path", ["/staff/", "/staff/admin/schools", "/staff/admin/contacts",
+                                  "/staff/admin/users", "/staff/admin/stats",
+                                  "/staff/admin/audit"])
+def test_installation_admin_reads_no_tips_and_no_district_pages(client, installation,
+                                                                path) -> None:
+    assert client.get(path).status_code == 404
+    page = client.get("/staff/admin/").get_data(as_text=True)
+    assert 'href="/staff/admin/policy"' in page and 'href="/staff/admin/schools"' not in page
+
+
+def test_district_admin_cannot_create_an_installation_admin(client, db_session,
+                                                            signed_in) -> None:
+    token = csrf_from(client.get("/staff/admin/users/new").get_data(as_text=True))
+    resp = client.post("/staff/admin/users/new", data={
+        "csrf_token": token, "email": "boss@staff.example.org", "role": "installation_admin",
+        "display_name": "", "contact": ""})
+    assert resp.status_code == 400
+    assert db_session.execute(select(StaffUser).where(
+        StaffUser.email == "boss@staff.example.org")).scalar_one_or_none() is None
+
+
+def test_police_involvement_is_not_editable_in_the_dashboard(client, db_session,
+                                                             signed_in) -> None:
+    from tipline.directory.models import District
+
+    for path in ("/staff/admin/policy", "/staff/admin/schools/new"):
+        token = csrf_from(client.get(path).get_data(as_text=True))
+        client.post(path, data={"csrf_token": token, "police_involvement": "full",
+                                "action": "save", "text": DEMO_POLICY, "code": "x-new",
+                                "name": "X"})
+    db_session.expire_all()
+    assert db_session.execute(select(District.police_involvement).where(
+        District.code == "slps")).scalar_one() == "limited"

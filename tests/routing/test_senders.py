@@ -119,6 +119,36 @@ def test_twilio_voice_sender_places_call_that_fetches_alert_twiml(twilio_mock_ur
     assert not any(ALERT_TEXT in str(v) for v in sent.data.values())
 
 
+def test_twilio_lookups_ask_the_contract_for_one_number_from_ours(
+        twilio_mock_url: str) -> None:
+    """Before re-sending an alert whose outcome is unknown, the sender lists what Twilio has
+    for that number from the tip line's: the requests must be valid for Twilio's contract."""
+    gw, http = _gateway(twilio_mock_url)
+    sms = TwilioSmsSender(gw, PUBLIC).lookup(_alert("sms", "+13145550101"))
+    asked = http.last()
+    assert asked.method == "GET"
+    assert asked.path == f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Messages.json"
+    assert asked.params["To"] == "+13145550101" and asked.params["From"] == TEST_FROM_NUMBER
+    # The mock's example messages have other words: not taken for this alert.
+    assert sms == []
+    calls = TwilioVoiceSender(gw, PUBLIC).lookup(_alert("voice", "+13145550110"))
+    asked = http.last()
+    assert asked.path == f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls.json"
+    assert asked.params["To"] == "+13145550110" and asked.params["From"] == TEST_FROM_NUMBER
+    assert calls and all(c.ref.startswith("CA") and c.created is not None for c in calls)
+
+
+def test_a_timeout_means_the_outcome_is_unknown_a_refusal_does_not() -> None:
+    gw, _ = _gateway("", TimeoutHttpClient())
+    with pytest.raises(TransientSendError) as timed_out:
+        TwilioSmsSender(gw, PUBLIC).send(None, _alert("sms", "+13145550101"))  # type: ignore[arg-type]
+    assert timed_out.value.unknown_outcome
+    gw, _ = _gateway("http://127.0.0.1:9", None)  # nothing listens on the discard port
+    with pytest.raises(TransientSendError) as refused:
+        TwilioSmsSender(gw, PUBLIC).send(None, _alert("sms", "+13145550101"))  # type: ignore[arg-type]
+    assert not refused.value.unknown_outcome
+
+
 def test_twilio_500_is_transient_and_400_permanent() -> None:
     http = RecordingHttpClient()
     http.canned = [

@@ -219,7 +219,8 @@ def _after_sign_in_url() -> str:
     if nxt:
         return nxt
     user = current_user
-    if "triage.queue" in current_app.view_functions and user.role != "auditor":
+    if "triage.queue" in current_app.view_functions and \
+            user.role not in ("auditor", "installation_admin"):  # they read no tips
         return url_for("triage.queue")
     for item in nav_items():  # e.g. the audit log for an auditor, when that page exists
         if item.endpoint in current_app.view_functions:

@@ -36,6 +36,7 @@ __all__ = [
     "DirectoryError",
     "NotFound",
     "PolicyCheck",
+    "PolicyScopeError",
     "SchoolInput",
     "UserInput",
 ]
@@ -331,6 +332,8 @@ def add_user(
     district_id = _require_admin(admin)
     district = session.get(District, district_id)
     assert district is not None  # noqa: S101  (a foreign key guarantees it)
+    if data.role not in DISTRICT_ROLES:
+        raise AdminError("a district administrator can create district accounts only")
     schools = {s.id: s.code for s in list_schools(session, district_id)}
     if any(sid not in schools for sid in data.school_ids):
         raise AdminError("unknown school")
@@ -406,6 +409,27 @@ class PolicyCheck:
     errors: list[str]
     policy: Any = None
     warnings: tuple[str, ...] = ()
+    text: str = ""  # what would be stored: the whole policy file
+    outside: tuple[str, ...] = ()  # what the admin tried to change outside their scope
+
+
+class PolicyScopeError(Exception):
+    """A district admin's policy changes something that is not theirs (audited)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+# Roles a district admin may give (an installation administrator is made at the command line).
+DISTRICT_ROLES = (Role.DISTRICT_ADMIN.value, Role.SCHOOL_STAFF.value,
+                  Role.POLICE_LIAISON.value, Role.AUDITOR.value)
+EDITOR_HEADER = (
+    "# Your district's section of the routing policy (the format is in docs/routing.md).\n"
+    "# The other districts' sections and the installation-wide settings (no_school, the\n"
+    "# policy's name) are changed by an installation administrator; saving puts this section\n"
+    "# back into the policy and leaves the rest as it is.\n\n"
+)
 
 
 def active_policy_row(session: Session) -> RoutingPolicy | None:
@@ -421,68 +445,131 @@ def policy_history(session: Session, limit: int = 20) -> Sequence[RoutingPolicy]
     ).scalars().all()
 
 
-def _sections(text: str) -> dict[str, Any]:
-    """Each district's section of a policy as plain data (comments and layout do not count)."""
-    data = yaml.safe_load(text) if text else None
-    districts = data.get("districts") if isinstance(data, dict) else None
-    return {str(k): v for k, v in districts.items()} if isinstance(districts, dict) else {}
+def list_districts(session: Session) -> Sequence[District]:
+    return session.execute(select(District).order_by(District.name)).scalars().all()
 
 
-def _other_districts_changed(session: Session, text: str, own_code: str,
-                             source: str) -> list[str]:
-    """One installation has one policy, but a district admin may change only their district's
-    section: another district's routing (who its police liaison is, who is on call) is theirs.
+def policy_scope(session: Session, admin: StaffUser) -> str | None:
+    """The district whose section ``admin`` may change, or None for the whole policy.
+
+    An installation administrator changes every section and the installation-wide settings;
+    a district admin only their district's section (DESIGN.md invariant 6). Anyone else is
+    refused.
     """
+    if admin.active and admin.role == Role.INSTALLATION_ADMIN:
+        return None
+    district = session.get(District, _require_admin(admin))
+    assert district is not None  # noqa: S101  (a foreign key guarantees it)
+    return district.code
+
+
+def policy_editor_text(session: Session, admin: StaffUser) -> str:
+    """What the editor shows: the whole policy, or the admin's own district's section."""
+    from tipline.routing import sections
+
+    code = policy_scope(session, admin)
     active = active_policy_row(session)
-    before = _sections(active.source_text) if active else {}
-    after = _sections(text)
-    return [
-        f"{source}: district {code!r} is not yours to change (you administer {own_code!r}); "
-        "keep its section as it is in the active policy"
-        for code in sorted(set(before) | set(after))
-        if code != own_code and before.get(code) != after.get(code)
-    ]
+    text = active.source_text if active else ""
+    return text if code is None else sections.editor_text(text, code, EDITOR_HEADER)
+
+
+def _outside_scope(active: RoutingPolicy | None, text: str, own: str,
+                   source: str) -> tuple[list[str], list[str]]:
+    """(messages, keys) for what ``text`` changes outside district ``own``'s section.
+
+    A key left out is unchanged; a key given with the active policy's value is unchanged too
+    (a pasted whole file), so only real changes are refused.
+    """
+    from tipline.routing.sections import top_level_lines
+
+    if active is None:
+        return ([f"{source}:1: no routing policy is loaded yet; an installation administrator "
+                 "loads the first one (tipline policy load)"], ["no active policy"])
+    before = yaml.safe_load(active.source_text) or {}
+    after = yaml.safe_load(text) or {}
+    lines = top_level_lines(text)
+    errors, keys = [], []
+    for key in sorted(k for k in after if k != "districts"):
+        if key not in before or after[key] != before[key]:
+            errors.append(f"{source}:{lines.get(str(key), 1)}: {key!r} is an installation-wide "
+                          "setting: only an installation administrator changes it; your "
+                          f"editor holds only district {own!r}'s section")
+            keys.append(str(key))
+    was, now = before.get("districts") or {}, after.get("districts") or {}
+    for code in sorted(c for c in now if c != own):
+        if code not in was or now[code] != was[code]:
+            errors.append(f"{source}:{lines.get(f'districts.{code}', 1)}: district {code!r} is "
+                          f"not yours to change (you administer {own!r}); an installation "
+                          "administrator changes it")
+            keys.append(f"districts.{code}")
+    if own not in now:
+        errors.append(f"{source}:1: the policy has no section for your district {own!r}")
+        keys.append(f"districts.{own}")
+    return errors, keys
 
 
 def check_policy(session: Session, text: str, source: str = "policy.yaml",
                  district_code: str | None = None) -> PolicyCheck:
     """Parse and validate without storing anything; errors name their line.
 
-    With ``district_code`` (an admin's own district), a change to any other district's
-    section is an error too.
+    With ``district_code`` (a district admin's own district), ``text`` may change only that
+    district's section; the section is put back into the active policy, and the whole file
+    is checked again (``PolicyCheck.text`` is what would be stored).
     """
     from tipline.routing import policy as routing_policy
+    from tipline.routing import sections
 
     try:
         parsed = routing_policy.parse_policy(text, source)
+    except routing_policy.PolicyError as exc:
+        return PolicyCheck(False, list(exc.errors) or [str(exc)])
+    whole = text
+    if district_code is not None:
+        active = active_policy_row(session)
+        foreign, keys = _outside_scope(active, text, district_code, source)
+        if foreign:
+            return PolicyCheck(False, foreign, outside=tuple(keys))
+        assert active is not None  # noqa: S101  (_outside_scope refuses without one)
+        try:
+            routing_policy.validate_policy(session, parsed)  # errors with the editor's lines
+            whole = sections.put_back(active.source_text, text, district_code)
+        except routing_policy.PolicyError as exc:
+            return PolicyCheck(False, list(exc.errors) or [str(exc)])
+        except sections.SectionError as exc:
+            return PolicyCheck(False, [f"{source}: {exc}; ask an installation administrator"])
+        source = f"{source} (the whole policy)"
+    try:
+        parsed = routing_policy.parse_policy(whole, source)
         routing_policy.validate_policy(session, parsed)
     except routing_policy.PolicyError as exc:
         return PolicyCheck(False, list(exc.errors) or [str(exc)])
-    if district_code is not None:
-        foreign = _other_districts_changed(session, text, district_code, source)
-        if foreign:
-            return PolicyCheck(False, foreign)
     warnings = tuple(routing_policy.policy_warnings(session, parsed))
-    return PolicyCheck(True, [], parsed, warnings)
+    return PolicyCheck(True, [], parsed, warnings, whole)
 
 
 def save_policy(
     session: Session, admin: StaffUser, text: str, source: str = "policy.yaml"
 ) -> RoutingPolicy:
-    """Store a new active version, only if it is valid and changes only the admin's own
-    district (PolicyError otherwise)."""
-    district_id = _require_admin(admin)
+    """Store a new active version, only if it is valid and within the admin's scope.
+
+    PolicyScopeError (after recording the attempt in the audit log, in the caller's
+    transaction) for a change outside the admin's district; PolicyError if invalid.
+    """
     from tipline.routing import policy as routing_policy
 
-    district = session.get(District, district_id)
-    assert district is not None  # noqa: S101  (a foreign key guarantees it)
-    check = check_policy(session, text, source, district.code)
+    code = policy_scope(session, admin)
+    check = check_policy(session, text, source, code)
+    if check.outside:
+        record(session, "admin.policy.refused", **_actor(admin), object_type="routing_policy",
+               detail={"district": code, "outside": list(check.outside)})
+        raise PolicyScopeError(check.errors)
     if not check.ok:
         raise routing_policy.PolicyError(check.errors)
-    row = routing_policy.load_policy(session, text, source, f"user:{admin.id}")
+    row = routing_policy.load_policy(session, check.text, source, f"user:{admin.id}")
     session.flush()
     record(session, "admin.policy.save", **_actor(admin), object_type="routing_policy",
-           object_id=row.id, detail={"version": row.version, "sha256": row.sha256})
+           object_id=row.id, detail={"version": row.version, "sha256": row.sha256,
+                                     "scope": code or "installation"})
     return row
 
 

@@ -52,6 +52,8 @@ bp = Blueprint("admin", __name__, url_prefix="/staff/admin")
 
 ADMIN = (Role.DISTRICT_ADMIN.value,)
 READERS = (Role.DISTRICT_ADMIN.value, Role.AUDITOR.value)
+# The pages an installation administrator uses too: the overview and the routing policy.
+CONFIG = (Role.DISTRICT_ADMIN.value, Role.INSTALLATION_ADMIN.value)
 ROLE_LABELS = {
     Role.DISTRICT_ADMIN.value: "District administrator",
     Role.SCHOOL_STAFF.value: "School staff",
@@ -70,9 +72,25 @@ def _choices(pairs: Any) -> list[SelectChoice]:
 def register(app: Flask) -> None:
     init_auth(app)
     app.register_blueprint(bp)
-    register_nav(app, "admin.index", "Administration", ADMIN)
+    app.jinja_env.globals["admin_pages"] = admin_pages
+    register_nav(app, "admin.index", "Administration", CONFIG)
     register_nav(app, "admin.stats", "Statistics", READERS)
     register_nav(app, "admin.audit", "Audit log", READERS)
+
+
+# The administration sub-navigation: an installation administrator has only two pages.
+DISTRICT_PAGES = (("admin.index", "Overview"), ("admin.schools", "Schools"),
+                  ("admin.contacts", "Contacts"), ("admin.users", "Staff accounts"),
+                  ("admin.policy", "Routing policy"))
+INSTALLATION_PAGES = (("admin.index", "Overview"), ("admin.policy", "Routing policy"))
+
+
+def admin_pages() -> tuple[tuple[str, str], ...]:
+    """The sub-navigation of the signed-in account (a template global: macros see it)."""
+    from flask_login import current_user
+
+    role = getattr(current_user, "role", None)
+    return INSTALLATION_PAGES if role == Role.INSTALLATION_ADMIN else DISTRICT_PAGES
 
 
 # -- forms -------------------------------------------------------------------------------
@@ -116,6 +134,7 @@ class UserForm(FlaskForm):
 class PolicyForm(FlaskForm):
     text = TextAreaField("Policy (YAML)", validators=[Length(max=MAX_POLICY)])
     # Checked only for a dry run ("Check" and "Save" do not send them).
+    district = SelectField("District", choices=[], validate_choice=False)
     school = SelectField("School", choices=[], validate_choice=False)
     category = SelectField("Category", choices=_choices(
         (c.value, c.value.replace("_", " ")) for c in Category), validate_choice=False)
@@ -143,11 +162,14 @@ def _page_arg(name: str = "page") -> int:
 # -- index -------------------------------------------------------------------------------
 
 @bp.get("/")
-@staff_required(*ADMIN)
+@staff_required(*CONFIG)
 def index() -> Any:
     user = current_staff()
-    district = _district(user)
     sess = db_session()
+    if user.role == Role.INSTALLATION_ADMIN:
+        return render_template("admin/index.html", district=None,
+                               policy=admin.active_policy_row(sess))
+    district = _district(user)
     return render_template(
         "admin/index.html", district=district,
         schools=len(admin.list_schools(sess, district.id)),
@@ -380,24 +402,46 @@ def _local_time(value: str | None, tz: ZoneInfo) -> datetime:
 
 
 def _dry_run_choices(form: PolicyForm) -> None:
-    for fld in (form.school, form.category, form.severity):
+    for fld in (form.district, form.school, form.category, form.severity):
         if not any(str(c.value) == (fld.data or "") for c in fld.choices or []):
             raise DirectoryError(f"choose a {fld.label.text.lower()} from the list")
 
 
-@bp.route("/policy", methods=["GET", "POST"])
-@staff_required(*ADMIN)
-def policy() -> Any:
-    user = current_staff()
-    district = _district(user)
+def _policy_places(form: PolicyForm, user: StaffUser) -> dict[str, District]:
+    """The districts (and their schools) the dry run offers: the admin's own, or all."""
     sess = db_session()
-    tz = ZoneInfo(district.timezone)
-    form = PolicyForm()
+    if user.role == Role.INSTALLATION_ADMIN:
+        districts = list(admin.list_districts(sess))
+    else:
+        districts = [_district(user)]
+    form.district.choices = _choices((d.code, d.name) for d in districts)
+    if len(districts) == 1:
+        form.district.data = districts[0].code
+    many = len(districts) > 1
     form.school.choices = _choices([("", "no school named")] + [
-        (s.code, s.name) for s in admin.list_schools(sess, district.id)])
+        (s.code, f"{d.name}: {s.name}" if many else s.name)
+        for d in districts for s in admin.list_schools(sess, d.id)])
+    return {d.code: d for d in districts}
+
+
+@bp.route("/policy", methods=["GET", "POST"])
+@staff_required(*CONFIG)
+def policy() -> Any:
+    """The routing policy editor: a district admin's own section, or (an installation
+    administrator) the whole policy."""
+    from tipline.routing.engine import UnknownPlace
+    from tipline.routing.policy import PolicyError
+
+    user = current_staff()
+    sess = db_session()
+    scope = admin.policy_scope(sess, user)
+    form = PolicyForm()
+    places = _policy_places(form, user)
+    chosen = places.get(form.district.data or "") or next(iter(places.values()), None)
+    tz = ZoneInfo(chosen.timezone if chosen else "UTC")
     active = admin.active_policy_row(sess)
     if request.method == "GET":
-        form.text.data = active.source_text if active else ""
+        form.text.data = admin.policy_editor_text(sess, user)
         form.at.data = utcnow().astimezone(tz).strftime("%Y-%m-%dT%H:%M")
     action = request.form.get("action", "")
     result: dict[str, Any] = {}
@@ -406,7 +450,8 @@ def policy() -> Any:
         if not form.validate_on_submit() or action not in ("check", "dryrun", "save"):
             abort(400)
         text = form.text.data or ""
-        check = admin.check_policy(sess, text, district_code=district.code)
+        check = admin.check_policy(sess, text, district_code=scope) if action != "save" \
+            else admin.PolicyCheck(True, [])  # save_policy checks (and audits a refusal)
         result = {"action": action, "check": check}
         if not check.ok:
             status = 400
@@ -414,22 +459,22 @@ def policy() -> Any:
             try:
                 at = _local_time(form.at.data, tz)
                 _dry_run_choices(form)
-            except DirectoryError as exc:
-                result["dry_error"] = str(exc)
-                status = 400
-            else:
                 result["explanation"] = admin.dry_run(
-                    sess, check.policy, district_code=district.code,
+                    sess, check.policy, district_code=form.district.data or "",
                     school_code=form.school.data or None, category=form.category.data or "",
                     severity=int(form.severity.data or 3), at=at)
+            except (DirectoryError, UnknownPlace) as exc:
+                result["dry_error"] = str(exc).strip("'\"")
+                status = 400
             sess.rollback()  # a dry run writes nothing, whatever explain() touched
         elif action == "save":
-            from tipline.routing.policy import PolicyError
-
             try:
                 row = admin.save_policy(sess, user, text)
-            except PolicyError as exc:
-                sess.rollback()
+            except (PolicyError, admin.PolicyScopeError) as exc:
+                if isinstance(exc, admin.PolicyScopeError):
+                    sess.commit()  # only the audit record of the refused attempt
+                else:
+                    sess.rollback()
                 result["check"] = admin.PolicyCheck(False, list(exc.errors) or [str(exc)])
                 status = 400
             else:
@@ -437,7 +482,8 @@ def policy() -> Any:
                 flash(f"Saved: routing policy version {row.version} is now active.", "ok")
                 return redirect(url_for("admin.policy"), 303)
     return render_template("admin/policy.html", form=form, active=active, result=result,
-                           history=admin.policy_history(sess), district=district), status
+                           history=admin.policy_history(sess), scope=scope,
+                           several=len(places) > 1), status
 
 
 # -- audit log ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from tipline.routing.models import OutboxMessage
 from tipline.settings import Settings
 from tipline.telephony.client import (
+    SentRecord,
     TwilioGateway,
     TwilioPermanentError,
     TwilioTransientError,
@@ -32,7 +34,24 @@ class SendError(Exception):
 
 
 class TransientSendError(SendError):
-    """Worth retrying later (timeout, 5xx, connection refused)."""
+    """Worth retrying later (timeout, 5xx, connection refused).
+
+    ``unknown_outcome``: the provider may have accepted the alert (it did not answer in time);
+    it must be asked before the alert is sent again (``deliver_alert``, ``resolve_sending``).
+    """
+
+    def __init__(self, message: str, unknown_outcome: bool = False) -> None:
+        super().__init__(message)
+        self.unknown_outcome = unknown_outcome
+
+
+@dataclass(frozen=True)
+class Found:
+    """A provider's record of an alert it accepted: its reference and last status."""
+
+    ref: str
+    status: str
+    created: datetime | None
 
 
 class PermanentSendError(SendError):
@@ -47,7 +66,7 @@ class Alert:
     recipient: str
     subject: str
     text: str
-    delivery_id: int
+    delivery_id: int  # 0 for a message that is no alert delivery (a staff account notice)
     ack_code: str | None = None
     # ``text`` without the tip content a rule allowed: what a sender that keeps a copy (the
     # outbox table) stores, so a database dump never holds tip text in clear.
@@ -70,7 +89,7 @@ class OutboxSender:
     def send(self, session: Session, alert: Alert) -> str:
         text = alert.text if alert.stored_text is None else alert.stored_text
         row = OutboxMessage(
-            delivery_id=alert.delivery_id,
+            delivery_id=alert.delivery_id or None,
             channel=alert.channel,
             recipient=alert.recipient,
             body=f"{alert.subject}\n{text}" if alert.channel == "email" else text,
@@ -100,11 +119,22 @@ class _TwilioSender:
         try:
             return self._send(alert)
         except TwilioTransientError as exc:
-            raise TransientSendError(str(exc)) from None
+            raise TransientSendError(str(exc), exc.unknown_outcome) from None
         except TwilioPermanentError as exc:
             raise PermanentSendError(str(exc)) from None
 
+    def lookup(self, alert: Alert) -> list[Found]:
+        """What Twilio has of alerts like ``alert`` (same number; a text: the same words),
+        newest first. Raises ``TransientSendError`` when Twilio cannot be asked."""
+        try:
+            return [Found(r.sid, r.status, r.created) for r in self._records(alert)]
+        except (TwilioTransientError, TwilioPermanentError) as exc:
+            raise TransientSendError(str(exc)) from None
+
     def _send(self, alert: Alert) -> str:
+        raise NotImplementedError
+
+    def _records(self, alert: Alert) -> list[SentRecord]:
         raise NotImplementedError
 
 
@@ -116,6 +146,12 @@ class TwilioSmsSender(_TwilioSender):
             alert.recipient, alert.text,
             status_callback=alert_callback_url(self.public_url, "sms-status", alert.delivery_id))
 
+    def _records(self, alert: Alert) -> list[SentRecord]:
+        # The text names the tip's reference and its dispatch's code: it tells this
+        # contact's alerts for one tip from those for others.
+        return [r for r in self.gateway.find_messages(alert.recipient)
+                if (r.body or "").strip() == alert.text.strip()]
+
 
 class TwilioVoiceSender(_TwilioSender):
     """Places an alert call; Twilio fetches its TwiML (category, school, reference, press 1)."""
@@ -125,6 +161,9 @@ class TwilioVoiceSender(_TwilioSender):
             alert.recipient,
             url=alert_callback_url(self.public_url, "call", alert.delivery_id),
             status_callback=alert_callback_url(self.public_url, "call-status", alert.delivery_id))
+
+    def _records(self, alert: Alert) -> list[SentRecord]:
+        return self.gateway.find_calls(alert.recipient)
 
 
 # -- email over SMTP -------------------------------------------------------------------------

@@ -7,21 +7,26 @@ Every function here takes a session and explicit collaborators, and is what the 
   transaction that writes the dispatches, so a job routed twice routes once, and a worker that
   dies mid-way leaves the job ``pending`` for the sweep.
 * ``deliver_alert`` records the delivery before sending (``pending -> sending``) and sets
-  ``sent`` afterwards only if it is still ``sending``. A worker killed between the provider call
-  and the commit can cause one duplicate alert after the stale timeout; never zero alerts.
+  ``sent`` afterwards only if it is still ``sending`` (waiting for a database that went away,
+  since the alert is out). A delivery left ``sending`` (worker killed mid-send, database lost,
+  provider not answering) is settled by ``resolve_sending``, which asks the provider before
+  sending anything again: never zero alerts, and a repeat only when the provider has no
+  record of the first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from tipline.db import rowcount
@@ -39,6 +44,7 @@ from tipline.routing.models import (
 from tipline.routing.senders import (
     Alert,
     AlertSender,
+    Found,
     PermanentSendError,
     TransientSendError,
 )
@@ -47,7 +53,17 @@ from tipline.tips.models import Severity, Tip
 log = logging.getLogger(__name__)
 
 SEVERITY_LABELS = {1: "low", 2: "medium", 3: "high", 4: "LIFE-SAFETY"}
-STALE_SENDING = timedelta(minutes=5)
+# A delivery still ``sending`` this long after its claim is being sent by nobody: longer than
+# a Twilio request may take (10 s to connect plus 10 s for the answer) and the commit after it.
+# ``resolve_sending`` then asks the provider what became of it.
+STALE_SENDING = timedelta(seconds=25)
+# Where the provider's record of an alert claimed at T can lie: from T minus clock skew to
+# T plus the longest request.
+LOOKUP_BEFORE = timedelta(seconds=10)
+LOOKUP_AFTER = timedelta(seconds=35)
+# How long a worker keeps trying to record ``sent`` when the database is away, after the
+# provider accepted the alert (beyond that, ``resolve_sending`` finds it at the provider).
+RECORD_RETRY_SECONDS = 20.0
 
 
 # -- plans ---------------------------------------------------------------------------------
@@ -420,25 +436,20 @@ def deliver_alert(
         fail_delivery(session, delivery_id, now, f"dispatch {row.dispatch_status}", queue,
                       fallback=False)
         return DeliveryResult(delivery_id, "skipped")
-    recipient = {"sms": row.sms_number, "voice": row.voice_number,
-                 "email": row.email}.get(row.channel)
     sender = senders.get(row.channel)
-    if not recipient or sender is None or not row.active:
+    alert = _alert_for(session, delivery_id, row)
+    if alert is None or sender is None or not row.active:
         fail_delivery(session, delivery_id, now, f"no {row.channel} route for contact", queue)
         return DeliveryResult(delivery_id, "failed")
-    subject, text = alert_text(row.reference, row.category, row.severity, row.school_name,
-                               row.ack_code)
-    stored: str | None = None
-    if row.include_content:
-        extra = _content(session.get(Tip, row.tip_id), row.channel)
-        if extra:
-            stored = f"{text}\n\n(Tip text included in the alert; not stored here.)"
-            text = f"{text}\n\nTip: {extra}"
-    alert = Alert(row.channel, recipient, subject, text, delivery_id, row.ack_code, stored)
     try:
         ref = sender.send(session, alert)
     except TransientSendError as exc:
         session.rollback()
+        if exc.unknown_outcome:
+            # The provider may have accepted it: not sent again from here. It stays
+            # ``sending``; resolve_sending asks the provider before any re-send.
+            _note_unknown(session, delivery_id, f"outcome unknown: {str(exc)[:140]}")
+            return DeliveryResult(delivery_id, "unknown")
         why = f"transient: {str(exc)[:150]}"
         if row.attempts >= MAX_SEND_ATTEMPTS and _has_next_channel(row.channels, row.channel):
             fail_delivery(session, delivery_id, now, why, queue, expect=DeliveryStatus.SENDING)
@@ -452,13 +463,67 @@ def deliver_alert(
         fail_delivery(session, delivery_id, now, f"permanent: {str(exc)[:150]}", queue,
                       expect=DeliveryStatus.SENDING)
         return DeliveryResult(delivery_id, "failed")
-    conn = session.connection()
     params |= {"b_provider": sender.name, "b_ref": ref[:64]}
-    done = conn.execute(sql.MARK_SENT, params).rowcount
-    if not done:  # a status callback got here first: keep its status, record the reference
-        conn.execute(sql.RECORD_REFERENCE, params)
-    session.commit()
+    done = _record_sent(session, params)
     return DeliveryResult(delivery_id, "sent" if done else "skipped")
+
+
+def _alert_for(session: Session, delivery_id: int, row: Any) -> Alert | None:
+    """The alert a delivery sends, from its facts (``sql.ALERT_FACTS``); None: no address."""
+    recipient = {"sms": row.sms_number, "voice": row.voice_number,
+                 "email": row.email}.get(row.channel)
+    if not recipient:
+        return None
+    subject, text = alert_text(row.reference, row.category, row.severity, row.school_name,
+                               row.ack_code)
+    stored: str | None = None
+    if row.include_content:
+        extra = _content(session.get(Tip, row.tip_id), row.channel)
+        if extra:
+            stored = f"{text}\n\n(Tip text included in the alert; not stored here.)"
+            text = f"{text}\n\nTip: {extra}"
+    return Alert(row.channel, recipient, subject, text, delivery_id, row.ack_code, stored)
+
+
+def _record_sent(session: Session, params: dict[str, Any]) -> bool:
+    """``sending -> sent`` after the provider accepted the alert; commits.
+
+    The alert is out, so a database that went away is waited for (``RECORD_RETRY_SECONDS``)
+    rather than the delivery being left for a re-send; past that, the delivery stays
+    ``sending`` and ``resolve_sending`` finds it at the provider.
+    """
+    deadline = time.monotonic() + RECORD_RETRY_SECONDS
+    pause = 0.5
+    while True:
+        try:
+            conn = session.connection()
+            done = conn.execute(sql.MARK_SENT, params).rowcount
+            if not done:  # a status callback got here first: keep its status, record the ref
+                conn.execute(sql.RECORD_REFERENCE, params)
+            session.commit()
+            return bool(done)
+        except DBAPIError as exc:
+            with contextlib.suppress(DBAPIError):
+                session.rollback()
+            if time.monotonic() + pause > deadline:
+                log.warning("delivery %s accepted by the provider but not recorded (%s); left "
+                            "to resolve_sending", params["b_delivery"], type(exc).__name__)
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
+
+
+def _note_unknown(session: Session, delivery_id: int, why: str) -> None:
+    """Say why a delivery stays ``sending``; its claim time (``updated_at``) is kept, since
+    ``resolve_sending`` looks for the provider's record around it."""
+    session.execute(
+        update(AlertDelivery)
+        .where(AlertDelivery.id == delivery_id,
+               AlertDelivery.status == DeliveryStatus.SENDING.value)
+        .values(last_error=why[:200], updated_at=AlertDelivery.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def _has_next_channel(channels: Sequence[str], channel: str) -> bool:
@@ -603,7 +668,6 @@ def _reset(session: Session, delivery_id: int, now: datetime, why: str) -> None:
 class SweepResult:
     jobs_resent: int
     deliveries_resent: int
-    deliveries_unstuck: int
 
 
 # The sweep re-sends a pending item again only after a wait that doubles with its age (but at
@@ -624,8 +688,8 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
     Items flagged ``publish_failed`` (their publish after commit failed: not in the broker)
     are re-sent at once, backlog or not. Other jobs still ``pending`` after ``grace`` were
     never taken (broker down at intake, or a
-    worker died before committing). Deliveries stuck in ``sending`` for ``STALE_SENDING`` had
-    their worker killed mid-send and are put back to ``pending``. What was re-sent is stamped
+    worker died before committing). Deliveries stuck in ``sending`` are not the sweep's:
+    ``resolve_sending`` asks the provider about them first. What was re-sent is stamped
     (``RoutingJob.enqueued_at``, ``AlertDelivery.updated_at``) and re-sent again only after a
     wait that doubles with the item's age (``_due_again``), so a backlog is not multiplied.
     ``backlog``: tasks waiting in the broker, when the caller can tell; while there are some,
@@ -651,28 +715,6 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
     ).all()
     job_ids += [j for j, created, sent in job_rows
                 if _due_again(now, created, sent or created, grace)]
-    stale = session.execute(
-        select(AlertDelivery.id)
-        .where(
-            AlertDelivery.status == DeliveryStatus.SENDING.value,
-            AlertDelivery.updated_at < now - STALE_SENDING,
-        )
-        .limit(1000)
-    ).scalars().all()
-    reset: list[int] = []
-    for dl_id in stale:
-        if rowcount(session.execute(
-            update(AlertDelivery)
-            .where(AlertDelivery.id == dl_id,
-                   AlertDelivery.status == DeliveryStatus.SENDING.value,
-                   AlertDelivery.updated_at < now - STALE_SENDING)
-            .values(status=DeliveryStatus.PENDING.value, updated_at=now,
-                    last_error="reset by sweep: worker lost mid-send")
-            .execution_options(synchronize_session=False)
-        )):
-            reset.append(dl_id)
-    unstuck = len(reset)
-    session.commit()
     delivery_ids = list(session.execute(
         select(AlertDelivery.id)
         .where(AlertDelivery.status == DeliveryStatus.PENDING.value,
@@ -691,16 +733,7 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
         .limit(5000)
     ).all()
     delivery_ids += [d for d, created, last in dl_rows if _due_again(now, created, last, grace)]
-    delivery_ids += [i for i in reset if i not in delivery_ids]  # re-send them at once
-    # Life-safety alerts go back on the urgent queue, not behind the backlog they escaped.
-    urgent = set(session.execute(
-        select(AlertDelivery.id)
-        .join(Dispatch, Dispatch.id == AlertDelivery.dispatch_id)
-        .join(Tip, Tip.id == Dispatch.tip_id)
-        .where(AlertDelivery.id.in_(delivery_ids),
-               Dispatch.repeat_every_seconds.is_not(None)
-               | (Tip.severity >= Severity.LIFE_SAFETY))
-    ).scalars()) if delivery_ids else set()
+    urgent = _urgent(session, delivery_ids)
     sent_jobs = [j for j in job_ids if queue.send_routing(j)]
     sent_dls = [d for d in delivery_ids if send_delivery(queue, d, d in urgent)]
     # Stamp only what the broker took: after an outage, the rest is re-sent on the next run.
@@ -721,6 +754,149 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
         )
     session.commit()
     jobs, dels = len(sent_jobs), len(sent_dls)
-    if jobs or dels or unstuck:
-        log.info("sweep re-sent %d routing jobs, %d deliveries; unstuck %d", jobs, dels, unstuck)
-    return SweepResult(jobs, dels, unstuck or 0)
+    if jobs or dels:
+        log.info("sweep re-sent %d routing jobs, %d deliveries", jobs, dels)
+    return SweepResult(jobs, dels)
+
+
+def _urgent(session: Session, delivery_ids: Sequence[int]) -> set[int]:
+    """Which of these deliveries go on the urgent queue (life-safety), as when first sent."""
+    if not delivery_ids:
+        return set()
+    return set(session.execute(
+        select(AlertDelivery.id)
+        .join(Dispatch, Dispatch.id == AlertDelivery.dispatch_id)
+        .join(Tip, Tip.id == Dispatch.tip_id)
+        .where(AlertDelivery.id.in_(delivery_ids),
+               Dispatch.repeat_every_seconds.is_not(None)
+               | (Tip.severity >= Severity.LIFE_SAFETY))
+    ).scalars())
+
+
+
+# -- deliveries whose outcome is unknown ----------------------------------------------------
+@dataclass(frozen=True)
+class ResolveResult:
+    found: int  # the provider had it: recorded as sent, not sent again
+    resent: int  # the provider has no record of it (or cannot have one): sent again
+    waiting: int  # the provider could not be asked: asked again at the next run
+
+
+def resolve_sending(session: Session, senders: Mapping[str, AlertSender], queue: JobQueue,
+                    now: datetime, stale: timedelta = STALE_SENDING) -> ResolveResult:
+    """Settle deliveries left ``sending`` (worker killed mid-send, database lost before
+    ``sent`` was recorded, provider timed out) by asking the provider first; commits.
+
+    Each Twilio alert carries its delivery id in its status-callback URL, so a callback may
+    already have recorded the provider's reference: then it was accepted. Otherwise the
+    provider's records for the same number (a text: with the same words) created around the
+    claim and not recorded for any other delivery are looked up. Found: ``sent``, nothing is
+    sent again. None: back to ``pending`` and sent again. When several deliveries to one
+    number are unresolved and fewer records than deliveries are found, which ones went out
+    is unknown: all of them are sent again (a repeated alert rather than a missed one).
+    The outbox records an alert in the same transaction as ``sent``, so for it ``sending``
+    means not sent; an SMTP server cannot be asked, so an email is sent again.
+    """
+    rows = session.execute(
+        select(AlertDelivery.id, AlertDelivery.updated_at, AlertDelivery.provider_ref,
+               AlertDelivery.provider_status, AlertDelivery.dispatch_id, Dispatch.contact_id)
+        .join(Dispatch, Dispatch.id == AlertDelivery.dispatch_id)
+        .where(AlertDelivery.status == DeliveryStatus.SENDING.value,
+               AlertDelivery.updated_at < now - stale)
+        .order_by(AlertDelivery.id)
+        .limit(200)
+    ).all()
+    session.rollback()
+    found = waiting = 0
+    resend: list[int] = []
+    for row in rows:
+        if row.id in resend:
+            continue
+        if row.provider_ref:  # a status callback reported it: the provider has it
+            found += _settle_sent(session, row.id, None, row.provider_status, now)
+            continue
+        facts = session.execute(sql.ALERT_FACTS, {"b_delivery": row.id}).one()
+        sender = senders.get(facts.channel)
+        alert = _alert_for(session, row.id, facts)
+        lookup = getattr(sender, "lookup", None)
+        if alert is None or lookup is None:
+            resend.append(row.id)
+            continue
+        try:
+            records: list[Found] = lookup(alert)
+        except TransientSendError as exc:
+            log.warning("delivery %s: provider cannot be asked (%s); next run", row.id, exc)
+            waiting += 1
+            continue
+        lo, hi = row.updated_at - LOOKUP_BEFORE, row.updated_at + LOOKUP_AFTER
+        refs = [r.ref for r in records]
+        taken = set(session.execute(
+            select(AlertDelivery.provider_ref).where(AlertDelivery.provider_ref.in_(refs))
+        ).scalars()) if refs else set()
+        candidates = [r for r in records if r.ref not in taken
+                      and (r.created is None or lo <= r.created <= hi)]
+        # Other unresolved deliveries the same records could belong to: the same contact
+        # and channel (a text: the same dispatch, since its words name the tip) nearby.
+        same = (AlertDelivery.dispatch_id == row.dispatch_id) if facts.channel == "sms" \
+            else (Dispatch.contact_id == row.contact_id)
+        peers = list(session.execute(
+            select(AlertDelivery.id, AlertDelivery.updated_at)
+            .join(Dispatch, Dispatch.id == AlertDelivery.dispatch_id)
+            .where(same, AlertDelivery.channel == facts.channel,
+                   AlertDelivery.status == DeliveryStatus.SENDING.value,
+                   AlertDelivery.provider_ref.is_(None),
+                   AlertDelivery.updated_at > lo - LOOKUP_AFTER,
+                   AlertDelivery.updated_at < hi + LOOKUP_BEFORE)
+        ).all())
+        session.rollback()
+        if not candidates:
+            resend.append(row.id)
+        elif len(candidates) >= len(peers):
+            oldest = candidates[-1]  # newest first: the earliest record in the window
+            found += _settle_sent(session, row.id, oldest.ref, oldest.status, now)
+        else:
+            log.warning("delivery %s: %d records for %d unresolved alerts to one number; "
+                        "sending the stale ones again", row.id, len(candidates), len(peers))
+            resend += [p.id for p in peers if p.updated_at < now - stale and p.id not in resend]
+    requeued = _requeue(session, resend, now, queue)
+    if found or requeued or waiting:
+        log.info("resolved deliveries left sending: %d found at the provider, %d sent again, "
+                 "%d waiting", found, requeued, waiting)
+    return ResolveResult(found, requeued, waiting)
+
+
+def _settle_sent(session: Session, delivery_id: int, ref: str | None, status: str | None,
+                 now: datetime) -> int:
+    values: dict[str, Any] = {"status": DeliveryStatus.SENT.value, "sent_at": now,
+                              "updated_at": now,
+                              "last_error": "outcome was unknown; found at the provider"}
+    if ref is not None:
+        values |= {"provider": "twilio", "provider_ref": ref[:64],
+                   "provider_status": (status or "")[:20] or None}
+    n = rowcount(session.execute(
+        update(AlertDelivery)
+        .where(AlertDelivery.id == delivery_id,
+               AlertDelivery.status == DeliveryStatus.SENDING.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ))
+    session.commit()
+    return n
+
+
+def _requeue(session: Session, ids: list[int], now: datetime, queue: JobQueue) -> int:
+    """``sending -> pending`` for deliveries the provider does not have; sent after commit."""
+    if not ids:
+        return 0
+    changed = [i for i in ids if rowcount(session.execute(
+        update(AlertDelivery)
+        .where(AlertDelivery.id == i, AlertDelivery.status == DeliveryStatus.SENDING.value)
+        .values(status=DeliveryStatus.PENDING.value, updated_at=now,
+                last_error="not at the provider after the sender was lost; sent again")
+        .execution_options(synchronize_session=False)
+    ))]
+    urgent = _urgent(session, changed)
+    for i in changed:
+        after_commit(session, send_delivery, queue, i, i in urgent)
+    session.commit()
+    return len(changed)

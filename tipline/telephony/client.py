@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,7 +42,26 @@ class TwilioError(Exception):
 
 
 class TwilioTransientError(TwilioError):
-    """Worth retrying later: 5xx, 429, timeout, connection error."""
+    """Worth retrying later: 5xx, 429, timeout, connection error.
+
+    ``unknown_outcome``: the request may have reached Twilio and been acted on (no answer in
+    time, or the connection dropped after the request went out). Before sending such a
+    request again, ask Twilio whether it has it (``find_messages`` / ``find_calls``).
+    """
+
+    def __init__(self, message: str, unknown_outcome: bool = False) -> None:
+        super().__init__(message)
+        self.unknown_outcome = unknown_outcome
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """What Twilio keeps of a message or call we sent: enough to recognise it again."""
+
+    sid: str
+    created: datetime | None
+    status: str
+    body: str | None = None
 
 
 class TwilioPermanentError(TwilioError):
@@ -67,6 +87,14 @@ class TwilioGateway(Protocol):
 
     def delete_call(self, sid: str) -> None:
         """Delete Twilio's record of a finished call (already gone counts as done)."""
+        ...
+
+    def find_messages(self, to: str) -> list[SentRecord]:
+        """The newest messages Twilio has from the tip line's number to ``to``."""
+        ...
+
+    def find_calls(self, to: str) -> list[SentRecord]:
+        """The newest calls Twilio has from the tip line's number to ``to``."""
         ...
 
     def redact_message(self, sid: str) -> None:
@@ -157,6 +185,25 @@ class _RebasingHttpClient(HttpClient):
                                   allow_redirects=allow_redirects)
 
 
+def _maybe_received(exc: Exception) -> bool:
+    """Whether a failed request may have reached Twilio: no answer in time, or a connection
+    that broke after it was open. A refused or timed-out connect never sent anything."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.Timeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = repr(exc.args[0]) if exc.args else ""
+        return not any(k in reason for k in ("NewConnectionError", "NameResolutionError",
+                                             "ConnectTimeoutError"))
+    return isinstance(exc, OSError)
+
+
+# How many of the newest messages/calls to one number a lookup reads: a recovery asks within
+# a minute of the send, and alerts to one contact are far fewer than this per minute.
+LOOKUP_LIMIT = 50
+
+
 def _translate(exc: Exception, what: str) -> TwilioError:
     """Map SDK/HTTP failures to the transient/permanent split the workers act on."""
     if isinstance(exc, TwilioRestException):
@@ -168,7 +215,8 @@ def _translate(exc: Exception, what: str) -> TwilioError:
             return TwilioTransientError(message)
         return TwilioPermanentError(message, code=code, status=status)
     if isinstance(exc, requests.RequestException | OSError):
-        return TwilioTransientError(f"{what}: {type(exc).__name__}")
+        return TwilioTransientError(f"{what}: {type(exc).__name__}",
+                                    unknown_outcome=_maybe_received(exc))
     if isinstance(exc, TwilioException):
         return TwilioTransientError(f"{what}: {type(exc).__name__}")
     return TwilioTransientError(f"{what}: unexpected {type(exc).__name__}")
@@ -209,6 +257,21 @@ class RestTwilioGateway:
         except Exception as exc:
             raise _translate(exc, "send_sms") from None
         return str(msg.sid)
+
+    def find_messages(self, to: str) -> list[SentRecord]:
+        return self._find(self.client.messages, to, "find_messages")
+
+    def find_calls(self, to: str) -> list[SentRecord]:
+        return self._find(self.client.calls, to, "find_calls")
+
+    def _find(self, resource: Any, to: str, what: str) -> list[SentRecord]:
+        try:
+            found = resource.list(to=to, from_=self.from_number, limit=LOOKUP_LIMIT,
+                                  page_size=LOOKUP_LIMIT)
+        except Exception as exc:
+            raise _translate(exc, what) from None
+        return [SentRecord(str(r.sid), r.date_created, str(r.status or ""),
+                           getattr(r, "body", None)) for r in found]
 
     def redact_message(self, sid: str) -> None:
         try:
@@ -335,8 +398,18 @@ class FakeTwilioGateway:
         self._maybe_fail()
         sid = self._sid("SM")
         self.sent.append({"sid": sid, "to": to, "from": self.from_number, "body": body,
-                          "status_callback": status_callback})
+                          "status_callback": status_callback, "at": datetime.now(UTC)})
         return sid
+
+    def find_messages(self, to: str) -> list[SentRecord]:
+        self._maybe_fail()
+        return [SentRecord(m["sid"], m["at"], "queued", m["body"])
+                for m in reversed(self.sent) if m["to"] == to][:LOOKUP_LIMIT]
+
+    def find_calls(self, to: str) -> list[SentRecord]:
+        self._maybe_fail()
+        return [SentRecord(c["sid"], c["at"], "queued")
+                for c in reversed(self.calls) if c["to"] == to][:LOOKUP_LIMIT]
 
     def start_call(self, to: str, *, url: str | None = None, twiml: str | None = None,
                    status_callback: str | None = None) -> str:
@@ -345,7 +418,8 @@ class FakeTwilioGateway:
             raise ValueError("start_call needs url or twiml")
         sid = self._sid("CA")
         self.calls.append({"sid": sid, "to": to, "from": self.from_number, "url": url,
-                           "twiml": twiml, "status_callback": status_callback})
+                           "twiml": twiml, "status_callback": status_callback,
+                           "at": datetime.now(UTC)})
         return sid
 
     def delete_call(self, sid: str) -> None:
