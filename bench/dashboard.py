@@ -234,10 +234,10 @@ def main() -> None:
         with svc.db.session() as s:
             admin = create_user(s, svc.vault, email="bench-admin@example.org",
                                 password=password, role="district_admin",
-                                district_code="slps")
+                                district_code="slps", must_change=False)
             staff = create_user(s, svc.vault, email="bench-staff@example.org",
                                 password=password, role="school_staff",
-                                school_codes=["slps-roosevelt"])
+                                school_codes=["slps-roosevelt"], must_change=False)
             admin.totp_confirmed = staff.totp_confirmed = True  # enrolment is not measured
             slps_uids = [u for (u,) in s.execute(text(
                 "SELECT uid FROM tips WHERE district_id = :d"), {"d": admin.district_id})]

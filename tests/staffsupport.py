@@ -31,17 +31,20 @@ def make_staff(
     contact: str | None = None,
     enrolled: bool = True,
     display_name: str = "",
+    must_change: bool = False,
 ) -> tuple[StaffUser, str, str]:
     """Create an account through the real service; returns (user, password, totp_secret).
 
     With ``enrolled=False`` the account has no TOTP yet (first sign-in enrols it) and the
-    secret returned is "".
+    secret returned is "". The password is the holder's own unless ``must_change`` (then it
+    is a one-time password, as an administrator hands out).
     """
     _counter["n"] += 1
     email = email or f"{role.replace('_', '-')}{_counter['n']}@staff.example.org"
     user = accounts.create_user(session, vault, email=email, password=password, role=role,
                                 district_code=district, school_codes=schools,
-                                contact_key=contact, display_name=display_name)
+                                contact_key=contact, display_name=display_name,
+                                must_change=must_change)
     secret = ""
     if enrolled:
         secret = accounts.start_enrolment(session, vault, user)

@@ -8,6 +8,7 @@ from tests.staffsupport import make_staff
 from tipline.accounts import services as accounts
 from tipline.admin import services as admin
 from tipline.audit.models import AuditEvent
+from tipline.db import utcnow
 from tipline.directory.loader import DirectoryError, load_directory
 from tipline.directory.models import Contact
 
@@ -114,12 +115,12 @@ def test_users_add_deactivate_reset_sign_out(db_session, vault) -> None:
     version = user.session_version
     admin.sign_out_user(db_session, w.admin, user.id)
     assert user.session_version == version + 1
-    admin.reset_user_totp(db_session, w.admin, user.id)
+    admin.reset_user_credentials(db_session, w.admin, user.id, now=utcnow())
     assert user.totp_confirmed is False and user.totp_secret_ct is None
     admin.deactivate_user(db_session, w.admin, user.id)
     assert user.active is False and user.session_version == version + 3
     assert _actions(db_session)[-4:] == [
-        "admin.user.create", "admin.user.sign_out_everywhere", "admin.user.reset_totp",
+        "admin.user.create", "admin.user.sign_out_everywhere", "admin.user.reset_credentials",
         "admin.user.deactivate"]
     with pytest.raises(admin.AdminError, match="own account"):
         admin.deactivate_user(db_session, w.admin, w.admin.id)

@@ -102,7 +102,7 @@ def test_every_post_needs_a_csrf_token(client, db_session, vault, world) -> None
         f"/staff/admin/contacts/{c.id}/active": {"active": "0"},
         "/staff/admin/users/new": {"email": "csrf@example.org", "role": "auditor"},
         f"/staff/admin/users/{other.id}/deactivate": {},
-        f"/staff/admin/users/{other.id}/reset-totp": {},
+        f"/staff/admin/users/{other.id}/reset": {},
         f"/staff/admin/users/{other.id}/sign-out": {},
         "/staff/admin/policy": {"text": "x", "action": "save"},
         "/staff/admin/stats.csv": {},
@@ -184,12 +184,12 @@ def test_add_user_and_manage_it(client, db_session, world) -> None:
     # The one-time password is in no later page, no audit entry and not in the cookie.
     assert password not in client.get("/staff/admin/users").get_data(as_text=True)
     version = user.session_version
-    for action in ("sign-out", "reset-totp", "deactivate"):
+    for action in ("sign-out", "deactivate"):
         resp = client.post(f"/staff/admin/users/{user.id}/{action}", data={"csrf_token": token})
         assert resp.status_code == 303, action
     db_session.expire_all()
     user = db_session.get(StaffUser, user.id)
-    assert user.active is False and user.session_version == version + 3
+    assert user.active is False and user.session_version == version + 2
     details = str(db_session.execute(select(AuditEvent.detail)).scalars().all())
     assert password not in details
     assert client.post(f"/staff/admin/users/{user.id}/explode",

@@ -259,9 +259,11 @@ def test_xss_payload_shown_as_text(live_server: LiveServer, page: Any, svc: Any,
 
 def test_first_sign_in_enrols_with_the_qr_page(live_server: LiveServer, page: Any,
                                                svc: Any) -> None:
+    """An administrator's new account: the one-time password, the QR code, then the holder's
+    own password before anything else."""
     with svc.db.session() as s:
         user, password, _ = make_staff(s, svc.vault, "district_admin", district="slps",
-                                       enrolled=False)
+                                       enrolled=False, must_change=True)
         email = user.email
     base = live_server.url
     page.goto(base + "/staff/login")
@@ -276,7 +278,18 @@ def test_first_sign_in_enrols_with_the_qr_page(live_server: LiveServer, page: An
     secret = page.inner_text("code.secret").replace(" ", "")
     page.fill("#code", current_code(secret))
     page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r".*/staff/account/password$"))
+    assert "Choose your own password" in page.inner_text("h1")
+    problems = axe_violations(page)
+    assert problems == [], [(v["id"], v["help"]) for v in problems]
+    page.goto(live_server.url + "/staff/")  # nothing else is shown before that
+    page.wait_for_url(re.compile(r".*/staff/account/password$"))
+    page.fill("#current", password)
+    page.fill("#new", "my own passphrase for the tip line")
+    page.fill("#confirm", "my own passphrase for the tip line")
+    page.click("main button[type=submit]")
     page.wait_for_url(re.compile(r".*/staff/$"))
+    assert "password is changed" in page.inner_text(".flashes")
 
 
 def test_new_tips_appear_without_reload(live_server: LiveServer, page: Any, svc: Any,
@@ -315,11 +328,12 @@ def test_dashboard_pages_pass_axe(live_server: LiveServer, page: Any, svc: Any,
     for label, path in (("queue", "/staff/"), ("queue filtered", "/staff/?status=all"),
                         ("abuse tip", f"/staff/tips/{tips.abuse}"),
                         ("tip", f"/staff/tips/{tips.soldan}"),
-                        ("account", "/staff/account"), ("not found", "/staff/tips/nope")):
+                        ("account", "/staff/account"), ("password", "/staff/account/password"),
+                        ("not found", "/staff/tips/nope")):
         pages.append((label, path))
         page.goto(base + path)
         problems[label] = axe_violations(page)
     bad = {k: [(v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:3])
                for v in vs] for k, vs in problems.items() if vs}
     assert bad == {}
-    assert len(pages) == 7
+    assert len(pages) == 8

@@ -169,3 +169,197 @@ def test_sms_ack_forms(db_session, vault, queue, demo_directory):
     reply = handle_staff_sms(db_session, "+13145550101", f"ack{code2}", utcnow())
     assert reply is not None and r2.reference in reply
     assert dispatches(db_session, r2.tip_id)[0].ack_via == "sms"
+
+
+# -- whose escalation an acknowledgement stops (security issue 10, item 5) -----------------
+#
+# A police liaison's acknowledgement stops the alerts of their own agency's contacts only; the
+# school's own people keep being alerted unless the district's policy says
+# ``police_ack_stops_school_alerts: true``. No acknowledgement touches another agency's or
+# another district's dispatches.
+
+COUNTY_WEAPON = [
+    StepSpec(("cty-northview-counselor", "cty-northview-principal", "stlco-liaison"),
+             channels=("voice", "sms"), repeat_every=timedelta(minutes=2)),
+    StepSpec(("cty-oncall",), delay=timedelta(minutes=5)),
+]
+
+
+def _by_key(db_session, tip_id: int) -> dict[str, Any]:
+    from tests.routing.delivery_support import contact_key
+
+    return {contact_key(db_session, d): d for d in dispatches(db_session, tip_id)}
+
+
+def _contact(db_session, key: str, **fields: Any) -> Any:
+    """A further contact of the demo directory (e.g. a colleague of the county liaison)."""
+    from tipline.directory.models import Contact, PoliceAgency
+
+    agency = fields.pop("agency", None)
+    c = Contact(key=key, name=key, **fields)
+    if agency:
+        c.agency = db_session.execute(
+            select(PoliceAgency).where(PoliceAgency.code == agency)).scalar_one()
+    db_session.add(c)
+    db_session.commit()
+    return c
+
+
+def _county_route(db_session, vault, queue, steps=None):
+    from tipline.tips.models import Category, Severity
+
+    return route(db_session, vault, queue, steps or COUNTY_WEAPON, school_code="cty-northview",
+                 category=Category.WEAPON, severity=Severity.LIFE_SAFETY)
+
+
+def _liaison_acknowledges(db_session, tip_id: int, via: str) -> dict[str, str]:
+    """The county liaison's dispatch acknowledged; every dispatch's status after it, by key."""
+    liaison = _by_key(db_session, tip_id)["stlco-liaison"]
+    assert acknowledge_dispatch(db_session, liaison.id, via=via, now=utcnow())
+    db_session.commit()
+    return {k: d.status for k, d in _by_key(db_session, tip_id).items()}
+
+
+def _ack_as_liaison(via: str, client, db_session, vault, queue, r) -> None:
+    liaison = _by_key(db_session, r.tip_id)["stlco-liaison"]
+    if via == "sms":
+        reply = handle_staff_sms(db_session, "+13145550160", f"ACK {liaison.ack_code}",
+                                 utcnow())
+        assert reply is not None and "acknowledged tip" in reply
+    elif via == "voice":
+        dl = next(d for d in db_session.execute(
+            select(AlertDelivery).where(AlertDelivery.dispatch_id == liaison.id,
+                                        AlertDelivery.channel == "voice")).scalars())
+        deliver_alert(db_session, dl.id, {"voice": RecordingSender(name="twilio")}, utcnow())
+        db_session.refresh(dl)
+        resp = signed_post(client, f"/twilio/alerts/call/{dl.id}/gather",
+                           {"CallSid": dl.provider_ref, "Digits": "1"})
+        assert "Acknowledged" in resp.get_data(as_text=True)
+    else:
+        from tipline.triage.services import acknowledge
+
+        user, _, _ = make_staff(db_session, vault, "police_liaison", contact="stlco-liaison")
+        tip = db_session.get(Tip, r.tip_id)
+        assert acknowledge(db_session, user, tip, utcnow()) == 1
+    db_session.commit()
+
+
+@pytest.mark.parametrize("via", ["sms", "voice", "dashboard"])
+def test_a_police_acknowledgement_does_not_stop_the_schools_alerts(
+        via, client, db_session, vault, queue, demo_directory):
+    from tipline.routing.escalation import escalate_due
+
+    r = _county_route(db_session, vault, queue)
+    _ack_as_liaison(via, client, db_session, vault, queue, r)
+    by_key = _by_key(db_session, r.tip_id)
+    assert by_key["stlco-liaison"].status == "acknowledged"
+    assert by_key["stlco-liaison"].ack_via == via
+    assert by_key["cty-northview-counselor"].status == "active"
+    assert by_key["cty-northview-principal"].status == "active"
+    assert by_key["cty-oncall"].status == "scheduled"
+    tip = _tip(db_session, r.tip_id)
+    assert tip.acknowledged_at is None and tip.status == "new"
+    # The school's escalation goes on: repeats at 2 minutes, the on-call at the deadline.
+    res = escalate_due(db_session, queue, r.now + timedelta(minutes=2, seconds=1))
+    assert res.repeated == 2 and res.cancelled == 0
+    escalate_due(db_session, queue, r.now + timedelta(minutes=5, seconds=1))
+    by_key = _by_key(db_session, r.tip_id)
+    assert by_key["cty-oncall"].status == "active"
+    assert by_key["stlco-liaison"].status == "acknowledged"
+
+
+def test_a_school_acknowledgement_still_stops_every_alert_of_its_district(
+        db_session, vault, queue, demo_directory):
+    r = _county_route(db_session, vault, queue)
+    counselor = _by_key(db_session, r.tip_id)["cty-northview-counselor"]
+    assert acknowledge_dispatch(db_session, counselor.id, via="sms", now=utcnow())
+    db_session.commit()
+    statuses = {k: d.status for k, d in _by_key(db_session, r.tip_id).items()}
+    assert statuses == {"cty-northview-counselor": "acknowledged",
+                        "cty-northview-principal": "cancelled",
+                        "stlco-liaison": "cancelled", "cty-oncall": "cancelled"}
+    assert _tip(db_session, r.tip_id).status == "acknowledged"
+
+
+def test_a_police_acknowledgement_never_stops_another_agency(db_session, vault, queue,
+                                                           demo_directory):
+    _contact(db_session, "stlco-liaison-2", role="police_liaison", sms_number="+13145550161",
+             agency="stlco-pd")
+    r = _county_route(db_session, vault, queue, [
+        StepSpec(("cty-northview-counselor", "stlco-liaison", "stlco-liaison-2",
+                  "slpd-liaison"))])
+    statuses = _liaison_acknowledges(db_session, r.tip_id, "sms")
+    assert statuses == {"stlco-liaison": "acknowledged", "stlco-liaison-2": "cancelled",
+                        "slpd-liaison": "active", "cty-northview-counselor": "active"}
+    # and the other agency's acknowledgement leaves the county's and the school's alone too
+    slpd = _by_key(db_session, r.tip_id)["slpd-liaison"]
+    assert acknowledge_dispatch(db_session, slpd.id, via="sms", now=utcnow())
+    assert _by_key(db_session, r.tip_id)["cty-northview-counselor"].status == "active"
+
+
+def test_a_district_may_let_a_police_acknowledgement_stop_the_school_alerts(
+        db_session, vault, queue, demo_directory):
+    from pathlib import Path
+
+    from tipline.routing.policy import load_policy
+
+    text = (Path(__file__).resolve().parents[2] / "config" / "policy.demo.yaml").read_text()
+    anchor = "  stlco-demo:\n"
+    assert anchor in text
+    text = text.replace(anchor, anchor + "    police_ack_stops_school_alerts: true\n")
+    load_policy(db_session, text, "policy.yaml", "test")
+    db_session.commit()
+    r = _county_route(db_session, vault, queue)
+    statuses = _liaison_acknowledges(db_session, r.tip_id, "voice")
+    assert statuses == {"stlco-liaison": "acknowledged", "cty-northview-counselor": "cancelled",
+                        "cty-northview-principal": "cancelled", "cty-oncall": "cancelled"}
+    assert _tip(db_session, r.tip_id).status == "acknowledged"
+
+
+def test_an_acknowledgement_never_stops_another_districts_alerts(db_session, vault, queue,
+                                                                demo_directory):
+    """A tip that names no school alerts every district's fallback; one district's answer
+    leaves the other district's alerts (and their repeats) running."""
+    from tipline.routing.escalation import escalate_due
+
+    r = route(db_session, vault, queue, [
+        StepSpec(("slps-oncall", "cty-oncall"), repeat_every=timedelta(minutes=2))],
+        school_code=None)  # type: ignore[arg-type]
+    slps = _by_key(db_session, r.tip_id)["slps-oncall"]
+    reply = handle_staff_sms(db_session, "+13145550120", f"ACK {slps.ack_code}", utcnow())
+    db_session.commit()
+    assert reply is not None and "acknowledged tip" in reply
+    by_key = _by_key(db_session, r.tip_id)
+    assert by_key["slps-oncall"].status == "acknowledged"
+    assert by_key["cty-oncall"].status == "active"
+    assert _tip(db_session, r.tip_id).acknowledged_at is None
+    res = escalate_due(db_session, queue, r.now + timedelta(minutes=2, seconds=1))
+    assert res.repeated == 1 and res.cancelled == 0
+    # The dashboard button of an SLPS admin takes SLPS's part only, too.
+    r2 = route(db_session, vault, queue, [StepSpec(("cty-oncall", "slps-oncall"))],
+               school_code=None)  # type: ignore[arg-type]
+    slps_admin, _, _ = make_staff(db_session, vault, "district_admin", district="slps")
+    assert acknowledge_tip(db_session, r2.tip_id, user_id=slps_admin.id, now=utcnow()) == 1
+    db_session.commit()
+    by_key = _by_key(db_session, r2.tip_id)
+    assert by_key["slps-oncall"].status == "acknowledged"
+    assert by_key["cty-oncall"].status == "active"
+
+
+def test_a_liaison_without_an_open_alert_of_their_own_stops_nothing(
+        db_session, vault, queue, demo_directory):
+    """Clicking "acknowledge" again (their alert already taken) must not mark the school's tip
+    acknowledged: the escalation sweep would then cancel the school's alerts."""
+    from tipline.routing.escalation import escalate_due
+    from tipline.triage.services import acknowledge
+
+    r = _county_route(db_session, vault, queue)
+    user, _, _ = make_staff(db_session, vault, "police_liaison", contact="stlco-liaison")
+    tip = db_session.get(Tip, r.tip_id)
+    assert acknowledge(db_session, user, tip, utcnow()) == 1
+    assert acknowledge(db_session, user, tip, utcnow()) == 0
+    db_session.commit()
+    assert _tip(db_session, r.tip_id).acknowledged_at is None
+    res = escalate_due(db_session, queue, r.now + timedelta(minutes=2, seconds=1))
+    assert res.cancelled == 0
+    assert _by_key(db_session, r.tip_id)["cty-northview-counselor"].status == "active"

@@ -11,7 +11,7 @@ from tests.factories import ContactFactory, bind
 from tests.triage.conftest import World, dispatch_to
 from tipline.db import utcnow
 from tipline.directory.models import Contact, PoliceAgency
-from tipline.triage.scope import TipNotFound, get_tip_for, visible_tips
+from tipline.triage.scope import TipNotFound, get_tip_for, liaison_contact_ids, visible_tips
 from tipline.triage.services import lifesafety_banner
 
 
@@ -45,7 +45,10 @@ def test_liaison_sees_only_what_was_routed_to_them(db_session: Session, world: W
         world.tips["county"].id
 
 
-def test_liaison_sees_tips_routed_to_their_agency(db_session: Session, world: World) -> None:
+def test_liaison_does_not_see_a_tip_sent_to_a_colleague_of_the_same_agency(
+        db_session: Session, world: World) -> None:
+    """Invariant 6: exactly the tips that alerted their own contact. A tip sent to another
+    contact of the same police agency (say, the one serving another district) is not theirs."""
     agency = db_session.query(PoliceAgency).filter_by(code="stlco-pd").one()
     bind(db_session)
     colleague = cast(Contact, ContactFactory(key="stlco-liaison-2", agency=agency,
@@ -53,7 +56,11 @@ def test_liaison_sees_tips_routed_to_their_agency(db_session: Session, world: Wo
     tip = world.tips["county_other"]
     dispatch_to(db_session, tip, tip.__dict__["_job_id"], "stlco-liaison-2")
     assert colleague.agency is agency
-    assert tip.reference in _refs(db_session, world.liaison.user)
+    assert tip.reference not in _refs(db_session, world.liaison.user)
+    with pytest.raises(TipNotFound):
+        get_tip_for(db_session, world.liaison.user, tip.uid)
+    assert liaison_contact_ids(db_session, world.liaison.user) == [
+        world.liaison.user.contact_id]
 
 
 def test_auditor_sees_no_tip(db_session: Session, world: World) -> None:

@@ -231,6 +231,33 @@ def test_liaison_cannot_open_a_tip_not_routed_to_them(client: Any, world: World)
     assert queue_refs == [world.tips["county"].reference]
 
 
+def test_liaison_cannot_open_what_was_sent_to_a_colleague_of_their_agency(
+        client: Any, world: World, db_session: Session) -> None:
+    """Same agency, another contact: the tip page, its attachment and the acknowledge button
+    are all "not found", and the colleague's alert keeps going."""
+    from tests.triage.conftest import dispatch_to
+    from tipline.directory.models import Contact, PoliceAgency
+    from tipline.tips.models import Attachment
+
+    agency = db_session.execute(select(PoliceAgency).where(PoliceAgency.code == "stlco-pd")
+                                ).scalar_one()
+    db_session.add(Contact(key="stlco-liaison-2", name="Colleague", role="police_liaison",
+                           agency=agency))
+    t = world.tips["picture"]
+    d = dispatch_to(db_session, t, t.__dict__["_job_id"], "stlco-liaison-2")
+    att = db_session.execute(select(Attachment).where(Attachment.tip_id == t.id)).scalar_one()
+    db_session.commit()
+    login(client, world.liaison)
+    assert client.get(f"/staff/tips/{t.uid}").status_code == 404
+    assert client.get(f"/staff/tips/{t.uid}/attachments/{att.uid}").status_code == 404
+    own = csrf_from(tip_page(client, world.tips["county"]))
+    assert client.post(f"/staff/tips/{t.uid}/acknowledge",
+                       data={"csrf_token": own}).status_code == 404
+    assert t.reference not in client.get("/staff/").get_data(as_text=True)
+    db_session.refresh(d)
+    assert d.status == "active"
+
+
 def test_district_admin_cannot_open_another_districts_tip(client: Any, world: World) -> None:
     login(client, world.admin)
     assert client.get(f"/staff/tips/{world.tips['county'].uid}").status_code == 404

@@ -1,7 +1,14 @@
-"""Creating staff accounts and checking passwords (Argon2id)."""
+"""Creating staff accounts, checking and changing passwords (Argon2id).
+
+A password someone else chose (an administrator's one-time password, one typed at the command
+line) is marked ``must_change_password``: it is good for one sign-in within ``ONE_TIME_VALID``,
+and that sign-in shows nothing but the change-password page. ``change_password`` and
+``reset_credentials`` are the only places a password hash is replaced.
+"""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,12 +19,18 @@ from sqlalchemy.orm import Session, object_session
 
 from tipline.accounts import totp
 from tipline.accounts.models import Role, StaffUser
+from tipline.audit.services import record
 from tipline.crypto import Vault
-from tipline.db import rowcount
+from tipline.db import rowcount, utcnow
 from tipline.directory.models import District, School
 from tipline.tips.models import DataKey
 
 MIN_PASSWORD = 12
+# Argon2 hashes any length, but a megabyte-long "password" is a cheap way to burn server time.
+MAX_PASSWORD = 1000
+# How long a one-time password (a new account's, an administrator's reset) can sign in.
+ONE_TIME_HOURS = 72
+ONE_TIME_VALID = timedelta(hours=ONE_TIME_HOURS)
 # After this many failed passwords or codes in a row the account pauses for LOCK_FOR.
 MAX_FAILED = 5
 LOCK_FOR = timedelta(minutes=15)
@@ -26,6 +39,20 @@ _hasher = PasswordHasher()  # argon2id with the library's current recommended pa
 
 class AccountError(ValueError):
     """The account cannot be created or changed as asked; the message is safe to show."""
+
+
+def check_new_password(password: str) -> None:
+    """The rule for every password a person chooses: 12 to 1000 characters (and, on a change,
+    not the one it replaces). Raises AccountError."""
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"the password must have at most {MAX_PASSWORD} characters")
+
+
+def new_one_time_password() -> str:
+    """A one-time password: shown once to whoever hands it over, never stored in clear."""
+    return secrets.token_urlsafe(15)
 
 
 def set_hasher(hasher: PasswordHasher) -> None:
@@ -60,12 +87,16 @@ def create_user(
     school_codes: list[str] | None = None,
     contact_key: str | None = None,
     display_name: str = "",
+    must_change: bool = True,
+    now: datetime | None = None,
 ) -> StaffUser:
+    """A new account. Its password was chosen by whoever creates it, so by default it is a
+    one-time password (``must_change``): replaced at the first sign-in, void after
+    ``ONE_TIME_VALID``."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise AccountError("a valid email address is required")
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+    check_new_password(password)
     try:
         role = Role(role)
     except ValueError:
@@ -111,6 +142,8 @@ def create_user(
         district_id=district.id if district else None,
         contact_id=contact_id,
         password_hash=hash_password(password),
+        must_change_password=must_change,
+        password_expires_at=(now or utcnow()) + ONE_TIME_VALID if must_change else None,
         schools=schools,
         data_key=key_row,
     )
@@ -123,6 +156,16 @@ def create_user(
 
 class SignInRefused(Exception):
     """Wrong email, password or code, a paused or disabled account: one message for all."""
+
+
+class OneTimePasswordSpent(SignInRefused):
+    """The right one-time password, but it expired or a sign-in has used it already. Only
+    someone who knows the password learns this, so the page may say so."""
+
+
+def one_time_spent(user: StaffUser, now: datetime) -> bool:
+    expires = user.password_expires_at
+    return expires is not None and expires <= now
 
 
 _DUMMY_HASH: str | None = None
@@ -170,6 +213,8 @@ def check_password(session: Session, email: str, password: str, now: datetime, *
     if not verify_password(user.password_hash, password):
         _failed(user, now)
         raise SignInRefused
+    if one_time_spent(user, now):
+        raise OneTimePasswordSpent
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
@@ -192,7 +237,7 @@ def start_enrolment(session: Session, vault: Vault, user: StaffUser) -> str:
 
 def check_code(user: StaffUser, code: str, now: datetime, *, trusted: bool = False) -> None:
     """Second factor (or enrolment confirmation). Refuses replays; counts failures."""
-    if not _usable(user, now, trusted):
+    if not _usable(user, now, trusted) or one_time_spent(user, now):
         raise SignInRefused
     secret = user.totp_secret
     step = None if secret is None else totp.matching_step(secret, code, now, user.totp_last_step)
@@ -203,6 +248,9 @@ def check_code(user: StaffUser, code: str, now: datetime, *, trusted: bool = Fal
     user.totp_confirmed = True
     user.failed_logins = 0
     user.last_login_at = now
+    if user.password_expires_at is not None:
+        # This sign-in used the one-time password: the next one needs the holder's own.
+        user.password_expires_at = now
 
 
 def _claim_step(user: StaffUser, step: int) -> bool:
@@ -226,12 +274,61 @@ def sign_out_everywhere(user: StaffUser) -> None:
     user.session_version = (user.session_version or 1) + 1
 
 
-def reset_totp(user: StaffUser) -> None:
-    """An admin resets a lost authenticator: enrolment happens again at the next sign-in."""
+def _reset_totp(user: StaffUser) -> None:
+    """Forget the authenticator: enrolment happens again at the next sign-in. Only ever
+    together with a new one-time password (``reset_credentials``): otherwise whoever knows
+    the old password could enrol their own authenticator."""
     user.totp_secret_ct = None
     user.totp_confirmed = False
     user.totp_last_step = None
+
+
+# -- changing and resetting passwords -----------------------------------------------------
+
+def change_password(session: Session, user: StaffUser, current: str, new: str, *,
+                    now: datetime) -> None:
+    """The account holder replaces their password (a signed-in session, password + TOTP).
+
+    Needs the current password (a session left open is not enough; wrong guesses count
+    towards the pause like sign-in failures and are refused while it lasts). Ends every
+    other session: the caller signs this one in again. Audited; raises AccountError.
+    """
+    check_new_password(new)
+    if not _usable(user, now):
+        raise AccountError("too many wrong passwords: try again in 15 minutes")
+    if not verify_password(user.password_hash, current):
+        _failed(user, now)
+        raise AccountError("the current password is not right")
+    if verify_password(user.password_hash, new):
+        raise AccountError("the new password must differ from the current one")
+    forced = user.must_change_password
+    user.password_hash = hash_password(new)
+    user.must_change_password = False
+    user.password_expires_at = None
+    user.failed_logins = 0
     sign_out_everywhere(user)
+    record(session, "staff.password.change", actor=f"user:{user.id}", actor_user_id=user.id,
+           object_type="staff_user", object_id=user.id, detail={"first": forced})
+
+
+def reset_credentials(user: StaffUser, *, now: datetime) -> str:
+    """Give the account a new one-time password and forget its authenticator; returns the
+    password (show it once, never store it).
+
+    The old password stops working, every session ends and every browser is a new device
+    again (the session version is bumped); the pause is lifted. The holder must enrol an
+    authenticator and choose a password at the next sign-in, within ``ONE_TIME_VALID``.
+    Scope checks, the audit entry and the notice are the caller's.
+    """
+    password = new_one_time_password()
+    user.password_hash = hash_password(password)
+    user.must_change_password = True
+    user.password_expires_at = now + ONE_TIME_VALID
+    user.failed_logins = 0
+    user.locked_until = None
+    _reset_totp(user)
+    sign_out_everywhere(user)
+    return password
 
 
 @dataclass(frozen=True)

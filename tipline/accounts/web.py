@@ -4,7 +4,8 @@
 staff views with ``@staff_required(...)`` and read the signed-in account with
 ``current_staff()``. A session id carries the account's ``session_version``, so "sign out
 everywhere" (a version bump) ends every other session at its next request. A session idle
-for longer than ``STAFF_IDLE_SECONDS`` is signed out.
+for longer than ``STAFF_IDLE_SECONDS`` is signed out. An account whose password someone else
+chose (``must_change_password``) sees only the change-password page until it has its own.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from itsdangerous import BadData, URLSafeTimedSerializer
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
+from tipline.accounts import notices, totp
 from tipline.accounts import services as accounts
-from tipline.accounts import totp
 from tipline.accounts.models import StaffUser
 from tipline.audit.services import record
 from tipline.db import utcnow
@@ -103,6 +104,15 @@ class ConfirmForm(FlaskForm):
     """A form with only the CSRF token (sign-out buttons)."""
 
 
+class PasswordForm(FlaskForm):
+    current = PasswordField("Current password",
+                            validators=[DataRequired(), Length(max=accounts.MAX_PASSWORD)])
+    new = PasswordField(f"New password (at least {accounts.MIN_PASSWORD} characters)",
+                        validators=[DataRequired()])
+    confirm = PasswordField("New password again", validators=[
+        DataRequired(), EqualTo("new", message="The two new passwords do not match.")])
+
+
 # -- the contract ------------------------------------------------------------------------
 
 def init_auth(app: Flask) -> None:
@@ -114,6 +124,7 @@ def init_auth(app: Flask) -> None:
     app.config.setdefault("STAFF_IDLE_SECONDS", IDLE_SECONDS)
     login_manager.init_app(app)
     app.before_request(_expire_idle_session)
+    app.before_request(_require_own_password)
     app.register_blueprint(bp)
 
 
@@ -140,6 +151,9 @@ def staff_required(*roles: str) -> Callable[[F], F]:
             if not user.totp_confirmed:
                 logout_user()
                 return redirect(url_for("accounts.login"))
+            forced = _password_change_response(user)
+            if forced is not None:
+                return forced
             if roles and user.role not in roles:
                 abort(404)
             return view(*args, **kwargs)
@@ -194,6 +208,31 @@ def _expire_idle_session() -> None:
         session[SEEN_KEY] = now
 
 
+# What an account that must choose its own password may still reach.
+PASSWORD_CHANGE_ENDPOINTS = {"accounts.password", "accounts.logout", "static"}
+
+
+def _password_change_response(user: StaffUser) -> Any:
+    """A redirect to the change-password page while the account must choose a password."""
+    if not user.must_change_password or request.endpoint in PASSWORD_CHANGE_ENDPOINTS:
+        return None
+    if _wants_json():
+        return jsonify({"signed_in": True, "password_change_required": True}), 403
+    return redirect(url_for("accounts.password"), 303)
+
+
+def _require_own_password() -> Any:
+    """Every staff page, not only those behind ``staff_required`` (even a 404)."""
+    if "_user_id" not in session or not request.path.startswith(bp.url_prefix or "/staff"):
+        return None
+    user = current_user
+    if not user.is_authenticated or not isinstance(
+            user._get_current_object() if hasattr(user, "_get_current_object") else user,
+            StaffUser):
+        return None
+    return _password_change_response(cast(StaffUser, user))
+
+
 def _passive() -> bool:
     return request.endpoint in PASSIVE_ENDPOINTS or request.headers.get(PASSIVE_HEADER) == "1"
 
@@ -232,6 +271,8 @@ def _after_sign_in_url() -> str:
 
 GENERIC_REFUSAL = ("That did not work. Check your email, password and code. After several "
                    "failed attempts an account is paused for 15 minutes.")
+SPENT_REFUSAL = ("This one-time password has expired or has already been used. Ask your "
+                 "district administrator to reset your account.")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -252,9 +293,11 @@ def login() -> Any:
     try:
         user = accounts.check_password(sess, form.email.data or "", form.password.data or "", now,
                                        trusted=_trusted_device(_account_of_request()))
-    except accounts.SignInRefused:
+    except accounts.SignInRefused as exc:
         sess.commit()  # the failure count is kept
-        return render_template("staff/login.html", form=form, refused=GENERIC_REFUSAL), 401
+        said = SPENT_REFUSAL if isinstance(exc, accounts.OneTimePasswordSpent) \
+            else GENERIC_REFUSAL
+        return render_template("staff/login.html", form=form, refused=said), 401
     sess.commit()
     nxt = session.get("staff_next")
     session.clear()  # nothing from before the sign-in survives into the signed-in session
@@ -334,6 +377,48 @@ def _grouped(secret: str) -> str:
 @staff_required()
 def account() -> Any:
     return render_template("staff/account.html", user=current_staff(), form=ConfirmForm())
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@staff_required()
+def password() -> Any:
+    """Change one's own password; the only page of an account that must choose one."""
+    user = current_staff()
+    forced = user.must_change_password
+    form = PasswordForm()
+    error = None
+    if form.validate_on_submit():
+        sess = db_session()
+        now = utcnow()
+        try:
+            accounts.change_password(sess, user, form.current.data or "", form.new.data or "",
+                                     now=now)
+        except accounts.AccountError as exc:
+            sess.commit()  # a wrong current password counts towards the pause
+            error = str(exc)
+        else:
+            notice = None if forced else notices.password_changed(
+                user, notices.district_admins(sess, user), now)
+            sess.commit()
+            # The change ended every session (version bump); this one goes on.
+            login_user(user)
+            session[SEEN_KEY] = time.time()
+            if notice is not None:
+                notices.deliver(sess, services().senders()["email"], notice)
+                sess.commit()
+            flash("Your password is changed. Every other session of your account has ended.",
+                  "ok")
+            resp = redirect(_after_sign_in_url() if forced else url_for("accounts.account"), 303)
+            _remember_device(resp, user)
+            return resp
+    elif request.method == "POST":
+        error = " ".join(e for errs in form.errors.values() for e in errs
+                         if isinstance(e, str)) or "Please fill in every field."
+    for field in (form.current, form.new, form.confirm):
+        field.data = ""  # a password is never sent back in a page
+    status = 400 if request.method == "POST" else 200
+    return render_template("staff/password.html", form=form, forced=forced,
+                           error=error), status
 
 
 @bp.post("/logout")

@@ -8,7 +8,6 @@ directory loader's (``tipline.directory.validation``), so the file and the pages
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ import yaml
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
+from tipline.accounts import notices
 from tipline.accounts import services as accounts
 from tipline.accounts.models import Role, StaffUser
 from tipline.audit.models import AuditEvent
@@ -27,12 +27,14 @@ from tipline.directory import validation
 from tipline.directory.models import Contact, District, PoliceAgency, School, contact_schools
 from tipline.directory.validation import DirectoryError
 from tipline.routing.models import RoutingPolicy
+from tipline.routing.senders import Alert
 from tipline.tips.models import Tip
 
 __all__ = [
     "AdminError",
     "AuditPage",
     "ContactInput",
+    "CredentialReset",
     "DirectoryError",
     "NotFound",
     "PolicyCheck",
@@ -317,17 +319,13 @@ def get_user(session: Session, district_id: int, user_id: int) -> StaffUser:
     return user
 
 
-def new_password() -> str:
-    """A first password, shown once to the admin who hands it over (never stored in clear)."""
-    return secrets.token_urlsafe(15)
-
-
 def add_user(
     session: Session, vault: Vault, admin: StaffUser, data: UserInput
 ) -> tuple[StaffUser, str]:
     """Create an account in the admin's district; returns it and its one-time first password.
 
-    TOTP is enrolled by the new user at the first sign-in.
+    At the first sign-in (within ``accounts.ONE_TIME_VALID``) the new user enrols TOTP and
+    must choose their own password before anything else is shown.
     """
     district_id = _require_admin(admin)
     district = session.get(District, district_id)
@@ -340,7 +338,7 @@ def add_user(
     contact_key = None
     if data.contact_id is not None:
         contact_key = get_contact(session, district_id, data.contact_id).key
-    password = new_password()
+    password = accounts.new_one_time_password()
     try:
         user = accounts.create_user(
             session, vault, email=data.email, password=password, role=data.role,
@@ -384,13 +382,27 @@ def reactivate_user(session: Session, admin: StaffUser, user_id: int) -> StaffUs
     return user
 
 
-def reset_user_totp(session: Session, admin: StaffUser, user_id: int) -> StaffUser:
-    """A lost authenticator: the user enrols again at the next sign-in (sessions end now)."""
+@dataclass(frozen=True)
+class CredentialReset:
+    user: StaffUser
+    password: str  # the new one-time password: shown once to the admin, never stored
+    notice: Alert  # for the account holder; the caller sends it after committing
+
+
+def reset_user_credentials(session: Session, admin: StaffUser, user_id: int, *,
+                           now: datetime) -> CredentialReset:
+    """A forgotten password or a lost authenticator: a new one-time password, the old one and
+    every session ended, the authenticator enrolled again at the next sign-in together with a
+    new password of the holder's choosing. Only inside the admin's district, never the
+    admin's own account; audited (without the password)."""
     user = _other_user(session, admin, user_id)
-    accounts.reset_totp(user)
-    record(session, "admin.user.reset_totp", **_actor(admin), object_type="staff_user",
-           object_id=user.id)
-    return user
+    password = accounts.reset_credentials(user, now=now)
+    record(session, "admin.user.reset_credentials", **_actor(admin), object_type="staff_user",
+           object_id=user.id, detail={"valid_hours": accounts.ONE_TIME_HOURS})
+    by = f"{admin.display_name} ({admin.email})" if admin.display_name else admin.email
+    notice = notices.credentials_reset(user, by, notices.district_admins(session, user, admin.id),
+                                       now)
+    return CredentialReset(user, password, notice)
 
 
 def sign_out_user(session: Session, admin: StaffUser, user_id: int) -> StaffUser:

@@ -35,6 +35,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from tipline.accounts import notices
+from tipline.accounts import services as accounts
 from tipline.accounts.models import Role, StaffUser
 from tipline.accounts.web import current_staff, init_auth, register_nav, staff_required
 from tipline.admin import services as admin
@@ -354,18 +356,23 @@ def user_new() -> Any:
             # Shown once, in this response only: never flashed (the session cookie is
             # signed, not encrypted) and never stored.
             return render_template("admin/user_created.html", created=created,
-                                   password=password, role_labels=ROLE_LABELS)
+                                   password=password, role_labels=ROLE_LABELS,
+                                   hours=accounts.ONE_TIME_HOURS)
     status = 400 if request.method == "POST" else 200
     return render_template("admin/user_form.html", form=form, error=error,
                            district=district), status
 
 
-USER_ACTIONS = {
+def _reset(sess: Any, acting: StaffUser, user_id: int) -> admin.CredentialReset:
+    return admin.reset_user_credentials(sess, acting, user_id, now=utcnow())
+
+
+USER_ACTIONS: dict[str, tuple[Any, str]] = {
     "deactivate": (admin.deactivate_user, "deactivated; their sessions have ended"),
     "reactivate": (admin.reactivate_user, "active again"),
-    "reset-totp": (admin.reset_user_totp, "reset: they enrol a new authenticator at the next "
-                                          "sign-in"),
     "sign-out": (admin.sign_out_user, "signed out on every device"),
+    # a new one-time password, shown on the page the action returns
+    "reset": (_reset, ""),
 }
 
 
@@ -386,8 +393,20 @@ def user_action(user_id: int, action: str) -> Any:
         flash(str(exc), "error")
         return redirect(url_for("admin.users"), 303)
     sess.commit()
+    if isinstance(target, admin.CredentialReset):
+        return _reset_done(sess, target)
     flash(f"{target.email}: {message}.", "ok")
     return redirect(url_for("admin.users"), 303)
+
+
+def _reset_done(sess: Any, reset: admin.CredentialReset) -> Any:
+    """Tell the holder (after the commit), then show the one-time password: like a new
+    account's first password, only in this response, never flashed (the session cookie is
+    signed, not encrypted) and never stored."""
+    told = notices.deliver(sess, services().senders()["email"], reset.notice)
+    sess.commit()
+    return render_template("admin/user_reset.html", user=reset.user, password=reset.password,
+                           told=told, hours=accounts.ONE_TIME_HOURS)
 
 
 # -- routing policy ----------------------------------------------------------------------

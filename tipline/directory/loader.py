@@ -40,6 +40,7 @@ def load_directory(
     agencies: dict[str, PoliceAgency] = {
         a.code: a for a in session.execute(select(PoliceAgency)).scalars()
     }
+    served: dict[str, list[str]] = {}
     for item in data.get("agencies", []) or []:
         a = agencies.get(item["code"]) or PoliceAgency(code=item["code"])
         a.name = item["name"]
@@ -47,6 +48,8 @@ def load_directory(
         session.add(a)
         agencies[a.code] = a
         counts["agencies"] += 1
+        if "districts" in item:  # absent: the ties stay as they are
+            served[a.code] = list(item["districts"] or [])
     districts = {d.code: d for d in session.execute(select(District)).scalars()}
     schools = {s.code: s for s in session.execute(select(School)).scalars()}
     for item in data.get("districts", []) or []:
@@ -69,6 +72,11 @@ def load_directory(
             session.add(s)
             schools[s.code] = s
             counts["schools"] += 1
+    for code, district_codes in served.items():
+        unknown = [dc for dc in district_codes if dc not in districts]
+        if unknown:
+            raise DirectoryError(f"{source}: agency {code}: unknown district {unknown[0]!r}")
+        agencies[code].districts = [districts[dc] for dc in dict.fromkeys(district_codes)]
     session.flush()
     existing = {c.key: c for c in session.execute(select(Contact)).scalars()}
     for n, item in enumerate(data.get("contacts", []) or [], start=1):

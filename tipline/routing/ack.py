@@ -1,9 +1,17 @@
 """Acknowledging an alert: by the dashboard button, an SMS reply, or pressing 1 on the call.
 
-Whichever path comes first wins: the dispatch moves to ``acknowledged`` by compare-and-set,
-the tip's other open dispatches are cancelled (their pending alerts, escalation steps and
-life-safety repeats stop), and the tip itself becomes acknowledged. A second acknowledgement
-of the same dispatch changes nothing and returns False. Nothing here commits.
+Whichever path comes first wins: the dispatch moves to ``acknowledged`` by compare-and-set and
+the open dispatches of the same chain are cancelled (their pending alerts, escalation steps
+and life-safety repeats stop). A second acknowledgement of the same dispatch changes nothing
+and returns False. Nothing here commits.
+
+Which chain an acknowledgement stops (``_stops``): never another district's dispatches (a tip
+that names no school alerts every district's fallback), never another police agency's. School
+and district staff stop every open dispatch of their district's plan, police ones included. A
+police contact stops their own agency's dispatches only: the school's own people keep being
+alerted, unless the district's policy says ``police_ack_stops_school_alerts: true``. The tip
+itself becomes acknowledged only once no open dispatch is left, because the escalation sweep
+cancels every dispatch of an acknowledged tip.
 """
 
 from __future__ import annotations
@@ -11,13 +19,14 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from tipline.audit.services import record
 from tipline.db import rowcount
-from tipline.directory.models import Contact
+from tipline.directory.models import Contact, District
 from tipline.routing.models import Dispatch, DispatchStatus
 from tipline.tips.models import Status, Tip
 
@@ -29,14 +38,58 @@ VIAS = ("dashboard", "sms", "voice")
 OPEN = (DispatchStatus.ACTIVE.value, DispatchStatus.EXPIRED.value,
         DispatchStatus.SCHEDULED.value)
 _ACK_RE = re.compile(r"^\s*ack(?![a-z])\s*#?\s*(\d*)", re.IGNORECASE)
+POLICE_ROLE = "police_liaison"
+
+
+def _police(role: str | None, agency_id: int | None) -> bool:
+    """A police contact: a police liaison, or any contact of a police agency."""
+    return role == POLICE_ROLE or agency_id is not None
+
+
+def police_ack_stops_school_alerts(session: Session, district_id: int | None) -> bool:
+    """The district's policy option (off unless the active policy turns it on)."""
+    if district_id is None:
+        return False
+    from tipline.routing import policy as routing_policy
+
+    code = session.execute(
+        select(District.code).where(District.id == district_id)).scalar_one_or_none()
+    try:
+        policy = routing_policy.active_policy(session)
+    except routing_policy.PolicyError:  # a stored row that no longer parses: stop less
+        log.warning("the active routing policy does not parse; police acknowledgements stop "
+                    "police alerts only")
+        return False
+    section = policy.districts.get(code) if policy is not None and code else None
+    return bool(section is not None and section.police_ack_stops_school_alerts)
+
+
+def _stops(tip_district: int | None, by: Contact, police: bool, stops_school: bool,
+           other: Any) -> bool:
+    """Whether an acknowledgement by ``by`` stops ``other`` (an open dispatch of the tip, with
+    its contact's ``contact_id``, ``district_id``, ``agency_id`` and ``role``)."""
+    if other.contact_id == by.id:
+        return True
+    district = tip_district if tip_district is not None else by.district_id
+    if district is None or (tip_district if tip_district is not None
+                            else other.district_id) != district:
+        return False  # another district's part of a tip that names no school, or unknown
+    if not police:
+        return True
+    if _police(other.role, other.agency_id):
+        return by.agency_id is not None and other.agency_id == by.agency_id
+    return stops_school
 
 
 def acknowledge_dispatch(
-    session: Session, dispatch_id: int, *, via: str, now: datetime, user_id: int | None = None
+    session: Session, dispatch_id: int, *, via: str, now: datetime, user_id: int | None = None,
+    police: bool | None = None,
 ) -> bool:
-    """Acknowledge one dispatch; cancel the tip's other open dispatches; mark the tip.
+    """Acknowledge one dispatch; cancel the open dispatches of its chain (see the module).
 
-    Returns False if the dispatch is unknown or already acknowledged or cancelled.
+    ``police`` says whether the one acknowledging is police; by default, whether the
+    dispatch's contact is (an SMS reply or a keypress comes from that contact). Returns False
+    if the dispatch is unknown or already acknowledged or cancelled.
     """
     if via not in VIAS:
         raise ValueError(f"via must be one of {VIAS}")
@@ -62,21 +115,48 @@ def acknowledge_dispatch(
     dispatch = session.get(Dispatch, dispatch_id)
     assert dispatch is not None  # noqa: S101
     session.refresh(dispatch)
+    contact = session.get(Contact, dispatch.contact_id)
+    assert contact is not None  # noqa: S101  (a foreign key guarantees it)
+    tip_district = session.execute(
+        select(Tip.district_id).where(Tip.id == tip_id)).scalar_one()
+    if police is None:
+        police = _police(contact.role, contact.agency_id)
+    stops_school = police and police_ack_stops_school_alerts(
+        session, tip_district if tip_district is not None else contact.district_id)
+    others = session.execute(
+        select(Dispatch.id, Dispatch.contact_id, Contact.district_id, Contact.agency_id,
+               Contact.role)
+        .join(Contact, Contact.id == Dispatch.contact_id)
+        .where(Dispatch.tip_id == tip_id, Dispatch.id != dispatch_id,
+               Dispatch.status.in_(OPEN))
+    ).all()
+    stop = [o.id for o in others if _stops(tip_district, contact, police, stops_school, o)]
     cancelled = rowcount(session.execute(
         update(Dispatch)
-        .where(Dispatch.tip_id == dispatch.tip_id, Dispatch.id != dispatch_id,
-               Dispatch.status.in_(OPEN))
+        .where(Dispatch.id.in_(stop), Dispatch.status.in_(OPEN))
         .values(status=DispatchStatus.CANCELLED.value, next_alert_at=None)
         .execution_options(synchronize_session=False)
-    ))
-    _mark_tip(session, dispatch.tip_id, now)
-    contact = session.get(Contact, dispatch.contact_id)
+    )) if stop else 0
+    _mark_tip_if_settled(session, tip_id, now)
     record(session, "tip.acknowledged",
-           actor=f"user:{user_id}" if user_id is not None else
-           f"contact:{contact.key if contact else dispatch.contact_id}",
-           actor_user_id=user_id, tip_id=dispatch.tip_id, object_type="dispatch",
+           actor=f"user:{user_id}" if user_id is not None else f"contact:{contact.key}",
+           actor_user_id=user_id, tip_id=tip_id, object_type="dispatch",
            object_id=dispatch.id,
-           detail={"via": via, "step": dispatch.step_index, "cancelled": cancelled})
+           detail={"via": via, "step": dispatch.step_index, "cancelled": cancelled,
+                   "left_open": len(others) - cancelled, "police": police})
+    return True
+
+
+def _open_left(session: Session, tip_id: int) -> bool:
+    return bool(session.execute(select(exists().where(
+        Dispatch.tip_id == tip_id, Dispatch.status.in_(OPEN)))).scalar())
+
+
+def _mark_tip_if_settled(session: Session, tip_id: int, now: datetime) -> bool:
+    """Mark the tip acknowledged once none of its dispatches is open; True if it is now."""
+    if _open_left(session, tip_id):
+        return False
+    _mark_tip(session, tip_id, now)
     return True
 
 
@@ -96,11 +176,13 @@ def _mark_tip(session: Session, tip_id: int, now: datetime) -> None:
 
 
 def acknowledge_tip(session: Session, tip_id: int, *, user_id: int, now: datetime) -> int:
-    """The dashboard button: acknowledge every open dispatch of the tip this user may see.
+    """The dashboard button: acknowledge the open dispatches of the tip this user answers for.
 
     A user who cannot see the tip acknowledges nothing (0). A police liaison acknowledges only
-    dispatches to their agency's contacts. A visible tip with no open dispatch is still marked
-    acknowledged (someone has taken it), and 0 is returned.
+    the dispatches to their own contact, with a police acknowledgement's reach. Staff of a
+    district take only their district's part of a tip that names no school. A tip with no
+    open dispatch left is marked acknowledged by school or district staff (someone has taken
+    it), and 0 is returned; a liaison's click then changes nothing.
     """
     from tipline.accounts.models import Role, StaffUser
     from tipline.triage.scope import liaison_contact_ids, scope_condition
@@ -108,31 +190,32 @@ def acknowledge_tip(session: Session, tip_id: int, *, user_id: int, now: datetim
     user = session.get(StaffUser, user_id)
     if user is None:
         return 0
-    visible = session.execute(
-        select(Tip.id).where(Tip.id == tip_id, scope_condition(session, user))
-    ).scalar_one_or_none()
-    if visible is None:
+    tip_district = session.execute(
+        select(Tip.district_id).where(Tip.id == tip_id, scope_condition(session, user))
+    ).one_or_none()
+    if tip_district is None:
         return 0
-    q = select(Dispatch.id).where(Dispatch.tip_id == tip_id, Dispatch.status.in_(OPEN))
-    if user.role == Role.POLICE_LIAISON:
+    police = user.role == Role.POLICE_LIAISON
+    q = (select(Dispatch.id, Dispatch.contact_id)
+         .join(Contact, Contact.id == Dispatch.contact_id)
+         .where(Dispatch.tip_id == tip_id, Dispatch.status.in_(OPEN)))
+    if police:
         q = q.where(Dispatch.contact_id.in_(liaison_contact_ids(session, user)))
+    elif tip_district.district_id is None:
+        q = q.where(Contact.district_id == user.district_id)
     # The user's own dispatch first, then the alerted ones, then later steps.
-    ids = list(session.execute(q.order_by(Dispatch.step_index, Dispatch.id)).scalars())
-    if user.contact_id is not None:
-        own = session.execute(
-            q.where(Dispatch.contact_id == user.contact_id)
-        ).scalars().all()
-        ids = list(own) + [i for i in ids if i not in own]
-    if not ids:
+    rows = session.execute(q.order_by(Dispatch.step_index, Dispatch.id)).all()
+    ids = [r.id for r in rows if r.contact_id == user.contact_id] + [
+        r.id for r in rows if r.contact_id != user.contact_id]
+    if not ids or not acknowledge_dispatch(session, ids[0], via="dashboard", now=now,
+                                           user_id=user_id, police=police):
+        # Nothing (left) to acknowledge: every open dispatch was taken first.
         tip = session.get(Tip, tip_id)
-        if tip is not None and tip.acknowledged_at is None:
-            _mark_tip(session, tip_id, now)
+        if not police and tip is not None and tip.acknowledged_at is None \
+                and _mark_tip_if_settled(session, tip_id, now):
             record(session, "tip.acknowledged", actor=f"user:{user_id}", actor_user_id=user_id,
                    tip_id=tip_id, object_type="tip", object_id=tip.uid,
                    detail={"via": "dashboard", "dispatches": 0})
-        return 0
-    first = ids[0]
-    if not acknowledge_dispatch(session, first, via="dashboard", now=now, user_id=user_id):
         return 0
     # The rest were cancelled by the first acknowledgement; those this user could see count
     # as acknowledged by them too.

@@ -130,6 +130,8 @@ class DistrictPolicy:
     fallback_line: int
     rules: tuple[Rule, ...]  # ordered by precedence: priority high to low, default last
     police_only_for: frozenset[str] | None = None
+    # A police liaison's acknowledgement stops only police alerts unless this is true.
+    police_ack_stops_school_alerts: bool = False
     police_only_for_line: int = 0
 
 
@@ -394,8 +396,13 @@ def _duration(e: _Errors, m: _Map, key: str, default: timedelta) -> timedelta:
 def _parse_district(
     e: _Errors, code: str, body: _Map, line: int, names: dict[str, int]
 ) -> DistrictPolicy | None:
-    _known(e, body, {"school_hours", "fallback", "rules", "police_only_for", "description"},
-           f"district {code}")
+    _known(e, body, {"school_hours", "fallback", "rules", "police_only_for", "description",
+                     "police_ack_stops_school_alerts"}, f"district {code}")
+    police_ack_stops = body.get("police_ack_stops_school_alerts", False)
+    if not isinstance(police_ack_stops, bool):
+        e.add(_line(body, "police_ack_stops_school_alerts", line),
+              "police_ack_stops_school_alerts must be true or false")
+        police_ack_stops = False
     windows: list[Window] = []
     sh = body.get("school_hours")
     if sh is None:
@@ -446,6 +453,7 @@ def _parse_district(
     ) + defaults[:1]
     return DistrictPolicy(code, line, tuple(windows), tuple(fallback), fb_line,
                           tuple(ordered), police_only,
+                          police_ack_stops_school_alerts=police_ack_stops,
                           police_only_for_line=_line(body, "police_only_for", line))
 
 

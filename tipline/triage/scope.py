@@ -3,9 +3,11 @@
 - district admin: the tips of their district, and tips that name no district (someone has to
   see a tip "not about a school"; they are shown to every district admin);
 - school staff: the tips of their schools;
-- police liaison: only tips with a dispatch to their contact, or to a contact of their agency,
-  that was actually sent (a later escalation step is stored up front as "scheduled"; until it
-  goes out, or if it is cancelled first, the tip was never routed to them);
+- police liaison: only tips with a dispatch to their own contact that was actually sent (a
+  later escalation step is stored up front as "scheduled"; until it goes out, or if it is
+  cancelled first, the tip was never routed to them). Not what was sent to another contact of
+  the same police agency: one agency serves several districts, and a contact a district admin
+  may create must not open another district's tips;
 - auditor: no tip at all (audit log and statistics only).
 
 A tip outside the scope is reported as not found, never as forbidden, so a URL cannot confirm
@@ -18,7 +20,6 @@ from sqlalchemy import ColumnElement, Select, exists, false, or_, select
 from sqlalchemy.orm import Session
 
 from tipline.accounts.models import Role, StaffUser, staff_schools
-from tipline.directory.models import Contact
 from tipline.routing.models import Dispatch, DispatchStatus
 from tipline.tips.models import Tip
 
@@ -37,17 +38,8 @@ class TipNotFound(LookupError):
 
 
 def liaison_contact_ids(session: Session, user: StaffUser) -> list[int]:
-    """The liaison's own contact and every contact of the same police agency."""
-    if user.contact_id is None:
-        return []
-    agency_id = session.execute(
-        select(Contact.agency_id).where(Contact.id == user.contact_id)
-    ).scalar_one_or_none()
-    ids = {user.contact_id}
-    if agency_id is not None:
-        ids.update(session.execute(
-            select(Contact.id).where(Contact.agency_id == agency_id)).scalars())
-    return sorted(ids)
+    """The liaison's own contact, and nothing wider (invariant 6 of the design brief)."""
+    return [] if user.contact_id is None else [user.contact_id]
 
 
 def scope_condition(session: Session, user: StaffUser) -> ColumnElement[bool]:

@@ -312,12 +312,12 @@ def read_tip(session: Session, user: StaffUser, uid: str, now: datetime) -> TipD
                                                                      TipEvent.id)
     if user.role == Role.POLICE_LIAISON:
         # Police get the tip they were alerted to, not the school's case file: only notes
-        # written by their own agency, and none of the school's status reasons.
+        # written by accounts on their own contact, and none of the school's status reasons.
         from tipline.triage.scope import liaison_contact_ids
 
-        agency_users = select(StaffUser.id).where(
+        desk_users = select(StaffUser.id).where(
             StaffUser.contact_id.in_(liaison_contact_ids(session, user)))
-        nq = nq.where(Note.author_user_id.in_(agency_users))
+        nq = nq.where(Note.author_user_id.in_(desk_users))
         eq = eq.where(false())
     notes = list(session.execute(nq).scalars())
     events = list(session.execute(eq).scalars())
@@ -541,14 +541,11 @@ def retriage(session: Session, queue: JobQueue, user: StaffUser, tip: Tip, *, ca
 
 def acknowledge(session: Session, user: StaffUser, tip: Tip, now: datetime) -> int:
     """The dashboard's acknowledge button: the routing package's ``acknowledge_tip``, which
-    acknowledges the open dispatches this account may see and stops their escalation."""
+    acknowledges the open dispatches this account answers for and stops their chain (a
+    liaison's click leaves the school's alerts, and the tip's own state, to the school)."""
     _require_writer(user)
     count = int(acknowledge_tip(session, tip.id, user_id=user.id, now=now))
     session.refresh(tip)
-    if tip.acknowledged_at is None:  # every open dispatch was taken first: the click counts
-        tip.acknowledged_at = now
-        if tip.status == Status.NEW.value:
-            tip.status = Status.ACKNOWLEDGED.value
     record(session, "tip.acknowledge_button", actor=_actor(user), actor_user_id=user.id,
            tip_id=tip.id, object_type="tip", object_id=tip.uid, detail={"dispatches": count})
     return count
