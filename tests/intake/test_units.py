@@ -16,7 +16,13 @@ from tipline.intake.directory_view import (
     last_known_hotlines,
     load_schools,
 )
-from tipline.intake.idempotency import new_nonce, submission_ids, valid_nonce
+from tipline.intake.idempotency import (
+    new_nonce,
+    new_session_secret,
+    submission_ids,
+    valid_session_secret,
+    verified_nonce,
+)
 from tipline.intake.uploads import CappedUpload, UploadLimits, UploadRefused, read_images
 from tipline.tips.models import Category, Severity
 from tipline.tips.receipts import normalize_code
@@ -57,16 +63,30 @@ def test_demo_directory_loads_grouped(db_session, demo_directory) -> None:
     assert last_known_hotlines() == lines
 
 
-def test_submission_ids_are_deterministic_per_nonce(vault) -> None:
-    nonce = new_nonce()
-    a, b = submission_ids(vault, nonce), submission_ids(vault, nonce)
-    other = submission_ids(vault, new_nonce())
+def test_submission_ids_are_deterministic_per_session_and_nonce(vault) -> None:
+    secret, other_secret = new_session_secret(), new_session_secret()
+    nonce = new_nonce(vault, secret)
+    a, b = submission_ids(vault, secret, nonce), submission_ids(vault, secret, nonce)
+    other = submission_ids(vault, secret, new_nonce(vault, secret))
+    elsewhere = submission_ids(vault, other_secret, nonce)  # the same nonce, another session
     assert a == b and a.receipt_code != other.receipt_code
+    assert a.receipt_code != elsewhere.receipt_code and a.external_id != elsewhere.external_id
     assert a.external_id != other.external_id and len(a.external_id) == 64
     assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}", a.receipt_code)
     assert normalize_code(a.receipt_code) == a.receipt_code.replace("-", "")
-    assert valid_nonce(nonce) == nonce
-    assert valid_nonce("x" * 32) is None and valid_nonce(None) is None
+
+
+def test_a_nonce_verifies_only_for_the_session_it_was_issued_to(vault) -> None:
+    secret, other_secret = new_session_secret(), new_session_secret()
+    assert valid_session_secret(secret) == secret and len(secret) == 43  # 256 bits
+    assert valid_session_secret("short") is None and valid_session_secret(7) is None
+    nonce = new_nonce(vault, secret)
+    assert verified_nonce(vault, secret, nonce) == nonce
+    assert verified_nonce(vault, other_secret, nonce) is None
+    forged = nonce[:16] + ("0" * 16 if nonce[16:] != "0" * 16 else "1" * 16)
+    assert verified_nonce(vault, secret, forged) is None
+    for junk in ("ab" * 16, "x" * 32, None, 5, ["a"], nonce.upper()):
+        assert verified_nonce(vault, secret, junk) is None
 
 
 class _Result:

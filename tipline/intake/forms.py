@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from babel import support
+from flask import request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from werkzeug.datastructures import CombinedMultiDict
 from wtforms import (
     HiddenField,
     MultipleFileField,
@@ -64,6 +66,18 @@ class ReporterForm(FlaskForm):
     class Meta(FlaskForm.Meta):
         def get_translations(self, form: object) -> _WTFormsTranslations:
             return _TRANSLATIONS
+
+        def wrap_formdata(self, form: object, formdata: object) -> Any:
+            """A posted HTML form only: Flask-WTF would also read a JSON body, where a list,
+            a number or bad JSON raises (a 500, even in the CSRF error handler). Any other
+            body is an empty form, which fails validation with a clear page."""
+            if formdata is None or hasattr(formdata, "getlist"):
+                return formdata  # given by the caller
+            if not isinstance(form, FlaskForm) or not form.is_submitted():
+                return None
+            if request.files:
+                return CombinedMultiDict((request.files, request.form))
+            return request.form or None
 MAX_REPLY_CHARS = 5000
 
 
@@ -113,7 +127,8 @@ class TipForm(ReporterForm):
         validators=[Optional(), Length(max=500, message=_l("Please keep this shorter."))],
     )
     attachments = MultipleFileField(_l("Add pictures (optional)"))
-    # Random per form: the same page sent twice makes one tip (see intake.idempotency).
+    # Issued by the server to this session: the same page sent twice from it makes one tip,
+    # and from another session selects nothing (see intake.idempotency).
     submission = HiddenField()
     # Honeypot: off screen and hidden from assistive technology; simple bots fill it in.
     website = StringField(_l("Leave this box empty"), validators=[Optional()])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, cast
 
 from flask import (
@@ -43,7 +44,13 @@ from tipline.intake.directory_view import (
     last_known_hotlines,
 )
 from tipline.intake.forms import NO_SCHOOL, CodeForm, ReplyForm, TipForm
-from tipline.intake.idempotency import new_nonce, submission_ids, valid_nonce
+from tipline.intake.idempotency import (
+    new_nonce,
+    new_session_secret,
+    submission_ids,
+    valid_session_secret,
+    verified_nonce,
+)
 from tipline.intake.services import (
     AttachmentIn,
     IntakeError,
@@ -74,6 +81,12 @@ bp.before_request(keep_posted_language)
 CODE_LIMIT = "10 per 10 minutes"
 REPLY_LIMIT = "20 per 10 minutes"
 SESSION_HANDLE = "fu"
+# The session's secret for form nonces and receipt codes (see intake.idempotency).
+SESSION_SUBMIT = "sub"
+# A page sent again from the same session (double tap, reload, retry after a timeout) shows its
+# receipt code again only this soon after the tip was stored: a page resubmitted later, say on
+# a shared computer, says "received" without the code.
+REPEAT_WINDOW = timedelta(minutes=10)
 
 SEVERITY_BY_CATEGORY = {
     "weapon": Severity.HIGH,
@@ -146,12 +159,27 @@ def _set_choices(form: TipForm, entries: list[SchoolEntry]) -> None:
     ]
 
 
+def _submission_secret() -> str:
+    """This session's secret for form nonces, made (and put in the session) if it has none."""
+    secret = valid_session_secret(session.get(SESSION_SUBMIT))
+    if secret is None:
+        secret = session[SESSION_SUBMIT] = new_session_secret()
+    return secret
+
+
+def _form_nonce(form: TipForm) -> str:
+    """The form's nonce if this session was issued it; otherwise a new one, put in the form."""
+    vault, secret = services().vault, _submission_secret()
+    nonce = verified_nonce(vault, secret, form.submission.data) or new_nonce(vault, secret)
+    form.submission.data = nonce
+    return nonce
+
+
 def _render_report(form: TipForm, entries: list[SchoolEntry], status: int = 200,
                    **extra: Any) -> tuple[str, int]:
     query = extra.pop("search", "")
     groups = group_schools(entries, query, keep=form.school.data or "")
-    if not valid_nonce(form.submission.data):
-        form.submission.data = new_nonce()
+    _form_nonce(form)
     return (
         render_template("intake/report.html", form=form, groups=groups, search=query,
                         lang_form="tipform", **_upload_context(), **extra),
@@ -238,8 +266,7 @@ def _render_search(form: TipForm, entries: list[SchoolEntry], query: str,
 
 def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn]) -> Any:
     svc = services()
-    nonce = valid_nonce(form.submission.data) or new_nonce()
-    ids = submission_ids(svc.vault, nonce)
+    ids = submission_ids(svc.vault, _submission_secret(), _form_nonce(form))
     category = Category(form.category.data)
     details = {name: (getattr(form, name).data or "").strip() for name in DETAIL_FIELDS}
     body = (form.body.data or "").strip()
@@ -283,8 +310,10 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
                 existing = find_tip_by_external_id(sess, ids.external_id)
             except SQLAlchemyError:
                 return _unavailable(form)
-            if existing is not None:  # the same page sent twice: one tip, same receipt
-                return _receipt(ids.receipt_code, existing.reference)
+            if existing is not None:
+                # This session sent this page before: one tip, and the same receipt if soon.
+                recent = utcnow() - existing.created_at < REPEAT_WINDOW
+                return _receipt(ids.receipt_code if recent else "", existing.reference)
             if attempt == 2:
                 log.error("could not store a web tip after a retry; reporter shown other ways")
                 return _unavailable(form)
@@ -403,19 +432,28 @@ def followup_tip() -> Any:
 @bp.post("/followup/leave")
 def followup_leave() -> Response:
     session.pop(SESSION_HANDLE, None)
+    session.pop(SESSION_SUBMIT, None)  # no page sent from here can show a receipt again
     return redirect(url_for("intake.start", left="1"), 303)
 
 
 # -- expired pages --------------------------------------------------------------------------
 
 def handle_csrf_error(exc: CSRFError) -> Any:
-    """An expired or missing CSRF token: show the page again with the reporter's words."""
+    """An expired or missing CSRF token: show the page again with the reporter's words.
+
+    The request is untrusted (another site can make a browser send it), so only what the
+    reporter can see and check is kept; hidden fields are never copied: the form gets a new
+    nonce for this session and an empty honeypot.
+    """
     keep_posted_language()
     notice = _("This page was open for a long time, so it was not sent yet. Everything you "
                "wrote is still here: please press the button again.")
     if request.endpoint == "intake.report":
         form = TipForm(meta={"csrf": True})
         form.process(request.form)
+        form.website.data = ""
+        form.submission.data = None
+        _form_nonce(form)
         try:
             entries = _schools()
         except SQLAlchemyError:
