@@ -65,15 +65,13 @@ def test_contact_fields_use_the_directory_rules(db_session, vault, field, value,
             load_directory(db_session, {"contacts": [entry]})
 
 
-def test_contact_edit_keeps_other_districts_school_links(db_session, vault) -> None:
+def test_contact_edit_and_a_contact_shared_with_another_district(db_session, vault) -> None:
     w = make_world(db_session, vault)
-    w.contact.schools.append(w.other_school)
-    db_session.flush()
     data = admin.ContactInput(key=w.contact.key, name="Dana <b>", role="safety_team",
                               sms="+13145550188", email="dana@example.org",
                               school_ids=(w.schools[1].id,), agency_code=None)
     c = admin.save_contact(db_session, w.admin, data, w.contact.id)
-    assert {s.id for s in c.schools} == {w.schools[1].id, w.other_school.id}
+    assert {s.id for s in c.schools} == {w.schools[1].id}
     assert (c.name, c.role, c.sms_number, c.email) == ("Dana <b>", "safety_team",
                                                        "+13145550188", "dana@example.org")
     assert "admin.contact.update" in _actions(db_session)
@@ -82,6 +80,14 @@ def test_contact_edit_keeps_other_districts_school_links(db_session, vault) -> N
     with pytest.raises(DirectoryError, match="unknown school"):
         admin.save_contact(db_session, w.admin, admin.ContactInput(
             key="k2", name="K", role="counselor", school_ids=(w.other_school.id,)))
+    # Once it also serves another district's school it is listed, but no longer theirs to
+    # change: its number and name reach the other district's alerts too.
+    c.schools.append(w.other_school)
+    db_session.flush()
+    assert c.id in {x.id for x in admin.list_contacts(db_session, w.district.id)}
+    with pytest.raises(DirectoryError, match="shared with another district"):
+        admin.save_contact(db_session, w.admin, data, c.id)
+    assert c.sms_number == "+13145550188"
 
 
 def test_contact_list_is_the_districts_own(db_session, vault) -> None:

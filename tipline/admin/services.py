@@ -24,7 +24,14 @@ from tipline.audit.models import AuditEvent
 from tipline.audit.services import GENESIS, ChainReport, compute_hash, record
 from tipline.crypto import Vault
 from tipline.directory import validation
-from tipline.directory.models import Contact, District, PoliceAgency, School, contact_schools
+from tipline.directory.models import (
+    Contact,
+    District,
+    PoliceAgency,
+    School,
+    agency_districts,
+    contact_schools,
+)
 from tipline.directory.validation import DirectoryError
 from tipline.routing.models import RoutingPolicy
 from tipline.routing.senders import Alert
@@ -217,8 +224,42 @@ def get_contact(session: Session, district_id: int, contact_id: int) -> Contact:
     return contact
 
 
-def list_agencies(session: Session) -> Sequence[PoliceAgency]:
-    return session.execute(select(PoliceAgency).order_by(PoliceAgency.name)).scalars().all()
+def is_own_contact(contact: Contact, district_id: int) -> bool:
+    """A contact of this district linked to none of another district's schools.
+
+    Only such a contact is the district admin's to change or to link an account to. A contact
+    shared with other districts (a county police liaison serving several, a contact of no
+    district) alerts for them too: changing its number, agency or account would reach their
+    tips, so it is the installation administrator's (the directory file).
+    """
+    return contact.district_id == district_id and all(
+        s.district_id == district_id for s in contact.schools)
+
+
+def shared_contact_message(contact: Contact) -> str:
+    return (f"contact {contact.key} is shared with another district (or belongs to none): "
+            "only an installation administrator can change it or link an account to it, "
+            "in the directory file (tipline directory load) or with tipline users add")
+
+
+def get_own_contact(session: Session, district_id: int, contact_id: int) -> Contact:
+    """``get_contact``, refused (DirectoryError) for a contact that is not wholly the
+    district's own (``is_own_contact``)."""
+    contact = get_contact(session, district_id, contact_id)
+    if not is_own_contact(contact, district_id):
+        raise DirectoryError(shared_contact_message(contact))
+    return contact
+
+
+def list_agencies(session: Session, district_id: int) -> Sequence[PoliceAgency]:
+    """The police agencies tied to the district (``agency_districts``, set in the directory
+    file): the only ones a district admin may attach a contact to."""
+    return session.execute(
+        select(PoliceAgency)
+        .join(agency_districts, agency_districts.c.agency_id == PoliceAgency.id)
+        .where(agency_districts.c.district_id == district_id)
+        .order_by(PoliceAgency.name)
+    ).scalars().all()
 
 
 def save_contact(
@@ -239,23 +280,18 @@ def save_contact(
     unknown = [sid for sid in data.school_ids if sid not in own_schools]
     if unknown:
         raise DirectoryError(f"{where}: unknown school")
-    agency_id = None
-    if data.agency_code:
-        agency = session.execute(
-            select(PoliceAgency).where(PoliceAgency.code == data.agency_code)
-        ).scalar_one_or_none()
-        if agency is None:
-            raise DirectoryError(f"{where}: unknown agency {data.agency_code!r}")
-        agency_id = agency.id
+    existing = get_own_contact(session, district_id, contact_id) if contact_id is not None \
+        else None
+    agency_id = _agency_for(session, district_id, data.agency_code, existing, where)
     clash = session.execute(select(Contact).where(Contact.key == key)).scalar_one_or_none()
-    if contact_id is None:
+    if existing is None:
         if clash is not None:
             raise DirectoryError(f"{where}: a contact with this key already exists")
         contact = Contact(key=key, district_id=district_id)
         session.add(contact)
         action = "admin.contact.create"
     else:
-        contact = get_contact(session, district_id, contact_id)
+        contact = existing
         if clash is not None and clash.id != contact.id:
             raise DirectoryError(f"{where}: a contact with this key already exists")
         action = "admin.contact.update"
@@ -265,11 +301,9 @@ def save_contact(
         "voice_number": item["voice"], "email": item["email"], "priority": data.priority,
         "active": data.active, "agency_id": agency_id,
     })
-    # Links to schools of other districts (a liaison serving several) are kept as they are.
-    keep = [s for s in contact.schools if s.district_id != district_id]
     chosen = [own_schools[sid] for sid in sorted(set(data.school_ids))]
-    if {s.id for s in contact.schools} != {s.id for s in keep + chosen}:
-        contact.schools = keep + chosen
+    if {s.id for s in contact.schools} != {s.id for s in chosen}:
+        contact.schools = chosen
         changed.append("schools")
     if contact_id is not None:
         _keep_policy_valid(session, before, where)
@@ -279,11 +313,29 @@ def save_contact(
     return contact
 
 
+def _agency_for(session: Session, district_id: int, code: str | None,
+                existing: Contact | None, where: str) -> int | None:
+    """The agency id for a contact: one tied to the district, or the one it already has."""
+    if not code:
+        return None
+    agency = session.execute(
+        select(PoliceAgency).where(PoliceAgency.code == code)).scalar_one_or_none()
+    if agency is None:
+        raise DirectoryError(f"{where}: unknown agency {code!r}")
+    if existing is not None and existing.agency_id == agency.id:
+        return agency.id
+    if agency.id not in {a.id for a in list_agencies(session, district_id)}:
+        raise DirectoryError(
+            f"{where}: police agency {code!r} does not serve this district; an installation "
+            "administrator ties agencies to districts in the directory file")
+    return agency.id
+
+
 def set_contact_active(
     session: Session, admin: StaffUser, contact_id: int, active: bool
 ) -> Contact:
     district_id = _require_admin(admin)
-    contact = get_contact(session, district_id, contact_id)
+    contact = get_own_contact(session, district_id, contact_id)
     if contact.active != active:
         before = _policy_problems(session) if not active else set()
         contact.active = active
@@ -337,7 +389,10 @@ def add_user(
         raise AdminError("unknown school")
     contact_key = None
     if data.contact_id is not None:
-        contact_key = get_contact(session, district_id, data.contact_id).key
+        try:
+            contact_key = get_own_contact(session, district_id, data.contact_id).key
+        except DirectoryError as exc:
+            raise AdminError(str(exc)) from None
     password = accounts.new_one_time_password()
     try:
         user = accounts.create_user(

@@ -245,8 +245,10 @@ def school_active(school_id: int) -> Any:
 @staff_required(*ADMIN)
 def contacts() -> Any:
     district = _district(current_staff())
+    rows = admin.list_contacts(db_session(), district.id)
     return render_template("admin/contacts.html", district=district, form=ConfirmForm(),
-                           contacts=admin.list_contacts(db_session(), district.id))
+                           contacts=rows, own={c.id for c in rows
+                                               if admin.is_own_contact(c, district.id)})
 
 
 @bp.route("/contacts/new", methods=["GET", "POST"], defaults={"contact_id": None})
@@ -265,8 +267,11 @@ def contact_edit(contact_id: int | None) -> Any:
     form = ContactForm()
     own_schools = admin.list_schools(sess, district.id)
     form.schools.choices = _choices((s.id, s.name) for s in own_schools)
-    form.agency.choices = _choices([("", "none")] + [(a.code, a.name)
-                                                     for a in admin.list_agencies(sess)])
+    agencies = list(admin.list_agencies(sess, district.id))
+    if contact is not None and contact.agency is not None and contact.agency not in agencies:
+        agencies.append(contact.agency)  # kept as it is; another one must serve the district
+    form.agency.choices = _choices([("", "none")] + [(a.code, a.name) for a in agencies])
+    readonly = contact is not None and not admin.is_own_contact(contact, district.id)
     if request.method == "GET" and contact is not None:
         form.key.data, form.name.data, form.role.data = contact.key, contact.name, contact.role
         form.sms.data, form.voice.data = contact.sms_number, contact.voice_number
@@ -274,7 +279,7 @@ def contact_edit(contact_id: int | None) -> Any:
         form.active.data = contact.active
         form.agency.data = contact.agency.code if contact.agency else ""
         form.schools.data = [s.id for s in contact.schools]
-    error = None
+    error = admin.shared_contact_message(contact) if readonly and contact else None
     if form.validate_on_submit():
         data = admin.ContactInput(
             key=form.key.data or "", name=form.name.data or "", role=form.role.data or "",
@@ -293,7 +298,7 @@ def contact_edit(contact_id: int | None) -> Any:
             return redirect(url_for("admin.contacts"), 303)
     status = 400 if request.method == "POST" else 200
     return render_template("admin/contact_form.html", form=form, contact=contact, error=error,
-                           district=district), status
+                           district=district, readonly=readonly), status
 
 
 @bp.post("/contacts/<int:contact_id>/active")
@@ -338,7 +343,8 @@ def user_new() -> Any:
     form.schools.choices = _choices((s.id, s.name)
                                     for s in admin.list_schools(sess, district.id))
     form.contact.choices = _choices([("", "none")] + [
-        (str(c.id), c.name) for c in admin.list_contacts(sess, district.id)])
+        (str(c.id), c.name) for c in admin.list_contacts(sess, district.id)
+        if admin.is_own_contact(c, district.id)])
     error = None
     if form.validate_on_submit():
         contact = form.contact.data
