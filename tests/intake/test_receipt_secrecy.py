@@ -50,6 +50,16 @@ def _conversation(client: Any, code: str) -> str:
     return client.get("/followup/tip").get_data(as_text=True)
 
 
+def _sent_own(client: Any) -> tuple[str, str, str]:
+    """A tip sent from the client's own page: (its CSRF token, its nonce, the code shown)."""
+    token, html = open_form(client)
+    nonce = nonce_from(html)
+    assert nonce
+    code = _code(_send(client, token, nonce).get_data(as_text=True))
+    assert code
+    return token, nonce, code
+
+
 def _victim_sent(app: Any) -> tuple[Any, str, str, str]:
     """A victim's tip sent from their own page: (attacker's client, the attacker's CSRF token,
     the victim's nonce, the victim's code)."""
@@ -109,9 +119,7 @@ def test_a_double_send_in_the_same_session_shows_its_own_receipt_and_makes_one_t
     app, db_session, demo_directory
 ) -> None:
     reporter = app.test_client()
-    token, html = open_form(reporter)
-    nonce = nonce_from(html)
-    first = _code(_send(reporter, token, nonce).get_data(as_text=True))
+    token, nonce, first = _sent_own(reporter)
     again = _code(_send(reporter, token, nonce).get_data(as_text=True))
     assert first and first == again
     assert len(_tips(db_session)) == 1
@@ -120,10 +128,7 @@ def test_a_double_send_in_the_same_session_shows_its_own_receipt_and_makes_one_t
 def test_a_repeat_long_after_the_tip_shows_no_code(app, db_session, demo_directory) -> None:
     """A resubmitted page on a shared computer an hour later does not show the code again."""
     reporter = app.test_client()
-    token, html = open_form(reporter)
-    nonce = nonce_from(html)
-    code = _code(_send(reporter, token, nonce).get_data(as_text=True))
-    assert code
+    token, nonce, code = _sent_own(reporter)
     (tip,) = _tips(db_session)
     db_session.execute(update(Tip).where(Tip.id == tip.id)
                        .values(created_at=tip.created_at - timedelta(hours=1)))
@@ -139,10 +144,7 @@ def test_after_leave_the_same_browser_cannot_show_the_code_again(
     app, db_session, demo_directory
 ) -> None:
     reporter = app.test_client()
-    token, html = open_form(reporter)
-    nonce = nonce_from(html)
-    code = _code(_send(reporter, token, nonce).get_data(as_text=True))
-    assert code
+    token, nonce, code = _sent_own(reporter)
     reporter.post("/followup/leave", data={"csrf_token": token})
     again = _send(reporter, token, nonce).get_data(as_text=True)
     assert code not in again
