@@ -1,25 +1,93 @@
-"""Logging that never records who a reporter is.
+"""Logging that never records who a reporter is, at any level (web, workers and CLI).
 
-Request logs of the development server start with the client address; the filter here
-replaces it. Gunicorn's access format (config/gunicorn.conf.py) leaves address and user agent
-out, and waitress (the embedded server) writes no access log.
+Two lines of defence, both installed by ``configure_logging``:
+
+1. Third-party loggers that print payloads are held at WARNING whatever
+   ``TIPLINE_LOG_LEVEL`` says: at DEBUG Pillow's TIFF reader prints every EXIF tag value
+   (maker, model, description, GPS), urllib3 prints every request line (Twilio media URLs and
+   SIDs), the Twilio SDK prints every API request at INFO, and Werkzeug's request log starts
+   with the client address.
+2. A filter on our handlers rewrites whatever still gets through: phone numbers (E.164, also
+   URL-encoded), IPv4 and IPv6 addresses, Twilio API URLs and message, media, call and
+   recording SIDs, in the message and in tracebacks.
+
+Gunicorn's access format (config/gunicorn.conf.py) leaves address and user agent out, and
+waitress (the embedded server) writes no access log.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 
-_ADDR = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]{2,39}|\[[0-9a-fA-F:]+\]) - - ")
+# Loggers that print request lines, payloads or image metadata below WARNING.
+QUIET_LOGGERS = (
+    "PIL",  # TiffImagePlugin: EXIF tag values; PngImagePlugin: text chunks
+    "urllib3",  # connectionpool: method, URL and status of every request
+    "requests",
+    "charset_normalizer",  # guesses the encoding of response bodies
+    "twilio",  # twilio.http_client: every API request's URL and query at INFO
+    "werkzeug",  # the development server's request log: client address first
+)
+
+_PHONE = re.compile(r"(?:\+|%2[bB])\d{7,15}\b")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_TWILIO_URL = re.compile(r"https?://[\w.-]*twilio\.com/\S*")
+_SID = re.compile(r"\b(MM|ME|SM|CA|RE|TR)[0-9a-fA-F]{32}\b")
 
 
-class NoClientAddress(logging.Filter):
+def _ipv6(match: re.Match[str]) -> str:
+    try:
+        ipaddress.IPv6Address(match.group(0))
+    except ValueError:
+        return match.group(0)  # a time of day, a MAC-like token: not an address
+    return "[address]"
+
+
+def redact(text: str) -> str:
+    """``text`` with phone numbers, IP addresses, Twilio URLs and SIDs replaced."""
+    text = _TWILIO_URL.sub("[twilio-url]", text)
+    text = _SID.sub(lambda m: m.group(1) + "[sid]", text)
+    text = _PHONE.sub("[phone]", text)
+    text = _IPV4.sub("[address]", text)
+    return _IPV6.sub(_ipv6, text)
+
+
+class Redact(logging.Filter):
+    """Rewrites a record's message, traceback and stack so no identifier reaches a handler."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        if _ADDR.match(msg):
-            record.msg = _ADDR.sub("- - - ", msg)
-            record.args = ()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+def redact_handlers(logger: logging.Logger | None = None, **_: object) -> None:
+    """Put the filter on every handler of ``logger`` (default: root) that lacks it.
+
+    Connected to Celery's ``after_setup_logger``/``after_setup_task_logger``: a worker adds
+    handlers of its own (the ``celery.task`` one does not propagate to ours).
+    """
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, Redact) for f in handler.filters):
+            handler.addFilter(Redact())
+
+
+def _cover_celery_handlers() -> None:
+    from celery import signals
+
+    for signal in (signals.after_setup_logger, signals.after_setup_task_logger):
+        signal.connect(redact_handlers, weak=False, dispatch_uid="tipline-redact")
 
 
 def configure_logging(level: str) -> None:
@@ -28,10 +96,12 @@ def configure_logging(level: str) -> None:
         handler = logging.StreamHandler()
         handler._tipline = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.addFilter(NoClientAddress())
+        handler.addFilter(Redact())
         root.addHandler(handler)
+    _cover_celery_handlers()
     root.setLevel(level)
-    logging.getLogger("werkzeug").addFilter(NoClientAddress())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # waitress logs queue depth warnings only; keep them.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     # The embedded filesystem broker has no host; kombu warns about that at every start.

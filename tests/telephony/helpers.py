@@ -85,9 +85,9 @@ def tip_messages(session: Session, tip_id: int) -> list[str]:
 
 
 def send_mms(client, server: MediaServer, items: list[tuple[bytes, str]], body: str = "",
-             sid: str | None = None):
+             sid: str | None = None, frm: str = REPORTER):
     sid = sid or new_sid("MM")
-    params = webhook_example("sms_inbound", "example_mms", From=REPORTER, Body=body,
+    params = webhook_example("sms_inbound", "example_mms", From=frm, Body=body,
                              MessageSid=sid, SmsSid=sid, SmsMessageSid=sid,
                              NumMedia=str(len(items)))
     params.pop("MediaUrl0", None)

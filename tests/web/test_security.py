@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 
-from tipline.logconfig import NoClientAddress
+from tipline.logconfig import Redact
 from tipline.web.security import CSP
 
 
@@ -48,7 +48,7 @@ def test_pages_load_nothing_from_elsewhere(client, demo_directory) -> None:
 
 
 def test_log_filter_removes_a_leading_client_address() -> None:
-    f = NoClientAddress()
+    f = Redact()
     for addr in ("203.0.113.9", "2001:db8::1", "[2001:db8::1]"):
         rec = logging.LogRecord("werkzeug", logging.INFO, __file__, 1,
                                 '%s - - [22/Nov/2026 10:00:00] "GET / HTTP/1.1" 200 -', (addr,),

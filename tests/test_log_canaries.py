@@ -1,0 +1,213 @@
+"""At DEBUG, nothing that identifies a reporter reaches the logs, third-party loggers included.
+
+Logging is configured at DEBUG exactly as the web, the workers and the CLI configure it
+(``create_app`` calls ``configure_logging(settings.log_level)``). Then a web tip with a photo
+whose EXIF text tags and GPS hold canary strings, a signed SMS and an MMS from a canary
+number, the media worker (the real Twilio SDK against the Prism mock, the media fetched over
+HTTP) and a staff reply relayed by SMS all run, and every line the log handlers wrote is
+scanned for every canary.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from tests.conftest import BoundDatabase
+from tests.intake.helpers import nonce_from, open_form, tip_fields
+from tests.telephony.conftest import (
+    _fresh_school_index,
+    media_server,
+    tw_settings,
+    twilio_mock_url,
+)
+from tests.telephony.helpers import run_all, send_mms, send_sms, staff_reply
+from tests.twilio_support import (
+    TEST_ACCOUNT_SID,
+    TEST_AUTH_TOKEN,
+    TEST_FROM_NUMBER,
+    RecordingHttpClient,
+)
+from tipline import crypto
+from tipline.db import utcnow
+from tipline.telephony import media
+from tipline.telephony.client import RestTwilioGateway
+from tipline.tips.models import Tip
+
+__all__ = ["_fresh_school_index", "media_server", "tw_settings", "twilio_mock_url"]
+
+PHONE = "+13145550163"
+ADDRESS = "203.0.113.77"
+FORWARDED = "198.51.100.9"
+AGENT = "CanaryBrowser/7.7 (DeviceModel-QX81)"
+WEB_TEXT = "Canary web words: Morgan Sample hides a knife in gym bag 5521"
+SMS_TEXT = "Canary sms words: Riley Placeholder brings a gun on Tuesday"
+STAFF_TEXT = "Canary staff question for Riley about Tuesday"
+EXIF = {
+    0x010E: "ExifDescriptionCanary",  # ImageDescription
+    0x010F: "ExifMakeCanary",  # Make
+    0x0110: "ExifModelCanary",  # Model
+    0x013B: "ExifArtistCanary",  # Artist
+    0x8298: "ExifCopyrightCanary",  # Copyright
+    0x0131: "ExifSoftwareCanary",  # Software
+}
+GPS = {1: "N", 2: (38.0, 37.0, 41.2293), 3: "W", 4: (90.0, 12.0, 5.6189),
+       18: "GpsDatumCanary", 29: "2026:11:30"}
+
+
+def photo_with_canaries(size: tuple[int, int] = (64, 48)) -> bytes:
+    exif = Image.Exif()
+    for tag, value in EXIF.items():
+        exif[tag] = value
+    exif[0x8825] = GPS
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, "JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+# Made before logging is captured: the test's own encoding is not the app's logging.
+PHOTO = photo_with_canaries()
+
+
+def _phone_forms(number: str) -> list[str]:
+    digits = number.lstrip("+")
+    local = digits[-10:]
+    return [number, digits, local, f"({local[:3]}) {local[3:6]}-{local[6:]}",
+            f"{local[:3]}-{local[3:6]}-{local[6:]}", "%2B" + digits]
+
+
+def canaries(media_urls: list[str]) -> list[str]:
+    words = [*_phone_forms(PHONE), ADDRESS, FORWARDED, AGENT, "CanaryBrowser",
+             "DeviceModel-QX81", WEB_TEXT, "Morgan Sample", SMS_TEXT, "Riley Placeholder",
+             STAFF_TEXT, *EXIF.values(), "GpsDatumCanary", "41.2293", "5.6189"]
+    for url in media_urls:
+        words.append(url)
+        words += re.findall(r"(?:MM|ME)[0-9a-f]{32}", url)
+    return words
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """Everything the configured log handlers write, at DEBUG, as the app configures it."""
+    from tipline.logconfig import configure_logging
+
+    configure_logging("DEBUG")
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, "_tipline", False)]
+    assert ours, "configure_logging installed no handler"
+    sink = io.StringIO()
+    saved = [h.setStream(sink) for h in ours]  # type: ignore[attr-defined]
+    try:
+        yield sink
+    finally:
+        for handler, stream in zip(ours, saved, strict=True):
+            handler.setStream(stream)  # type: ignore[attr-defined]
+        configure_logging("INFO")
+
+
+@pytest.fixture
+def debug_app(tw_settings, pg_engine, connection, queue, vault, log_lines) -> Any:
+    from tipline.app import create_app
+
+    application = create_app(tw_settings.with_overrides(log_level="DEBUG"),
+                             db=BoundDatabase(pg_engine, connection), queue=queue)
+    application.config.update(TESTING=True)
+    crypto.install(vault)
+    assert logging.getLogger().level == logging.DEBUG
+    return application
+
+
+def test_no_canary_reaches_the_logs_at_debug(debug_app, log_lines, db_session, vault, queue,
+                                             demo_directory, media_server,
+                                             twilio_mock_url) -> None:
+    client = debug_app.test_client()
+    client.environ_base.update({"REMOTE_ADDR": ADDRESS, "HTTP_USER_AGENT": AGENT,
+                                "HTTP_X_FORWARDED_FOR": FORWARDED})
+    # The web form, with a photo full of metadata.
+    token, html = open_form(client)
+    resp = client.post("/report", data=tip_fields(
+        token, body=WEB_TEXT, submission=nonce_from(html),
+        attachments=[(io.BytesIO(PHOTO), "IMG_2041.JPG", "image/jpeg")],
+    ), content_type="multipart/form-data")
+    assert resp.status_code == 200
+    # A text and a picture message from the canary number, signed as Twilio signs them.
+    assert send_sms(client, SMS_TEXT, frm=PHONE).status_code == 200
+    send_sms(client, "vashon", frm=PHONE)
+    send_mms(client, media_server, [(PHOTO, "image/jpeg")], body="",
+             frm=PHONE)
+    media_urls = [media_server.base_url + path for path in media_server.files]
+    # The media worker: fetch over HTTP, strip, seal, store, delete at Twilio (the real SDK).
+    http = RecordingHttpClient()
+    gateway = RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER,
+                                api_base=twilio_mock_url, http_client=http)
+    assert run_all(db_session, vault, gateway, queue) == ["done"]
+    # A staff question relayed to the reporter's phone.
+    tip = db_session.execute(select(Tip).where(Tip.channel == "sms")).scalar_one()
+    msg = staff_reply(db_session, tip, STAFF_TEXT)
+    assert media.relay_sms(db_session, gateway, msg.id, utcnow()) == "sent"
+    assert any(r.data.get("To") == PHONE for r in http.sent)  # it really went to the number
+    logging.getLogger("tipline.test").debug("end of the canary run")
+
+    written = log_lines.getvalue()
+    assert "end of the canary run" in written  # the capture works at DEBUG
+    leaks = [(word, line) for line in written.splitlines()
+             for word in canaries(media_urls) if word in line]
+    assert not leaks, "\n".join(sorted({f"{word!r} in: {line[24:300]}" for word, line in leaks}))
+
+
+def test_werkzeug_request_log_and_library_debug_stay_quiet_at_debug(log_lines) -> None:
+    logging.getLogger("werkzeug").info('%s - - [04/Dec/2026 10:00:00] "GET /report HTTP/1.1" '
+                                       '200 -', ADDRESS)
+    logging.getLogger("urllib3.connectionpool").debug(
+        '%s "GET %s HTTP/1.1" 200 1234', "https://api.twilio.com:443", "/Media/ME" + "1" * 32)
+    logging.getLogger("PIL.TiffImagePlugin").debug("Tag 271, Type: 2, Value: %r", "SpyPhone")
+    written = log_lines.getvalue()
+    assert ADDRESS not in written and "ME111" not in written and "SpyPhone" not in written
+
+
+def test_what_gets_through_is_redacted(log_lines) -> None:
+    log = logging.getLogger("tipline.canary")
+    log.warning("relay to %s failed: The 'To' number %s is not a valid phone number.", PHONE,
+                PHONE)
+    log.error("from %s and %s via [%s]", ADDRESS, "2001:db8::5a:77", "fe80::1%eth0")
+    log.info("media https://api.twilio.com/2010-04-01/Accounts/AC%s/Messages/MM%s/Media/ME%s",
+             "0" * 32, "a" * 32, "b" * 32)
+    log.info("query To=%%2B%s sent at 10:00:00 by job 1733300000", PHONE.lstrip("+"))
+    try:
+        raise RuntimeError(f"Twilio refused {PHONE} from {ADDRESS}")
+    except RuntimeError:
+        log.exception("send failed")
+    written = log_lines.getvalue()
+    for word in (*_phone_forms(PHONE), ADDRESS, "2001:db8::5a:77", "fe80::1", "a" * 32,
+                 "b" * 32, "api.twilio.com"):
+        assert word not in written, word
+    # ...and the rest of each line is still there to read.
+    assert "is not a valid phone number" in written and "10:00:00" in written
+    assert "job 1733300000" in written and "RuntimeError: Twilio refused [phone]" in written
+
+
+def test_a_celery_worker_s_own_handlers_redact_too(log_lines) -> None:
+    """A worker adds handlers (``celery.task`` does not propagate); they get the filter."""
+    from celery import signals
+
+    from tipline.logconfig import Redact
+
+    task_logger = logging.getLogger("celery.task")
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    task_logger.addHandler(handler)
+    try:
+        signals.after_setup_task_logger.send(sender=None, logger=task_logger, loglevel=10,
+                                             logfile=None, format="", colorize=False)
+        assert any(isinstance(f, Redact) for f in handler.filters)
+        task_logger.error("task failed for %s", PHONE)
+    finally:
+        task_logger.removeHandler(handler)
+    assert PHONE not in sink.getvalue() and "[phone]" in sink.getvalue()
