@@ -89,9 +89,11 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
     )
     app.extensions["tipline_limiter"] = limiter
     if settings.trusted_proxy_hops:
-        # The client address (for the rate limits) and scheme as the trusted proxies saw them.
+        # The client address (for the rate limits) as the trusted proxies saw it. Only the
+        # address: a forwarded https scheme would switch on Flask-WTF's HTTPS Referer check,
+        # and browsers send no Referer here (no-referrer), so every form would fail.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=settings.trusted_proxy_hops)
+            app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0, x_host=0)
     install_security_headers(app, settings.https)
 
     from tipline.health.views import bp as health_bp

@@ -83,3 +83,15 @@ def test_with_no_trusted_proxy_the_forwarded_header_is_ignored(build_app) -> Non
         assert Reporter(app, forged).wrong_code() == 429, forged
     _exhaust_sign_in(Reporter(app, "198.51.100.7"))
     assert Reporter(app, "198.51.100.8").wrong_password(0) == 429
+
+
+def test_forms_work_through_a_tls_proxy(build_app, demo_directory) -> None:
+    """Browsers send no Referer (Referrer-Policy: no-referrer); trusting the forwarded scheme
+    would turn on Flask-WTF's HTTPS Referer check and refuse every form behind the proxy."""
+    from tests.intake.helpers import post_tip
+
+    client = client_at(build_app(trusted_proxy_hops=1), PROXY)
+    client.environ_base.update({"HTTP_X_FORWARDED_FOR": "198.51.100.7",
+                                "HTTP_X_FORWARDED_PROTO": "https"})
+    resp = post_tip(client)
+    assert resp.status_code == 200 and 'id="receipt-code"' in resp.get_data(as_text=True)
