@@ -231,3 +231,17 @@ def test_the_pages_offer_and_accept_only_the_districts_own(
     assert resp.status_code == 400
     db_session.expire_all()
     assert _snapshot(db_session) == before
+
+
+def test_a_contact_keeps_an_agency_it_already_has(db_session: Session, two: Two) -> None:
+    """An agency set by the directory file before the tie existed stays on re-save; it cannot
+    be chosen for another contact."""
+    two.north_counselor.agency = _agency(db_session, "slpd")
+    db_session.flush()
+    saved = admin.save_contact(db_session, two.admin, _input(two.north_counselor,
+                                                             name="Renamed"),
+                               two.north_counselor.id)
+    assert saved.agency is not None and saved.agency.code == "slpd"
+    with pytest.raises(DirectoryError, match="police agency 'slpd' does not serve"):
+        admin.save_contact(db_session, two.admin, admin.ContactInput(
+            key="north-other", name="Other", role="counselor", agency_code="slpd"))

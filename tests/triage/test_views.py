@@ -421,6 +421,26 @@ def test_acknowledge_stops_the_alerts(client: Any, world: World, db_session: Ses
     assert d.status == "acknowledged"
 
 
+def test_a_liaisons_acknowledgement_leaves_the_school_alerted(
+        client: Any, world: World, db_session: Session) -> None:
+    """The county tip also alerted the school's counselor: the liaison's click stops the
+    liaison's alert only; the tip stays new for the school, and the liaison's button goes."""
+    from tests.triage.conftest import dispatch_to
+
+    t = world.tips["county"]
+    school = dispatch_to(db_session, t, t.__dict__["_job_id"], "cty-northview-counselor")
+    db_session.commit()
+    login(client, world.liaison)
+    assert post(client, t, "acknowledge").status_code == 303
+    assert "Acknowledge this tip" not in tip_page(client, t)
+    db_session.refresh(t)
+    db_session.refresh(school)
+    assert t.acknowledged_at is None and t.status == "new" and school.status == "active"
+    county = client.application.test_client()
+    login(county, world.county_admin)
+    assert "Acknowledge this tip" in tip_page(county, t)
+
+
 @pytest.mark.parametrize("name, shown", [("abuse", True), ("roosevelt", False)])
 def test_mandated_reporter_prompt_only_on_abuse(client: Any, world: World, name: str,
                                                 shown: bool) -> None:

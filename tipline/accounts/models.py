@@ -39,7 +39,7 @@ class StaffUser(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(20))
     district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"))
-    # A police liaison sees what is routed to this contact (and its agency).
+    # A police liaison sees exactly the tips whose alert was sent to this contact.
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     password_hash: Mapped[str] = mapped_column(String(200))
     # The password was chosen by someone else (an administrator's one-time password, one typed

@@ -20,6 +20,7 @@ from tipline.accounts.models import Role, StaffUser, staff_schools
 from tipline.audit.services import record
 from tipline.directory.models import Contact, School
 from tipline.jobs import JobQueue, after_commit
+from tipline.routing.ack import OPEN as ACK_OPEN
 from tipline.routing.ack import acknowledge_tip
 from tipline.routing.models import Dispatch, RoutingJob
 from tipline.tips.models import Attachment, Category, Channel, Message, Note, Severity, Status, Tip
@@ -286,6 +287,9 @@ class TipDetail:
     can_write: bool = False
     can_manage: bool = False  # reply, status, assign, re-triage (CASE_ROLES)
     show_explanation: bool = True
+    # The acknowledge button: for a liaison, while an alert to their own contact is open (their
+    # click stops their agency's alerts, not the school's); for staff, until the tip is taken.
+    can_acknowledge: bool = False
 
 
 def read_tip(session: Session, user: StaffUser, uid: str, now: datetime) -> TipDetail:
@@ -352,6 +356,9 @@ def read_tip(session: Session, user: StaffUser, uid: str, now: datetime) -> TipD
         reported_by_me=any(r.user_id == user.id for r, _n in reports),
         can_write=user.role in WRITE_ROLES, can_manage=user.role in CASE_ROLES,
         show_explanation=show_explanation,
+        can_acknowledge=user.role in WRITE_ROLES and (
+            any(x.status in ACK_OPEN for x in dispatches) if user.role == Role.POLICE_LIAISON
+            else tip.acknowledged_at is None),
     )
     if detail.can_manage:
         detail.assignees = assignable_users(session, tip)
