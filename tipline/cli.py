@@ -11,8 +11,9 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,7 @@ def run(host: str, port: int, data_dir: str | None, demo: bool, worker: bool) ->
     try:
         if worker:
             children.add(_spawn_worker(settings, env))
+            children.restart_when_exited(lambda: _spawn_worker(settings, env))
         click.echo("")
         click.echo(f"tipline is running: open {settings.public_url}/")
         click.echo(f"  data directory: {settings.data_dir.resolve()}")
@@ -155,6 +157,8 @@ def _spawn_worker(settings: Settings, env: dict[str, str]) -> subprocess.Popen[b
 # people expect. Cutting a task short loses nothing: tasks are idempotent and the sweep
 # re-routes a tip whose routing did not finish.
 STOP_GRACE_SECONDS = 3.0
+# How often `tipline run` checks that its worker is still running (and restarts it if not).
+WORKER_CHECK_SECONDS = 1.0
 WEB_DRAIN_SECONDS = 2.0
 
 
@@ -170,6 +174,26 @@ class _Children:
         self._procs.append(proc)
         if self._deadline is not None:  # a signal came while it was starting
             self._signal(proc, signal.SIGTERM)
+
+    def restart_when_exited(self, spawn: Callable[[], subprocess.Popen[bytes]],
+                            every: float = WORKER_CHECK_SECONDS) -> None:
+        """Start the worker again whenever it exits on its own (killed, or Celery giving up
+        on the broker), as ``restart: unless-stopped`` does in docker-compose.yml; never
+        once stopping has begun."""
+
+        def watch() -> None:
+            while self._deadline is None:
+                time.sleep(every)
+                for proc in list(self._procs):
+                    if proc.poll() is None or self._deadline is not None:
+                        continue
+                    click.echo(f"tipline: the worker exited ({proc.returncode}); restarting it",
+                               err=True)
+                    self._signal(proc, signal.SIGKILL)  # what is left of its group
+                    self._procs.remove(proc)
+                    self.add(spawn())
+
+        threading.Thread(target=watch, name="tipline-worker-watch", daemon=True).start()
 
     def stop_on_signals(self) -> None:
         """SIGTERM and Ctrl+C start the children's warm shutdown at once, then leave the web

@@ -27,6 +27,11 @@ def make_celery(app: Flask) -> Celery:
                 return super().__call__(*args, **kwargs)
 
     celery.Task = AppContextTask  # type: ignore[misc]
+    if str(celery.conf.broker_url).startswith("redis://"):  # rediss: kombu's own (TLS)
+        # A worker must survive Redis going away mid-task: see workers/brokerfix.py.
+        from workers.brokerfix import TRANSPORT
+
+        celery.conf.broker_transport = TRANSPORT
     celery.set_default()
     import workers.tasks
 

@@ -7,9 +7,12 @@ must hold neither the tip's text nor the client's address.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +73,50 @@ def test_embedded_default_routes_a_web_tip_within_seconds(tmp_path) -> None:
     assert CLIENT not in logs
     assert "tipline-e2e-agent" not in logs
     assert "WOMBAT" not in logs
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_embedded_runner_restarts_a_killed_worker(tmp_path) -> None:
+    """`tipline run` restarts its worker when it dies, as docker-compose does; a tip sent
+    while it was down is routed once the new worker is up (the sweep finds it)."""
+    port = free_port()
+    data = tmp_path / "data"
+    proc = start("tipline-run", [str(VENV_BIN / "tipline"), "run", "--port", str(port),
+                                 "--data-dir", str(data)], base_env(), tmp_path)
+    try:
+        wait_http(f"http://127.0.0.1:{port}", timeout=60)
+        [worker] = wait_for(lambda: _children(proc.popen.pid), 30, "the worker process")
+        os.killpg(worker, signal.SIGKILL)
+        client = Browserless(f"http://127.0.0.1:{port}")
+        t0 = time.monotonic()
+        status, page = client.submit_tip("Tip while the worker is down: a fight on Friday")
+        assert status == 200 and receipt_code(page)
+        replaced = wait_for(lambda: [p for p in _children(proc.popen.pid) if p != worker], 30,
+                            "a new worker")
+        db = data / "tipline.sqlite3"
+
+        def routed() -> bool:
+            with sqlite3.connect(db) as conn:
+                jobs = conn.execute("SELECT status FROM routing_jobs").fetchall()
+                sent = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            return jobs == [("done",)] and sent > 0
+
+        wait_for(routed, 60, "the tip routed by the restarted worker")
+        took = time.monotonic() - t0
+        assert replaced and "restarting it" in proc.output()
+        assert took < 30, took
+        print(f"embedded: worker killed -> tip routed by the restarted worker in {took:.1f} s")
+    finally:
+        proc.stop()

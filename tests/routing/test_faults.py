@@ -253,6 +253,44 @@ def test_tips_during_a_redis_restart_are_all_routed_once(world: World) -> None:
             assert _sms_to(w.stub, number, ref) == 1, (ref, number)
 
 
+def test_a_worker_keeps_running_when_redis_goes_away_mid_task(world: World) -> None:
+    """Celery/kombu 5.7 made the worker exit here (workers/brokerfix.py); it must stay up,
+    reconnect, finish the task it had, and take new work, without being restarted."""
+    w = world
+    counselor = "+13145550103"  # Soldan counselor
+    slow: list[str] = []
+
+    def rule(kind: str, form: dict[str, str]) -> Any:
+        if kind == "sms" and form.get("To") == counselor and not slow:
+            slow.append(form["Body"])
+            return ("accept-hang", 8)  # a task still running while Redis is away
+        return None
+
+    w.stub.rule = rule
+    worker = w.worker("steadfast")
+    try:
+        wait_for(lambda: "ready" in worker.output(), 60, "the worker to start")
+        first = w.tip("slps-soldan", "Someone is selling vapes in the bathroom")
+        wait_for(lambda: slow, 60, "the SMS to be in flight")
+        w.redis.stop()
+        time.sleep(12)  # the task ends and acknowledges while Redis is away
+        assert worker.popen.poll() is None, worker.output()[-3000:]
+        w.redis, _ = start_redis(w.tmp, port=w.redis_port)
+        second = w.tip("slps-soldan", "Another tip after Redis came back")
+        wait_for(lambda: _all_sent(w, second, 3) and _all_sent(w, first, 3), 60,
+                 "both tips routed and alerted by the same worker", interval=0.5)
+        assert worker.popen.poll() is None
+    finally:
+        _stop(worker)
+        w.stub.rule = None
+    assert "Unrecoverable error" not in worker.output()
+    for ref in (first, second):
+        for _id, _channel, status, _attempts, number in w.deliveries(ref):
+            assert status == "sent"
+            created = [c for c in w.stub.created if c["to"] == number and ref in c["body"]]
+            assert len(created) == 1, (ref, number)
+
+
 def test_smtp_down_then_back_delivers_each_email_once(world: World) -> None:
     w = world
     counselor_sms = "+13145550105"  # Carnahan counselor: sms, then email
