@@ -19,6 +19,7 @@ from tipline.jobs import CeleryQueue, RecordingQueue
 from tipline.routing.models import RoutingJob
 from tipline.telephony import media
 from tipline.telephony.models import TaskStatus, TelephonyTask
+from tipline.telephony.spool import SPOOL_TASK, open_inbound
 from tipline.tips.models import Tip
 
 
@@ -35,17 +36,53 @@ def dead_db_client(tw_settings, queue, vault) -> Iterator[Any]:
     db.dispose()
 
 
-def test_sms_when_the_database_is_down_says_where_to_get_help(dead_db_client, queue) -> None:
+def test_sms_when_the_database_is_down_is_held_not_lost(dead_db_client, queue, vault) -> None:
     text = reply_text(send_sms(dead_db_client, "someone has a gun at roosevelt"))
     assert text is not None
-    assert "could not save" in text and "911" in text and "988" in text
-    assert queue.sent == []
+    assert "being saved" in text and "911" in text and "988" in text
+    assert "received" not in text  # not before the commit
+    [(name, args)] = queue.sent
+    assert name == SPOOL_TASK
+    sid, sealed = args
+    assert "gun" not in sealed and "roosevelt" not in sealed  # sealed, in the broker too
+    assert open_inbound(vault, sid, sealed).body == "someone has a gun at roosevelt"
 
 
 def test_spanish_sms_when_the_database_is_down_is_answered_in_spanish(dead_db_client) -> None:
     text = reply_text(send_sms(dead_db_client, "hay una pistola en la escuela de mi amigo"))
     assert text is not None
-    assert "no pudimos guardar" in text and "911" in text and "988" in text
+    assert "estamos guardando" in text and "911" in text and "988" in text
+
+
+def test_sms_with_database_and_broker_down_says_try_again(dead_db_client, queue) -> None:
+    queue.fail = True  # nowhere to hold it: the texter is told it was not saved
+    text = reply_text(send_sms(dead_db_client, "someone has a gun at roosevelt"))
+    assert text is not None
+    assert "could not save" in text and "911" in text and "988" in text
+
+
+def test_a_held_text_is_stored_once_the_database_is_back_then_answered(
+        dead_db_client, queue, vault, db_session, demo_directory) -> None:
+    from tipline.telephony.client import FakeTwilioGateway
+    from tipline.telephony.spool import take_in_held
+
+    send_sms(dead_db_client, "someone has a gun at roosevelt", frm="+13145550177")
+    [(_name, (sid, sealed))] = queue.sent
+    fake = FakeTwilioGateway()
+    later = RecordingQueue()
+    kwargs: dict[str, Any] = {"conversation_days": 30, "staff": None,
+                              "status_callback": "https://tips.example.org/twilio/sms/status"}
+    first = take_in_held(db_session, vault, later, fake, sid, sealed, utcnow(), **kwargs)
+    assert first.kind == "new_tip" and first.replied
+    tip = db_session.execute(select(Tip)).scalar_one()
+    job = db_session.execute(select(RoutingJob).where(RoutingJob.tip_id == tip.id)).scalar_one()
+    assert ("tipline.route_job", (job.id,)) in later.sent  # published after the commit
+    [reply] = fake.sent
+    assert reply["to"] == "+13145550177" and "911" in reply["body"]
+    # The broker delivers the task again (a worker died after the commit): still one tip.
+    again = take_in_held(db_session, vault, later, fake, sid, sealed, utcnow(), **kwargs)
+    assert again.kind == "duplicate"
+    assert [t.id for t in db_session.execute(select(Tip)).scalars()] == [tip.id]
 
 
 def test_voice_when_the_database_is_down_says_where_to_get_help(dead_db_client) -> None:

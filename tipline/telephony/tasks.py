@@ -61,6 +61,18 @@ def run_relay_sms(message_id: int) -> str:
                                status_callback=status_callback_url(svc))
 
 
+def run_held_sms(sid: str, sealed: str) -> str:
+    """Take in a text the webhook held while the database was down (``spool``)."""
+    from tipline.telephony.sms import staff_handler
+    from tipline.telephony.spool import take_in_held
+
+    svc = _svc()
+    with svc.db.sessions() as session:
+        return take_in_held(session, svc.vault, svc.queue, gateway_for(svc), sid, sealed,
+                            utcnow(), conversation_days=svc.settings.sms_conversation_days,
+                            staff=staff_handler(), status_callback=status_callback_url(svc)).kind
+
+
 def run_telephony_sweep() -> media.SweepResult:
     svc = _svc()
     with svc.db.sessions() as session:
@@ -82,6 +94,19 @@ def register_tasks(celery: Celery) -> None:
     @celery.task(name=media.RELAY_TASK, **retry, **opts)
     def relay_sms(message_id: int) -> None:
         run_relay_sms(message_id)
+
+    # A text held while the database was down: retried until the database is back (up to
+    # about 100 minutes, at most 30 s apart), so a restart loses no text.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tipline.telephony.client import TwilioTransientError
+    from tipline.telephony.spool import SPOOL_TASK
+
+    @celery.task(name=SPOOL_TASK, autoretry_for=(SQLAlchemyError, TwilioTransientError),
+                 retry_backoff=2, retry_backoff_max=30, retry_jitter=True, max_retries=200,
+                 **opts)
+    def held_sms(sid: str, sealed: str) -> None:
+        run_held_sms(sid, sealed)
 
     @celery.task(name=SWEEP_TASK, **opts)
     def telephony_sweep() -> None:

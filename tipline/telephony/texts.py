@@ -75,6 +75,8 @@ _SMS = {
         "language": "Tip line: we will text you in English.",
         "unavailable": "Tip line: we could not save your message right now. Please try again "
                        "in a few minutes.",
+        "held": "Tip line: your message is being saved; we will text you when it is. You do "
+                "not need to send it again.",
     },
     "es": {
         "received": "Línea de avisos: recibimos su mensaje. No comparta su nombre.",
@@ -100,6 +102,8 @@ _SMS = {
         "language": "Línea de avisos: le escribiremos en español.",
         "unavailable": "Línea de avisos: no pudimos guardar su mensaje ahora. Intente de nuevo "
                        "en unos minutos.",
+        "held": "Línea de avisos: estamos guardando su mensaje; le escribiremos cuando esté "
+                "guardado. No necesita enviarlo otra vez.",
     },
 }
 

@@ -30,6 +30,7 @@ from tipline.telephony.sms import (
     parse_media,
     staff_handler,
 )
+from tipline.telephony.spool import SPOOL_TASK, seal_inbound
 from tipline.telephony.tasks import status_callback_url
 from tipline.web import db_session, services
 
@@ -140,8 +141,15 @@ def sms() -> Any:
         return _sms_twiml(texts.sms("welcome", "en"))
     except SQLAlchemyError as exc:
         session.rollback()
+        language = detect_language(inbound.body)
+        # Held in the broker until the database is back (tipline.telephony.spool); the
+        # reporter is told it is received only once it is committed.
+        if svc.queue.send_task(SPOOL_TASK, *seal_inbound(svc.vault, inbound)):
+            log.warning("SMS webhook could not store a message (%s); held for the database",
+                        type(exc).__name__)
+            return _sms_twiml(texts.sms("held", language))
         log.error("SMS webhook could not store a message (%s)", type(exc).__name__)
-        return _sms_unavailable(detect_language(inbound.body))
+        return _sms_unavailable(language)
     return _sms_twiml(reply.text)
 
 
