@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tipline.db import Base, UTCDateTime, new_uid, utcnow
@@ -68,3 +68,32 @@ QUEUE_ORDER_INDEX = Index(
     _tips.created_at,
     _tips.id,
 )
+
+
+class TipRead(Base):
+    """When a staff member last opened a tip: what is "new since your last visit", and which
+    reporter messages they have not read (revision 0010)."""
+
+    __tablename__ = "tip_reads"
+    __table_args__ = (UniqueConstraint("user_id", "tip_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReplyTemplate(Base):
+    """One short reply a district offers its staff in one language (staff wording, not tip
+    content, so not sealed). A district without its own rows gets ``replies.DEFAULTS``."""
+
+    __tablename__ = "reply_templates"
+    __table_args__ = (UniqueConstraint("district_id", "language", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    district_id: Mapped[int] = mapped_column(ForeignKey("districts.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(8))
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))

@@ -22,9 +22,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('tips') as batch:
-        batch.add_column(sa.Column('reporter_message_at', tipline.db.UTCDateTime(timezone=True),
-                                   nullable=True))
+    # A plain ADD COLUMN: a batch copy of ``tips`` on SQLite would lose the expression index
+    # ix_tips_queue_order.
+    op.add_column('tips', sa.Column('reporter_message_at',
+                                    tipline.db.UTCDateTime(timezone=True), nullable=True))
     op.create_table(
         'tip_reads',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -66,5 +67,13 @@ def downgrade() -> None:
     with op.batch_alter_table('tip_reads') as batch:
         batch.drop_index(batch.f('ix_tip_reads_tip_id'))
     op.drop_table('tip_reads')
+    # SQLite drops a column by copying the table, which loses the expression index: dropped
+    # first and made again after.
+    op.drop_index('ix_tips_queue_order', table_name='tips')
     with op.batch_alter_table('tips') as batch:
         batch.drop_column('reporter_message_at')
+    op.create_index('ix_tips_queue_order', 'tips', [
+        sa.text('severity DESC'),
+        sa.text('(acknowledged_at IS NOT NULL)'),
+        'created_at', 'id',
+    ], unique=False)
