@@ -22,6 +22,7 @@ from tipline.logconfig import configure_logging
 from tipline.routing.publishing import unpublished_marker
 from tipline.settings import Settings
 from tipline.web import close_session
+from tipline.web.inputs import TiplineFlask
 from tipline.web.security import (
     LIMITER_REDIS_OPTIONS,
     AnonymousKey,
@@ -51,7 +52,7 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
     import tipline
 
     root = __import__("pathlib").Path(tipline.__file__).resolve().parent.parent
-    app = Flask(
+    app = TiplineFlask(  # ids out of the database's range and NUL in a path: 404
         "tipline",
         template_folder=str(root / "templates"),
         static_folder=str(root / "tipline" / "static"),
@@ -127,6 +128,9 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
 
     @app.errorhandler(500)
     def _server_error(_exc: Exception) -> Any:
+        # The failure may have left the request's transaction aborted; the page (its staff
+        # navigation loads the account) must not fail on it too.
+        close_session()
         return render_template("errors/500.html"), 500
 
     return app

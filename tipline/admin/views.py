@@ -545,15 +545,32 @@ def audit_verify() -> Any:
 
 # -- statistics --------------------------------------------------------------------------
 
+# Dates the statistics accept (a far-future end date used to overflow the date arithmetic).
+FIRST_STATS_DATE, LAST_STATS_DATE = date(2000, 1, 1), date(2999, 12, 31)
+
+
+class BadDates(Exception):
+    """A start or end date that is not a date in the accepted range; the message says so."""
+
+
 def _date_arg(name: str) -> date | None:
-    try:
-        return date.fromisoformat(request.values.get(name, ""))
-    except ValueError:
+    raw = request.values.get(name, "").strip()
+    if not raw:
         return None
+    try:
+        value = date.fromisoformat(raw)
+    except ValueError:
+        raise BadDates(f"“{raw[:40]}” is not a date: use the date picker, or YYYY-MM-DD.") \
+            from None
+    if not FIRST_STATS_DATE <= value <= LAST_STATS_DATE:
+        raise BadDates(f"Dates must be between {FIRST_STATS_DATE:%Y-%m-%d} and "
+                       f"{LAST_STATS_DATE:%Y-%m-%d}.")
+    return value
 
 
 def _stats_query(user: StaffUser) -> tuple[District, stats_mod.StatsQuery, date | None,
                                            date | None]:
+    """The district and period asked for; raises BadDates."""
     district = _district(user)
     tz = ZoneInfo(district.timezone)
     first, last = _date_arg("start"), _date_arg("end")
@@ -565,9 +582,26 @@ def _stats_query(user: StaffUser) -> tuple[District, stats_mod.StatsQuery, date 
 @bp.get("/stats")
 @staff_required(*READERS)
 def stats() -> Any:
-    district, query, first, last = _stats_query(current_staff())
+    try:
+        district, query, first, last = _stats_query(current_staff())
+    except BadDates as exc:
+        return _bad_dates(str(exc))
+    return _stats_page(district, query, first, last)
+
+
+def _bad_dates(message: str) -> Any:
+    """The whole period's statistics, with the message next to the date boxes (400)."""
+    district = _district(current_staff())
+    query = stats_mod.StatsQuery(district.id, None, None, district.timezone)
+    return _stats_page(district, query, None, None, date_error=message), 400
+
+
+def _stats_page(district: District, query: stats_mod.StatsQuery, first: date | None,
+                last: date | None, date_error: str | None = None) -> Any:
     result = stats_mod.district_stats(db_session(), query)
     charts = {
+        "severity": bar_chart("chart-severity", "Tips by severity",
+                              [(b.label, b.count) for b in result.by_severity]),
         "category": bar_chart("chart-category", "Tips by category",
                               [(b.label, b.count) for b in result.by_category]),
         "school": bar_chart("chart-school", "Tips by school",
@@ -578,7 +612,7 @@ def stats() -> Any:
                            [(b.label, b.count) for b in result.by_month]),
     }
     return render_template("admin/stats.html", district=district, stats=result, charts=charts,
-                           start=first, end=last, form=ConfirmForm(),
+                           start=first, end=last, form=ConfirmForm(), date_error=date_error,
                            duration=stats_mod.human_duration)
 
 
@@ -588,7 +622,10 @@ def stats_csv() -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     user = current_staff()
-    district, query, first, last = _stats_query(user)
+    try:
+        district, query, first, last = _stats_query(user)
+    except BadDates as exc:
+        return _bad_dates(str(exc))
     sess = db_session()
     body = stats_mod.stats_csv(stats_mod.district_stats(sess, query))
     record(sess, "stats.export", actor=f"user:{user.id}", actor_user_id=user.id,

@@ -31,9 +31,10 @@ def is_valid_twilio_request(public_base: str, auth_token: str) -> bool:
     if not signature:
         return False
     validator = RequestValidator(auth_token)
-    params = request.form.to_dict(flat=False) if request.method == "POST" else {}
-    flat: dict[str, Any] = {k: (v if len(v) > 1 else v[0]) for k, v in params.items()}
-    return bool(validator.validate(public_url_for_request(public_base), flat, signature))
+    # The form as a MultiDict: the validator signs every value of a repeated parameter (a dict
+    # holding a list would make it fail with a TypeError).
+    params: Any = request.form if request.method == "POST" else {}
+    return bool(validator.validate(public_url_for_request(public_base), params, signature))
 
 
 def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:

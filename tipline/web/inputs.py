@@ -1,0 +1,55 @@
+"""What a URL may carry into a view: ids the database can hold, text without NUL characters.
+
+A path like ``/staff/admin/contacts/10000000000000000000`` or ``/staff/tips/%00`` used to reach
+PostgreSQL and fail there (integer out of range; NUL in a text parameter), answering 500.
+These converters make such a path match no route, so it gets the ordinary 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from werkzeug.datastructures import ImmutableDict
+from werkzeug.routing import IntegerConverter, Map, PathConverter, UnicodeConverter
+
+# Ids are PostgreSQL/SQLite INTEGER columns (32-bit signed in PostgreSQL).
+DB_INT_MAX = 2**31 - 1
+
+
+class DbIntConverter(IntegerConverter):
+    """``<int:...>``: at most DB_INT_MAX unless the rule says otherwise."""
+
+    def __init__(self, map: Any, fixed_digits: int = 0, min: int | None = None,
+                 max: int | None = None, signed: bool = False) -> None:
+        super().__init__(map, fixed_digits, min, DB_INT_MAX if max is None else max, signed)
+
+
+class TextConverter(UnicodeConverter):
+    """``<name>`` / ``<string:name>``: one path segment without NUL characters."""
+
+    def __init__(self, map: Any, minlength: int = 1, maxlength: int | None = None,
+                 length: int | None = None) -> None:
+        super().__init__(map, minlength, maxlength, length)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00]")
+
+
+class TextPathConverter(PathConverter):
+    """``<path:name>``: like Werkzeug's, without NUL characters."""
+
+    regex = "[^/\\x00][^\\x00]*?"
+
+
+class TiplineMap(Map):
+    """Werkzeug's URL map with the converters above under the usual names."""
+
+    default_converters = ImmutableDict({
+        **Map.default_converters, "int": DbIntConverter, "default": TextConverter,
+        "string": TextConverter, "path": TextPathConverter,
+    })
+
+
+class TiplineFlask(Flask):
+    """Flask with ``TiplineMap``: in effect for every rule, the static route included."""
+
+    url_map_class = TiplineMap
