@@ -261,3 +261,30 @@ def test_conversation_in_spanish(client, tip_code) -> None:
     html = client.get("/followup/tip").get_data(as_text=True)
     assert '<html lang="es">' in html and "Personal de la escuela" in html
     assert re.search(r"Enviado el \d", html)
+
+
+def test_a_reply_marks_the_tip_and_alerts_whoever_acknowledged(client, db_session, tip_code,
+                                                               queue) -> None:
+    from tests.routing.delivery_support import StaticPlanner, StepSpec
+    from tipline.routing.ack import acknowledge_dispatch
+    from tipline.routing.models import Dispatch, RoutingJob
+    from tipline.routing.services import route_job
+
+    tip_id, code = tip_code
+    job = db_session.execute(select(RoutingJob).where(RoutingJob.tip_id == tip_id)).scalar_one()
+    route_job(db_session, job.id, StaticPlanner([StepSpec(("slps-roosevelt-counselor",))]),
+              queue, utcnow())
+    first = db_session.execute(select(Dispatch).where(Dispatch.tip_id == tip_id)).scalar_one()
+    acknowledge_dispatch(db_session, first.id, via="sms", now=utcnow())
+    db_session.commit()
+    _open(client, code)
+    token = csrf_from(client.get("/followup/tip").get_data(as_text=True))
+    resp = client.post("/followup/tip", data={"csrf_token": token, "body": "It was room 12"})
+    assert resp.status_code == 303
+    db_session.expire_all()
+    assert db_session.get(Tip, tip_id).reporter_message_at is not None
+    notices = db_session.execute(select(Dispatch).where(
+        Dispatch.tip_id == tip_id, Dispatch.status == "notice")).scalars().all()
+    assert [d.contact_id for d in notices] == [first.contact_id]
+    published = [args[0] for name, args in queue.sent if name == "tipline.deliver_alert"]
+    assert notices[0].deliveries[0].id in published

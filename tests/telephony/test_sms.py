@@ -322,3 +322,18 @@ def test_retry_of_a_staff_text_is_not_answered_as_a_reporter(tw_client, db_sessi
         "Acknowledged"
     assert reply_text(send_sms(tw_client, "ACK 1234", frm="+13145550101", sid=sid)) is None
     assert calls == ["ACK 1234"]
+
+
+def test_a_later_text_marks_the_tip_but_answers_to_the_questions_do_not(
+        tw_client, db_session, vault, demo_directory) -> None:
+    send_sms(tw_client, "someone keeps threatening my friend")
+    send_sms(tw_client, "roosvelt hihg")  # the school question: part of the tip itself
+    db_session.expire_all()
+    assert only_tip(db_session).reporter_message_at is None
+    while conversation(db_session, vault).step != SmsStep.OPEN:
+        send_sms(tw_client, "skip")
+        db_session.expire_all()
+    assert only_tip(db_session).reporter_message_at is None
+    send_sms(tw_client, "it is behind the gym at 3pm")
+    db_session.expire_all()
+    assert only_tip(db_session).reporter_message_at is not None

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, selectinload
 from tipline.audit.services import record
 from tipline.crypto import CryptoError, Vault, field_ad
 from tipline.intake.services import AttachmentIn, _seal_bytes_into, _seal_into
+from tipline.jobs import JobQueue
+from tipline.routing.notices import reporter_wrote
 from tipline.tips.models import Attachment, Message, Status, Tip
 from tipline.tips.receipts import RECEIPT_PURPOSE, normalize_code
 
@@ -135,10 +137,12 @@ def add_reply(
     body: str,
     attachments: Sequence[AttachmentIn],
     now: datetime,
+    queue: JobQueue | None = None,
 ) -> Message:
     """Seal the reporter's reply (and its pictures) under the tip's key; audit it, no content.
 
-    Nothing is committed here.
+    Nothing is committed here. The people working the tip are told (``routing.notices``);
+    ``queue`` publishes their alerts after commit (without it, the sweep sends them).
     """
     text = body.strip()
     if not text and not attachments:
@@ -158,6 +162,7 @@ def add_reply(
         _seal_bytes_into(vault, dek, att, "data_ct", item.data)
         session.add(att)
     tip.updated_at = now
+    reporter_wrote(session, queue, tip, now)
     record(session, "reporter.reply", actor="reporter:web", tip_id=tip.id,
            object_type="message", object_id=message.id,
            detail={"channel": "web", "pictures": len(attachments)})

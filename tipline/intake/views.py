@@ -400,7 +400,8 @@ def followup_tip() -> Any:
             valid = False
         if valid:
             try:
-                fu.add_reply(sess, svc.vault, tip, form.body.data or "", images, now)
+                fu.add_reply(sess, svc.vault, tip, form.body.data or "", images, now,
+                             queue=svc.queue)
                 sess.commit()
             except SQLAlchemyError:
                 log.error("database error while saving a reporter reply")

@@ -60,6 +60,9 @@ class DispatchStatus(enum.StrEnum):
     ACKNOWLEDGED = "acknowledged"
     EXPIRED = "expired"  # deadline passed without acknowledgement
     CANCELLED = "cancelled"  # someone else acknowledged first, or the tip was re-routed
+    # "New message from the reporter" to someone working the tip (routing.notices): sent
+    # once, never acknowledged or escalated, and routes the tip to nobody new.
+    NOTICE = "notice"
 
 
 class Dispatch(Base):

@@ -133,6 +133,9 @@ class DistrictPolicy:
     # A police liaison's acknowledgement stops only police alerts unless this is true.
     police_ack_stops_school_alerts: bool = False
     police_only_for_line: int = 0
+    # Who hears of a reporter's later message (routing.notices): "working" (the assignee and
+    # whoever acknowledged) or "off".
+    reporter_message_alerts: str = "working"
 
 
 @dataclass(frozen=True)
@@ -397,7 +400,16 @@ def _parse_district(
     e: _Errors, code: str, body: _Map, line: int, names: dict[str, int]
 ) -> DistrictPolicy | None:
     _known(e, body, {"school_hours", "fallback", "rules", "police_only_for", "description",
-                     "police_ack_stops_school_alerts"}, f"district {code}")
+                     "police_ack_stops_school_alerts", "reporter_message_alerts"},
+           f"district {code}")
+    reporter_alerts = body.get("reporter_message_alerts", "working")
+    if reporter_alerts is False:  # YAML reads a bare off as false
+        reporter_alerts = "off"
+    if reporter_alerts not in ("working", "off"):
+        e.add(_line(body, "reporter_message_alerts", line),
+              "reporter_message_alerts must be 'working' (tell the assignee and whoever "
+              "acknowledged when the reporter writes again) or 'off'")
+        reporter_alerts = "working"
     police_ack_stops = body.get("police_ack_stops_school_alerts", False)
     if not isinstance(police_ack_stops, bool):
         e.add(_line(body, "police_ack_stops_school_alerts", line),
@@ -454,6 +466,7 @@ def _parse_district(
     return DistrictPolicy(code, line, tuple(windows), tuple(fallback), fb_line,
                           tuple(ordered), police_only,
                           police_ack_stops_school_alerts=police_ack_stops,
+                          reporter_message_alerts=reporter_alerts,
                           police_only_for_line=_line(body, "police_only_for", line))
 
 

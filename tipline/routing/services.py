@@ -347,7 +347,8 @@ def _ack_code() -> str:
 MAX_SEND_ATTEMPTS = 4
 # Dispatch states in which alerts still go out: waiting for an answer, or escalated past its
 # deadline but still unanswered (its fallbacks and life-safety repeats continue).
-SENDABLE = (DispatchStatus.ACTIVE.value, DispatchStatus.EXPIRED.value)
+SENDABLE = (DispatchStatus.ACTIVE.value, DispatchStatus.EXPIRED.value,
+            DispatchStatus.NOTICE.value)
 # The same delivery task on the urgent queue (see tipline.celeryconf.URGENT_QUEUE): used for
 # life-safety alerts and for alerts opened by escalation, so a surge does not delay them.
 URGENT_DELIVERY_TASK = "tipline.deliver_urgent"
@@ -474,6 +475,11 @@ def _alert_for(session: Session, delivery_id: int, row: Any) -> Alert | None:
                  "email": row.email}.get(row.channel)
     if not recipient:
         return None
+    if row.dispatch_status == DispatchStatus.NOTICE.value:  # routing.notices: no content
+        from tipline.routing.notices import notice_text
+
+        return Alert(row.channel, recipient, *notice_text(row.reference), delivery_id, None,
+                     None)
     subject, text = alert_text(row.reference, row.category, row.severity, row.school_name,
                                row.ack_code)
     stored: str | None = None

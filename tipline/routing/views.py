@@ -57,6 +57,12 @@ def call(delivery_id: int) -> Response:
         resp.hangup()
         return _twiml(resp)
     dispatch = dl.dispatch
+    if dispatch.status == DispatchStatus.NOTICE.value:  # routing.notices: nothing to press
+        ref = " ".join(dispatch.job.tip.reference.replace("-", ""))
+        resp.say(f"This is the tip line. There is a new message from the reporter on tip "
+                 f"reference {ref}. Open the dashboard to read it. Goodbye.")
+        resp.hangup()
+        return _twiml(resp)
     if dispatch.status not in _OPEN:
         resp.say("This tip line alert has already been acknowledged. Thank you. Goodbye.")
         resp.hangup()

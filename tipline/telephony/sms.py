@@ -26,6 +26,7 @@ from tipline.crypto import Vault
 from tipline.intake.services import TipSubmission, create_tip
 from tipline.intake.triage import Triage, run_triage
 from tipline.jobs import JobQueue
+from tipline.routing.notices import reporter_wrote
 from tipline.telephony import texts
 from tipline.telephony.models import (
     InboundEvent,
@@ -166,7 +167,7 @@ def handle_inbound_sms(
     if tip is None:
         reply = _open_new_tip(session, vault, queue, conv, sms, keep_number=not opted_out)
     else:
-        reply = _continue(session, queue, conv, tip, sms)
+        reply = _continue(session, queue, conv, tip, sms, now)
     if opted_out:  # carriers block texts to opted-out numbers; take the tip, send nothing
         return SmsReply(None, reply.kind, reply.tip_id)
     return reply
@@ -373,7 +374,7 @@ def _add_media_tasks(session: Session, queue: JobQueue, sms: InboundSms, tip_id:
 
 
 def _continue(session: Session, queue: JobQueue, conv: SmsConversation, tip: Tip,
-              sms: InboundSms) -> SmsReply:
+              sms: InboundSms, now: datetime) -> SmsReply:
     body = sms.body.strip()
     message_id: int | None = None
     if body or sms.media:
@@ -386,6 +387,8 @@ def _continue(session: Session, queue: JobQueue, conv: SmsConversation, tip: Tip
         session.flush()
         message_id = message.id
         _add_media_tasks(session, queue, sms, tip.id, message_id)
+        if conv.step == SmsStep.OPEN:  # a later message, not an answer to the questions
+            reporter_wrote(session, queue, tip, now)
     if not body:
         return SmsReply(_prompt(session, conv), "threaded", tip.id)
 

@@ -16,7 +16,7 @@ that a tip exists.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, exists, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
 from sqlalchemy.orm import Session
 
 from tipline.accounts.models import Role, StaffUser, staff_schools
@@ -69,8 +69,10 @@ _SENT_STATUSES = (DispatchStatus.ACTIVE.value, DispatchStatus.ACKNOWLEDGED.value
 
 
 def dispatch_was_sent() -> ColumnElement[bool]:
-    """True for a dispatch whose alert went out (not a scheduled or never-sent step)."""
-    return or_(Dispatch.activated_at.is_not(None), Dispatch.status.in_(_SENT_STATUSES))
+    """True for a dispatch whose alert went out (not a scheduled or never-sent step). A
+    "new message from the reporter" notice (routing.notices) routes the tip to nobody."""
+    return and_(Dispatch.status != DispatchStatus.NOTICE.value,
+                or_(Dispatch.activated_at.is_not(None), Dispatch.status.in_(_SENT_STATUSES)))
 
 
 def visible_tips(session: Session, user: StaffUser) -> Select[Tip]:
