@@ -91,7 +91,8 @@ def test_a_failed_commit_shows_help_and_keeps_the_words(settings, pg_engine, con
     out = resp.get_data(as_text=True)
     assert resp.status_code == 503
     _assert_help(out)
-    assert "Safe Schools Hotline (314) 889-SAFE (7233)" in out  # the district's, from the directory
+    # the district's, from the directory, its number a tappable link
+    assert 'Safe Schools Hotline <a href="tel:+13148897233">(314) 889-SAFE</a> (7233)' in out
     assert WORDS in out and "Two seniors" in out
     nonce = nonce_from(html)
     assert nonce and nonce in out  # a retry is the same submission: still one tip

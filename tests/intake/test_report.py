@@ -175,13 +175,6 @@ def test_school_search_inside_the_form_keeps_what_was_typed(client, db_session,
     assert "Vashon" in html and "Kept words QX-17" in html
 
 
-def test_pending_search_runs_instead_of_sending(client, db_session, demo_directory) -> None:
-    resp = post_tip(client, school="", school_q="vashon")
-    html = resp.get_data(as_text=True)
-    assert resp.status_code == 200 and "not sent yet" in html
-    assert _tips(db_session) == []
-
-
 def test_unknown_school_code_is_a_form_error(client, db_session, demo_directory) -> None:
     resp = post_tip(client, school="no-such-school")
     assert resp.status_code == 400

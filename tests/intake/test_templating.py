@@ -8,7 +8,7 @@ from flask import render_template, render_template_string
 from tipline.intake import templating
 
 PAGES = [
-    ("intake/receipt.html", {"code": "7K2M-9QXD-3HFA-W8RT", "reference": "T-4821"}),
+    ("intake/receipt.html", {"code": "7K2M-9QXD-3HFA-W8RT", "sent_to": "S", "next_step": "N"}),
     ("intake/start.html", {}),
     ("intake/privacy.html", {}),
     ("intake/danger.html", {"hotlines": [("SLPS", "314-555-0100")]}),
@@ -53,9 +53,9 @@ def test_formatting_and_escaping_match(app, monkeypatch, lang) -> None:
 
 def test_spanish_text_comes_from_the_catalog(app) -> None:
     with app.test_request_context("/report?lang=es"):
-        page = render_template("intake/receipt.html", code="X", reference="T-1")
+        page = render_template("intake/receipt.html", code="X", sent_to="S", next_step="N")
     with app.test_request_context("/report?lang=en"):
-        english = render_template("intake/receipt.html", code="X", reference="T-1")
+        english = render_template("intake/receipt.html", code="X", sent_to="S", next_step="N")
     assert "Your tip was received" in english
     assert "Your tip was received" not in page and "988" in page
 
@@ -63,12 +63,14 @@ def test_spanish_text_comes_from_the_catalog(app) -> None:
 @pytest.mark.parametrize("lang", ["en", "es", "bs"])
 def test_the_kept_receipt_is_the_rendered_receipt(app, lang) -> None:
     pages = templating.PageCache()
-    for code, reference in (("7K2M-9QXD-3HFA-W8RT", "T-4821"), ("A&B<C>", "T-\"9'")):
+    for code, sent_to in (("7K2M-9QXD-3HFA-W8RT", "Roosevelt"), ("A&B<C>", "T-\"9'")):
+        values = {"code": code, "sent_to": sent_to, "next_step": "Check back."}
         with app.test_request_context("/report", method="POST", data={"lang": lang}):
-            kept = pages.render("intake/receipt.html", code=code, reference=reference)
-            rendered = render_template("intake/receipt.html", code=code, reference=reference)
+            kept = pages.render("intake/receipt.html", **values)
+            rendered = render_template("intake/receipt.html", **values)
         assert kept == rendered
     assert "A&amp;B&lt;C&gt;" in kept and "<C>" not in kept
+    assert "T-&#34;9&#39;" in kept
     assert len(pages._pages) == 1  # one copy for the language, reused
 
 
@@ -77,11 +79,12 @@ def test_the_kept_page_is_per_language_and_skips_queries(app) -> None:
     seen = {}
     for lang in ("en", "es", "bs"):
         with app.test_request_context("/report", method="POST", data={"lang": lang}):
-            seen[lang] = pages.render("intake/receipt.html", code="C-1", reference="R-1")
+            seen[lang] = pages.render("intake/receipt.html", code="C-1", sent_to="S", next_step="N")
     assert len(set(seen.values())) == 3 and len(pages._pages) == 3
     with app.test_request_context("/report?lang=es", method="GET"):
-        page = pages.render("intake/receipt.html", code="C-1", reference="R-1")
-        assert page == render_template("intake/receipt.html", code="C-1", reference="R-1")
+        page = pages.render("intake/receipt.html", code="C-1", sent_to="S", next_step="N")
+        assert page == render_template("intake/receipt.html", code="C-1", sent_to="S",
+                                       next_step="N")
     assert len(pages._pages) == 3  # a request with a query string is not kept
 
 

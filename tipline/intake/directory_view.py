@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -107,6 +108,34 @@ def hotline_lines(session: Session) -> list[tuple[str, str]]:
 def last_known_hotlines() -> list[tuple[str, str]]:
     """What ``hotline_lines`` last returned in this process (empty before the first read)."""
     return list(_last_hotlines)
+
+
+# A North American number as a district writes it: "(314) 889-SAFE", "866-748-7047", "1 800 ...".
+# Letters are the keypad's (vanity numbers), capitals only so that words are never mistaken.
+_PHONE = re.compile(
+    r"(?<![\w-])(?:\+?1[\s.-]?)?\(?([2-9]\d{2})\)?[\s.-]?(\d{3})[\s.-]?([0-9A-Z]{4})(?![\w-])")
+_KEYPAD = {ch: str(n) for n, letters in
+           ((2, "ABC"), (3, "DEF"), (4, "GHI"), (5, "JKL"), (6, "MNO"), (7, "PQRS"), (8, "TUV"),
+            (9, "WXYZ")) for ch in letters}
+
+
+def phone_links(text: str) -> list[tuple[str, str | None]]:
+    """``text`` cut into (piece, tel URI or None), so each phone number in it can be tapped.
+
+    The district's text is shown as written ("(314) 889-SAFE"); the link dials the digits
+    ("tel:+13148897233").
+    """
+    pieces: list[tuple[str, str | None]] = []
+    last = 0
+    for m in _PHONE.finditer(text):
+        digits = "".join(_KEYPAD.get(ch, ch) for ch in "".join(m.groups()))
+        if m.start() > last:
+            pieces.append((text[last:m.start()], None))
+        pieces.append((m.group(0), f"tel:+1{digits}"))
+        last = m.end()
+    if last < len(text):
+        pieces.append((text[last:], None))
+    return pieces
 
 
 def school_by_code(session: Session, code: str) -> School | None:

@@ -100,8 +100,9 @@ class TipForm(ReporterForm):
             SelectChoice("yes", _l("Yes")),
             SelectChoice("unsure", _l("I'm not sure")),
         ],
-        default="no",
-        validators=[DataRequired(message=_l("Please answer this question."))],
+        # No answer chosen for them: a tip sent without one is treated as "not sure" (see
+        # ``danger_answer``), never as "no".
+        validators=[Optional()],
     )
     body = TextAreaField(
         _l("Tell us what happened"),
@@ -132,6 +133,16 @@ class TipForm(ReporterForm):
     submission = HiddenField()
     # Honeypot: off screen and hidden from assistive technology; simple bots fill it in.
     website = StringField(_l("Leave this box empty"), validators=[Optional()])
+
+
+DANGER_UNANSWERED = "unanswered"
+
+
+def danger_answer(value: object) -> str:
+    """``yes``, ``no``, ``unsure``, or ``unanswered`` (routed exactly as ``unsure``)."""
+    if isinstance(value, str) and value in ("yes", "no", "unsure"):
+        return value
+    return DANGER_UNANSWERED
 
 
 class CodeForm(ReporterForm):

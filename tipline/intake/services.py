@@ -72,6 +72,7 @@ class Receipt:
     reference: str
     receipt_code: str
     job_id: int
+    severity: int = 0  # as stored: after the danger answer and triage (the receipt's wording)
 
 
 def create_tip(
@@ -168,7 +169,7 @@ def create_tip(
             ))
         session.execute(insert(Attachment), rows)
     after_commit(session, queue.send_routing, job_id)
-    return Receipt(tip_id, tip_uid, reference, code, job_id)
+    return Receipt(tip_id, tip_uid, reference, code, job_id, severity)
 
 
 def _insert_tip_rows(

@@ -5,20 +5,24 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime, format_time
 from babel.support import NullTranslations
 from flask import render_template, request, session, url_for
 from flask_babel import get_locale, get_translations, refresh
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 from werkzeug.routing import BuildError
 
+from tipline.intake.checkback import CheckBack
+from tipline.intake.directory_view import phone_links
 from tipline.web import services
 
 # Each language's name in itself, so a reader finds theirs whatever the page's language.
@@ -39,6 +43,52 @@ DETAIL_LABELS = (
     ("who", _l("Who")),
     ("how_known", _l("How you know")),
 )
+
+
+@dataclass(frozen=True)
+class ReceiptFacts:
+    """What the receipt's wording depends on, from the stored tip."""
+
+    severity: int
+    district_id: int | None
+    school_name: str | None  # None: no school named
+    danger_unanswered: bool = False
+
+
+def _check_back_sentence(when: CheckBack) -> str:
+    locale = get_locale() or "en"
+    if when.kind == "hour":
+        return _("Staff are being alerted now. Check back in about an hour.")
+    if when.kind == "today":
+        return _("Staff read tips like this during school hours. Check back later today.")
+    if when.kind == "next_window" and when.at is not None:
+        time = format_time(when.at, "short", locale=locale)
+        if when.days_ahead == 0:
+            return _("Staff read tips like this during school hours. Check back today after "
+                     "%(time)s.", time=time)
+        if when.days_ahead == 1:
+            return _("Staff read tips like this during school hours. Check back tomorrow "
+                     "after %(time)s.", time=time)
+        day = format_date(when.at, "EEEE", locale=locale)
+        return _("Staff read tips like this during school hours. Check back on %(day)s after "
+                 "%(time)s.", day=day, time=time)
+    return _("Check back in a few hours, and again tomorrow.")
+
+
+def receipt_text(facts: ReceiptFacts, when: CheckBack) -> dict[str, str]:
+    """The receipt's sentences that depend on the tip: where it went, when to come back, and
+    (only if they skipped it) that an unanswered danger question counts as "not sure"."""
+    if facts.school_name:
+        sent_to = _("Your tip went to the people who handle tips for %(school)s. They may ask "
+                    "you questions here.", school=facts.school_name)
+    else:
+        sent_to = _("You did not name a school, so your tip went to the tip line's safety "
+                    "team. They pass it to the right people and may ask you questions here.")
+    text = {"sent_to": sent_to, "next_step": _check_back_sentence(when)}
+    if facts.danger_unanswered:
+        text["danger_note"] = _("You did not say whether someone is in danger right now, so we "
+                                "treat your tip as possibly urgent.")
+    return text
 
 
 def status_text(status: str) -> str:
@@ -122,6 +172,7 @@ def template_helpers() -> dict[str, Any]:
         "status_text": status_text,
         "reporter_time": reporter_time,
         "detail_labels": DETAIL_LABELS,
+        "phone_links": phone_links,
     }
 
 

@@ -36,6 +36,7 @@ from tipline.crypto import CryptoError
 from tipline.db import utcnow
 from tipline.intake import followup as fu
 from tipline.intake import handle
+from tipline.intake.checkback import check_back, district_hours
 from tipline.intake.directory_view import (
     SchoolCache,
     SchoolEntry,
@@ -43,7 +44,14 @@ from tipline.intake.directory_view import (
     hotline_lines,
     last_known_hotlines,
 )
-from tipline.intake.forms import NO_SCHOOL, CodeForm, ReplyForm, TipForm
+from tipline.intake.forms import (
+    DANGER_UNANSWERED,
+    NO_SCHOOL,
+    CodeForm,
+    ReplyForm,
+    TipForm,
+    danger_answer,
+)
 from tipline.intake.idempotency import (
     new_nonce,
     new_session_secret,
@@ -58,7 +66,13 @@ from tipline.intake.services import (
     create_tip,
     find_tip_by_external_id,
 )
-from tipline.intake.templating import PageCache, keep_posted_language, template_helpers
+from tipline.intake.templating import (
+    PageCache,
+    ReceiptFacts,
+    keep_posted_language,
+    receipt_text,
+    template_helpers,
+)
 from tipline.intake.triage import run_triage, triage_text
 from tipline.intake.uploads import (
     MAX_FILES,
@@ -68,6 +82,7 @@ from tipline.intake.uploads import (
     chosen_files,
     read_images,
 )
+from tipline.routing.policy import PolicyError
 from tipline.tips.models import Category, Channel, Severity
 from tipline.web import db_session, services
 
@@ -137,13 +152,15 @@ def _unavailable(form: Any = None, reply: Any = None) -> tuple[str, int]:
 
 
 def _is_lang_switch() -> bool:
-    """A language link clicked on a form page (with JavaScript) posts the form with ``lang``
-    and ``lang_switch``.
+    """A language chosen on a form page posts the form with ``lang``: the tip form's language
+    buttons (``name="lang"``, with or without JavaScript), or a language link re-posted by
+    JavaScript (``lang`` + ``lang_switch``).
 
     The app's locale selector reads ``lang`` from the form; the page is shown again in the new
     language with everything typed still in it, and nothing is validated or sent.
     """
-    return request.method == "POST" and "lang_switch" in request.form
+    return request.method == "POST" and ("lang_switch" in request.form
+                                         or "lang" in request.form)
 
 
 def _schools() -> list[SchoolEntry]:
@@ -180,9 +197,11 @@ def _render_report(form: TipForm, entries: list[SchoolEntry], status: int = 200,
     query = extra.pop("search", "")
     groups = group_schools(entries, query, keep=form.school.data or "")
     _form_nonce(form)
+    has_errors = any(f.errors for f in form)
     return (
         render_template("intake/report.html", form=form, groups=groups, search=query,
-                        lang_form="tipform", **_upload_context(), **extra),
+                        lang_form="tipform", lang_post=True, has_errors=has_errors,
+                        **_upload_context(), **extra),
         status,
     )
 
@@ -224,13 +243,17 @@ def report() -> Any:
         return _render_search(form, entries, query)
     if _is_lang_switch() or "all_schools" in request.form:
         return _render_report(form, entries, files_dropped=dropped)
-    if query:
-        # A search typed but not run yet (Find, or Enter in the box): run it, send nothing.
-        notice = None
-        if "send" in request.form:
-            notice = _("Your tip was not sent yet: we looked up the school first. Check the "
-                       "school, then press Send my tip.")
-        return _render_search(form, entries, query, files_dropped=dropped, notice=notice)
+    if "send" not in request.form and (query or "find_school" in request.form):
+        # Find (or Enter in the search box): run the search, send nothing.
+        return _render_search(form, entries, query, files_dropped=dropped)
+    if query and not form.school.data:
+        # Send with a search typed and no school chosen: the one school it matches is the one
+        # they meant (as the JavaScript list does); otherwise the school question asks them.
+        matches = _matches(entries, query, "")
+        if len(matches) == 1:
+            form.school.data = matches[0]
+    else:
+        query = ""  # a school is chosen: Send sends, whatever is left in the search box
 
     valid = form.validate_on_submit()
     if form.website.data:
@@ -245,23 +268,26 @@ def report() -> Any:
         form.attachments.errors = [str(exc)]
         valid = False
     if not valid:
-        return _render_report(form, entries, 400, files_dropped=dropped)
+        return _render_search(form, entries, query, files_dropped=dropped, status=400)
     return _submit(form, entries, images)
 
 
+def _matches(entries: list[SchoolEntry], query: str, keep: str) -> list[str]:
+    return [code for _d, schools in group_schools(entries, query, keep) for code, _n in schools]
+
+
 def _render_search(form: TipForm, entries: list[SchoolEntry], query: str,
-                   files_dropped: bool = False, notice: str | None = None) -> tuple[str, int]:
+                   files_dropped: bool = False, status: int = 200) -> tuple[str, int]:
     """The no-JavaScript school search: narrow the list, keep everything else as typed."""
     if query:
-        groups = group_schools(entries, query, keep=form.school.data or "")
-        matches = [code for _d, schools in groups for code, _n in schools]
+        matches = _matches(entries, query, form.school.data or "")
         if len(matches) == 1 and not form.school.data:
             form.school.data = matches[0]
-        # The box is emptied so that Enter in another field sends the form, not a search.
+        # The search has run: the box is emptied (the results say what was searched for).
         form.school_q.data = ""
-        return _render_report(form, entries, search=query, match_count=len(matches),
-                              files_dropped=files_dropped, notice=notice)
-    return _render_report(form, entries, files_dropped=files_dropped, notice=notice)
+        return _render_report(form, entries, status, search=query, match_count=len(matches),
+                              files_dropped=files_dropped)
+    return _render_report(form, entries, status, files_dropped=files_dropped)
 
 
 def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn]) -> Any:
@@ -276,7 +302,9 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
     if category is Category.OTHER and triage.category is not None:
         category = triage.category
     severity = SEVERITY_BY_CATEGORY[form.category.data]
-    if form.danger_now.data == "unsure":
+    danger = danger_answer(form.danger_now.data)
+    if danger in ("unsure", DANGER_UNANSWERED):
+        # Not answered counts as "not sure": at least high, never as a "no".
         severity = max(severity, Severity.HIGH)
     submission = TipSubmission(
         channel=Channel.WEB,
@@ -284,7 +312,7 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
         category=category,
         severity=severity,
         school_code=form.school.data if form.school.data != NO_SCHOOL else None,
-        danger_now=form.danger_now.data == "yes",
+        danger_now=danger == "yes",
         language=language,
         details=details,
         attachments=images,
@@ -313,7 +341,9 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
             if existing is not None:
                 # This session sent this page before: one tip, and the same receipt if soon.
                 recent = utcnow() - existing.created_at < REPEAT_WINDOW
-                return _receipt(ids.receipt_code if recent else "", existing.reference)
+                return _receipt(ids.receipt_code if recent else "", ReceiptFacts(
+                    existing.severity, existing.district_id, _school_name(
+                        entries, existing.school_id), danger == DANGER_UNANSWERED))
             if attempt == 2:
                 log.error("could not store a web tip after a retry; reporter shown other ways")
                 return _unavailable(form)
@@ -321,14 +351,34 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
         except SQLAlchemyError:
             log.error("database error while saving a web tip; the reporter was shown other ways")
             return _unavailable(form)
-        return _receipt(receipt.receipt_code, receipt.reference)
+        return _receipt(receipt.receipt_code, ReceiptFacts(
+            receipt.severity, submission.school_ref[1] if submission.school_ref else None,
+            chosen.name if chosen else None, danger == DANGER_UNANSWERED))
     return _unavailable(form)  # pragma: no cover - the loop always returns
 
 
-def _receipt(code: str, reference: str) -> str:
-    """The receipt page, from the per-language copy kept by ``PageCache``."""
+def _school_name(entries: list[SchoolEntry], school_id: int | None) -> str | None:
+    return next((e.name for e in entries if school_id and e.school_id == school_id), None)
+
+
+def _receipt(code: str, facts: ReceiptFacts) -> str:
+    """The receipt page, from the per-language copy kept by ``PageCache``.
+
+    Only the reporter's code is shown (the staff reference is not: one code to keep). Where
+    the tip went and when to come back are worked out from the stored tip (``receipt_text``).
+    The tip is committed already: a database error here only makes the wording general.
+    """
+    hours = None
+    if facts.severity < Severity.HIGH and facts.district_id is not None:
+        try:
+            hours = district_hours(db_session(), facts.district_id)
+        except (SQLAlchemyError, PolicyError):
+            log.warning("could not read school hours for a receipt; general wording used")
+            with contextlib.suppress(SQLAlchemyError):
+                db_session().rollback()
+    text = receipt_text(facts, check_back(facts.severity, hours, utcnow()))
     pages: PageCache = current_app.extensions.setdefault("tipline_pages", PageCache())
-    return pages.render("intake/receipt.html", code=code, reference=reference)
+    return pages.render("intake/receipt.html", code=code, **text)
 
 
 # -- follow-up ------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 /* tipline reporter pages: optional progressive enhancement. Every page works without it.
    - school picker: narrows the list as you type (the Find button does the same on the server)
    - pictures: says at once when a file is too large, too many, or not a picture
-   - language links on a form page: re-post the form so nothing typed is lost
+   - language links on a form page: re-post the form so nothing typed is lost (the tip form
+     has language buttons instead, which do this without JavaScript)
+   - error summary: focused when the page loads
    - receipt: a Copy button for the code
    No network requests, no storage, nothing sent anywhere. */
 (function () {
@@ -104,6 +106,13 @@
       form.submit();
     });
   });
+
+  // --- error summary: focus it (autofocus does it too, but not when the page comes from the
+  // back/forward cache), so a screen reader announces it and the keyboard starts there ------
+  var summary = document.getElementById("error-summary");
+  if (summary && (document.activeElement === document.body || !document.activeElement)) {
+    summary.focus();
+  }
 
   // --- copy the receipt code --------------------------------------------------------------------
   Array.prototype.forEach.call(document.querySelectorAll("button[data-copy]"), function (button) {
