@@ -1,11 +1,17 @@
 """District statistics: counts and response times, computed in SQL from tip metadata only.
 
-Nothing here reads a sealed column: only category, school, channel, timestamps. On PostgreSQL
-two statements do all the work, each one scan of the district's tips: the four breakdowns with
-``GROUP BY GROUPING SETS`` and both response times with ``percentile_cont`` (linear
-interpolation). SQLite (the embedded default) has neither grouping sets nor a percentile
-aggregate: there each breakdown is its own ``GROUP BY`` and the durations are fetched as one
-sorted column and interpolated the same way in Python; its months are UTC months.
+The tips counted are exactly those a district admin's queue lists with "All" statuses: the
+district's, and the tips that name no district (a reporter who named no school; every district
+admin's queue shows them, so every district's statistics count them, under "No school named").
+Every tip is counted once in each breakdown, so each breakdown adds up to the total.
+
+Nothing here reads a sealed column: only category, severity, school, channel, timestamps. On
+PostgreSQL two statements do all the work, each one scan of the tips: the five breakdowns with
+``GROUP BY GROUPING SETS`` and the response times (overall and per severity) with
+``percentile_cont`` (linear interpolation). SQLite (the embedded default) has neither grouping
+sets nor a percentile aggregate: there each breakdown is its own ``GROUP BY`` and the
+durations are fetched as one sorted column and interpolated the same way in Python; its
+months are UTC months.
 """
 
 from __future__ import annotations
@@ -16,14 +22,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from tipline.directory.models import School
+from tipline.tips.labels import (
+    NO_SCHOOL_LABEL,
+    SEVERITY_LABELS,
+    category_label,
+    channel_label,
+)
 from tipline.tips.models import Tip
 
 PERCENTILES = (0.5, 0.9)
-NO_SCHOOL = "(no school)"
+NO_SCHOOL = NO_SCHOOL_LABEL
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,16 @@ class Timing:
     count: int
     median: float | None
     p90: float | None
+
+
+@dataclass(frozen=True)
+class SeverityTiming:
+    """Time to acknowledge the tips of one severity (``tips``: all of that severity)."""
+
+    severity: int
+    label: str
+    tips: int
+    acknowledge: Timing
 
 
 @dataclass(frozen=True)
@@ -60,10 +82,14 @@ class Stats:
     acknowledge: Timing
     close: Timing
     query: StatsQuery = field(repr=False, default=StatsQuery(0))
+    by_severity: list[Bucket] = field(default_factory=list)  # life safety first, zeros kept
+    acknowledge_by_severity: list[SeverityTiming] = field(default_factory=list)
 
 
 def _where(q: StatsQuery) -> ColumnElement[bool]:
-    parts: list[ColumnElement[bool]] = [Tip.district_id == q.district_id]
+    # The same tips as the district admin's queue (tipline.triage.scope).
+    parts: list[ColumnElement[bool]] = [or_(Tip.district_id == q.district_id,
+                                            Tip.district_id.is_(None))]
     if q.start is not None:
         parts.append(Tip.created_at >= q.start)
     if q.end is not None:
@@ -107,11 +133,23 @@ def _timing(session: Session, q: StatsQuery, end_column: Any) -> Timing:
     return Timing(len(values), interpolate(values, 0.5), interpolate(values, 0.9))
 
 
+def _severity_timings(session: Session, q: StatsQuery) -> dict[int, Timing]:
+    """SQLite: time to acknowledge per severity, from one sorted column."""
+    done = and_(_where(q), Tip.acknowledged_at.is_not(None))
+    seconds = (func.julianday(Tip.acknowledged_at) - func.julianday(Tip.created_at)) * 86400.0
+    values: dict[int, list[float]] = {}
+    for sev, secs in session.execute(select(Tip.severity, seconds).where(done)
+                                     .order_by(Tip.severity, seconds)).all():
+        values.setdefault(int(sev), []).append(float(secs))
+    return {sev: Timing(len(v), interpolate(v, 0.5), interpolate(v, 0.9))
+            for sev, v in values.items()}
+
+
 def _pg_counts(session: Session, q: StatsQuery) -> dict[str, list[tuple[Any, int]]]:
-    """All four breakdowns from one scan: ``GROUP BY GROUPING SETS``."""
+    """All five breakdowns from one scan: ``GROUP BY GROUPING SETS``."""
     month = _month_column(session, q)
     dims = {"category": Tip.category, "channel": Tip.channel, "school": Tip.school_id,
-            "month": month}
+            "severity": Tip.severity, "month": month}
     stmt = (
         select(*dims.values(), *[func.grouping(c) for c in dims.values()], func.count(Tip.id))
         .where(_where(q))
@@ -119,8 +157,9 @@ def _pg_counts(session: Session, q: StatsQuery) -> dict[str, list[tuple[Any, int
     )
     out: dict[str, list[tuple[Any, int]]] = {name: [] for name in dims}
     names = list(dims)
+    n = len(names)
     for row in session.execute(stmt).all():
-        values, flags, count = row[:4], row[4:8], int(row[8])
+        values, flags, count = row[:n], row[n:2 * n], int(row[2 * n])
         for i, name in enumerate(names):
             if flags[i] == 0:  # grouped by this dimension in this row
                 out[name].append((values[i], count))
@@ -134,23 +173,33 @@ def _counts(session: Session, q: StatsQuery) -> dict[str, list[tuple[Any, int]]]
     return {"category": _grouped(session, q, Tip.category),
             "channel": _grouped(session, q, Tip.channel),
             "school": _grouped(session, q, Tip.school_id),
+            "severity": _grouped(session, q, Tip.severity),
             "month": _grouped(session, q, _month_column(session, q))}
 
 
-def _pg_timings(session: Session, q: StatsQuery) -> tuple[Timing, Timing]:
-    """Both response times in one scan (percentile_cont skips the NULLs of open tips)."""
-    columns: list[Any] = []
+def _pg_timings(session: Session, q: StatsQuery) -> tuple[Timing, Timing, dict[int, Timing]]:
+    """Both response times, and time to acknowledge per severity, in one scan
+    (``GROUPING SETS ((), (severity))``; percentile_cont skips the NULLs of open tips)."""
+    columns: list[Any] = [Tip.severity, func.grouping(Tip.severity)]
     for end in (Tip.acknowledged_at, Tip.closed_at):
         seconds = func.extract("epoch", end - Tip.created_at)
         columns += [func.count(end),
                     *[func.percentile_cont(p).within_group(seconds) for p in PERCENTILES]]
-    row = session.execute(select(*columns).where(_where(q))).one()
+    stmt = select(*columns).where(_where(q)).group_by(
+        func.grouping_sets(tuple_(), tuple_(Tip.severity)))
 
     def timing(count: Any, median: Any, p90: Any) -> Timing:
         return Timing(int(count), None if median is None else float(median),
                       None if p90 is None else float(p90))
 
-    return timing(*row[0:3]), timing(*row[3:6])
+    overall = (Timing(0, None, None), Timing(0, None, None))
+    per_severity: dict[int, Timing] = {}
+    for row in session.execute(stmt).all():
+        if row[1]:  # the grand total row
+            overall = (timing(*row[2:5]), timing(*row[5:8]))
+        else:
+            per_severity[int(row[0])] = timing(*row[2:5])
+    return overall[0], overall[1], per_severity
 
 
 def district_stats(session: Session, q: StatsQuery) -> Stats:
@@ -164,23 +213,31 @@ def district_stats(session: Session, q: StatsQuery) -> Stats:
         select(School.id, School.code, School.name).where(School.id.in_(ids)))} if ids else {}
     by_school = sorted(
         (Bucket(*names.get(sid, ("", NO_SCHOOL)), n) for sid, n in counts["school"]),
-        key=lambda b: (-b.count, b.label),
+        key=lambda b: (b.label == NO_SCHOOL, -b.count, b.label),
     )
     if _is_pg(session):
-        acknowledge, close = _pg_timings(session, q)
+        acknowledge, close, ack_by_sev = _pg_timings(session, q)
     else:
         acknowledge = _timing(session, q, Tip.acknowledged_at)
         close = _timing(session, q, Tip.closed_at)
+        ack_by_sev = _severity_timings(session, q)
+    severity_counts = {int(k): n for k, n in counts["severity"]}
+    levels = sorted(set(SEVERITY_LABELS) | set(severity_counts), reverse=True)
     total = sum(n for _k, n in by_category)
     return Stats(
         total=total,
-        by_category=[Bucket(k, k.replace("_", " "), n) for k, n in by_category],
+        by_category=[Bucket(k, category_label(k), n) for k, n in by_category],
         by_school=by_school,
-        by_channel=[Bucket(k, k.upper() if k == "sms" else k, n) for k, n in by_channel],
+        by_channel=[Bucket(k, channel_label(k), n) for k, n in by_channel],
         by_month=[Bucket(str(k), str(k), n) for k, n in by_month],
         acknowledge=acknowledge,
         close=close,
         query=q,
+        by_severity=[Bucket(str(sev), SEVERITY_LABELS.get(sev, str(sev)),
+                            severity_counts.get(sev, 0)) for sev in levels],
+        acknowledge_by_severity=[
+            SeverityTiming(sev, SEVERITY_LABELS.get(sev, str(sev)), severity_counts.get(sev, 0),
+                           ack_by_sev.get(sev, Timing(0, None, None))) for sev in levels],
     )
 
 
@@ -202,16 +259,20 @@ def stats_csv(stats: Stats) -> str:
     writer.writerow(CSV_HEADER)
     writer.writerow(("tips_total", "all", stats.total))
     for measure, buckets in (("tips_by_category", stats.by_category),
+                             ("tips_by_severity", stats.by_severity),
                              ("tips_by_school", stats.by_school),
                              ("tips_by_channel", stats.by_channel),
                              ("tips_by_month", stats.by_month)):
-        for b in buckets:
-            writer.writerow((measure, _cell(b.key or NO_SCHOOL), b.count))
-    for measure, timing in (("seconds_to_acknowledge", stats.acknowledge),
-                            ("seconds_to_close", stats.close)):
-        writer.writerow((measure, "tips", timing.count))
-        writer.writerow((measure, "median", _round(timing.median)))
-        writer.writerow((measure, "p90", _round(timing.p90)))
+        for b in buckets:  # the labels the page shows
+            writer.writerow((measure, _cell(b.label), b.count))
+    timings = [("seconds_to_acknowledge", "", stats.acknowledge),
+               ("seconds_to_close", "", stats.close)]
+    timings += [("seconds_to_acknowledge", f"{t.label}: ", t.acknowledge)
+                for t in stats.acknowledge_by_severity]
+    for measure, prefix, timing in timings:
+        writer.writerow((measure, prefix + "tips", timing.count))
+        writer.writerow((measure, prefix + "median", _round(timing.median)))
+        writer.writerow((measure, prefix + "p90", _round(timing.p90)))
     return out.getvalue()
 
 

@@ -1,0 +1,28 @@
+"""What staff read for a tip's stored codes: one place, so the queue, the tip page, the
+statistics and the routing matrix say "Self-harm or suicide", never ``self_harm``."""
+
+from __future__ import annotations
+
+SEVERITY_LABELS = {1: "Low", 2: "Medium", 3: "High", 4: "Life safety"}
+CATEGORY_LABELS = {
+    "weapon": "Weapon", "threat": "Threat of violence", "self_harm": "Self-harm or suicide",
+    "bullying": "Bullying", "abuse": "Abuse or neglect", "substance": "Drugs or alcohol",
+    "family_crisis": "Family crisis", "other": "Other",
+}
+CHANNEL_LABELS = {"web": "Web", "sms": "SMS", "voice": "Voice"}
+NO_SCHOOL_LABEL = "No school named"
+
+
+def severity_label(value: object) -> str:
+    try:
+        return SEVERITY_LABELS.get(int(str(value)), str(value))
+    except ValueError:
+        return str(value)
+
+
+def category_label(value: str) -> str:
+    return CATEGORY_LABELS.get(value, value.replace("_", " "))
+
+
+def channel_label(value: str) -> str:
+    return CHANNEL_LABELS.get(value, value)
