@@ -83,8 +83,9 @@ def register(app: Flask) -> None:
 # The administration sub-navigation: an installation administrator has only two pages.
 DISTRICT_PAGES = (("admin.index", "Overview"), ("admin.schools", "Schools"),
                   ("admin.contacts", "Contacts"), ("admin.users", "Staff accounts"),
-                  ("admin.policy", "Routing policy"))
-INSTALLATION_PAGES = (("admin.index", "Overview"), ("admin.policy", "Routing policy"))
+                  ("admin.policy", "Routing policy"), ("admin.policy_matrix", "Routing matrix"))
+INSTALLATION_PAGES = (("admin.index", "Overview"), ("admin.policy", "Routing policy"),
+                      ("admin.policy_matrix", "Routing matrix"))
 
 
 def admin_pages() -> tuple[tuple[str, str], ...]:
@@ -509,6 +510,41 @@ def policy() -> Any:
     return render_template("admin/policy.html", form=form, active=active, result=result,
                            history=admin.policy_history(sess), scope=scope,
                            several=len(places) > 1), status
+
+
+@bp.get("/policy/matrix")
+@staff_required(*CONFIG)
+def policy_matrix() -> Any:
+    """Who the active policy alerts, by category, severity and school hours/after hours, at one
+    school of the admin's district (an installation administrator picks the district)."""
+    from tipline.admin import matrix as matrix_mod
+    from tipline.routing.policy import active_policy
+
+    user = current_staff()
+    sess = db_session()
+    if user.role == Role.INSTALLATION_ADMIN:
+        districts = list(admin.list_districts(sess))
+        wanted = request.args.get("district", "")
+        district = next((d for d in districts if d.code == wanted), None) or \
+            (districts[0] if districts else None)
+    else:
+        district = _district(user)
+        districts = [district]
+    policy = active_policy(sess)
+    if district is None or policy is None:
+        return render_template("admin/policy_matrix.html", matrix=None, district=district,
+                               districts=districts, schools=[], policy=policy)
+    schools = matrix_mod.schools_of(sess, district)
+    wanted_school = request.args.get("school", "")
+    school = next((s for s in schools if s.code == wanted_school), None) or \
+        (schools[0] if schools else None)
+    result = None
+    if school is not None:
+        result = matrix_mod.routing_matrix(sess, policy, district, school, utcnow())
+    sess.rollback()  # nothing is written; make sure of it
+    return render_template("admin/policy_matrix.html", matrix=result, district=district,
+                           districts=districts, schools=schools, policy=policy,
+                           slots=matrix_mod.SLOTS, generated_at=utcnow())
 
 
 # -- audit log ---------------------------------------------------------------------------

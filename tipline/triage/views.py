@@ -16,6 +16,7 @@ from flask import (
     Response,
     abort,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -28,6 +29,8 @@ from wtforms.validators import Length, Optional
 
 from tipline.accounts.web import PASSIVE_ENDPOINTS, current_staff, init_auth, staff_required
 from tipline.db import utcnow
+from tipline.directory import zones
+from tipline.tips.labels import CATEGORY_LABELS, CHANNEL_LABELS, SEVERITY_LABELS
 from tipline.tips.models import Channel
 from tipline.triage import services as triage
 from tipline.triage.scope import CASE_ROLES, READ_ROLES, WRITE_ROLES, TipNotFound
@@ -35,13 +38,6 @@ from tipline.web import db_session, services
 
 bp = Blueprint("triage", __name__, url_prefix="/staff")
 
-SEVERITY_LABELS = {1: "Low", 2: "Medium", 3: "High", 4: "Life safety"}
-CATEGORY_LABELS = {
-    "weapon": "Weapon", "threat": "Threat of violence", "self_harm": "Self-harm or suicide",
-    "bullying": "Bullying", "abuse": "Abuse or neglect", "substance": "Drugs or alcohol",
-    "family_crisis": "Family crisis", "other": "Other",
-}
-CHANNEL_LABELS = {"web": "Web", "sms": "SMS", "voice": "Voice"}
 FILTER_ARGS = ("school", "category", "status", "channel", "from", "to")
 ATTACHMENT_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"
 
@@ -66,8 +62,11 @@ class ActionForm(FlaskForm):
 def register(app: Flask) -> None:
     """Sign-in first (the dashboard needs it), then the dashboard itself."""
     init_auth(app)
+    from tipline.triage import page_views
+
     app.register_blueprint(bp)
     PASSIVE_ENDPOINTS.update({"triage.state", "triage.banner"})
+    page_views.register(app)
 
 
 @bp.app_context_processor
@@ -80,11 +79,23 @@ def _dashboard_helpers() -> dict[str, Any]:
         "channel_label": lambda c: CHANNEL_LABELS.get(c, c),
         "outcome_label": lambda o: triage.OUTCOMES.get(o, o),
         "fmt_time": _fmt_time,
+        "staff_zone": staff_zone,
     }
 
 
-def _fmt_time(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+def _fmt_time(value: Any, seconds: bool = False) -> str:
+    """A stored UTC time in the reader's district time, zone named (``directory.zones``)."""
+    return zones.local_text(value, staff_zone(), seconds=seconds)
+
+
+def staff_zone() -> Any:
+    """The signed-in account's zone, looked up once per request."""
+    if "staff_zone" not in g:
+        from flask_login import current_user
+
+        user = current_user if getattr(current_user, "is_authenticated", False) else None
+        g.staff_zone = zones.staff_zone(db_session(), user)
+    return g.staff_zone
 
 
 def _banner_for_page() -> triage.Banner | None:
@@ -198,11 +209,13 @@ def tip(uid: str) -> Any:
     form.assignee.data = str(detail.tip.assigned_to_id or "")
     form.category.data = detail.tip.category
     form.severity.data = str(detail.tip.severity)
+    from tipline.triage import page_views
+
     return render_template(
         "dashboard/tip.html", d=detail, tip=detail.tip, form=form,
         statuses=triage.STATUS_LABELS, outcomes=triage.OUTCOMES,
         hotline=triage.CHILD_ABUSE_HOTLINE, categories=CATEGORY_LABELS,
-        me=current_staff(),
+        me=current_staff(), **page_views.tip_page_parts(detail),
     )
 
 
@@ -213,7 +226,7 @@ def _act(uid: str, action: Callable[[Any, Any, ActionForm], str]) -> Any:
     form = ActionForm()
     if not form.validate_on_submit():
         flash("The form could not be read. Please try again.", "error")
-        return redirect(url_for("triage.tip", uid=uid), 303)
+        return _back(uid)
     try:
         tip_row = triage.get_tip_for(sess, user, uid)
     except TipNotFound:
@@ -226,10 +239,21 @@ def _act(uid: str, action: Callable[[Any, Any, ActionForm], str]) -> Any:
     except triage.ActionRefused as exc:
         sess.rollback()
         flash(str(exc), "error")
-        return redirect(url_for("triage.tip", uid=uid), 303)
+        return _back(uid)
     sess.commit()
     flash(message, "ok")
-    return redirect(url_for("triage.tip", uid=uid), 303)
+    return _back(uid)
+
+
+# The part of the tip page each form sits in: after an action the page opens there again.
+BACK_ANCHORS = frozenset({"summary", "conversation", "reply", "note", "reporter-status",
+                          "status", "assign", "retriage", "mandated"})
+
+
+def _back(uid: str) -> Any:
+    anchor = request.form.get("back", "")
+    return redirect(url_for("triage.tip", uid=uid,
+                            _anchor=anchor if anchor in BACK_ANCHORS else None), 303)
 
 
 def _writer_post(rule: str, roles: tuple[str, ...] = WRITE_ROLES
