@@ -363,3 +363,86 @@ def test_a_liaison_without_an_open_alert_of_their_own_stops_nothing(
     res = escalate_due(db_session, queue, r.now + timedelta(minutes=2, seconds=1))
     assert res.cancelled == 0
     assert _by_key(db_session, r.tip_id)["cty-northview-counselor"].status == "active"
+
+
+def _no_school_route(db_session, vault, queue, keys=("slps-oncall", "cty-oncall")):
+    return route(db_session, vault, queue, [StepSpec(keys, repeat_every=timedelta(minutes=2))],
+                 school_code=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("status", ["acknowledged", "in_progress", "referred", "closed"])
+def test_a_status_change_stops_only_the_changers_district(status, db_session, vault, queue,
+                                                          demo_directory):
+    """A district admin moving a tip that names no school (every district's fallback was
+    alerted) answers for their own district: the other district's alerts keep repeating."""
+    from tipline.routing.escalation import escalate_due
+    from tipline.triage.services import change_status
+
+    r = _no_school_route(db_session, vault, queue)
+    slps_admin, _, _ = make_staff(db_session, vault, "district_admin", district="slps")
+    change_status(db_session, slps_admin, _tip(db_session, r.tip_id), status, reason="on it",
+                  outcome="resolved" if status == "closed" else None, now=utcnow())
+    db_session.commit()
+    by_key = _by_key(db_session, r.tip_id)
+    assert by_key["slps-oncall"].status == "acknowledged"
+    assert by_key["cty-oncall"].status == "active"
+    tip = _tip(db_session, r.tip_id)
+    assert tip.status == status and tip.acknowledged_at is None
+    res = escalate_due(db_session, queue, r.now + timedelta(minutes=2, seconds=1))
+    assert res.repeated == 1 and res.cancelled == 0
+    assert _by_key(db_session, r.tip_id)["cty-oncall"].status == "active"
+    # The county's own admin answers for the county; then the tip is taken everywhere.
+    cty_admin, _, _ = make_staff(db_session, vault, "district_admin", district="stlco-demo")
+    change_status(db_session, cty_admin, _tip(db_session, r.tip_id), "closed", reason="done",
+                  outcome="resolved", now=utcnow())
+    db_session.commit()
+    assert {d.status for d in dispatches(db_session, r.tip_id)} == {"acknowledged"}
+    assert _tip(db_session, r.tip_id).acknowledged_at is not None
+
+
+def test_escalation_never_cancels_a_chain_nobody_in_its_audience_acknowledged(
+        db_session, vault, queue, demo_directory):
+    """A tip marked acknowledged (an older status change, a race) stops only the chains an
+    acknowledgement reached: another district's and the school's after a police answer run."""
+    from tipline.routing.escalation import escalate_due
+
+    r = _no_school_route(db_session, vault, queue)
+    slps = _by_key(db_session, r.tip_id)["slps-oncall"]
+    assert acknowledge_dispatch(db_session, slps.id, via="sms", now=r.now)
+    r2 = _county_route(db_session, vault, queue)
+    liaison = _by_key(db_session, r2.tip_id)["stlco-liaison"]
+    assert acknowledge_dispatch(db_session, liaison.id, via="sms", now=r2.now)
+    for tip_id in (r.tip_id, r2.tip_id):
+        _tip(db_session, tip_id).acknowledged_at = r2.now + timedelta(seconds=1)
+    db_session.commit()
+    res = escalate_due(db_session, queue, r2.now + timedelta(minutes=5, seconds=1))
+    assert res.cancelled == 0
+    assert _by_key(db_session, r.tip_id)["cty-oncall"].status == "expired"  # still repeating
+    county = {k: d.status for k, d in _by_key(db_session, r2.tip_id).items()}
+    assert county == {"stlco-liaison": "acknowledged", "cty-northview-counselor": "expired",
+                      "cty-northview-principal": "expired", "cty-oncall": "active"}
+
+
+def test_the_button_shows_only_while_an_alert_of_ones_own_audience_is_open(
+        db_session, vault, queue, demo_directory):
+    """A district admin whose district's part of a no-school tip is answered gets no button
+    (it would do nothing); the other district's admin still does."""
+    from tipline.triage.services import read_tip
+
+    r = _no_school_route(db_session, vault, queue)
+    slps_admin, _, _ = make_staff(db_session, vault, "district_admin", district="slps")
+    cty_admin, _, _ = make_staff(db_session, vault, "district_admin", district="stlco-demo")
+    uid = _tip(db_session, r.tip_id).uid
+
+    def shown(user: Any) -> bool:
+        return read_tip(db_session, user, uid, utcnow()).can_acknowledge
+
+    assert shown(slps_admin) and shown(cty_admin)
+    slps = _by_key(db_session, r.tip_id)["slps-oncall"]
+    assert acknowledge_dispatch(db_session, slps.id, via="sms", now=utcnow())
+    db_session.commit()
+    assert not shown(slps_admin)
+    assert shown(cty_admin)
+    assert acknowledge_tip(db_session, r.tip_id, user_id=cty_admin.id, now=utcnow()) == 1
+    db_session.commit()
+    assert not shown(cty_admin) and not shown(slps_admin)

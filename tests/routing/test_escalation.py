@@ -79,13 +79,29 @@ def test_an_acknowledged_tip_does_not_escalate(db_session, vault, queue, demo_di
 
 def test_a_tip_taken_in_the_dashboard_stops_escalating(db_session, vault, queue,
                                                        demo_directory):
+    from tests.staffsupport import make_staff
+    from tipline.triage.services import change_status
+
     r = route(db_session, vault, queue, PLAN)
-    tip = db_session.get(Tip, r.tip_id)
-    tip.acknowledged_at = r.now + timedelta(minutes=1)  # e.g. a status change by staff
+    staff, _, _ = make_staff(db_session, vault, "school_staff", ["slps-roosevelt"])
+    change_status(db_session, staff, db_session.get(Tip, r.tip_id), "in_progress", reason="",
+                  outcome=None, now=r.now + timedelta(minutes=1))
     db_session.commit()
     res = escalate_due(db_session, queue, r.now + timedelta(hours=3))
-    assert res.activated == 0 and res.cancelled == 3
-    assert {d.status for d in dispatches(db_session, r.tip_id)} == {"cancelled"}
+    assert (res.activated, res.expired, res.repeated) == (0, 0, 0)
+    assert {d.status for d in dispatches(db_session, r.tip_id)} == {"acknowledged"}
+    assert db_session.get(Tip, r.tip_id).acknowledged_at == r.now + timedelta(minutes=1)
+
+
+def test_a_tip_marked_acknowledged_without_an_answer_keeps_escalating(db_session, vault, queue,
+                                                                       demo_directory):
+    """Nobody of the chain's audience answered (say, staff took the tip before routing ran):
+    the sweep cancels nothing; an alert too many beats a silenced one."""
+    r = route(db_session, vault, queue, PLAN)
+    db_session.get(Tip, r.tip_id).acknowledged_at = r.now + timedelta(minutes=1)
+    db_session.commit()
+    res = escalate_due(db_session, queue, r.now + FIVE + timedelta(seconds=1))
+    assert (res.cancelled, res.expired, res.activated) == (0, 1, 1)
 
 
 def test_life_safety_keeps_alerting_until_someone_acknowledges(db_session, vault, queue,

@@ -10,8 +10,10 @@ that names no school alerts every district's fallback), never another police age
 and district staff stop every open dispatch of their district's plan, police ones included. A
 police contact stops their own agency's dispatches only: the school's own people keep being
 alerted, unless the district's policy says ``police_ack_stops_school_alerts: true``. The tip
-itself becomes acknowledged only once no open dispatch is left, because the escalation sweep
-cancels every dispatch of an acknowledged tip.
+itself becomes acknowledged only once no open dispatch is left (until then it waits in every
+other audience's queue), and the escalation sweep cancels only the open dispatches that an
+acknowledgement given reaches (``answered_dispatches``). A staff status change acknowledges
+for the changer's own audience, like the button (``acknowledge_tip``).
 """
 
 from __future__ import annotations
@@ -175,6 +177,70 @@ def _mark_tip(session: Session, tip_id: int, now: datetime) -> None:
         session.refresh(tip)
 
 
+def answered_dispatches(session: Session, tip_ids: set[int]) -> set[int]:
+    """The open dispatches of these tips that an acknowledgement already given reaches.
+
+    The escalation sweep cancels only these: a tip marked acknowledged (by any path) never
+    silences a chain that nobody of its own audience answered (``_stops``: another
+    district's part of a tip that names no school, another agency, the school's people after
+    a police answer). Only an acknowledgement of the same routing job counts.
+    """
+    if not tip_ids:
+        return set()
+    rows = session.execute(
+        select(Dispatch.id, Dispatch.tip_id, Dispatch.job_id, Dispatch.status,
+               Dispatch.contact_id, Contact.district_id, Contact.agency_id, Contact.role,
+               Tip.district_id.label("tip_district"))
+        .join(Contact, Contact.id == Dispatch.contact_id)
+        .join(Tip, Tip.id == Dispatch.tip_id)
+        .where(Dispatch.tip_id.in_(tip_ids))
+    ).all()
+    out: set[int] = set()
+    for ack in rows:
+        if ack.status != DispatchStatus.ACKNOWLEDGED.value:
+            continue
+        by = session.get(Contact, ack.contact_id)
+        assert by is not None  # noqa: S101  (a foreign key guarantees it)
+        police = _police(ack.role, ack.agency_id)
+        stops_school = police and police_ack_stops_school_alerts(
+            session, ack.tip_district if ack.tip_district is not None else ack.district_id)
+        out.update(o.id for o in rows
+                   if o.tip_id == ack.tip_id and o.job_id == ack.job_id and o.status in OPEN
+                   and _stops(ack.tip_district, by, police, stops_school, o))
+    return out
+
+
+def _answerable(session: Session, user: Any, tip_id: int, tip_district: int | None
+                ) -> list[int]:
+    """The open dispatches of a tip that ``user`` answers for, their own first, then the
+    alerted ones, then later steps: a liaison's own contact's; a district's staff, on a tip
+    that names no school, only their district's contacts'."""
+    from tipline.accounts.models import Role
+    from tipline.triage.scope import liaison_contact_ids
+
+    q = (select(Dispatch.id, Dispatch.contact_id)
+         .join(Contact, Contact.id == Dispatch.contact_id)
+         .where(Dispatch.tip_id == tip_id, Dispatch.status.in_(OPEN)))
+    if user.role == Role.POLICE_LIAISON:
+        q = q.where(Dispatch.contact_id.in_(liaison_contact_ids(session, user)))
+    elif tip_district is None:
+        q = q.where(Contact.district_id == user.district_id)
+    rows = session.execute(q.order_by(Dispatch.step_index, Dispatch.id)).all()
+    return [r.id for r in rows if r.contact_id == user.contact_id] + [
+        r.id for r in rows if r.contact_id != user.contact_id]
+
+
+def can_acknowledge(session: Session, user: Any, tip: Tip) -> bool:
+    """Whether the dashboard's acknowledge button would do something for ``user``: an alert
+    of their own audience is open, or (staff) nothing is open and nobody has taken the tip."""
+    from tipline.accounts.models import Role
+
+    if _answerable(session, user, tip.id, tip.district_id):
+        return True
+    return (user.role != Role.POLICE_LIAISON and tip.acknowledged_at is None
+            and not _open_left(session, tip.id))
+
+
 def acknowledge_tip(session: Session, tip_id: int, *, user_id: int, now: datetime) -> int:
     """The dashboard button: acknowledge the open dispatches of the tip this user answers for.
 
@@ -185,7 +251,7 @@ def acknowledge_tip(session: Session, tip_id: int, *, user_id: int, now: datetim
     it), and 0 is returned; a liaison's click then changes nothing.
     """
     from tipline.accounts.models import Role, StaffUser
-    from tipline.triage.scope import liaison_contact_ids, scope_condition
+    from tipline.triage.scope import scope_condition
 
     user = session.get(StaffUser, user_id)
     if user is None:
@@ -196,17 +262,7 @@ def acknowledge_tip(session: Session, tip_id: int, *, user_id: int, now: datetim
     if tip_district is None:
         return 0
     police = user.role == Role.POLICE_LIAISON
-    q = (select(Dispatch.id, Dispatch.contact_id)
-         .join(Contact, Contact.id == Dispatch.contact_id)
-         .where(Dispatch.tip_id == tip_id, Dispatch.status.in_(OPEN)))
-    if police:
-        q = q.where(Dispatch.contact_id.in_(liaison_contact_ids(session, user)))
-    elif tip_district.district_id is None:
-        q = q.where(Contact.district_id == user.district_id)
-    # The user's own dispatch first, then the alerted ones, then later steps.
-    rows = session.execute(q.order_by(Dispatch.step_index, Dispatch.id)).all()
-    ids = [r.id for r in rows if r.contact_id == user.contact_id] + [
-        r.id for r in rows if r.contact_id != user.contact_id]
+    ids = _answerable(session, user, tip_id, tip_district.district_id)
     if not ids or not acknowledge_dispatch(session, ids[0], via="dashboard", now=now,
                                            user_id=user_id, police=police):
         # Nothing (left) to acknowledge: every open dispatch was taken first.

@@ -14,7 +14,8 @@ next) escalate each step once.
 3. A life-safety dispatch (``repeat_every_seconds``), active or expired, is alerted again
    every interval until someone acknowledges the tip.
 
-Once the tip is acknowledged (any path, or a staff status change) nothing more is sent.
+Once someone of a chain's own audience acknowledges (any path, or a staff status change, which
+acknowledges for the changer's audience), nothing more is sent on that chain.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from tipline.db import rowcount
 from tipline.jobs import JobQueue, after_commit
+from tipline.routing.ack import answered_dispatches
 from tipline.routing.models import AlertDelivery, Dispatch, DispatchStatus, RoutingJob
 from tipline.routing.services import URGENT_DELIVERY_TASK, open_deliveries
 from tipline.tips.models import Tip
@@ -61,9 +63,11 @@ def escalate_due(session: Session, queue: JobQueue, now: datetime) -> Escalation
 
 
 def _cancel_acknowledged(session: Session, now: datetime) -> int:
-    """Stop escalating tips acknowledged outside a dispatch (e.g. a dashboard status change).
+    """Stop escalating what an acknowledgement of the tip reached but left open (a race).
 
-    Only dispatches of routing jobs created before that acknowledgement: a re-triage of an
+    Only dispatches that an acknowledgement already given reaches (``ack.answered_dispatches``:
+    never another district's, another agency's, or the school's after a police answer), and
+    only dispatches of routing jobs created before that acknowledgement: a re-triage of an
     acknowledged tip (say, raised to life-safety) routes again, and its new plan must escalate
     and repeat until one of its own contacts acknowledges.
     """
@@ -92,7 +96,8 @@ def _cancel_acknowledged(session: Session, now: datetime) -> int:
     if not rows:
         return 0
     mine = _lock_tips(session, {tip_id for _, tip_id in rows})
-    ids = [i for i, tip_id in rows if tip_id in mine]
+    answered = answered_dispatches(session, mine)
+    ids = [i for i, tip_id in rows if tip_id in mine and i in answered]
     if not ids:
         return 0
     return rowcount(session.execute(

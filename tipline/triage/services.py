@@ -20,8 +20,7 @@ from tipline.accounts.models import Role, StaffUser, staff_schools
 from tipline.audit.services import record
 from tipline.directory.models import Contact, School
 from tipline.jobs import JobQueue, after_commit
-from tipline.routing.ack import OPEN as ACK_OPEN
-from tipline.routing.ack import acknowledge_tip
+from tipline.routing.ack import acknowledge_tip, can_acknowledge
 from tipline.routing.models import Dispatch, RoutingJob
 from tipline.tips.models import Attachment, Category, Channel, Message, Note, Severity, Status, Tip
 from tipline.triage.models import MandatedReport, TipEvent
@@ -287,8 +286,9 @@ class TipDetail:
     can_write: bool = False
     can_manage: bool = False  # reply, status, assign, re-triage (CASE_ROLES)
     show_explanation: bool = True
-    # The acknowledge button: for a liaison, while an alert to their own contact is open (their
-    # click stops their agency's alerts, not the school's); for staff, until the tip is taken.
+    # The acknowledge button: while an alert of the account's own audience is open (a liaison's
+    # own contact; a district's part of a tip that names no school), or, for staff, while
+    # nothing is open and nobody has taken the tip (routing ``ack.can_acknowledge``).
     can_acknowledge: bool = False
 
 
@@ -356,9 +356,7 @@ def read_tip(session: Session, user: StaffUser, uid: str, now: datetime) -> TipD
         reported_by_me=any(r.user_id == user.id for r, _n in reports),
         can_write=user.role in WRITE_ROLES, can_manage=user.role in CASE_ROLES,
         show_explanation=show_explanation,
-        can_acknowledge=user.role in WRITE_ROLES and (
-            any(x.status in ACK_OPEN for x in dispatches) if user.role == Role.POLICE_LIAISON
-            else tip.acknowledged_at is None),
+        can_acknowledge=user.role in WRITE_ROLES and can_acknowledge(session, user, tip),
     )
     if detail.can_manage:
         detail.assignees = assignable_users(session, tip)
@@ -482,9 +480,15 @@ def change_status(session: Session, user: StaffUser, tip: Tip, status: str, *, r
         raise ActionRefused("A tip cannot go back to new.")
     if status == tip.status and status != Status.CLOSED.value:
         raise ActionRefused(f"The tip is already {STATUS_LABELS[status].lower()}.")
+    if status == Status.CLOSED.value and outcome not in OUTCOMES:
+        raise ActionRefused("Choose an outcome to close the tip.")
+    old = tip.status
+    # Taking the tip answers the alerts of the changer's own audience only (their district's
+    # part of a tip that names no school); the tip is marked acknowledged once nothing is
+    # open. Done first: it reloads the tip.
+    acknowledge_tip(session, tip.id, user_id=user.id, now=now)
+    session.refresh(tip)
     if status == Status.CLOSED.value:
-        if outcome not in OUTCOMES:
-            raise ActionRefused("Choose an outcome to close the tip.")
         tip.outcome = outcome
         tip.closed_at = now
     else:
@@ -492,9 +496,6 @@ def change_status(session: Session, user: StaffUser, tip: Tip, status: str, *, r
         if tip.status == Status.CLOSED.value:
             tip.closed_at = None
             tip.outcome = None
-    if status != Status.NEW.value and tip.acknowledged_at is None:
-        tip.acknowledged_at = now
-    old = tip.status
     tip.status = status
     tip.updated_at = now
     _event(session, user, tip, "status", old, status, reason, now)
