@@ -185,3 +185,24 @@ def test_check_and_load_hold_slps_to_its_directory_guard(cli_env, tmp_path):
     assert wide.read_text(encoding="utf-8") != demo
     res = run(env, "policy", "load", str(wide))
     assert res.exit_code == 0, res.output
+
+
+def test_show_prints_each_districts_police_guard_and_ack_option(cli_env):
+    """The guard that holds comes from the directory, so ``policy show`` prints it (and the
+    file's own narrowing), and whether a police acknowledgement stops the school's alerts."""
+    env, _url = cli_env
+    text = POLICY_FILE.read_text(encoding="utf-8")
+    anchor = "  stlco-demo:\n"
+    assert anchor in text
+    policy = Path(env["TIPLINE_DATA_DIR"]) / "policy.yaml"
+    policy.write_text(text.replace(anchor, anchor + "    police_ack_stops_school_alerts: true\n"),
+                      encoding="utf-8")
+    assert run(env, "policy", "load", str(policy)).exit_code == 0
+    out = run(env, "policy", "show").output
+    slps, county = out.split("\ndistrict slps")[1].split("\ndistrict stlco-demo")
+    assert "police guard (directory): police_involvement: limited (police only for other, " \
+           "threat, weapon)" in slps
+    assert "police_only_for in this file: other, threat, weapon" in slps
+    assert "police_ack_stops_school_alerts: false" in slps
+    assert "police guard (directory): police_involvement: partnership" in county
+    assert "police_ack_stops_school_alerts: true" in county

@@ -18,6 +18,8 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tipline.directory.models import District
+from tipline.directory.police import describe_guard
 from tipline.routing.policy import (
     CATEGORIES,
     PolicyError,
@@ -127,9 +129,18 @@ def policy_show(source: bool) -> None:
         click.echo(f"policy version {row.version}: {row.source_name}, loaded "
                    f"{row.loaded_at:%Y-%m-%d %H:%M} UTC by {row.loaded_by}, "
                    f"sha256 {row.sha256[:12]}")
+        involvement = dict(session.execute(
+            select(District.code, District.police_involvement)).tuples().all())
     assert policy is not None  # noqa: S101 - the row exists and was validated when stored
     for d in policy.districts.values():
         click.echo(f"\ndistrict {d.code}  (fallback: {', '.join(d.fallback)})")
+        # The guard that holds is the directory's, whatever the file says (directory.police).
+        click.echo(f"  police guard (directory): {describe_guard(involvement.get(d.code))}")
+        if d.police_only_for is not None:
+            click.echo("  police_only_for in this file: "
+                       f"{', '.join(sorted(d.police_only_for)) or '(none)'}")
+        click.echo("  police_ack_stops_school_alerts: "
+                   f"{'true' if d.police_ack_stops_school_alerts else 'false'}")
         for r in d.rules:
             prio = f" priority {r.priority}" if r.priority is not None else ""
             click.echo(f"  {r.name}{prio} [line {r.line}]: {_match_text(r)}")
