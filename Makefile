@@ -12,7 +12,7 @@ export TIPLINE_TEST_AXE ?= $(CURDIR)/node_modules/axe-core/axe.min.js
 export TIPLINE_TEST_TWILIO_SPEC ?= $(SHARED_DIR)/twilio/twilio_api_v2010.trimmed.json
 export TIPLINE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv run system-deps services lint test check bench clean
+.PHONY: venv run system-deps services lint test check bench fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tipline needs Python 3.11 or newer")'
@@ -48,6 +48,11 @@ check: lint test
 
 bench: venv
 	$(PY) -m bench $(ARGS)
+
+## A long fuzz campaign over every route as each role (PostgreSQL); counts by status.
+## `make fuzz ARGS="--requests 50000"`. CI runs the bounded tests/web/test_fuzz.py instead.
+fuzz: venv services
+	$(PY) -m bench fuzz $(ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -25,7 +25,7 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,7 @@ def main() -> int:
     snapshot = fuzzing.Snapshot()
     client = fuzzing.fuzz_client(app)
     statuses: Counter[int] = Counter()
+    by_endpoint: dict[str, Counter[str]] = defaultdict(Counter)
     kinds: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
     sent = 0
@@ -124,6 +125,7 @@ def main() -> int:
             outcome = fuzzing.send(app, client, world, req, conn, snapshot, errors)
         sent += 1
         statuses[outcome.status] += 1
+        by_endpoint[req.endpoint or "(no route)"][f"{outcome.status // 100}xx"] += 1
         for problem in outcome.problems():
             kind = problem.split(":")[0].split(" yet ")[0]
             kind = "5xx" if kind.startswith("status 5") else kind
@@ -151,6 +153,9 @@ def main() -> int:
 
     print(f"\n{sent} requests in {elapsed:.0f} s ({sent / max(elapsed, 1e-9):.0f}/s)")
     print("by status: " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
+    print("by endpoint (2xx/3xx/4xx/5xx):")
+    for endpoint, counts in sorted(by_endpoint.items()):
+        print(f"  {endpoint:34} " + "/".join(str(counts[f"{c}xx"]) for c in (2, 3, 4, 5)))
     fives = sum(n for s, n in statuses.items() if s >= 500)
     print(f"5xx: {fives}")
     print("problems: " + (", ".join(f"{k}: {n}" for k, n in kinds.most_common()) or "none"))

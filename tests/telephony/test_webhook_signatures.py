@@ -132,3 +132,14 @@ def test_a_repeated_field_is_checked_like_any_other(tw_client, db_session, demo_
         "https://tips.example.org" + path, body)
     resp = tw_client.post(path, data=body, headers={"X-Twilio-Signature": good})
     assert resp.status_code in (200, 204)
+
+
+def test_a_multipart_field_without_a_name_is_refused_not_crashed(tw_client, db_session) -> None:
+    """A name ending in a backslash is parsed by Werkzeug as a field named None."""
+    import io
+
+    for path in ("/twilio/sms", "/twilio/alerts/call-status/1"):
+        resp = tw_client.post(path, content_type="multipart/form-data", data={
+            "a\\": "x", "Body": "hi", "f": (io.BytesIO(b"z"), "f.png")},
+            headers={"X-Twilio-Signature": "bm9wZQ=="})
+        assert resp.status_code == 403, path
