@@ -104,7 +104,27 @@ def load_directory(
             c.schools = [schools[code] for code in item.get("schools", []) or []]
         except KeyError as exc:
             raise DirectoryError(f"{where}: unknown school {exc.args[0]!r}") from None
+        _check_agency_serves(c, where, {d.id: d for d in districts.values()})
         session.add(c)
         counts["contacts"] += 1
     session.flush()
     return counts
+
+
+def _check_agency_serves(c: Contact, where: str, by_id: dict[int, District]) -> None:
+    """A contact's police agency must be tied to the contact's district and to the district
+    of each of its schools (``agency_districts``): otherwise a district admin could reach
+    another district's police alerts through it, and the dashboard would refuse to save it."""
+    if c.agency is None:
+        return
+    served = {d.code for d in c.agency.districts}
+    needed = [(s.district.code, f" (school {s.code})") for s in c.schools
+              if s.district is not None]
+    own = by_id.get(c.district_id) if c.district_id is not None else None
+    if own is not None:
+        needed.insert(0, (own.code, ""))
+    for code, why in needed:
+        if code not in served:
+            raise DirectoryError(
+                f"{where}: police agency {c.agency.code!r} does not serve district {code!r}"
+                f"{why}; add {code} to the agency's districts: or choose another agency")
