@@ -102,6 +102,10 @@ def create_user(
     except ValueError:
         roles = ", ".join(r.value for r in Role)
         raise AccountError(f"unknown role {role!r}; one of {roles}") from None
+    if role == Role.INSTALLATION_ADMIN and (district_code or school_codes or contact_key):
+        # Scoped to a district it would be read as that district's admin by some check.
+        raise AccountError("an installation administrator belongs to no district, school or "
+                           "contact")
     if session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none():
         raise AccountError("an account with that email already exists")
     district = None
@@ -116,8 +120,11 @@ def create_user(
         school = session.execute(select(School).where(School.code == code)).scalar_one_or_none()
         if school is None:
             raise AccountError(f"unknown school {code!r}")
-        schools.append(school)
         district = district or school.district
+        if district is not None and school.district_id != district.id:
+            # One account, one district: a school of another would open that district's tips.
+            raise AccountError(f"{code} is not a school of district {district.code}")
+        schools.append(school)
     if role == Role.SCHOOL_STAFF and not schools:
         raise AccountError("school staff need at least one --school")
     contact_id = None
