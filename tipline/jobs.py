@@ -27,7 +27,8 @@ class JobQueue(Protocol):
 
     def send_delivery(self, delivery_id: int, countdown: float = 0) -> bool: ...
 
-    def send_task(self, name: str, *args: Any, countdown: float = 0) -> bool: ...
+    def send_task(self, name: str, *args: Any, countdown: float = 0,
+                  force: bool = False) -> bool: ...
 
 
 def after_commit(session: Session, fn: Callable[..., Any], *args: Any) -> None:
@@ -104,8 +105,11 @@ class CeleryQueue:
         """True while the circuit is open (a publish failed less than breaker_seconds ago)."""
         return time.monotonic() < self._down_until
 
-    def send_task(self, name: str, *args: Any, countdown: float = 0) -> bool:
-        if self.broker_down:
+    def send_task(self, name: str, *args: Any, countdown: float = 0,
+                  force: bool = False) -> bool:
+        """Publish; False if the broker did not take it. ``force``: try even while the
+        circuit is open (for a message that exists nowhere else, e.g. a held SMS)."""
+        if self.broker_down and not force:
             self._unpublished(name, args)
             return False
         started = time.monotonic()
@@ -157,7 +161,8 @@ class RecordingQueue:
         self.sent: list[tuple[str, tuple[Any, ...]]] = []
         self.fail = fail
 
-    def send_task(self, name: str, *args: Any, countdown: float = 0) -> bool:
+    def send_task(self, name: str, *args: Any, countdown: float = 0,
+                  force: bool = False) -> bool:
         if self.fail:
             return False
         self.sent.append((name, args))

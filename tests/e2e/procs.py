@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import http.client
 import os
 import re
@@ -91,6 +92,19 @@ class Supervised:
         return self.proc.output()
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -166,12 +180,28 @@ class Browserless:
                    category: str = "weapon") -> tuple[int, str]:
         status, page = self.call("GET", "/report")
         assert status == 200, page[:500]
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
-        assert token, "no CSRF token in the form"
+        hidden = hidden_fields(page)
+        assert "csrf_token" in hidden, "no CSRF token in the form"
+        # As a browser sends it: every hidden field (CSRF token, submission nonce) and the
+        # send button; no language-switch button.
         return self.call("POST", "/report", {
-            "csrf_token": token.group(1), "school": school, "category": category,
-            "danger_now": "no", "body": body, "lang": "en",
+            **hidden, "school": school, "category": category, "danger_now": "no",
+            "body": body, "send": "1",
         })
+
+
+_INPUT = re.compile(r"<input\b[^>]*>")
+_ATTR = re.compile(r'([\w-]+)="([^"]*)"')
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    """The hidden inputs of a page's forms, as a browser would send them back."""
+    out = {}
+    for tag in _INPUT.findall(page or ""):
+        attrs = dict(_ATTR.findall(tag))
+        if attrs.get("type") == "hidden" and attrs.get("name"):
+            out[attrs["name"]] = html.unescape(attrs.get("value", ""))
+    return out
 
 
 def request(method: str, url: str, body: str | None = None, headers: dict[str, str] | None = None,

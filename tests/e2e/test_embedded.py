@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +19,7 @@ from tests.e2e.procs import (
     VENV_BIN,
     Browserless,
     base_env,
+    child_pids,
     receipt_code,
     start,
     wait_for,
@@ -75,19 +75,6 @@ def test_embedded_default_routes_a_web_tip_within_seconds(tmp_path) -> None:
     assert "WOMBAT" not in logs
 
 
-def _children(pid: int) -> list[int]:
-    """Direct children of a process, from /proc."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 def test_embedded_runner_restarts_a_killed_worker(tmp_path) -> None:
     """`tipline run` restarts its worker when it dies, as docker-compose does; a tip sent
     while it was down is routed once the new worker is up (the sweep finds it)."""
@@ -97,13 +84,13 @@ def test_embedded_runner_restarts_a_killed_worker(tmp_path) -> None:
                                  "--data-dir", str(data)], base_env(), tmp_path)
     try:
         wait_http(f"http://127.0.0.1:{port}", timeout=60)
-        [worker] = wait_for(lambda: _children(proc.popen.pid), 30, "the worker process")
+        [worker] = wait_for(lambda: child_pids(proc.popen.pid), 30, "the worker process")
         os.killpg(worker, signal.SIGKILL)
         client = Browserless(f"http://127.0.0.1:{port}")
         t0 = time.monotonic()
         status, page = client.submit_tip("Tip while the worker is down: a fight on Friday")
         assert status == 200 and receipt_code(page)
-        replaced = wait_for(lambda: [p for p in _children(proc.popen.pid) if p != worker], 30,
+        replaced = wait_for(lambda: [p for p in child_pids(proc.popen.pid) if p != worker], 30,
                             "a new worker")
         db = data / "tipline.sqlite3"
 

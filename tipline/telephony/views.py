@@ -144,7 +144,7 @@ def sms() -> Any:
         language = detect_language(inbound.body)
         # Held in the broker until the database is back (tipline.telephony.spool); the
         # reporter is told it is received only once it is committed.
-        if svc.queue.send_task(SPOOL_TASK, *seal_inbound(svc.vault, inbound)):
+        if svc.queue.send_task(SPOOL_TASK, *seal_inbound(svc.vault, inbound), force=True):
             log.warning("SMS webhook could not store a message (%s); held for the database",
                         type(exc).__name__)
             return _sms_twiml(texts.sms("held", language))
