@@ -133,3 +133,24 @@ def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")
 
 def iter_none() -> Iterator[None]:
     yield None
+
+
+def staff_sign_in(page: Any, base: str, email: str, password: str, secret: str) -> None:
+    """Sign a staff account in through the real pages: password, then the TOTP code (the
+    next step's code if this one was just used)."""
+    import re
+
+    from tests.staffsupport import current_code
+
+    page.goto(base + "/staff/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/staff/login/code$"))
+    for ahead in (0, 1):
+        page.fill("#code", current_code(secret, ahead=ahead))
+        page.click("main button[type=submit]")
+        page.wait_for_load_state()
+        if not page.url.endswith("/staff/login/code"):
+            return
+    raise AssertionError("the code was refused")

@@ -79,3 +79,13 @@ def nojs_page(browser: Any) -> Iterator[Any]:
     pg = context.new_page()
     yield pg
     context.close()
+
+
+@pytest.fixture
+def live_services(live_server: LiveServer) -> Any:
+    """The live server's services, with its vault installed for factories in this process."""
+    from tipline import crypto
+
+    svc = live_server.app.extensions["tipline"]
+    crypto.install(svc.vault)
+    return svc

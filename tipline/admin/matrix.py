@@ -141,9 +141,11 @@ def _cell(ex: dict[str, Any], police_ids: set[int]) -> Cell:
     held: list[str] = []
     for c in ex.get("contacts", []):
         if c.get("alerted"):
+            role = str(c["role"]).replace("_", " ")
+            # "Dana Reyes (counselor)" already says the role: not "(counselor) (counselor)".
             people.setdefault(int(c["step"]), []).append(Person(
-                c["name"], str(c["role"]).replace("_", " "), tuple(c.get("channels") or ()),
-                c["contact_id"] in police_ids))
+                c["name"], "" if role.lower() in str(c["name"]).lower() else role,
+                tuple(c.get("channels") or ()), c["contact_id"] in police_ids))
         elif c["contact_id"] in police_ids and "police are never alerted" in str(c.get("why")):
             held.append(c["name"])
     steps = tuple(
