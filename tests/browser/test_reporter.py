@@ -154,7 +154,8 @@ def test_without_javascript(live_server: LiveServer, nojs_page: Any) -> None:
     page.goto(live_server.url + "/report")
     page.fill("#body", "Words typed before searching NJ-1")
     page.fill("#school_q", "vash")
-    page.click("button[name=find_school]")  # Enter does nothing here: the form's default button is disabled
+    # (Enter does nothing here: the form's default button is disabled.)
+    page.click("button[name=find_school]")
     page.wait_for_selector("#school-search-result")
     assert "1 school matches" in page.inner_text("#school-search-result")
     assert page.input_value("#body") == "Words typed before searching NJ-1"
