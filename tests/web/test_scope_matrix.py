@@ -47,7 +47,7 @@ from tipline.jobs import RecordingQueue
 from tipline.routing.models import Dispatch, RoutingJob, RoutingPolicy
 from tipline.routing.policy import load_policy
 from tipline.tips.models import Attachment, Category, Message, Note, Severity, Tip
-from tipline.triage.models import MandatedReport
+from tipline.triage.models import MandatedReport, ReplyTemplate
 
 # -- roles, answers, scopes ---------------------------------------------------------------
 
@@ -446,11 +446,22 @@ TABLE: tuple[Row, ...] = (
         "/staff/tips/<uid>/assign", "POST", "tip", tip_path("/assign"),
         {IN: every(REFUSED, CASE)}, data=lambda c, k: {"assignee": str(c.users["liaison"].id)},
         probe=tip_field(Tip.assigned_to_id)),
+    Row("status line the reporter reads", "triage.reporter_status",
+        "/staff/tips/<uid>/reporter-status", "POST", "tip", tip_path("/reporter-status"),
+        {IN: every(OK, CASE)}, data=lambda c, k: {"status_line": "We are looking into it."},
+        probe=tip_field(Tip.reporter_status_ct)),
     Row("re-triage", "triage.retriage", "/staff/tips/<uid>/retriage", "POST", "tip",
         tip_path("/retriage"), {IN: every(OK, CASE)},
         data=lambda c, k: {"category": "threat", "severity": "3", "reason": "re-read"},
         probe=lambda c, k: (tip_field(Tip.category, Tip.severity)(c, k),
                             count_for_tip(RoutingJob)(c, k))),
+    # a district's reply wording: its own admin's (the district comes from the account)
+    Row("reply wording (form)", "triage.reply_templates", "/staff/replies", "GET", "none",
+        lambda c, k: "/staff/replies", ADMIN_PAGE),
+    Row("reply wording: save", "triage.reply_templates", "/staff/replies", "POST", "none",
+        lambda c, k: "/staff/replies", ADMIN_PAGE,
+        data=lambda c, k: {"en": "Thank you for telling us.", "es": "", "bs": ""},
+        probe=table_count(ReplyTemplate)),
     # -- lists of tips: the queue, its polling state, the life-safety banner --------------
     Row("queue", "triage.queue", "/staff/", "GET", "tip", lambda c, k: "/staff/",
         LIST_TIPS, marker=ref),
@@ -712,7 +723,8 @@ def test_every_route_has_a_row(app: Any) -> None:
     # every row's request really reaches the route it claims to test
     for row in TABLE:
         assert (row.rule, row.method) in {(r.rule, m) for r in app.url_map.iter_rules()
-                                          for m in r.methods or ()}, row.label
+                                          for m in r.methods or ()}, \
+            f"row {row.label!r}: app.url_map has no {row.method} {row.rule}"
         assert row.endpoint not in NOT_STAFF, row.label
 
 
