@@ -143,7 +143,7 @@ class Tip(_Sealed, Base):
     # Idempotency for provider retries (e.g. a Twilio MessageSid/CallSid); not identifying.
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     # When the reporter last wrote after the tip itself (web follow-up or SMS): revision 0010.
-    reporter_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reporter_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     data_key: Mapped[DataKey | None] = relationship()
     school: Mapped[School | None] = relationship()

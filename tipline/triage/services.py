@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, false, func, select
+from sqlalchemy import and_, case, false, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from tipline.accounts.models import Role, StaffUser, staff_schools
@@ -23,6 +23,7 @@ from tipline.jobs import JobQueue, after_commit
 from tipline.routing.ack import acknowledge_tip, can_acknowledge
 from tipline.routing.models import Dispatch, RoutingJob
 from tipline.tips.models import Attachment, Category, Channel, Message, Note, Severity, Status, Tip
+from tipline.triage.conversation import unread_condition, unread_count
 from tipline.triage.models import MandatedReport, TipEvent
 from tipline.triage.scope import (
     CASE_ROLES,
@@ -111,6 +112,8 @@ class QueueRow:
     acknowledged_at: datetime | None
     assigned: str | None
     danger_now: bool
+    # A message from the reporter this account has not read (triage.conversation).
+    unread: bool = False
 
     @property
     def life_safety_unacked(self) -> bool:
@@ -148,10 +151,18 @@ def _filtered(session: Session, user: StaffUser, f: QueueFilters) -> list[Any]:
     return where
 
 
-def queue_order() -> tuple[Any, ...]:
-    """Severity first, then unacknowledged before acknowledged, then the longest waiting."""
+def queue_order(user_id: int | None = None) -> tuple[Any, ...]:
+    """Severity first, then unacknowledged before acknowledged, then the longest waiting.
+
+    With ``user_id``, tips with a reporter message that account has not read come first
+    within their severity (then the index orders only the rest of the terms).
+    """
     # Matches the index ix_tips_queue_order term by term (false sorts before true).
     acked = Tip.acknowledged_at.is_not(None)
+    if user_id is not None:
+        unread_last = case((unread_condition(user_id), 0), else_=1)
+        return (Tip.severity.desc(), unread_last, acked.asc(), Tip.created_at.asc(),
+                Tip.id.asc())
     return (Tip.severity.desc(), acked.asc(), Tip.created_at.asc(), Tip.id.asc())
 
 
@@ -164,20 +175,20 @@ def list_queue(session: Session, user: StaffUser, filters: QueueFilters) -> Queu
     # First the page's ids, ordered on narrow rows (the index covers the order), then the
     # 50 rows with their joins: a deep page never sorts wide rows.
     page_ids = (
-        select(Tip.id).where(*where).order_by(*queue_order())
+        select(Tip.id).where(*where).order_by(*queue_order(user.id))
         .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
     ).subquery()
     assignee = StaffUser.__table__.alias("assignee")
     stmt = (
         select(Tip.uid, Tip.reference, School.name, Tip.category, Tip.severity, Tip.status,
                Tip.channel, Tip.created_at, Tip.acknowledged_at, assignee.c.display_name,
-               Tip.danger_now)
+               Tip.danger_now, unread_condition(user.id))
         .join(page_ids, page_ids.c.id == Tip.id)
         .outerjoin(School, School.id == Tip.school_id)
         .outerjoin(assignee, assignee.c.id == Tip.assigned_to_id)
-        .order_by(*queue_order())
+        .order_by(*queue_order(user.id))
     )
-    rows = [QueueRow(*r) for r in session.execute(stmt)]
+    rows = [QueueRow(*r) for r in session.execute(stmt)]  # the last column is ``unread``
     latest = session.execute(select(func.max(Tip.id)).where(*where[:1])).scalar_one() or 0
     return QueuePage(rows, total, page, pages, latest)
 
@@ -196,10 +207,12 @@ class Banner:
     # Open tips whose routing found nobody to alert (a directory or policy gap): nobody was
     # told, so every page says so until the tip is re-triaged or closed.
     unrouted: list[BannerTip] = field(default_factory=list)
+    # Open tips with a reporter message this account has not read (triage.conversation).
+    unread: int = 0
 
     @property
     def shown(self) -> bool:
-        return bool(self.count or self.unrouted)
+        return bool(self.count or self.unrouted or self.unread)
 
 
 def lifesafety_banner(session: Session, user: StaffUser, limit: int = 5) -> Banner:
@@ -218,10 +231,11 @@ def lifesafety_banner(session: Session, user: StaffUser, limit: int = 5) -> Bann
         .where(*where).order_by(Tip.created_at.asc()).limit(limit)
     ).all()
     unrouted = unrouted_tips(session, user, limit)
+    unread = unread_count(session, scope_condition(session, user), user.id)
     if not rows:
-        return Banner(0, [], unrouted)
+        return Banner(0, [], unrouted, unread)
     return Banner(int(rows[0][3]), [BannerTip(uid, ref, school) for uid, ref, school, _n in rows],
-                  unrouted)
+                  unrouted, unread)
 
 
 def unrouted_tips(session: Session, user: StaffUser, limit: int = 5) -> list[BannerTip]:

@@ -246,8 +246,9 @@ def _act(uid: str, action: Callable[[Any, Any, ActionForm], str]) -> Any:
 
 
 # The part of the tip page each form sits in: after an action the page opens there again.
-BACK_ANCHORS = frozenset({"summary", "conversation", "reply", "note", "reporter-status",
-                          "status", "assign", "retriage", "mandated"})
+BACK_ANCHORS = frozenset({"summary", "conversation", "reply-form", "note-form",
+                          "reporter-status-form", "status-form", "assign-form",
+                          "retriage-form", "mandated"})
 
 
 def _back(uid: str) -> Any:

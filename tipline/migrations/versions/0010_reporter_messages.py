@@ -26,6 +26,7 @@ def upgrade() -> None:
     # ix_tips_queue_order.
     op.add_column('tips', sa.Column('reporter_message_at',
                                     tipline.db.UTCDateTime(timezone=True), nullable=True))
+    op.create_index('ix_tips_reporter_message_at', 'tips', ['reporter_message_at'])
     op.create_table(
         'tip_reads',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -69,6 +70,7 @@ def downgrade() -> None:
     op.drop_table('tip_reads')
     # SQLite drops a column by copying the table, which loses the expression index: dropped
     # first and made again after.
+    op.drop_index('ix_tips_reporter_message_at', table_name='tips')
     op.drop_index('ix_tips_queue_order', table_name='tips')
     with op.batch_alter_table('tips') as batch:
         batch.drop_column('reporter_message_at')
