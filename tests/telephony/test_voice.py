@@ -19,6 +19,7 @@ from tests.telephony.helpers import (
 )
 from tests.twilio_support import signed_post, webhook_example
 from tipline.intake.followup import find_tip_by_code
+from tipline.telephony import voice
 from tipline.telephony.models import TaskKind, TelephonyTask
 from tipline.tips.models import Attachment, Channel, Message, Tip
 from tipline.tips.receipts import normalize_code
@@ -80,9 +81,9 @@ def test_language_choice_gives_recording_notice_and_record_verb(tw_client) -> No
     assert record is not None
     assert record.get("action") == "https://tips.example.org/twilio/voice/recorded?lang=es"
     assert record.get("maxLength") == "120"
-    assert record.get("transcribe") == "true"
-    assert record.get("transcribeCallback") == \
-        "https://tips.example.org/twilio/voice/transcription"
+    # Twilio transcribes English only: a Spanish message is not sent for transcription.
+    assert record.get("transcribe") == "false"
+    assert record.get("transcribeCallback") is None
     assert record.get("recordingStatusCallback") == \
         "https://tips.example.org/twilio/voice/recording-status"
     # Nothing pressed (the Redirect): English.
@@ -91,6 +92,9 @@ def test_language_choice_gives_recording_notice_and_record_verb(tw_client) -> No
     root = twiml(signed_post(tw_client, "/twilio/voice/language", params))
     assert root.find("Say").get("language") == "en-US"
     assert "9 1 1" in root.find("Say").text and "9 8 8" in root.find("Say").text
+    assert root.find("Record").get("transcribe") == "true"
+    assert root.find("Record").get("transcribeCallback") == \
+        "https://tips.example.org/twilio/voice/transcription"
 
 
 def test_recording_becomes_a_tip_and_the_caller_hears_a_digit_code(
@@ -182,6 +186,22 @@ def test_failed_transcription_keeps_the_tip_and_deletes_at_twilio(tw_client,
     assert att.transcript is None
     assert db_session.execute(select(TelephonyTask).where(
         TelephonyTask.kind == TaskKind.TRANSCRIPTION)).scalar_one() is not None
+    # The tip no longer promises a transcript: it says to listen to the recording.
+    first = db_session.execute(select(Message).where(Message.tip_id == att.tip_id)
+                               .order_by(Message.id).limit(1)).scalar_one()
+    assert first.body == voice.FAILED_BODY and "pending" not in first.body
+
+
+def test_a_spanish_voicemail_says_listen_to_the_recording_and_never_pending(
+        tw_client, db_session) -> None:
+    call, rec = new_sid("CA"), new_sid("RE")
+    record_action(tw_client, call, rec, lang="es")
+    tip = db_session.execute(select(Tip).where(Tip.external_id == call)).scalar_one()
+    first = db_session.execute(select(Message).where(Message.tip_id == tip.id)
+                               .order_by(Message.id).limit(1)).scalar_one()
+    assert tip.language == "es"
+    assert first.body.startswith("Spanish voicemail: listen to the recording")
+    assert "pending" not in first.body
 
 
 def test_absent_recording_stores_nothing(tw_client, db_session) -> None:

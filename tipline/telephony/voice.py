@@ -37,6 +37,23 @@ log = logging.getLogger(__name__)
 VOICE_CODE_PURPOSE = "voice-receipt"
 AFTER_COMMIT_KEY = "tipline_after_commit"  # tipline.jobs keeps after-commit sends here
 PENDING_BODY = "Voice message: recording attached; transcript pending."
+# Twilio transcribes a <Record> in English only (docs/twilio.md): any other language is asked
+# for no transcript, and the tip says so instead of promising one.
+TRANSCRIBED = frozenset({"en"})
+NO_TRANSCRIPT_BODY = {
+    "es": "Spanish voicemail: listen to the recording (no transcript: automatic transcription "
+          "is English only).",
+    "bs": "Bosnian voicemail: listen to the recording (no transcript: automatic transcription "
+          "is English only).",
+}
+FAILED_BODY = "Voice message: listen to the recording (the automatic transcript failed)."
+
+
+def pending_body(language: str) -> str:
+    """The tip's first words until (or instead of) a transcript."""
+    lang = texts.lang(language)
+    return PENDING_BODY if lang in TRANSCRIBED else NO_TRANSCRIPT_BODY.get(
+        lang, "Voicemail: listen to the recording (no transcript in this language).")
 
 
 @dataclass(frozen=True)
@@ -83,9 +100,11 @@ def choose_language(digits: str | None) -> str:
 
 
 def record_twiml(paths: Paths, language: str, max_seconds: int) -> str:
-    """The recording notice, then ``<Record>`` with a maximum length and transcription."""
+    """The recording notice, then ``<Record>`` with a maximum length, and transcription for an
+    English message (the only language Twilio transcribes)."""
     resp = VoiceResponse()
     _say(resp, "notice", language)
+    english = texts.lang(language) in TRANSCRIBED
     resp.record(
         action=f"{paths.recorded}?lang={texts.lang(language)}",
         method="POST",
@@ -93,8 +112,8 @@ def record_twiml(paths: Paths, language: str, max_seconds: int) -> str:
         finish_on_key="#",
         play_beep=True,
         timeout=10,
-        transcribe=True,
-        transcribe_callback=paths.transcription,
+        transcribe=english,
+        transcribe_callback=paths.transcription if english else None,
         recording_status_callback=paths.recording_status,
         recording_status_callback_method="POST",
         recording_status_callback_event="completed absent",
@@ -158,7 +177,8 @@ def ensure_voice_tip(session: Session, vault: Vault, queue: JobQueue, *, call_si
         try:
             with session.begin_nested():
                 create_tip(session, vault, queue, TipSubmission(
-                    channel=Channel.VOICE, body=PENDING_BODY, category=Category.OTHER,
+                    channel=Channel.VOICE, body=pending_body(language),
+                    category=Category.OTHER,
                     severity=Severity.MEDIUM, language=texts.lang(language),
                     external_id=call_sid, receipt_kind="digits"), receipt_code=code)
             created = True
@@ -231,6 +251,13 @@ def take_transcription(session: Session, vault: Vault, queue: JobQueue, *, call_
         if first is not None:
             first.body = f"Voice message (automatic transcript): {words}"
         _triage(session, queue, tip, words)
+    else:  # failed or empty: say so rather than "transcript pending" for ever
+        first = session.execute(
+            select(Message).where(Message.tip_id == tip.id, Message.author == "reporter")
+            .order_by(Message.id).limit(1)
+        ).scalar_one_or_none()
+        if first is not None and first.body == PENDING_BODY:
+            first.body = FAILED_BODY
     add_task(session, queue, kind=TaskKind.TRANSCRIPTION, sid=transcription_sid,
              parent_sid=recording_sid, tip_id=tip.id)
     return tip.id
