@@ -123,9 +123,35 @@ def init_auth(app: Flask) -> None:
     app.extensions.setdefault("tipline_staff_nav", [])
     app.config.setdefault("STAFF_IDLE_SECONDS", IDLE_SECONDS)
     login_manager.init_app(app)
+    app.before_request(_html_forms_only)
     app.before_request(_expire_idle_session)
     app.before_request(_require_own_password)
     app.register_blueprint(bp)
+
+
+STAFF_PREFIX = "/staff/"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _html_forms_only() -> None:
+    """Staff pages take an HTML form of text fields and nothing else (415 otherwise).
+
+    Flask-WTF reads a JSON body as form data when there is no form: a list, a number or a
+    string raises inside it, and a value that is not a string (a number, an object, or an
+    uploaded file under a text field's name) raises in the validators; each was a 500, past a
+    valid CSRF header. No staff page takes a file or JSON, so such a request is refused before
+    any view or form reads it, for every staff page present and to come.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS") or not (
+            request.path + "/").startswith(STAFF_PREFIX):
+        return
+    mimetype = request.mimetype
+    if mimetype and mimetype not in FORM_TYPES:
+        abort(415, description="This page takes the form on the page only. Reload the page "
+                               "and send the form from it.")
+    if mimetype == "multipart/form-data" and request.files:
+        abort(415, description="Staff pages take no file upload. Reload the page and send the "
+                               "form from it.")
 
 
 def current_staff() -> StaffUser:
