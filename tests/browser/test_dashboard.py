@@ -122,7 +122,7 @@ def main_path(page: Any, base: str, svc: Any, who: Staff, uid: str) -> None:
     page.fill("#reply-body", "Thank you. Can you tell us which hallway?")
     page.click("text=Send reply")
     page.wait_for_selector(".flash-ok")
-    assert page.locator(".conversation .msg-staff").count() == 1
+    assert page.locator(".feed .feed-reply").count() == 1
     page.select_option("#status", "in_progress")
     page.fill("#status-reason", "Talking to the student")
     page.click("text=Change status")
@@ -132,7 +132,7 @@ def main_path(page: Any, base: str, svc: Any, who: Staff, uid: str) -> None:
     page.fill("#status-reason", "Handled with the family")
     page.click("text=Change status")
     page.wait_for_selector("text=Status changed to closed.")
-    assert "Closed (Resolved by the school)" in page.inner_text("dl.facts")
+    assert "Closed (Resolved by the school)" in page.inner_text(".tip-summary")
     actions = audit_actions(svc, who.user_id)
     for expected in ("staff.sign_in", "tip.view", "tip.reply", "tip.status"):
         assert expected in actions, expected
@@ -253,8 +253,8 @@ def test_xss_payload_shown_as_text(live_server: LiveServer, page: Any, svc: Any,
     assert page.evaluate("window.__pwned === undefined")
     assert dialogs == []
     assert page.inner_text(".tip-body") == XSS
-    assert XSS in page.inner_text(".notes")
-    assert XSS in page.inner_text(".conversation")
+    assert XSS in page.inner_text(".feed .feed-note")
+    assert XSS in page.inner_text(".feed .feed-reply")
 
 
 def test_first_sign_in_enrols_with_the_qr_page(live_server: LiveServer, page: Any,
