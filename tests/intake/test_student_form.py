@@ -71,6 +71,7 @@ def test_the_danger_question_has_no_answer_chosen(client, demo_directory) -> Non
     _token, html = open_form(client)
     radios = re.findall(r'<input[^>]*name="danger_now"[^>]*>', html)
     assert len(radios) == 3 and not any("checked" in r for r in radios)
+    assert "If you skip this question, we count it as “I'm not sure”." in html
 
 
 def test_no_danger_answer_is_not_sure_and_the_receipt_says_so(
