@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import abort, request
 from twilio.request_validator import RequestValidator
-from werkzeug.datastructures import MultiDict
 
 from tipline.web import services
 
@@ -33,11 +32,8 @@ def is_valid_twilio_request(public_base: str, auth_token: str) -> bool:
         return False
     validator = RequestValidator(auth_token)
     # The form as a MultiDict: the validator signs every value of a repeated parameter (a dict
-    # holding a list would make it fail with a TypeError). A forged multipart body can carry a
-    # field whose name Werkzeug parses as None (which the validator cannot sort); Twilio never
-    # sends one, so it is left out and the signature fails.
-    params: Any = MultiDict([(k, v) for k, v in request.form.items(multi=True) if k is not None]
-                            ) if request.method == "POST" else {}
+    # holding a list would make it fail with a TypeError).
+    params: Any = request.form if request.method == "POST" else {}
     return bool(validator.validate(public_url_for_request(public_base), params, signature))
 
 

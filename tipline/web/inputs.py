@@ -1,4 +1,5 @@
-"""What a URL may carry into a view: ids the database can hold, text without NUL characters.
+"""What a request may carry into a view: ids the database can hold, text without NUL
+characters in a path, form fields with names.
 
 A path like ``/staff/admin/contacts/10000000000000000000`` or ``/staff/tips/%00`` used to reach
 PostgreSQL and fail there (integer out of range; NUL in a text parameter), answering 500.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
 from werkzeug.datastructures import ImmutableDict
 from werkzeug.routing import IntegerConverter, Map, PathConverter, UnicodeConverter
 
@@ -49,7 +50,23 @@ class TiplineMap(Map):
     })
 
 
+class TiplineRequest(Request):
+    """A multipart part whose name Werkzeug cannot read (one ending in a backslash, say) comes
+    out as a field named None, which Flask-WTF's CSRF check and the Twilio signature check
+    crashed on. No browser and no Twilio webhook sends one: such fields are dropped."""
+
+    def _load_form_data(self) -> None:
+        super()._load_form_data()
+        for attr in ("form", "files"):
+            data = self.__dict__.get(attr)
+            if data is not None and None in data:
+                self.__dict__[attr] = self.parameter_storage_class(
+                    [(k, v) for k, v in data.items(multi=True) if k is not None])
+
+
 class TiplineFlask(Flask):
-    """Flask with ``TiplineMap``: in effect for every rule, the static route included."""
+    """Flask with ``TiplineMap`` (in effect for every rule, the static route included) and
+    ``TiplineRequest``."""
 
     url_map_class = TiplineMap
+    request_class = TiplineRequest
