@@ -349,3 +349,24 @@ def test_a_failing_classifier_never_costs_a_tip(client, db_session, demo_directo
     monkeypatch.setattr(triage, "_classify", broken)
     assert post_tip(client).status_code == 200
     assert len(_tips(db_session)) == 1
+
+
+@pytest.mark.parametrize("url", ["/report", "/followup", "/followup/tip"])
+def test_a_file_under_a_text_fields_name_is_a_form_error_not_a_500(
+        app, db_session, vault, queue, demo_directory, url) -> None:
+    """A file sent as the tip's words (or any text field) reached a text validator (a 500).
+    Only the picture fields read files; the rest of the form is checked as usual."""
+    from tests.factories import make_tip
+
+    client = app.test_client()
+    token = csrf_from(client.get("/report").get_data(as_text=True))
+    if url == "/followup/tip":  # signed in to a tip: the reply form reads the body
+        receipt = make_tip(db_session, vault, queue, body="Words already sent")
+        db_session.commit()
+        client.post("/followup", data={"csrf_token": token, "code": receipt.receipt_code})
+    data = tip_fields(token)
+    for name in ("body", "school", "category", "danger_now", "when", "code", "submission"):
+        data[name] = (io.BytesIO(b"not words"), "words.txt")
+    resp = client.post(url, data=data, content_type="multipart/form-data")
+    assert resp.status_code < 500
+    assert "911" in resp.get_data(as_text=True)

@@ -9,7 +9,7 @@ from flask import request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from werkzeug.datastructures import CombinedMultiDict
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import (
     HiddenField,
     MultipleFileField,
@@ -75,8 +75,13 @@ class ReporterForm(FlaskForm):
                 return formdata  # given by the caller
             if not isinstance(form, FlaskForm) or not form.is_submitted():
                 return None
-            if request.files:
-                return CombinedMultiDict((request.files, request.form))
+            # Files only under the form's file fields: a file under a text field's name
+            # would reach a text validator (a 500).
+            files = {f.name for f in form if isinstance(f, MultipleFileField)}
+            uploads = MultiDict([(k, v) for k, v in request.files.items(multi=True)
+                                 if k in files])
+            if uploads:
+                return CombinedMultiDict((uploads, request.form))
             return request.form or None
 MAX_REPLY_CHARS = 5000
 
