@@ -502,3 +502,22 @@ def test_directory_refuses_an_unknown_involvement_and_defaults_to_limited(db_ses
     load_directory(db_session, {"districts": [{"code": "d2", "name": "D2"}]})
     assert db_session.execute(select(District.police_involvement).where(
         District.code == "d2")).scalar_one() == "limited"
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("{contact: slpd-liaison}", "{contact: cty-oncall}",
+     "rule 'violence' alerts contact 'cty-oncall', a contact of district stlco-demo"),
+    ("{contact: slpd-liaison}", "{contact: stlco-liaison}",
+     "rule 'violence' alerts contact 'stlco-liaison', of police agency stlco-pd, which does "
+     "not serve district slps"),
+    ("fallback: [slps-oncall]", "fallback: [slps-oncall, cty-oncall]",
+     "fallback contact 'cty-oncall' is a contact of district stlco-demo"),
+])
+def test_a_district_names_only_its_own_contacts_and_its_agencies(db_session, demo_directory,
+                                                                 old, new, message):
+    """A section that names another district's contact, or a police agency that does not
+    serve the district, would send the district's tips (and open them, through that contact's
+    accounts) to people outside it: refused, like a contact under such an agency."""
+    text = BASE.replace(old, new)
+    errors = errors_of(text, db_session)
+    assert any(message in e for e in errors), errors

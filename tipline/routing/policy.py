@@ -720,6 +720,8 @@ def validate_policy(session: Session, policy: Policy) -> None:
                 e.add(dp.fallback_line, f"fallback contact {key!r} is inactive")
             elif not (c.sms_number or c.voice_number or c.email):
                 e.add(dp.fallback_line, f"fallback contact {key!r} has no number or email")
+            elif (outside := _outsider(c, district)) is not None:
+                e.add(dp.fallback_line, f"fallback contact {key!r} is {outside}")
             elif is_police(c):
                 # the fallback takes tips of every category
                 refused = guard.refusal(frozenset(CATEGORIES), file_guard=True)
@@ -737,6 +739,10 @@ def validate_policy(session: Session, policy: Policy) -> None:
             for step in r.steps:
                 for t in step.targets:
                     _check_target(e, guard, r, t, cats, contacts)
+                    named = contacts.get(t.contact) if t.contact else None
+                    if named is not None and (outside := _outsider(named, district)):
+                        e.add(t.line, f"rule {r.name!r} alerts contact {t.contact!r}, "
+                              f"{outside}")
         if e.items:
             continue
         _check_steps_reach(session, e, dp, own_schools)
@@ -782,6 +788,19 @@ class _PoliceGuard:
         e.add(dp.police_only_for_line or dp.line,
               f"police_only_for lists {', '.join(sorted(self.file - self.directory))}, but "
               f"{self._directory_text()}; the file can only narrow that")
+
+
+def _outsider(c: Contact, district: District) -> str | None:
+    """Why a district's section may not name contact ``c``, or None if it may: a contact of
+    another district, or of a police agency not tied to this one (``agency_districts``),
+    would take this district's tips, and its accounts would read them."""
+    if c.district_id is not None and c.district_id != district.id:
+        other = c.district.code if c.district is not None else "?"
+        return f"a contact of district {other}, not of {district.code}"
+    if c.agency is not None and district.id not in {d.id for d in c.agency.districts}:
+        return (f"of police agency {c.agency.code}, which does not serve district "
+                f"{district.code} (the directory ties agencies to districts)")
+    return None
 
 
 def _check_target(e: _Errors, guard: _PoliceGuard, r: Rule, t: Target, cats: frozenset[str],
