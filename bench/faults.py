@@ -438,6 +438,11 @@ def run(tips: int = 3000, rate: float = 25.0, faults: tuple[Fault, ...] = FAULTS
         report.submit_ms = {w: (statistics.median(v), _pct(v, 0.99), len(v))
                             for w, v in sorted(by_window.items())}
         report.worker_restarts = sum(w.restarts for w in surge.workers)
+        if any(i.status >= 500 and i.status != 503 for i in items):  # keep the logs to look at
+            kept = Path(tempfile.mkdtemp(prefix="tipline-faults-logs-"))
+            for f in workdir.glob("*.log"):
+                shutil.copy(f, kept)
+            log(f"  a request got a 5xx other than 503: logs kept in {kept}")
         return report
     finally:
         surge.stop()
@@ -512,6 +517,8 @@ def run_embedded(tips: int = 200, rate: float = 10.0, kill_at: float = 5.0,
         took = [i.took * 1000 for i in items if i.took]
         report.submit_ms = {"all": (statistics.median(took), _pct(took, 0.99), len(took))}
         report.worker_restarts = proc.output().count("restarting it")
+        log("  worker exits: " + ", ".join(re.findall(r"the worker exited \((-?\d+)\)",
+                                                       proc.output())))
         return report
     finally:
         proc.stop()

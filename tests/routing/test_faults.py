@@ -183,6 +183,7 @@ def test_twilio_500_then_a_timeout_sends_one_alert(world: World) -> None:
     created = [c for c in w.stub.created if c["to"] == counselor and ref in c["body"]]
     assert len(created) == 1  # one message exists at Twilio: no duplicate
     assert w.stub.lookups >= 1
+    print(f"\nTwilio timeout: settled {settled:.1f} s after the timed-out request arrived")
     assert settled <= 45, settled  # STALE_SENDING after the claim, plus one resolve run
     assert w.job_status(ref) == "done"
 
@@ -222,6 +223,7 @@ def test_a_worker_killed_mid_delivery_sends_nothing_twice(world: World) -> None:
     for number in (counselor, "+13145550102", "+13145550110", "+13145550111"):
         created = [c for c in w.stub.created if c["to"] == number and ref in c["body"]]
         assert len(created) == 1, (number, created)
+    print(f"\nworker kill -9: the stuck delivery settled {settled:.1f} s after the kill")
     assert settled <= 30, settled
     assert w.job_status(ref) == "done"
 
