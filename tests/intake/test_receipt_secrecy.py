@@ -17,11 +17,13 @@ from sqlalchemy import select, update
 
 from tests.factories import make_tip
 from tests.intake.helpers import csrf_from, nonce_from, open_form, tip_fields
+from tests.intake.test_outage import dead_app
 from tipline.tips.models import Tip
 from tipline.tips.receipts import RECEIPT_PURPOSE, normalize_code
 
 CODE = re.compile(r'id="receipt-code"[^>]*><code>([0-9A-Z-]+)</code>')
 # Anything on a page that looks like a web receipt code, wherever it is shown.
+__all__ = ["dead_app"]  # the fixture
 ANY_CODE = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-"
                       r"[0-9A-HJKMNP-TV-Z]{4}\b")
 ATTACKER_NONCE = "ab" * 16
@@ -216,3 +218,26 @@ def test_any_body_on_a_form_endpoint_gets_a_clear_4xx(
     assert len(_tips(db_session)) == (1 if url == "/followup/tip" else 0)
     if url == "/followup/tip":
         assert len(_tips(db_session)[0].messages) == 1  # no reply was added
+
+
+def test_the_503_retry_form_never_copies_a_nonce_the_session_was_not_issued(
+    dead_app, vault
+) -> None:
+    """The database is down when the form is posted: the retry form keeps the reporter's words
+    but carries a nonce issued to this session, never the posted one."""
+    from tipline.intake.idempotency import new_nonce, new_session_secret, verified_nonce
+
+    client = dead_app.test_client()
+    token = csrf_from(client.get("/followup").get_data(as_text=True))  # no database needed
+    foreign = new_nonce(vault, new_session_secret())  # valid for some other session
+    for posted in (foreign, ATTACKER_NONCE):
+        resp = client.post("/report", data=tip_fields(token, submission=posted,
+                                                      body=VICTIM_WORDS))
+        page = resp.get_data(as_text=True)
+        assert resp.status_code == 503 and VICTIM_WORDS in page
+        assert posted not in page
+        kept = nonce_from(page)
+        assert kept is not None
+        with client.session_transaction() as sess:
+            secret = sess.get("sub")
+        assert secret and verified_nonce(vault, secret, kept) == kept

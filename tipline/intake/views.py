@@ -141,9 +141,15 @@ def _hotlines() -> list[tuple[str, str]]:
 
 
 def _unavailable(form: Any = None, reply: Any = None) -> tuple[str, int]:
-    """The database is down: say so, give the other ways to get help, keep their words."""
+    """The database is down: say so, give the other ways to get help, keep their words.
+
+    The retry form's nonce is one this session was issued, never the one posted (an error
+    page copies no hidden field from an untrusted request).
+    """
     with contextlib.suppress(SQLAlchemyError):
         db_session().rollback()
+    if isinstance(form, TipForm):
+        _form_nonce(form)
     return (
         render_template("intake/unavailable.html", form=form, reply=reply,
                         hotlines=last_known_hotlines()),
