@@ -1,6 +1,10 @@
-"""Gunicorn settings for tipline (docker-compose `web`). The access log never names a client."""
+"""Gunicorn settings for tipline (docker-compose `web`). Its logs never name a client."""
 
 import os
+
+from gunicorn.glogging import Logger
+
+from tipline.logconfig import Redact
 
 wsgi_app = "tipline.wsgi:app"
 bind = os.environ.get("TIPLINE_BIND", "0.0.0.0:8080")
@@ -28,4 +32,19 @@ accesslog = "-"
 # No %(h)s (address), %(a)s (user agent), %(f)s (referer) or %(q)s (query string).
 access_log_format = '%(t)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
+
+
+class RedactingLogger(Logger):
+    """gunicorn's own logs through tipline's redaction: its error log writes the peer's
+    address and the request line on every malformed request ("Invalid request from ip=...")."""
+
+    def setup(self, cfg: object) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                if not any(isinstance(f, Redact) for f in handler.filters):
+                    handler.addFilter(Redact())
+
+
+logger_class = RedactingLogger
 proxy_protocol = False

@@ -211,3 +211,65 @@ def test_a_celery_worker_s_own_handlers_redact_too(log_lines) -> None:
     finally:
         task_logger.removeHandler(handler)
     assert PHONE not in sink.getvalue() and "[phone]" in sink.getvalue()
+
+
+def _gunicorn_output(requests: list[bytes], client_address: str, tmp_path: Any) -> str:
+    """What gunicorn, started with the project's config, writes while serving ``requests``.
+
+    The app is the standard library's demo WSGI app: this is about gunicorn's own logs.
+    """
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.livesupport import free_port
+
+    repo = Path(__file__).resolve().parents[1]
+    port = free_port()
+    out = tmp_path / "gunicorn.log"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "-c",
+             str(repo / "config" / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
+             "--workers", "1", "--log-level", "debug", "wsgiref.simple_server:demo_app"],
+            cwd=repo, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        for raw in requests:
+            while True:
+                try:
+                    conn = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                                    source_address=(client_address, 0))
+                    break
+                except ConnectionRefusedError:
+                    assert time.monotonic() < deadline, out.read_text()
+                    time.sleep(0.1)
+            with conn:
+                conn.sendall(raw)
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(65536):
+                    pass
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    return out.read_text(errors="replace")
+
+
+def test_gunicorn_s_own_logs_name_no_client(tmp_path) -> None:
+    """gunicorn's error log writes the peer's address on a malformed request ("Invalid
+    request from ip=..."), and its messages quote the request line; neither goes through our
+    handlers, so the config must redact them too."""
+    client = "127.0.0.77"  # a loopback address of its own, so it is the client's and no other
+    written = _gunicorn_output([
+        f"GARBAGE {PHONE} {ADDRESS}\r\n\r\n".encode(),
+        f"GET /report?from=%2B{PHONE.lstrip('+')} HTTP/1.1\r\nHost: tipline\r\n"
+        f"User-Agent: {AGENT}\r\nX-Forwarded-For: {FORWARDED}\r\n\r\n".encode(),
+        b"GET /bad-header HTTP/1.1\r\nHost: tipline\r\nX-Bad\x01: " + PHONE.encode() + b"\r\n\r\n",
+    ], client, tmp_path)
+    assert "GET /report" in written  # the access log is on, and it was read
+    leaks = [(word, line) for line in written.splitlines()
+             for word in (client, *_phone_forms(PHONE), ADDRESS, FORWARDED, AGENT) if word in line]
+    assert not leaks, "\n".join(f"{word!r} in: {line}" for word, line in leaks)

@@ -11,8 +11,9 @@ Two lines of defence, both installed by ``configure_logging``:
    URL-encoded), IPv4 and IPv6 addresses, Twilio API URLs and message, media, call and
    recording SIDs, in the message and in tracebacks.
 
-Gunicorn's access format (config/gunicorn.conf.py) leaves address and user agent out, and
-waitress (the embedded server) writes no access log.
+Gunicorn's access format (config/gunicorn.conf.py) leaves address and user agent out, and its
+logger class puts gunicorn's own error and access logs (which do not reach the root handler)
+through ``Redact`` too. Waitress (the embedded server) writes no access log.
 """
 
 from __future__ import annotations
