@@ -273,3 +273,32 @@ def test_gunicorn_s_own_logs_name_no_client(tmp_path) -> None:
     leaks = [(word, line) for line in written.splitlines()
              for word in (client, *_phone_forms(PHONE), ADDRESS, FORWARDED, AGENT) if word in line]
     assert not leaks, "\n".join(f"{word!r} in: {line}" for word, line in leaks)
+
+
+def test_a_database_error_s_detail_names_no_stored_value(log_lines, db_session, vault) -> None:
+    """PostgreSQL puts the row's values in an error's DETAIL ("Key (phone_hash)=(...) already
+    exists", "Failing row contains (...)"), whatever SQLAlchemy's ``hide_parameters`` says.
+    A logged traceback must not carry them: a number's keyed hash in a log outlives the
+    number's erasure from the database, and with the key file it gives the number back."""
+    from sqlalchemy.exc import IntegrityError
+
+    from tipline.telephony.models import SmsConversation
+    from tipline.telephony.sms import PHONE_PURPOSE
+
+    digest = vault.lookup_hash(PHONE_PURPOSE, PHONE)
+    log = logging.getLogger("tipline.canary")
+    db_session.add(SmsConversation(phone_hash=digest))
+    db_session.flush()
+    for row in (SmsConversation(phone_hash=digest),  # unique violation
+                SmsConversation(phone_hash=digest[::-1], step=None)):  # not-null violation
+        nested = db_session.begin_nested()
+        try:
+            db_session.add(row)
+            db_session.flush()
+        except IntegrityError as exc:
+            assert digest in str(exc) or digest[::-1] in str(exc)  # PostgreSQL said it
+            log.exception("could not store a conversation")
+        nested.rollback()
+    written = log_lines.getvalue()
+    assert "IntegrityError" in written and "DETAIL" in written
+    assert digest not in written and digest[::-1] not in written

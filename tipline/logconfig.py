@@ -9,7 +9,8 @@ Two lines of defence, both installed by ``configure_logging``:
    with the client address.
 2. A filter on our handlers rewrites whatever still gets through: phone numbers (E.164, also
    URL-encoded), IPv4 and IPv6 addresses, Twilio API URLs and message, media, call and
-   recording SIDs, in the message and in tracebacks.
+   recording SIDs, and the row values PostgreSQL quotes in a constraint error's DETAIL, in
+   the message and in tracebacks.
 
 Gunicorn's access format (config/gunicorn.conf.py) leaves address and user agent out, and its
 logger class puts gunicorn's own error and access logs (which do not reach the root handler)
@@ -37,6 +38,10 @@ _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 _IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _TWILIO_URL = re.compile(r"https?://[\w.-]*twilio\.com/\S*")
 _SID = re.compile(r"\b(MM|ME|SM|CA|RE|TR)[0-9a-fA-F]{32}\b")
+# PostgreSQL's DETAIL of a constraint error quotes the row's values (a number's keyed hash
+# among them), whatever SQLAlchemy's ``hide_parameters`` hides.
+_PG_DETAIL = re.compile(r"^(DETAIL:\s+(?:Key \([^)\n]*\)=|Failing row contains ))\(.*$",
+                        re.MULTILINE)
 
 
 def _ipv6(match: re.Match[str]) -> str:
@@ -48,7 +53,9 @@ def _ipv6(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` with phone numbers, IP addresses, Twilio URLs and SIDs replaced."""
+    """``text`` with phone numbers, IP addresses, Twilio URLs and SIDs, and the values in a
+    database error's DETAIL, replaced."""
+    text = _PG_DETAIL.sub(r"\1([values])", text)
     text = _TWILIO_URL.sub("[twilio-url]", text)
     text = _SID.sub(lambda m: m.group(1) + "[sid]", text)
     text = _PHONE.sub("[phone]", text)
