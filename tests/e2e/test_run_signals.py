@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import VENV_BIN, Browserless, base_env, start, wait_for, wait_http
+from tests.e2e.procs import REPO, VENV_BIN, Browserless, base_env, start, wait_for, wait_http
 from tests.livesupport import free_port
 
 pytestmark = pytest.mark.slow
@@ -64,12 +64,23 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+def _command(launcher: str, port: int, data: Path) -> list[str]:
+    args = ["--port", str(port), "--data-dir", str(data)]
+    if launcher == "make":  # the README's way: `make run`, make being the signalled parent
+        return ["make", "-s", "-C", str(REPO), "run", f"VENV={VENV_BIN.parent}",
+                f"ARGS={' '.join(args)}"]
+    return [str(VENV_BIN / "tipline"), "run", *args]
+
+
+@pytest.mark.parametrize("launcher", ["tipline", "make"], ids=["tipline-run", "make-run"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_run_stops_with_its_children_within_5_seconds(tmp_path, sig: int) -> None:
+def test_run_stops_with_its_children_within_5_seconds(tmp_path, sig: int, launcher: str) -> None:
+    """SIGTERM goes to the started process (a service manager's ``kill``); SIGINT as well for
+    ``tipline run``, and for ``make run`` to its whole process group, as Ctrl+C in a terminal
+    sends it."""
     port = free_port()
     data = tmp_path / "data"
-    proc = start("tipline-run", [str(VENV_BIN / "tipline"), "run", "--port", str(port),
-                                 "--data-dir", str(data)], base_env(), tmp_path)
+    proc = start(f"{launcher}-run", _command(launcher, port, data), base_env(), tmp_path)
     lock: sqlite3.Connection | None = None
     family: set[int] = set()
     try:
@@ -87,7 +98,10 @@ def test_run_stops_with_its_children_within_5_seconds(tmp_path, sig: int) -> Non
         assert family, "tipline run started no worker"
 
         t0 = time.monotonic()
-        os.kill(proc.popen.pid, sig)
+        if launcher == "make" and sig == signal.SIGINT:
+            os.killpg(proc.popen.pid, sig)  # the terminal's foreground group
+        else:
+            os.kill(proc.popen.pid, sig)
         deadline = t0 + STOP_WITHIN
         while time.monotonic() < deadline and (
             proc.popen.poll() is None or any(_alive(p) for p in family)
