@@ -95,3 +95,22 @@ def test_forms_work_through_a_tls_proxy(build_app, demo_directory) -> None:
                                 "HTTP_X_FORWARDED_PROTO": "https"})
     resp = post_tip(client)
     assert resp.status_code == 200 and 'id="receipt-code"' in resp.get_data(as_text=True)
+
+
+def test_other_forwarding_headers_never_choose_the_bucket(build_app) -> None:
+    """Only the trusted proxies' X-Forwarded-For entries count: Forwarded, X-Real-IP and the
+    like are a client's own words, with or without a trusted proxy, for reporters and staff."""
+    forged = ({"Forwarded": "for=198.51.100.8"}, {"Forwarded": 'for="[2001:db8::8]"'},
+              {"X-Real-IP": "198.51.100.8"}, {"X-Client-IP": "198.51.100.8"},
+              {"True-Client-IP": "198.51.100.8"}, {"CF-Connecting-IP": "198.51.100.8"},
+              {"X-Forwarded": "for=198.51.100.8"}, {"X-Cluster-Client-IP": "198.51.100.8"})
+    for hops, real in ((0, None), (1, "198.51.100.7")):
+        app = build_app(trusted_proxy_hops=hops)
+        victim = Reporter(app, real)
+        _exhaust_codes(victim)
+        _exhaust_sign_in(victim)
+        for headers in forged:
+            other = Reporter(app, real)
+            other.headers.update(headers)
+            assert other.wrong_code() == 429, (hops, headers)
+            assert other.wrong_password(0) == 429, (hops, headers)
