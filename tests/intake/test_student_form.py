@@ -208,3 +208,60 @@ def test_the_receipt_in_spanish_and_bosnian(client, db_session, demo_directory) 
         client.get(f"/report?lang={lang}")
         html = post_tip(client, category="weapon").get_data(as_text=True)
         assert words in html, lang
+
+
+# -- coming back: the follow-up page stays as true as the receipt -------------------------------
+
+def _follow_up(client: Any, receipt_html: str) -> str:
+    (code,) = set(CODE.findall(receipt_html))
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"',
+                      client.get("/followup").get_data(as_text=True))
+    assert token is not None
+    resp = client.post("/followup", data={"csrf_token": token.group(1), "code": code})
+    assert resp.status_code == 303
+    return str(client.get("/followup/tip").get_data(as_text=True))
+
+
+def test_the_follow_up_of_a_tip_without_a_school_does_not_say_the_school(
+    client, db_session, demo_directory
+) -> None:
+    html = _follow_up(client, post_tip(client, school="none").get_data(as_text=True))
+    assert "The tip line's safety team has been alerted" in html.replace("&#39;", "'")
+    assert "for the school" not in html and "school staff" not in html.lower()
+
+
+def test_the_follow_up_of_a_tip_with_a_school_names_the_school(
+    client, db_session, demo_directory
+) -> None:
+    html = _follow_up(client, post_tip(client, school="slps-roosevelt").get_data(as_text=True))
+    assert "people who handle tips for the school have been alerted" in html
+    assert "Reference for school staff" in html
+
+
+def test_the_follow_up_of_an_urgent_tip_says_about_an_hour(client, demo_directory) -> None:
+    html = _follow_up(client, post_tip(client, category="weapon").get_data(as_text=True))
+    assert "No questions from staff yet. Please check again in about an hour." in html
+    assert "day or two" not in html
+
+
+def test_the_follow_up_of_a_bullying_tip_follows_school_hours(
+    client, db_session, demo_directory, monkeypatch
+) -> None:
+    load_policy_file(db_session, REPO / "config" / "policy.demo.yaml", loaded_by="test")
+    monkeypatch.setattr(views, "utcnow", lambda: datetime(2026, 12, 12, 4, 0, tzinfo=UTC))
+    receipt = post_tip(client, category="bullying", danger_now="no",
+                       body="They keep making fun of my friend's clothes in class",
+                       when="", where="", who="", how_known="").get_data(as_text=True)
+    html = _follow_up(client, receipt)
+    assert "No questions from staff yet. Staff read tips like this during school hours. " \
+           "Check back on Monday after 7:00" in html, html
+    assert "day or two" not in html
+
+
+def test_the_follow_up_in_spanish_and_bosnian_without_a_school(client, demo_directory) -> None:
+    for lang, words in (("es", "equipo de seguridad de la línea de avisos"),
+                        ("bs", "Sigurnosni tim linije za dojave")):
+        client = client.application.test_client()  # a reporter of their own
+        client.get(f"/report?lang={lang}")
+        html = _follow_up(client, post_tip(client, school="none").get_data(as_text=True))
+        assert words in html, lang

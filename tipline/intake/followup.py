@@ -51,6 +51,11 @@ class Conversation:
     timezone: str
     entries: list[Entry] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)
+    # Where the tip went and how urgent it is: the page's wording must stay true to both (a
+    # tip that names no school went to the safety team, not "the school").
+    school_named: bool = True
+    severity: int = 0
+    district_id: int | None = None
 
     @property
     def closed(self) -> bool:
@@ -127,7 +132,8 @@ def read_conversation(session: Session, vault: Vault, tip: Tip, now: datetime) -
         )
     tz = tip.district.timezone if tip.district is not None else "UTC"
     return Conversation(tip.reference, tip.status, status_text, tip.created_at, tz, entries,
-                        details)
+                        details, school_named=tip.school_id is not None,
+                        severity=int(tip.severity), district_id=tip.district_id)
 
 
 def add_reply(

@@ -36,6 +36,8 @@ STATUS_TEXT = {
     "referred": _l("Your tip was passed on to people who can help."),
     "closed": _l("This tip is closed. Thank you for speaking up."),
 }
+# A tip that names no school goes to every district's fallback contacts (the safety team).
+NEW_NO_SCHOOL = _l("Your tip was received. The tip line's safety team has been alerted.")
 
 DETAIL_LABELS = (
     ("when", _l("When")),
@@ -91,8 +93,17 @@ def receipt_text(facts: ReceiptFacts, when: CheckBack) -> dict[str, str]:
     return text
 
 
-def status_text(status: str) -> str:
-    return str(STATUS_TEXT.get(status, STATUS_TEXT["new"]))
+def status_text(status: str, school_named: bool = True) -> str:
+    if status not in STATUS_TEXT or status == "new":
+        return str(STATUS_TEXT["new"] if school_named else NEW_NO_SCHOOL)
+    return str(STATUS_TEXT[status])
+
+
+def waiting_text(when: CheckBack) -> str:
+    """The follow-up page before staff have written: when to look again, as on the receipt."""
+    if when.kind == "hour":
+        return _("No questions from staff yet. Please check again in about an hour.")
+    return _("No questions from staff yet.") + " " + _check_back_sentence(when)
 
 
 def reporter_time(value: datetime, tz: str = "UTC") -> str:

@@ -36,7 +36,7 @@ from tipline.crypto import CryptoError
 from tipline.db import utcnow
 from tipline.intake import followup as fu
 from tipline.intake import handle
-from tipline.intake.checkback import check_back, district_hours
+from tipline.intake.checkback import CheckBack, check_back, district_hours
 from tipline.intake.directory_view import (
     SchoolCache,
     SchoolEntry,
@@ -72,6 +72,7 @@ from tipline.intake.templating import (
     keep_posted_language,
     receipt_text,
     template_helpers,
+    waiting_text,
 )
 from tipline.intake.triage import run_triage, triage_text
 from tipline.intake.uploads import (
@@ -367,6 +368,20 @@ def _school_name(entries: list[SchoolEntry], school_id: int | None) -> str | Non
     return next((e.name for e in entries if school_id and e.school_id == school_id), None)
 
 
+def _check_back(severity: int, district_id: int | None) -> CheckBack:
+    """When to tell the reporter to look again (receipt and follow-up page alike). The tip is
+    committed already: a database error here only makes the wording general."""
+    hours = None
+    if severity < Severity.HIGH and district_id is not None:
+        try:
+            hours = district_hours(db_session(), district_id)
+        except (SQLAlchemyError, PolicyError):
+            log.warning("could not read school hours for a reporter page; general wording used")
+            with contextlib.suppress(SQLAlchemyError):
+                db_session().rollback()
+    return check_back(severity, hours, utcnow())
+
+
 def _receipt(code: str, facts: ReceiptFacts) -> str:
     """The receipt page, from the per-language copy kept by ``PageCache``.
 
@@ -374,15 +389,7 @@ def _receipt(code: str, facts: ReceiptFacts) -> str:
     the tip went and when to come back are worked out from the stored tip (``receipt_text``).
     The tip is committed already: a database error here only makes the wording general.
     """
-    hours = None
-    if facts.severity < Severity.HIGH and facts.district_id is not None:
-        try:
-            hours = district_hours(db_session(), facts.district_id)
-        except (SQLAlchemyError, PolicyError):
-            log.warning("could not read school hours for a receipt; general wording used")
-            with contextlib.suppress(SQLAlchemyError):
-                db_session().rollback()
-    text = receipt_text(facts, check_back(facts.severity, hours, utcnow()))
+    text = receipt_text(facts, _check_back(facts.severity, facts.district_id))
     pages: PageCache = current_app.extensions.setdefault("tipline_pages", PageCache())
     return pages.render("intake/receipt.html", code=code, **text)
 
@@ -481,6 +488,7 @@ def followup_tip() -> Any:
         chosen_files(request.files.getlist("attachments")))
     return render_template(
         "intake/conversation.html", conv=conversation, form=form,
+        waiting=waiting_text(_check_back(conversation.severity, conversation.district_id)),
         sent=request.args.get("sent") == "1" and request.method == "GET",
         files_dropped=files_dropped, lang_form="replyform", **_upload_context(),
     ), status
@@ -538,6 +546,7 @@ def handle_csrf_error(exc: CSRFError) -> Any:
                                    kept_reply=reply.body.data, lang_form="codeform"), 400
         return render_template("intake/conversation.html", conv=conv, form=reply,
                                notice=notice, lang_form="replyform",
+                               waiting=waiting_text(_check_back(conv.severity, conv.district_id)),
                                files_dropped=bool(chosen_files(request.files.getlist(
                                    "attachments"))),
                                **_upload_context()), 400
