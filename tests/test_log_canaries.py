@@ -35,13 +35,14 @@ from tests.twilio_support import (
     TEST_FROM_NUMBER,
     RecordingHttpClient,
 )
+from tests.web.limits import build_app
 from tipline import crypto
 from tipline.db import utcnow
 from tipline.telephony import media
 from tipline.telephony.client import RestTwilioGateway
 from tipline.tips.models import Tip
 
-__all__ = ["_fresh_school_index", "media_server", "tw_settings", "twilio_mock_url"]
+__all__ = ["_fresh_school_index", "build_app", "media_server", "tw_settings", "twilio_mock_url"]
 
 PHONE = "+13145550163"
 ADDRESS = "203.0.113.77"
@@ -302,3 +303,20 @@ def test_a_database_error_s_detail_names_no_stored_value(log_lines, db_session, 
     written = log_lines.getvalue()
     assert "IntegrityError" in written and "DETAIL" in written
     assert digest not in written and digest[::-1] not in written
+
+
+def test_a_refused_request_s_bucket_is_not_logged(log_lines, build_app) -> None:
+    """Flask-Limiter logs the key of every refused request at INFO: the salted digest of the
+    address, which a copy of the hour's salt and the key file turn back into the address, and
+    which links one client's refusals. It is held at WARNING like the other libraries."""
+    from tests.web.limits import client_at, wrong_code
+    from tipline.intake.views import CODE_LIMIT
+
+    app = build_app(log_level="DEBUG")
+    client = client_at(app, ADDRESS)
+    statuses = [wrong_code(client) for _ in range(int(CODE_LIMIT.split()[0]) + 1)]
+    assert statuses[-1] == 429
+    with app.test_request_context(environ_base={"REMOTE_ADDR": ADDRESS}):
+        digest = app.extensions["tipline_limiter"]._key_func()
+    written = log_lines.getvalue()
+    assert digest not in written and ADDRESS not in written

@@ -5,8 +5,9 @@ Two lines of defence, both installed by ``configure_logging``:
 1. Third-party loggers that print payloads are held at WARNING whatever
    ``TIPLINE_LOG_LEVEL`` says: at DEBUG Pillow's TIFF reader prints every EXIF tag value
    (maker, model, description, GPS), urllib3 prints every request line (Twilio media URLs and
-   SIDs), the Twilio SDK prints every API request at INFO, and Werkzeug's request log starts
-   with the client address.
+   SIDs), the Twilio SDK prints every API request at INFO, Werkzeug's request log starts
+   with the client address, and Flask-Limiter prints a refused request's key (the salted
+   digest of the address) at INFO.
 2. A filter on our handlers rewrites whatever still gets through: phone numbers (E.164, also
    URL-encoded), IPv4 and IPv6 addresses, Twilio API URLs and message, media, call and
    recording SIDs, and the row values PostgreSQL quotes in a constraint error's DETAIL, in
@@ -31,6 +32,7 @@ QUIET_LOGGERS = (
     "charset_normalizer",  # guesses the encoding of response bodies
     "twilio",  # twilio.http_client: every API request's URL and query at INFO
     "werkzeug",  # the development server's request log: client address first
+    "flask-limiter",  # every refused request's key: the salted digest of the client address
 )
 
 _PHONE = re.compile(r"(?:\+|%2[bB])\d{7,15}\b")
