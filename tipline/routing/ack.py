@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from tipline.audit.services import record
 from tipline.db import rowcount
-from tipline.directory.models import Contact, District
+from tipline.directory.models import Contact
 from tipline.routing.models import Dispatch, DispatchStatus
 from tipline.tips.models import Status, Tip
 
@@ -50,19 +50,14 @@ def _police(role: str | None, agency_id: int | None) -> bool:
 
 def police_ack_stops_school_alerts(session: Session, district_id: int | None) -> bool:
     """The district's policy option (off unless the active policy turns it on)."""
-    if district_id is None:
-        return False
     from tipline.routing import policy as routing_policy
 
-    code = session.execute(
-        select(District.code).where(District.id == district_id)).scalar_one_or_none()
     try:
-        policy = routing_policy.active_policy(session)
+        section = routing_policy.district_section(session, district_id)
     except routing_policy.PolicyError:  # a stored row that no longer parses: stop less
         log.warning("the active routing policy does not parse; police acknowledgements stop "
                     "police alerts only")
         return False
-    section = policy.districts.get(code) if policy is not None and code else None
     return bool(section is not None and section.police_ack_stops_school_alerts)
 
 

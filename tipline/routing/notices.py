@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from tipline.accounts.models import StaffUser
 from tipline.audit.models import AuditEvent
 from tipline.audit.services import record
-from tipline.directory.models import Contact, District
+from tipline.directory.models import Contact
 from tipline.jobs import JobQueue, after_commit
 from tipline.routing.models import Dispatch, DispatchStatus, RoutingJob
 from tipline.routing.services import contact_channels, open_deliveries, send_delivery
@@ -58,15 +58,10 @@ def mode_for(session: Session, district_id: int | None) -> str:
     """The district's ``reporter_message_alerts`` (the default when the policy says nothing)."""
     from tipline.routing import policy as routing_policy
 
-    if district_id is None:
-        return DEFAULT_MODE
-    code = session.execute(
-        select(District.code).where(District.id == district_id)).scalar_one_or_none()
     try:
-        policy = routing_policy.active_policy(session)
+        section = routing_policy.district_section(session, district_id)
     except routing_policy.PolicyError:
         return DEFAULT_MODE
-    section = policy.districts.get(code) if policy is not None and code else None
     return section.reporter_message_alerts if section is not None else DEFAULT_MODE
 
 

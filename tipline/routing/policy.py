@@ -920,6 +920,18 @@ def active_policy(session: Session) -> Policy | None:
     return _cache.policy
 
 
+def district_section(session: Session, district_id: int | None) -> DistrictPolicy | None:
+    """The active policy's section for this district (None: no district, no policy, or no
+    section). Raises PolicyError when the stored policy no longer parses; callers choose the
+    safe default for their own option."""
+    if district_id is None:
+        return None
+    code = session.execute(
+        select(District.code).where(District.id == district_id)).scalar_one_or_none()
+    policy = active_policy(session)
+    return policy.districts.get(code) if policy is not None and code else None
+
+
 def explain(
     session: Session,
     policy: Policy,
