@@ -190,6 +190,8 @@ class Report:
     submit_ms: dict[str, tuple[float, float, int]] = field(default_factory=dict)
     worker_restarts: int = 0
     answers: Counter[str] = field(default_factory=Counter)
+    # Where the tail comes from (``tail_breakdown``).
+    tail: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"sent {self.sent}, told received {self.told}, stored {self.stored}, "
@@ -206,7 +208,7 @@ class Report:
                        f"({n} tips)")
         out.append("answers: " + ", ".join(f"{k} {v}" for k, v in sorted(self.answers.items())))
         out.append(f"worker restarts: {self.worker_restarts}")
-        return out
+        return out + self.tail
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -379,6 +381,7 @@ def run(tips: int = 3000, rate: float = 25.0, faults: tuple[Fault, ...] = FAULTS
                 last_fault_end = max(last_fault_end, now)
             time.sleep(0.05)
         pool.shutdown(wait=True)
+        intake_done = time.time()
         for item in items:
             item.window = next((name for name, a, b in windows if a <= item.at <= max(b, a + 1)),
                                "none")
@@ -431,6 +434,8 @@ def run(tips: int = 3000, rate: float = 25.0, faults: tuple[Fault, ...] = FAULTS
             report.first_alert_p99 = _pct(lat, 0.99)
             report.first_alert_max = max(lat)
         del refs
+        report.tail = tail_breakdown(surge.engine, firsts, windows, t0, last_fault_end,
+                                     intake_done)
         by_window: dict[str, list[float]] = {}
         for i in items:
             if i.channel == "web" and i.took:
@@ -448,6 +453,56 @@ def run(tips: int = 3000, rate: float = 25.0, faults: tuple[Fault, ...] = FAULTS
         surge.stop()
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# A tip counts in the tail when its first alert reached Twilio this long after its commit.
+TAIL_SECONDS = 15.0
+
+
+def tail_breakdown(engine: Any, firsts: dict[str, float], windows: list[tuple[str, float, float]],
+                   t0: float, last_fault_end: float, intake_done: float) -> list[str]:
+    """Where the slow tips lost their time: the intake itself (the load generator behind
+    schedule), the fault window they were committed in and how long after its end their first
+    alert reached Twilio, and whether the routing job or the first alert was late."""
+    with engine.connect() as c:
+        tips = c.execute(text(
+            "SELECT t.reference, extract(epoch FROM t.created_at), "
+            "extract(epoch FROM j.finished_at), extract(epoch FROM j.enqueued_at), j.attempts "
+            "FROM tips t JOIN routing_jobs j ON j.tip_id = t.id AND j.reason = 'intake'")).all()
+    last_commit = max((float(t[1]) for t in tips), default=t0)
+    route_lag = sorted(float(f) - float(c) for _r, c, f, _e, _a in tips if f is not None)
+    out = [f"tail: intake finished {intake_done - last_fault_end:.1f} s and the last tip was "
+           f"committed {last_commit - last_fault_end:.1f} s after the last fault ended"]
+    if route_lag:
+        out.append(f"tail: commit -> routed p50 {statistics.median(route_lag):.1f} s, p99 "
+                   f"{_pct(route_lag, 0.99):.1f} s, max {route_lag[-1]:.1f} s")
+    # Per fault window: how long after the fault ended its tips' first alerts reached Twilio
+    # (a tip committed during a fault cannot be alerted before the fault ends).
+    after: dict[str, list[float]] = {}
+    late_phase: Counter[str] = Counter()
+    for ref, committed, finished, _enqueued, _attempts in tips:
+        first = firsts.get(ref)
+        if first is None:
+            continue
+        at = float(committed)
+        window = next(((n, b) for n, a, b in windows if a <= at <= b), ("no fault", at))
+        after.setdefault(window[0], []).append(first - max(at, window[1]))
+        if first - at >= TAIL_SECONDS:
+            routed = float(finished) - at if finished is not None else first - at
+            phase = "routing" if routed >= first - at - TAIL_SECONDS / 2 else "first alert"
+            late_phase[f"{window[0]}, late in {phase}"] += 1
+    for window, values in sorted(after.items()):
+        out.append(f"tail: committed during {window} ({len(values)}): first alert p50 "
+                   f"{statistics.median(values):.1f} s, p99 {_pct(values, 0.99):.1f} s, max "
+                   f"{max(values):.1f} s after the fault ended (or the commit)")
+    every = sorted(v for values in after.values() for v in values)
+    if every:
+        out.append(f"tail: first alert after max(commit, end of its fault): p99 "
+                   f"{_pct(every, 0.99):.1f} s, max {every[-1]:.1f} s")
+    for cause, n in late_phase.most_common(8):
+        out.append(f"tail: {n} tips with first alert >= {TAIL_SECONDS:.0f} s after commit: "
+                   f"{cause}")
+    return out
 
 
 def _created_at(rec: dict[str, Any]) -> float:

@@ -39,7 +39,7 @@ class Settings:
     # Reverse proxies in front of the app that append to X-Forwarded-For (0: none trusted).
     trusted_proxy_hops: int = 0
     # Routing pipeline.
-    sweep_interval_seconds: float = 15.0
+    sweep_interval_seconds: float = 5.0
     sweep_grace_seconds: float = 20.0
     publish_timeout_seconds: float = 1.0
     # Providers.

@@ -32,6 +32,10 @@ def make_celery(app: Flask) -> Celery:
         from workers.brokerfix import TRANSPORT
 
         celery.conf.broker_transport = TRANSPORT
+    # Back on the broker within ~2 s of its return, not up to 30 s: see workers/reconnect.py.
+    from workers.reconnect import CONSUMER
+
+    celery.conf.worker_consumer = CONSUMER
     celery.set_default()
     import workers.tasks
 

@@ -7,13 +7,16 @@ exponential backoff.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
 from celery import Celery
 from sqlalchemy.exc import DBAPIError
 
+from tipline.celeryconf import URGENT_QUEUE
 from tipline.context import Services
 from tipline.db import utcnow
 from tipline.routing import services as routing
@@ -44,12 +47,61 @@ def run_deliver_alert(delivery_id: int) -> routing.DeliveryResult:
 
 def run_sweep() -> routing.SweepResult:
     svc = _svc()
-    backlog = broker_backlog(svc)
+    waiting = broker_waiting(svc)
+    backlog = None if waiting is not None else broker_backlog(svc)
     with svc.db.sessions() as session:
         return routing.sweep(
             session, svc.queue, utcnow(), timedelta(seconds=svc.settings.sweep_grace_seconds),
-            backlog=backlog,
+            backlog=backlog, waiting=waiting,
         )
+
+
+# Reading more queued messages than this per sweep is not worth it: the sweep falls back to
+# holding back while the broker has a backlog (``routing.sweep``'s ``backlog``).
+WAITING_READ_LIMIT = 20_000
+_FIRST_ID = re.compile(r"^[\[(]\s*(\d+)")
+
+
+def broker_waiting(svc: Services) -> routing.Waiting | None:
+    """Which routing jobs and deliveries wait in the broker's queues (Redis only; else None).
+
+    A job lost with a Redis restart, or reserved by a worker killed with ``-9`` (back only
+    after the visibility timeout), is then re-sent by the sweep after its grace period even
+    in a surge, instead of after the whole backlog. None (not read): the queues are longer
+    than ``WAITING_READ_LIMIT``, or the broker cannot be asked.
+    """
+    if svc.celery is None or not svc.settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    jobs: set[int] = set()
+    deliveries: set[int] = set()
+    try:
+        with svc.celery.connection_for_read() as conn:
+            client = conn.default_channel.client
+            for name in (svc.celery.conf.task_default_queue, URGENT_QUEUE):
+                if client.llen(name) > WAITING_READ_LIMIT:
+                    return None
+                for raw in client.lrange(name, 0, WAITING_READ_LIMIT):
+                    task, first = _task_and_first_arg(raw)
+                    if first is None:
+                        continue
+                    if task == "tipline.route_job":
+                        jobs.add(first)
+                    elif task in ("tipline.deliver_alert", routing.URGENT_DELIVERY_TASK):
+                        deliveries.add(first)
+    except Exception as exc:  # broker down: the sweep's publishes will fail and retry later
+        log.info("could not read the broker's queues (%s)", type(exc).__name__)
+        return None
+    return routing.Waiting(frozenset(jobs), frozenset(deliveries))
+
+
+def _task_and_first_arg(raw: bytes | str) -> tuple[str | None, int | None]:
+    """A queued Celery message (kombu's JSON envelope): its task name and first argument."""
+    try:
+        headers = json.loads(raw).get("headers") or {}
+        found = _FIRST_ID.match(str(headers.get("argsrepr", "")))
+        return headers.get("task"), int(found.group(1)) if found else None
+    except (ValueError, AttributeError):
+        return None, None
 
 
 def run_resolve() -> routing.ResolveResult:

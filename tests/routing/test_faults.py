@@ -467,18 +467,23 @@ def test_escalation_never_waits_for_an_acknowledgement_in_progress(world: World)
     assert statuses == ["acknowledged", "cancelled"]
 
 
-def test_the_sweep_holds_back_while_the_broker_has_a_backlog(tmp_path: Path) -> None:
+def _broker_only(port: int) -> Any:
+    """Services with only a Celery app on the Redis at ``port`` (what the sweep asks)."""
     from tipline.context import Services
+
+    settings = Settings(mode="test", broker_url=f"redis://127.0.0.1:{port}/0")
+    return Services(settings=settings, db=None, vault=None, queue=None,  # type: ignore[arg-type]
+                    celery=build_celery(settings))
+
+
+def test_the_sweep_holds_back_while_the_broker_has_a_backlog(tmp_path: Path) -> None:
     from workers.tasks import broker_backlog
 
     redis, port = start_redis(tmp_path)
     try:
-        settings = Settings(mode="test", broker_url=f"redis://127.0.0.1:{port}/0")
-        celery = build_celery(settings)
-        svc = Services(settings=settings, db=None, vault=None, queue=None,  # type: ignore[arg-type]
-                       celery=celery)
+        svc = _broker_only(port)
         assert broker_backlog(svc) == 0
-        queue = CeleryQueue(celery, 1.0)
+        queue = CeleryQueue(svc.celery, 1.0)
         for n in range(3):
             assert queue.send_delivery(10_000 + n)
         assert queue.send_task("tipline.escalate")  # the urgent queue does not count
@@ -486,3 +491,21 @@ def test_the_sweep_holds_back_while_the_broker_has_a_backlog(tmp_path: Path) -> 
     finally:
         redis.stop()
     assert broker_backlog(svc) is None  # broker gone: no answer, not an error
+
+
+def test_the_sweep_reads_which_jobs_and_deliveries_wait_in_the_broker(tmp_path: Path) -> None:
+    from workers.tasks import broker_waiting
+
+    redis, port = start_redis(tmp_path)
+    try:
+        svc = _broker_only(port)
+        queue = CeleryQueue(svc.celery, 1.0)
+        assert queue.send_routing(41) and queue.send_routing(42)
+        assert queue.send_delivery(7) and queue.send_task("tipline.deliver_urgent", 8)
+        assert queue.send_task("tipline.escalate")
+        waiting = broker_waiting(svc)
+        assert waiting is not None
+        assert waiting.jobs == {41, 42} and waiting.deliveries == {7, 8}
+    finally:
+        redis.stop()
+    assert broker_waiting(svc) is None  # broker gone: not read, not an error

@@ -260,3 +260,30 @@ def test_sent_is_recorded_once_the_database_is_back(db_session, vault, queue, de
         event.remove(conn, "before_cursor_execute", flaky)
     assert failures == [] and len(gw.sent) == 1
     assert _status(db_session, dl_id).status == "sent"
+
+
+def test_jobs_lost_from_the_broker_are_re_sent_after_the_grace_period_backlog_or_not(
+        db_session, vault, queue):
+    """A Redis restart loses what was queued, a killed worker holds what it reserved until
+    the visibility timeout: such a job is not in the broker's queues and is re-sent after the
+    grace period even in a surge; one still waiting in the queue is not re-sent."""
+    from tipline.routing.services import Waiting
+
+    lost = make_tip(db_session, vault, queue)
+    queued = make_tip(db_session, vault, queue)
+    db_session.commit()  # both published after commit
+    queue.sent.clear()
+    grace = timedelta(seconds=20)
+    created = db_session.get(RoutingJob, lost.job_id).created_at
+    waiting = Waiting(jobs=frozenset({queued.job_id}), deliveries=frozenset())
+    # Within the grace period nothing; after it, the lost job only, though 2,000 tasks wait.
+    assert sweep(db_session, queue, created + timedelta(seconds=10), grace, backlog=2_000,
+                 waiting=waiting).jobs_resent == 0
+    res = sweep(db_session, queue, created + timedelta(seconds=21), grace, backlog=2_000,
+                waiting=waiting)
+    assert queue.sent == [("tipline.route_job", (lost.job_id,))], (queue.sent, queued.job_id)
+    assert res.jobs_resent == 1
+    # Without knowing what waits, a backlog holds both back (MAX_RESEND_SPACING).
+    queue.sent.clear()
+    assert sweep(db_session, queue, created + timedelta(seconds=60), grace,
+                 backlog=2_000).jobs_resent == 0

@@ -687,8 +687,16 @@ def _due_again(now: datetime, created: datetime, last_sent: datetime, grace: tim
     return now - last_sent >= spacing
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """The routing jobs and deliveries whose tasks wait in the broker's queues right now."""
+
+    jobs: frozenset[int]
+    deliveries: frozenset[int]
+
+
 def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
-          backlog: int | None = None) -> SweepResult:
+          backlog: int | None = None, waiting: Waiting | None = None) -> SweepResult:
     """Re-send routing jobs and deliveries that should have run by now.
 
     Items flagged ``publish_failed`` (their publish after commit failed: not in the broker)
@@ -700,8 +708,12 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
     wait that doubles with the item's age (``_due_again``), so a backlog is not multiplied.
     ``backlog``: tasks waiting in the broker, when the caller can tell; while there are some,
     pending items are most likely among them and are re-sent only after ``MAX_RESEND_SPACING``.
+    ``waiting``: what exactly waits in the broker, when the caller could read it (then
+    ``backlog`` is not needed): what waits there is not re-sent, and what does not (a message
+    lost with a Redis restart, or held by a killed worker until the visibility timeout) is
+    re-sent after ``grace``, backlog or not.
     """
-    if backlog:
+    if backlog and waiting is None:
         grace = max(grace, MAX_RESEND_SPACING)
     cutoff = now - grace
     # Items whose publish failed are not in the broker: re-sent now, backlog or not.
@@ -719,8 +731,9 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
         .order_by(RoutingJob.id)
         .limit(1000)
     ).all()
+    queued_jobs = waiting.jobs if waiting else frozenset()
     job_ids += [j for j, created, sent in job_rows
-                if _due_again(now, created, sent or created, grace)]
+                if j not in queued_jobs and _due_again(now, created, sent or created, grace)]
     delivery_ids = list(session.execute(
         select(AlertDelivery.id)
         .where(AlertDelivery.status == DeliveryStatus.PENDING.value,
@@ -738,7 +751,9 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta,
         .order_by(AlertDelivery.id)
         .limit(5000)
     ).all()
-    delivery_ids += [d for d, created, last in dl_rows if _due_again(now, created, last, grace)]
+    queued_dls = waiting.deliveries if waiting else frozenset()
+    delivery_ids += [d for d, created, last in dl_rows
+                     if d not in queued_dls and _due_again(now, created, last, grace)]
     urgent = _urgent(session, delivery_ids)
     sent_jobs = [j for j in job_ids if queue.send_routing(j)]
     sent_dls = [d for d in delivery_ids if send_delivery(queue, d, d in urgent)]
