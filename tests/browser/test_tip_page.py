@@ -228,3 +228,38 @@ def test_tip_and_reply_wording_pages_pass_axe_and_screenshots(
         page.set_viewport_size({"width": 1280, "height": 900})
         page.screenshot(path=str(SHOTS / "tip-page-desktop.png"), full_page=True)
         phone.screenshot(path=str(SHOTS / "tip-page-phone.png"), full_page=False)
+
+
+def test_the_queue_marks_a_reporter_answer_without_a_reload_and_shows_tips_first_on_a_phone(
+        live_server: LiveServer, svc: Any, browser: Any, phone: Any, reporter: Any) -> None:
+    base = live_server.url
+    uid, ref, code = _tip(svc, live_server, "Someone keeps a knife in locker 112",
+                          category=Category.WEAPON, severity=Severity.HIGH)
+    who = _staff_member(svc)
+    sign_in(phone, base, who)
+    phone.goto(f"{base}/staff/tips/{uid}")  # read: no marker yet
+    phone.goto(base + "/staff/")
+    # The filters are folded on a phone, so the first screen shows tips, not a form.
+    assert phone.locator("#queue-filters").get_attribute("open") is None
+    box = phone.locator("#queue-table a[href*='/staff/tips/']").first.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= PHONE["height"], box
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    card = phone.locator("#queue-table tr", has=phone.locator(f"a:text-is('{ref}')"))
+    assert "New message from the reporter" not in card.inner_text()
+    _reporter_replies(reporter, base, code, "It is locker 112, by the gym doors")
+    phone.evaluate("window.tiplineDashboardTick()")  # the 15-second poll, now
+    card.get_by_text("New message from the reporter").wait_for(timeout=5000)
+    assert "with a new message from the reporter" in phone.inner_text("#lifesafety-banner")
+    phone.click("#queue-filters summary")
+    assert phone.locator("#f-school").is_visible()
+    # A laptop has room: the filters are open there.
+    ctx = browser.new_context(locale="en-US")
+    laptop = ctx.new_page()
+    try:
+        sign_in(laptop, base, who)
+        laptop.goto(base + "/staff/")
+        assert laptop.locator("#f-school").is_visible()
+        assert axe_violations(laptop) == []
+        assert axe_violations(phone) == []
+    finally:
+        ctx.close()

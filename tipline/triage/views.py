@@ -33,7 +33,14 @@ from tipline.directory import zones
 from tipline.tips.labels import CATEGORY_LABELS, CHANNEL_LABELS, SEVERITY_LABELS
 from tipline.tips.models import Channel
 from tipline.triage import services as triage
-from tipline.triage.scope import CASE_ROLES, READ_ROLES, WRITE_ROLES, TipNotFound
+from tipline.triage.conversation import unread_count
+from tipline.triage.scope import (
+    CASE_ROLES,
+    READ_ROLES,
+    WRITE_ROLES,
+    TipNotFound,
+    scope_condition,
+)
 from tipline.web import db_session, services
 
 bp = Blueprint("triage", __name__, url_prefix="/staff")
@@ -149,13 +156,17 @@ def queue() -> Any:
     # Only the filters go back into the pager and polling links: any other query key would
     # become an argument of url_for itself (_external, _scheme, _anchor).
     args = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}
-    template = "dashboard/_queue_table.html" if request.args.get("partial") == "1" \
-        else "dashboard/queue.html"
+    partial = request.args.get("partial") == "1"
+    template = "dashboard/_queue_table.html" if partial else "dashboard/queue.html"
     return render_template(
         template, page=page, filters=filters, args=args,
         schools=triage.school_choices(sess, user), categories=CATEGORY_LABELS,
         statuses=triage.STATUS_LABELS, channels=CHANNEL_LABELS,
         state_url=url_for("triage.state", **args),  # type: ignore[arg-type]
+        # The polling script also compares this: a reporter's answer adds no tip, but must
+        # mark its row (and sort it up) without a reload.
+        unread=unread_count(sess, scope_condition(sess, user), user.id)
+        if not partial and user.role in WRITE_ROLES else 0,
     )
 
 
@@ -171,6 +182,7 @@ def state() -> Any:
         "latest": latest,
         "total": total,
         "lifesafety": banner.count,
+        "unread": banner.unread,
         "banner_html": render_template("staff/_banner.html", banner=banner)
         if banner.shown else "",
     })

@@ -58,7 +58,11 @@
       updateBanner(data.banner_html, data.lifesafety || 0);
       if (!table) { return; }
       var latest = String(data.latest), total = String(data.total);
-      if (latest === table.getAttribute("data-latest") && total === table.getAttribute("data-total")) {
+      /* A reporter's answer adds no tip: the count of tips with unread reporter messages
+       * changes instead, and the row must be marked (and sorted up) without a reload. */
+      var unread = String(data.unread || 0);
+      if (latest === table.getAttribute("data-latest") && total === table.getAttribute("data-total") &&
+          unread === (table.getAttribute("data-unread") || "0")) {
         return;
       }
       var added = parseInt(latest, 10) > parseInt(table.getAttribute("data-latest"), 10);
@@ -66,11 +70,18 @@
         table.innerHTML = html;
         table.setAttribute("data-latest", latest);
         table.setAttribute("data-total", total);
+        table.setAttribute("data-unread", unread);
         if (live) {
           live.textContent = added ? "New tips arrived. The queue has been updated." : "The queue has been updated.";
         }
       });
     });
+  }
+
+  /* The queue's filters are folded on a phone (tips first); a wide screen has room for them. */
+  var filters = document.getElementById("queue-filters");
+  if (filters && window.matchMedia && window.matchMedia("(min-width: 60.01rem)").matches) {
+    filters.open = true;
   }
 
   window.setInterval(tick, INTERVAL);
