@@ -346,6 +346,8 @@ LAUGHS = "policy: x\n" + "".join(
     ("districts: " + "[" * 5000 + "]" * 5000, "p.yaml:1: the policy is nested too deeply"),
     ("districts:\n  a: \x00\n", "not valid YAML"),
     ("#" * 200_001, "p.yaml:1: the policy has 200,001 characters; at most 200,000"),
+    ("? [a, b]\n: 1\n", "p.yaml:1: a key must be a plain name, not a list or a mapping"),
+    ("districts:\n  ? {x: 1}\n  : {}\n", "p.yaml:2: a key must be a plain name"),
 ])
 def test_hostile_yaml_is_a_policy_error_not_a_crash(text, message):
     import time

@@ -223,8 +223,11 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, source: str) -> Any:
         out.line = node.start_mark.line + 1
         out.key_lines = {}
         for k_node, v_node in node.value:
-            key = loader.construct_object(k_node)
             line = k_node.start_mark.line + 1
+            if not isinstance(k_node, yaml.ScalarNode):
+                raise PolicyError([f"{source}:{line}: a key must be a plain name, not a list "
+                                   "or a mapping (a YAML complex key, '? ...')"])
+            key = loader.construct_object(k_node)
             if key == "<<":
                 raise PolicyError([f"{source}:{line}: YAML merge keys (<<) are not supported"])
             key = str(key)
