@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+from contextlib import suppress
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -63,35 +66,75 @@ _FIRST_ID = re.compile(r"^[\[(]\s*(\d+)")
 
 
 def broker_waiting(svc: Services) -> routing.Waiting | None:
-    """Which routing jobs and deliveries wait in the broker's queues (Redis only; else None).
+    """Which routing jobs and deliveries wait in the broker's queues (Redis or the embedded
+    filesystem broker; else None).
 
-    A job lost with a Redis restart, or reserved by a worker killed with ``-9`` (back only
-    after the visibility timeout), is then re-sent by the sweep after its grace period even
-    in a surge, instead of after the whole backlog. None (not read): the queues are longer
-    than ``WAITING_READ_LIMIT``, or the broker cannot be asked.
+    A job lost with a Redis restart, reserved by a worker killed with ``-9`` (back only after
+    Redis's visibility timeout), or taken from the filesystem broker's folder by a worker then
+    killed (kombu deletes the message file when a worker takes it: never back), is then
+    re-sent by the sweep after its grace period even in a surge, instead of after the whole
+    backlog. None (not read): the queues are longer than ``WAITING_READ_LIMIT``, or the
+    broker cannot be asked.
     """
-    if svc.celery is None or not svc.settings.broker_url.startswith(("redis://", "rediss://")):
+    if svc.celery is None:
         return None
-    jobs: set[int] = set()
-    deliveries: set[int] = set()
+    queues = (svc.celery.conf.task_default_queue, URGENT_QUEUE)
     try:
-        with svc.celery.connection_for_read() as conn:
-            client = conn.default_channel.client
-            for name in (svc.celery.conf.task_default_queue, URGENT_QUEUE):
-                if client.llen(name) > WAITING_READ_LIMIT:
-                    return None
-                for raw in client.lrange(name, 0, WAITING_READ_LIMIT):
-                    task, first = _task_and_first_arg(raw)
-                    if first is None:
-                        continue
-                    if task == "tipline.route_job":
-                        jobs.add(first)
-                    elif task in ("tipline.deliver_alert", routing.URGENT_DELIVERY_TASK):
-                        deliveries.add(first)
+        if svc.settings.broker_url.startswith(("redis://", "rediss://")):
+            messages = _redis_messages(svc.celery, queues)
+        elif svc.settings.broker_url.startswith("filesystem://"):
+            messages = _folder_messages(svc.celery, queues)
+        else:
+            return None
     except Exception as exc:  # broker down: the sweep's publishes will fail and retry later
         log.info("could not read the broker's queues (%s)", type(exc).__name__)
         return None
+    if messages is None:
+        return None
+    jobs: set[int] = set()
+    deliveries: set[int] = set()
+    for raw in messages:
+        task, first = _task_and_first_arg(raw)
+        if first is None:
+            continue
+        if task == "tipline.route_job":
+            jobs.add(first)
+        elif task in ("tipline.deliver_alert", routing.URGENT_DELIVERY_TASK):
+            deliveries.add(first)
     return routing.Waiting(frozenset(jobs), frozenset(deliveries))
+
+
+def _redis_messages(celery: Celery, queues: tuple[str, ...]) -> list[bytes] | None:
+    """The queued messages of ``queues`` (Redis lists), or None if there are too many."""
+    found: list[bytes] = []
+    with celery.connection_for_read() as conn:
+        channel: Any = conn.default_channel  # kombu's Redis channel
+        client = channel.client
+        for name in queues:
+            if client.llen(name) > WAITING_READ_LIMIT:
+                return None
+            found += client.lrange(name, 0, WAITING_READ_LIMIT)
+    return found
+
+
+def _folder_messages(celery: Celery, queues: tuple[str, ...]) -> list[bytes] | None:
+    """The queued messages of ``queues`` in the filesystem broker's folder, or None if there
+    are too many.
+
+    kombu names each message file ``<ms>_<uuid>.<queue>.msg`` and holds the same JSON
+    envelope as Redis does. A file a worker takes meanwhile is gone (skipped); one still
+    being written does not parse (skipped, and at worst re-sent once: tasks are idempotent).
+    """
+    folder = Path(celery.conf.broker_transport_options["data_folder_in"])
+    wanted = {f"{name}.msg" for name in queues}  # how kombu's ``_get`` tells queues apart
+    names = [n for n in os.listdir(folder) if n.partition(".")[2] in wanted]
+    if len(names) > WAITING_READ_LIMIT:
+        return None
+    found: list[bytes] = []
+    for name in names:
+        with suppress(FileNotFoundError):
+            found.append((folder / name).read_bytes())
+    return found
 
 
 def _task_and_first_arg(raw: bytes | str) -> tuple[str | None, int | None]:
