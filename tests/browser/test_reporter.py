@@ -130,16 +130,22 @@ def test_danger_path(live_server: LiveServer, page: Any) -> None:
 
 def test_spanish_all_the_way(live_server: LiveServer, page: Any) -> None:
     page.goto(live_server.url + "/")
-    page.click("nav.lang >> text=Español")
+
+    def navigate(selector: str) -> None:
+        # Each of these clicks loads a new page: wait for it, so no check reads the old one.
+        with page.expect_navigation():
+            page.click(selector)
+
+    navigate("nav.lang >> text=Español")
     assert page.get_attribute("html", "lang") == "es"
-    page.click("text=No, quiero enviar un aviso")
+    navigate("text=No, quiero enviar un aviso")
     assert page.is_visible("text=¿De qué escuela se trata?")
     # Switching language half-way keeps what was typed (JavaScript re-posts the form).
     page.fill("#body", "Alguien vende drogas en el baño")
-    page.click("nav.lang >> text=English")
+    navigate("nav.lang >> text=English")
     assert page.get_attribute("html", "lang") == "en"
     assert page.input_value("#body") == "Alguien vende drogas en el baño"
-    page.click("nav.lang >> text=Español")
+    navigate("nav.lang >> text=Español")
     assert page.input_value("#body") == "Alguien vende drogas en el baño"
     page.select_option("#school", "slps-soldan")
     page.check("input[name=category][value=substance]")
