@@ -170,7 +170,7 @@ def test_without_javascript(live_server: LiveServer, nojs_page: Any) -> None:
     # Validation error without JavaScript: the words stay.
     page.fill("#body", "")
     page.click("button.send")
-    assert page.is_visible("#error-summary")
+    page.wait_for_selector("#error-summary")
     page.fill("#body", "Words typed before searching NJ-1")
     page.click("button.send")
     page.wait_for_selector("#receipt-code")
@@ -178,7 +178,7 @@ def test_without_javascript(live_server: LiveServer, nojs_page: Any) -> None:
     page.goto(live_server.url + "/followup")
     page.fill("#code", "0000-0000-0000-0000")
     page.click("text=Open my tip")
-    assert page.is_visible("text=That code did not open a tip")
+    page.wait_for_selector("text=That code did not open a tip")
     page.fill("#code", code)
     page.click("text=Open my tip")
     page.wait_for_selector("text=No questions from staff yet")
