@@ -263,3 +263,32 @@ def test_the_queue_marks_a_reporter_answer_without_a_reload_and_shows_tips_first
         assert axe_violations(phone) == []
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_a_spanish_voicemail_says_plainly_to_listen_to_the_recording(
+        live_server: LiveServer, svc: Any, page: Any, phone: Any, viewport: str) -> None:
+    """Twilio transcribes only English: a Spanish caller's tip must not promise text to read."""
+    from secrets import token_hex
+
+    from tipline.directory.models import School
+    from tipline.telephony.voice import ensure_voice_tip
+
+    base = live_server.url
+    with svc.db.session() as s:
+        vt = ensure_voice_tip(s, svc.vault, live_server.queue, call_sid="CA" + token_hex(16),
+                              recording_sid="RE" + token_hex(16), recording_url=None,
+                              language="es")
+        school = s.execute(select(School).where(School.code == "slps-roosevelt")).scalar_one()
+        tip = s.get(Tip, vt.tip_id)
+        tip.school_id, tip.district_id = school.id, school.district_id
+        uid = tip.uid
+    tab = phone if viewport == "phone" else page
+    sign_in(tab, base, _staff_member(svc))
+    tab.goto(f"{base}/staff/tips/{uid}")
+    caption = tab.locator("figure figcaption").first.inner_text()
+    assert caption.startswith("Spanish voicemail: listen to the recording"), caption
+    assert "transcript pending" not in tab.content().lower()
+    assert tab.evaluate("document.documentElement.scrollWidth") <= \
+        tab.evaluate("window.innerWidth")
+    assert axe_violations(tab) == []
