@@ -247,3 +247,17 @@ def test_contact_label_names_the_role_once() -> None:
 
     assert conversation.contact_label(C()) == "Dana Reyes (counselor)"  # type: ignore[arg-type]
     assert conversation.contact_label(D()) == "Marcus Hill (social worker)"  # type: ignore[arg-type]
+
+
+def test_contacts_are_named_with_their_role_in_words_once() -> None:
+    from tipline.directory.models import Contact
+    from tipline.triage.conversation import contact_label
+
+    assert contact_label(Contact(name="SLPS district on-call", role="district_oncall")) == \
+        "SLPS district on-call"
+    assert contact_label(Contact(name="Pat Lee", role="district_oncall")) == \
+        "Pat Lee (district on-call)"
+    assert contact_label(Contact(name="Dana Reyes (counselor)", role="counselor")) == \
+        "Dana Reyes (counselor)"
+    assert contact_label(Contact(name="Desk", role="district_admin_desk")) == \
+        "Desk (district office)"

@@ -22,7 +22,7 @@ from tipline.directory.police import describe_guard, is_police
 from tipline.directory.zones import zone
 from tipline.routing.engine import plan_for_place
 from tipline.routing.policy import DistrictPolicy, Policy, Window
-from tipline.tips.labels import CATEGORY_LABELS, SEVERITY_LABELS
+from tipline.tips.labels import CATEGORY_LABELS, SEVERITY_LABELS, role_label
 from tipline.tips.models import Category, Severity
 
 SLOTS = (("school_hours", "School hours"), ("after_hours", "After hours"))
@@ -141,7 +141,7 @@ def _cell(ex: dict[str, Any], police_ids: set[int]) -> Cell:
     held: list[str] = []
     for c in ex.get("contacts", []):
         if c.get("alerted"):
-            role = str(c["role"]).replace("_", " ")
+            role = role_label(str(c["role"]))
             # "Dana Reyes (counselor)" already says the role: not "(counselor) (counselor)".
             people.setdefault(int(c["step"]), []).append(Person(
                 c["name"], "" if role.lower() in str(c["name"]).lower() else role,

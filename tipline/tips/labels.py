@@ -10,6 +10,13 @@ CATEGORY_LABELS = {
     "family_crisis": "Family crisis", "other": "Other",
 }
 CHANNEL_LABELS = {"web": "Web", "sms": "SMS", "voice": "Voice"}
+# Directory contact roles (``tipline.directory.validation.ROLES``) as staff say them.
+ROLE_LABELS = {
+    "counselor": "counselor", "social_worker": "social worker", "safety_team": "safety team",
+    "principal": "principal", "district_oncall": "district on-call",
+    "police_liaison": "police liaison", "family_specialist": "family specialist",
+    "district_admin_desk": "district office",
+}
 NO_SCHOOL_LABEL = "No school named"
 
 
@@ -26,3 +33,7 @@ def category_label(value: str) -> str:
 
 def channel_label(value: str) -> str:
     return CHANNEL_LABELS.get(value, value)
+
+
+def role_label(value: str | None) -> str:
+    return ROLE_LABELS.get(value or "", (value or "").replace("_", " "))

@@ -23,6 +23,7 @@ from tipline.accounts.models import StaffUser
 from tipline.audit.models import AuditEvent
 from tipline.audit.services import record
 from tipline.directory.models import Contact
+from tipline.tips.labels import role_label
 from tipline.tips.models import Channel, Tip
 from tipline.triage.models import TipRead
 
@@ -78,7 +79,7 @@ def contact_label(c: Contact | None) -> str:
     """``Dana Reyes (counselor)``: the role once, even if the name already carries it."""
     if c is None:
         return "a contact no longer in the directory"
-    role = (c.role or "").replace("_", " ")
+    role = role_label(c.role)
     return c.name if not role or role.lower() in c.name.lower() else f"{c.name} ({role})"
 
 
