@@ -154,8 +154,11 @@ def test_errors_are_announced_and_titled(live_server: LiveServer, student: Any) 
     _press(page, "button.send")
     page.wait_for_selector("#error-summary")
     assert page.title().startswith("Error: Send a tip")
-    assert page.evaluate("document.activeElement && document.activeElement.id") == \
-        "error-summary"
+    # Focus lands on the summary once the page has loaded (autofocus, and the script with
+    # JavaScript): wait for it, at most 5 s, rather than read it the moment the element exists.
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.id === 'error-summary'",
+        timeout=5000)
     assert page.get_attribute("#error-summary", "role") == "alert"
     summary = page.inner_text("#error-summary")
     assert "What is happening? Please choose what is happening." in summary
