@@ -570,6 +570,7 @@ def audit_verify() -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     user = current_staff()
+    _district(user)  # an account with no district has no audit page: 404 before any write
     sess = db_session()
     check = admin.verify_log(sess)
     record(sess, "audit.verify", actor=f"user:{user.id}", actor_user_id=user.id,
