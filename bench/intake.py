@@ -1,6 +1,6 @@
 """Benchmark the web tip submission against a bare Flask route, both under gunicorn.
 
-    .venv/bin/python -m bench.intake [--duration 10] [--concurrency 8 32] [--workers N]
+    .venv/bin/python -m bench intake [--duration 10] [--concurrency 8 32] [--workers N]
 
 What it does, all on 127.0.0.1 and bounded in time:
 
@@ -42,6 +42,8 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 from flask import Flask
+
+from bench._common import load_average, production_workers
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -352,8 +354,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--workers", type=int, default=2,
-                        help="gunicorn sync workers for both servers (default 2)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gunicorn sync workers for both servers (default: the production "
+                             "rule of config/gunicorn.conf.py for this machine)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
@@ -380,7 +383,8 @@ def main() -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     (workdir / "none.env").write_text("")
-    workers = args.workers or 2  # the issue measures 2 sync workers
+    workers = args.workers or production_workers()
+    print(f"load average before: {load_average()}", flush=True)
     runs: list[Run] = []
     tips_before = count_tips()
     tipline_server = Gunicorn("tipline.wsgi:app", env, workdir, workers)
@@ -436,6 +440,7 @@ def main() -> None:
               f"{r.db_cpu_ms_per_request:.2f} ms (PostgreSQL); " + "; ".join(verdict))
     print(f"tips stored: {stored} (timed requests {measured}, plus warm-up and requests still "
           "in flight when wrk stopped)")
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from sqlalchemy import select, text, update  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from bench._common import load_average  # noqa: E402
 from tests.routing.twilio_stub import StubTwilio  # noqa: E402
 from tipline import crypto, migrations  # noqa: E402
 from tipline.celeryconf import build_celery  # noqa: E402
@@ -259,6 +260,7 @@ def main() -> None:
     ap.add_argument("--no-policy", action="store_true", help="route by the directory default")
     ap.add_argument("--keep", action="store_true", help="keep the database and logs")
     args = ap.parse_args()
+    print(f"load average before: {load_average()}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="tipline-bench-routing-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -414,6 +416,7 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"kept: database {BENCH_DB}, logs in {tmp}")
+        print(f"load average after: {load_average()}")
 
 
 def _make_tip(engine: Engine, vault: Vault, queue: CeleryQueue, rng: random.Random

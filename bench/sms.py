@@ -1,12 +1,13 @@
 """Benchmark a burst of signed inbound SMS webhooks against gunicorn + PostgreSQL + Redis.
 
-    .venv/bin/python -m bench.sms [--requests 1000] [--concurrency 16] [--followups 0.0]
+    .venv/bin/python -m bench sms [--requests 1000] [--concurrency 16] [--followups 0.0]
 
 What it does, all on 127.0.0.1:
 
 1. Creates a fresh PostgreSQL database ``tipline_bench_sms`` (dropped first if it exists),
    migrates it, loads the demo directory, writes a throw-away key file.
-2. Starts gunicorn with ``config/gunicorn.conf.py`` (2 sync workers) serving tipline in
+2. Starts gunicorn with ``config/gunicorn.conf.py`` (its production worker count for this
+   machine, or ``--workers``) serving tipline in
    production mode, with Twilio credentials set and a real ``CeleryQueue`` on Redis
    127.0.0.1:6379 db 13 (no worker consumes it: the timed path is the webhook alone).
 3. Builds ``--requests`` inbound SMS webhooks with the field set of
@@ -39,6 +40,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+from bench._common import load_average, production_workers
 from bench.intake import REPO, Gunicorn, cpu_seconds, postgres_pids, psql
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -212,9 +214,12 @@ def main() -> None:
     parser.add_argument("--followups", type=float, default=0.0,
                         help="share of requests that are later texts from an earlier number")
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="gunicorn sync workers (production default: 2)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gunicorn sync workers (default: the production rule of "
+                             "config/gunicorn.conf.py for this machine)")
     args = parser.parse_args()
+    args.workers = args.workers or production_workers()
+    print(f"load average before: {load_average()}", flush=True)
 
     from tipline.crypto import KeyRing, write_key_file
 
@@ -263,13 +268,11 @@ def main() -> None:
 
     n = len(latencies)
     ms = [x * 1000 for x in latencies]
-    load = os.getloadavg()
     print(f"\nPOST /twilio/sms, {n} signed webhooks ({firsts} first texts opening a tip, "
           f"{n - firsts} later texts), concurrency {args.concurrency}")
     print(f"gunicorn: {args.workers} sync workers (config/gunicorn.conf.py), PostgreSQL + Redis "
           "broker on "
-          f"127.0.0.1; machine: {os.cpu_count()} CPUs, 1-min load average at the end "
-          f"{load[0]:.2f}")
+          "127.0.0.1")
     print(f"throughput   {n / wall:8.1f} req/s  ({wall:.2f} s wall)")
     print(f"latency ms   p50 {percentile(ms, 50):.1f}  p90 {percentile(ms, 90):.1f}  "
           f"p99 {percentile(ms, 99):.1f}  max {max(ms):.1f}  mean {statistics.fmean(ms):.1f}")
@@ -287,6 +290,7 @@ def main() -> None:
           f"{len(errors)} errors)")
     if grown["tips"] != firsts or grown["messages"] < n:
         print("WARNING: stored rows do not match the requests sent")
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":
