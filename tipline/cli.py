@@ -22,7 +22,14 @@ import click
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from tipline.crypto import KeyFileError, KeyRing, Vault, load_key_file, write_key_file
+from tipline.crypto import (
+    SEALED_ONLY,
+    KeyFileError,
+    KeyRing,
+    Vault,
+    load_key_file,
+    write_key_file,
+)
 from tipline.settings import Settings, SettingsError, load_settings
 
 
@@ -428,7 +435,8 @@ def keys_rotate(batch: int) -> None:
     db_ = Database(settings.database_url)
     with db_.session() as session:
         stale = session.execute(
-            select(func.count(DataKey.id)).where(DataKey.kek_id != ring.active_id)
+            select(func.count(DataKey.id)).where(
+                DataKey.kek_id.not_in([ring.active_id, SEALED_ONLY]))
         ).scalar_one()
     if stale == 0:
         ring = ring.with_new_active()
@@ -451,7 +459,7 @@ def _rewrap_all(db_: Any, vault: Vault, batch: int) -> int:
     active = vault.active_key_id
     with db_.session() as session:
         total = session.execute(
-            select(func.count(DataKey.id)).where(DataKey.kek_id != active)
+            select(func.count(DataKey.id)).where(DataKey.kek_id.not_in([active, SEALED_ONLY]))
         ).scalar_one()
     done = 0
     last_id = 0
@@ -459,7 +467,8 @@ def _rewrap_all(db_: Any, vault: Vault, batch: int) -> int:
         while True:
             with db_.session() as session:
                 rows = session.execute(
-                    select(DataKey).where(DataKey.kek_id != active, DataKey.id > last_id)
+                    select(DataKey).where(DataKey.kek_id.not_in([active, SEALED_ONLY]),
+                                          DataKey.id > last_id)
                     .order_by(DataKey.id).limit(batch)
                 ).scalars().all()
                 if not rows:

@@ -2,8 +2,16 @@
 
 from tipline.accounts.models import Role, StaffUser, staff_schools
 from tipline.audit.models import AuditEvent
+from tipline.crypto.models import KeyGrant, KeySession, ReadKey, RecoveryKey, StaffKey
 from tipline.db import Base
-from tipline.directory.models import Contact, District, PoliceAgency, School, contact_schools
+from tipline.directory.models import (
+    Contact,
+    District,
+    OnCallRota,
+    PoliceAgency,
+    School,
+    contact_schools,
+)
 from tipline.routing.models import (
     AlertDelivery,
     Dispatch,
@@ -41,11 +49,16 @@ __all__ = [
     "District",
     "InboundEvent",
     "JobStatus",
+    "KeyGrant",
+    "KeySession",
     "MandatedReport",
     "Message",
     "Note",
+    "OnCallRota",
     "OutboxMessage",
     "PoliceAgency",
+    "ReadKey",
+    "RecoveryKey",
     "Role",
     "RoutingJob",
     "RoutingPolicy",
@@ -53,6 +66,7 @@ __all__ = [
     "Severity",
     "SmsConversation",
     "SmsOptOut",
+    "StaffKey",
     "StaffUser",
     "Status",
     "TelephonyTask",
