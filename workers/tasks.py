@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from tipline.celeryconf import URGENT_QUEUE
 from tipline.context import Services
 from tipline.db import utcnow
+from tipline.ops import hooks, metrics
 from tipline.routing import services as routing
 from tipline.routing.escalation import EscalationResult, escalate_due
 from tipline.routing.senders import TransientSendError
@@ -39,13 +40,17 @@ def _svc() -> Services:
 def run_route_job(job_id: int) -> routing.RouteResult:
     svc = _svc()
     with svc.db.held_session() as session:
-        return routing.route_job(session, job_id, svc.planner(session), svc.queue, utcnow())
+        result = routing.route_job(session, job_id, svc.planner(session), svc.queue, utcnow())
+    metrics.routing_result(result.routed, result.dispatches)
+    return result
 
 
 def run_deliver_alert(delivery_id: int) -> routing.DeliveryResult:
     svc = _svc()
     with svc.db.held_session() as session:
-        return routing.deliver_alert(session, delivery_id, svc.senders(), utcnow(), svc.queue)
+        result = routing.deliver_alert(session, delivery_id, svc.senders(), utcnow(), svc.queue)
+        hooks.delivery_done(session, delivery_id, result.outcome)
+    return result
 
 
 def run_sweep() -> routing.SweepResult:
@@ -53,10 +58,12 @@ def run_sweep() -> routing.SweepResult:
     waiting = broker_waiting(svc)
     backlog = None if waiting is not None else broker_backlog(svc)
     with svc.db.sessions() as session:
-        return routing.sweep(
+        result = routing.sweep(
             session, svc.queue, utcnow(), timedelta(seconds=svc.settings.sweep_grace_seconds),
             backlog=backlog, waiting=waiting,
         )
+    metrics.sweep_resent(result.jobs_resent, result.deliveries_resent)
+    return result
 
 
 # Reading more queued messages than this per sweep is not worth it: the sweep falls back to
@@ -182,7 +189,9 @@ def run_escalate() -> EscalationResult:
     """Advance escalation plans whose deadlines passed; repeat unanswered life-safety alerts."""
     svc = _svc()
     with svc.db.sessions() as session:
-        return escalate_due(session, svc.queue, utcnow())
+        result = escalate_due(session, svc.queue, utcnow())
+    metrics.escalation(result.expired, result.activated, result.repeated)
+    return result
 
 
 # Packages that add tasks expose ``register_tasks(celery)`` in one of these modules.

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from tipline.audit.services import record
 from tipline.db import rowcount
 from tipline.directory.models import Contact
+from tipline.ops import hooks
 from tipline.routing.models import Dispatch, DispatchStatus
 from tipline.tips.models import Status, Tip
 
@@ -170,6 +171,7 @@ def _mark_tip(session: Session, tip_id: int, now: datetime) -> None:
     tip = session.get(Tip, tip_id)
     if tip is not None:
         session.refresh(tip)
+        hooks.tip_acknowledged(session, tip, now)
 
 
 def answered_dispatches(session: Session, tip_ids: set[int]) -> set[int]:

@@ -1,0 +1,1 @@
+"""Operations: metrics, backups and restores, release facts (for the district's IT person)."""
