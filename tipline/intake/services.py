@@ -20,6 +20,7 @@ from tipline.crypto import Vault, field_ad
 from tipline.db import Base, new_uid
 from tipline.directory.models import School
 from tipline.jobs import JobQueue, after_commit
+from tipline.ops import metrics
 from tipline.routing.models import RoutingJob
 from tipline.tips.models import Attachment, Category, Channel, DataKey, Message, Severity, Tip
 from tipline.tips.receipts import (
@@ -169,6 +170,7 @@ def create_tip(
             ))
         session.execute(insert(Attachment), rows)
     after_commit(session, queue.send_routing, job_id)
+    after_commit(session, metrics.tip_received, submission.channel.value, tip_values["category"])
     return Receipt(tip_id, tip_uid, reference, code, job_id, severity)
 
 
