@@ -26,6 +26,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from tipline.ops import metrics
 from tipline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ def _translate(exc: Exception, what: str) -> TwilioError:
         status = int(exc.status or 0)
         raw = str(exc.code) if exc.code is not None else ""
         code = int(raw) if raw.isdigit() else None
+        metrics.twilio_error(code, status)
         message = f"{what}: Twilio answered HTTP {status}" + (f" (error {code})" if code else "")
         if status == 429 or status >= 500 or status == 0:
             return TwilioTransientError(message)
