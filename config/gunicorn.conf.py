@@ -48,3 +48,29 @@ class RedactingLogger(Logger):
 
 logger_class = RedactingLogger
 proxy_protocol = False
+
+# Metrics (docs/operations.md): the master serves them on their own port, which compose does
+# not publish; workers write prometheus-client's multiprocess files under TIPLINE_METRICS_DIR.
+METRICS_BIND = os.environ.get("TIPLINE_METRICS_BIND", "0.0.0.0:9108")
+
+
+def on_starting(server: object) -> None:
+    """Files left by this container's processes that are gone are dropped before any fork."""
+    from tipline.ops.metrics import remove_dead_files
+
+    remove_dead_files()
+
+
+def when_ready(server: object) -> None:
+    if not METRICS_BIND or METRICS_BIND == "off":
+        return
+    from tipline.ops.endpoint import serve_in_thread
+    from tipline.settings import load_settings
+
+    serve_in_thread(load_settings(), METRICS_BIND)
+
+
+def child_exit(server: object, worker: object) -> None:
+    from tipline.ops.metrics import child_exit as mark_dead
+
+    mark_dead(worker.pid)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from celery import Celery, Task
 from flask import Flask
 
 from tipline.app import create_app
+from tipline.ops.metrics import remove_dead_files
 from tipline.settings import load_settings
 
 
@@ -37,6 +38,7 @@ def make_celery(app: Flask) -> Celery:
 
     celery.conf.worker_consumer = CONSUMER
     celery.set_default()
+    remove_dead_files()  # metrics files of this container's finished processes
     import workers.tasks
 
     workers.tasks.register(celery)

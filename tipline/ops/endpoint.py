@@ -20,7 +20,7 @@ from tipline.settings import Settings
 DEFAULT_PORT = 9108
 
 
-def build_registry(settings: Settings) -> Any:
+def build_registry(settings: Settings, state: Any = None) -> Any:
     """Every process's counters (multiprocess files, or this process's) and the state gauges."""
     import os
 
@@ -36,7 +36,7 @@ def build_registry(settings: Settings) -> Any:
     else:
         registry = CollectorRegistry()
         registry.register(_Forward(REGISTRY))
-    registry.register(StateCollector(settings))
+    registry.register(state or StateCollector(settings))
     return registry
 
 
@@ -50,10 +50,10 @@ class _Forward:
         return iter(self.registry.collect())
 
 
-def make_metrics_app(settings: Settings) -> Any:
+def make_metrics_app(settings: Settings, state: Any = None) -> Any:
     from prometheus_client import make_wsgi_app
 
-    return make_wsgi_app(build_registry(settings))
+    return make_wsgi_app(build_registry(settings, state))
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -68,9 +68,9 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve_in_thread(settings: Settings, bind: str) -> WSGIServer:
+def serve_in_thread(settings: Settings, bind: str, state: Any = None) -> WSGIServer:
     """Serve the metrics on ``bind`` from a daemon thread; returns the server (to shut down)."""
     host, port = parse_bind(bind)
-    server = make_server(host, port, make_metrics_app(settings), handler_class=_QuietHandler)
+    server = make_server(host, port, make_metrics_app(settings, state), handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="tipline-metrics", daemon=True).start()
     return server

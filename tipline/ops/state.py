@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.pool import NullPool
 
 from tipline.settings import Settings
@@ -27,16 +28,23 @@ BROKER_QUEUES = ("tipline", "tipline.urgent")
 class StateCollector:
     """Database, broker and key-file gauges; each source that fails reports itself down."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bind: Any = None) -> None:
+        """``bind``: an engine or an open connection to read through (tests); default, an
+        engine without a pool on the settings' database."""
         self.settings = settings
-        self._engine: Any = None
+        self._bind: Any = bind
 
-    def _db(self) -> Any:
-        if self._engine is None:
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        if self._bind is None:
             from tipline.db import make_engine
 
-            self._engine = make_engine(self.settings.database_url, poolclass=NullPool)
-        return self._engine
+            self._bind = make_engine(self.settings.database_url, poolclass=NullPool)
+        if isinstance(self._bind, Connection):
+            yield self._bind
+        else:
+            with self._bind.connect() as conn:
+                yield conn
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from self._database()
@@ -53,7 +61,7 @@ class StateCollector:
         up = GaugeMetricFamily("tipline_database_up", "1 when the database answered this scrape")
         now = utcnow()
         try:
-            with self._db().connect() as conn:
+            with self._connection() as conn:
                 open_ls = (Tip.severity >= int(Severity.LIFE_SAFETY),
                            Tip.acknowledged_at.is_(None), Tip.status != Status.CLOSED.value)
                 count, oldest = conn.execute(
