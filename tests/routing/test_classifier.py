@@ -35,17 +35,35 @@ RAISES = [
     # imminent danger
     ("he is outside right now", "en", 4, None),
     ("ven rápido, está pasando ahora mismo", "es", 4, None),
+    # Bosnian (the lists of revision 0014)
+    ("Moja drugarica kaže da će se ubiti", "bs", 4, "self_harm"),
+    ("On ima pištolj u ormariću danas", "bs", 4, "weapon"),
 ]
 
 CATEGORY_ONLY = [
     ("they keep calling me names and making fun of me", "en", "bullying"),
     ("kids are vaping in the bathroom", "en", "substance"),
     ("my stepdad hits me when he's drunk", "en", "abuse"),
-    ("we got evicted and I have nowhere to sleep", "en", "family_crisis"),
+    ("we got evicted and I have nowhere to sleep", "en", "basic_needs"),
     ("Me acosan en el grupo de WhatsApp", "es", "bullying"),
     ("Están vendiendo mota en el salón", "es", "substance"),
     ("Mi padrastro me pega", "es", "abuse"),
-    ("Mis papás se pelean todo el tiempo y no tenemos comida", "es", "family_crisis"),
+    # No food at home is basic needs (the transition team), checked before family crisis.
+    ("Mis papás se pelean todo el tiempo y no tenemos comida", "es", "basic_needs"),
+    ("my parents are divorcing and it's really hard", "en", "family_crisis"),
+    # Basic needs (revision 0014), in English, Spanish and Bosnian
+    ("I don't have a safe place to sleep tonight", "en", "basic_needs"),
+    ("we've been sleeping in the car since last month", "en", "basic_needs"),
+    ("there is nothing to eat at home and I'm always hungry", "en", "basic_needs"),
+    ("No tengo un lugar seguro para dormir", "es", "basic_needs"),
+    ("dormimos en el carro desde el mes pasado", "es", "basic_needs"),
+    ("Nemam gdje spavati, izbacili su me iz kuće", "bs", "basic_needs"),
+    ("Nemamo hrane kod kuće", "bs", "basic_needs"),
+    # Dating violence (revision 0014): before abuse, whose "hits me" would take it
+    ("my boyfriend hits me when I talk to other guys", "en", "dating_violence"),
+    ("her ex-boyfriend stalks her and checks her phone", "en", "dating_violence"),
+    ("Mi novio me pega y me revisa el celular", "es", "dating_violence"),
+    ("Moj dečko me udara i kontroliše moj telefon", "bs", "dating_violence"),
 ]
 
 HARMLESS = [
@@ -60,6 +78,10 @@ HARMLESS = [
     ("Me muero de risa con mis amigos", "es"),
     ("Compramos pistolas de agua para el verano", "es"),
     ("Necesito ayuda con mis clases de matemáticas", "es"),
+    # A Bosnian "now" in an ordinary sentence is not imminent danger.
+    ("Sada sam u školi i trebam pomoć oko rasporeda", "bs"),
+    ("my boyfriend and I went to the dance", "en"),
+    ("I slept at my friend's house after the game", "en"),
 ]
 
 
@@ -96,7 +118,9 @@ def test_mixed_language_and_unknown_language():
     # English words are tried beside the tip's own language; an unknown language tries all;
     # an English tip is not matched against the Spanish lists.
     assert classify("trae un gun en la mochila", "es").severity_floor == 4
-    assert classify("trae una pistola", "bs").category == "weapon"  # unknown: every list
+    assert classify("trae una pistola", "fr").category == "weapon"  # unknown: every list
+    # Bosnian has its own lists since revision 0014: its own words and English ones.
+    assert classify("ima gun u ruksaku", "bs").severity_floor == 4
     assert classify("trae una pistola", "en-US").severity_floor is None
 
 

@@ -86,7 +86,8 @@ def test_unknown_category_names_the_line():
     text = BASE.replace("[bullying, self_harm]", "[bullying, selfharm]")
     assert errors_of(text) == [
         f"p.yaml:{line_of(text, 'selfharm')}: unknown category 'selfharm' "
-        "(known: weapon, threat, self_harm, bullying, abuse, substance, family_crisis, other)"]
+        "(known: weapon, threat, self_harm, bullying, abuse, substance, family_crisis, "
+        "basic_needs, dating_violence, other)"]
 
 
 def test_unknown_role_names_the_line():

@@ -30,6 +30,10 @@ CATEGORY_CHOICES = [
     SelectChoice("abuse", _l("Abuse or neglect")),
     SelectChoice("substance", _l("Drugs or alcohol")),
     SelectChoice("family_crisis", _l("A family crisis")),
+    SelectChoice("basic_needs",
+                 _l("No safe place to sleep, not enough food, or losing a home")),
+    SelectChoice("dating_violence",
+                 _l("A boyfriend or girlfriend who hurts, scares or controls someone")),
     SelectChoice("other", _l("Something else")),
 ]
 

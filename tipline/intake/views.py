@@ -112,6 +112,8 @@ SEVERITY_BY_CATEGORY = {
     "bullying": Severity.MEDIUM,
     "substance": Severity.MEDIUM,
     "family_crisis": Severity.MEDIUM,
+    "basic_needs": Severity.MEDIUM,
+    "dating_violence": Severity.HIGH,
     "other": Severity.LOW,
 }
 DETAIL_FIELDS = ("when", "where", "who", "how_known")

@@ -37,6 +37,8 @@ CATEGORY_LABELS = {
         Category.ABUSE: "Abuse or neglect",
         Category.SUBSTANCE: "Drugs or alcohol",
         Category.FAMILY_CRISIS: "Family crisis",
+        Category.BASIC_NEEDS: "No safe place to sleep, food or housing",
+        Category.DATING_VIOLENCE: "Dating violence",
         Category.OTHER: "Something else",
     },
     "es": {
@@ -47,6 +49,8 @@ CATEGORY_LABELS = {
         Category.ABUSE: "Abuso o negligencia",
         Category.SUBSTANCE: "Drogas o alcohol",
         Category.FAMILY_CRISIS: "Crisis familiar",
+        Category.BASIC_NEEDS: "Sin lugar seguro para dormir, comida o vivienda",
+        Category.DATING_VIOLENCE: "Violencia en el noviazgo",
         Category.OTHER: "Otra cosa",
     },
 }

@@ -7,7 +7,8 @@ SEVERITY_LABELS = {1: "Low", 2: "Medium", 3: "High", 4: "Life safety"}
 CATEGORY_LABELS = {
     "weapon": "Weapon", "threat": "Threat of violence", "self_harm": "Self-harm or suicide",
     "bullying": "Bullying", "abuse": "Abuse or neglect", "substance": "Drugs or alcohol",
-    "family_crisis": "Family crisis", "other": "Other",
+    "family_crisis": "Family crisis", "basic_needs": "Basic needs (sleep, food, housing)",
+    "dating_violence": "Dating violence", "other": "Other",
 }
 CHANNEL_LABELS = {"web": "Web", "sms": "SMS", "voice": "Voice"}
 # Directory contact roles (``tipline.directory.validation.ROLES``) as staff say them.
@@ -15,7 +16,8 @@ ROLE_LABELS = {
     "counselor": "counselor", "social_worker": "social worker", "safety_team": "safety team",
     "principal": "principal", "district_oncall": "district on-call",
     "police_liaison": "police liaison", "family_specialist": "family specialist",
-    "district_admin_desk": "district office",
+    "district_admin_desk": "district office", "transition_team": "students-in-transition team",
+    "outside_partner": "outside partner", "interpreter": "interpreter",
 }
 NO_SCHOOL_LABEL = "No school named"
 

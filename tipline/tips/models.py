@@ -37,6 +37,10 @@ class Category(enum.StrEnum):
     ABUSE = "abuse"
     SUBSTANCE = "substance"
     FAMILY_CRISIS = "family_crisis"
+    # Revision 0014: a safe place to sleep, food, housing (students in transition), and
+    # violence by a boyfriend or girlfriend. Stored as text, so older tips keep theirs.
+    BASIC_NEEDS = "basic_needs"
+    DATING_VIOLENCE = "dating_violence"
     OTHER = "other"
 
 
