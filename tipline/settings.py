@@ -49,6 +49,17 @@ class Settings:
     twilio_auth_token: str = ""
     twilio_api_base: str = ""
     twilio_from_number: str = ""
+    # Issue 18: a Messaging Service (sender pool, sticky sender) to send texts through instead
+    # of the single number; the number voice alerts are placed from (default: the from-number);
+    # how many message segments per second ONE sender of the pool takes (a US long code: 1),
+    # and how many senders the pool has; how long an alert text may wait in Twilio's queue
+    # (ValidityPeriod) before it fails and the contact's next channel opens.
+    twilio_messaging_service_sid: str = ""
+    twilio_voice_from_number: str = ""
+    twilio_sender_mps: float = 1.0
+    twilio_senders: int = 1
+    alert_sms_validity_seconds: int = 300
+    urgent_sms_validity_seconds: int = 30
     # SMS conversations close (and the reporter's number is erased) after this many idle days.
     sms_conversation_days: int = 30
     # Longest voice message a caller can leave (Twilio transcribes up to 120 s).
@@ -99,6 +110,12 @@ _ENV_MAP = {
     "TWILIO_AUTH_TOKEN": "twilio_auth_token",
     "TIPLINE_TWILIO_API_BASE": "twilio_api_base",
     "TIPLINE_TWILIO_FROM_NUMBER": "twilio_from_number",
+    "TIPLINE_TWILIO_MESSAGING_SERVICE_SID": "twilio_messaging_service_sid",
+    "TIPLINE_TWILIO_VOICE_FROM_NUMBER": "twilio_voice_from_number",
+    "TIPLINE_TWILIO_SENDER_MPS": "twilio_sender_mps",
+    "TIPLINE_TWILIO_SENDERS": "twilio_senders",
+    "TIPLINE_ALERT_SMS_VALIDITY_SECONDS": "alert_sms_validity_seconds",
+    "TIPLINE_URGENT_SMS_VALIDITY_SECONDS": "urgent_sms_validity_seconds",
     "TIPLINE_SMS_CONVERSATION_DAYS": "sms_conversation_days",
     "TIPLINE_VOICE_MAX_RECORD_SECONDS": "voice_max_record_seconds",
     "TIPLINE_SMTP_HOST": "smtp_host",
@@ -173,6 +190,10 @@ _KINDS: dict[str, type] = {
     "retention_days": int,
     "sms_conversation_days": int,
     "voice_max_record_seconds": int,
+    "twilio_sender_mps": float,
+    "twilio_senders": int,
+    "alert_sms_validity_seconds": int,
+    "urgent_sms_validity_seconds": int,
     "demo_data": bool,
 }
 
@@ -258,6 +279,7 @@ def load_settings(
     sid = str(values.get("twilio_account_sid", ""))
     if sid and not re.fullmatch(r"AC[0-9a-fA-F]{32}", sid):
         raise SettingsError("TWILIO_ACCOUNT_SID: expected AC followed by 32 hex digits")
+    _check_sending(values)
     level = str(values.get("log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(
@@ -269,6 +291,25 @@ def load_settings(
         raise SettingsError(f"TIPLINE_DEFAULT_LANGUAGE: expected one of en, es, got {lang!r}")
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+
+
+def _check_sending(values: Mapping[str, object]) -> None:
+    """The Messaging Service SID's shape, the senders' rate and the validity periods (Twilio
+    accepts a ValidityPeriod of 1 to 36000 seconds)."""
+    service = str(values.get("twilio_messaging_service_sid", ""))
+    if service and not re.fullmatch(r"MG[0-9a-fA-F]{32}", service):
+        raise SettingsError("TIPLINE_TWILIO_MESSAGING_SERVICE_SID: expected MG followed by 32 "
+                            "hex digits")
+    mps = float(values.get("twilio_sender_mps", 1.0))  # type: ignore[arg-type]
+    if not 0 < mps <= 1000:
+        raise SettingsError("TIPLINE_TWILIO_SENDER_MPS: expected a number above 0 (a US long "
+                            "code sends 1 segment per second)")
+    if int(values.get("twilio_senders", 1)) < 1:  # type: ignore[call-overload]
+        raise SettingsError("TIPLINE_TWILIO_SENDERS: expected 1 or more")
+    for attr, var in (("alert_sms_validity_seconds", "TIPLINE_ALERT_SMS_VALIDITY_SECONDS"),
+                      ("urgent_sms_validity_seconds", "TIPLINE_URGENT_SMS_VALIDITY_SECONDS")):
+        if not 5 <= int(values.get(attr, 30)) <= 36000:  # type: ignore[call-overload]
+            raise SettingsError(f"{var}: expected 5 to 36000 seconds")
 
 
 def _redact_url(url: str) -> str:

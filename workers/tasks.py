@@ -25,7 +25,7 @@ from tipline.db import utcnow
 from tipline.ops import hooks, metrics
 from tipline.routing import services as routing
 from tipline.routing.escalation import EscalationResult, escalate_due
-from tipline.routing.senders import TransientSendError
+from tipline.routing.senders import SendHeld, TransientSendError
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,16 @@ def run_escalate() -> EscalationResult:
 TASK_MODULES = ("tipline.routing.tasks", "tipline.telephony.tasks", "tipline.triage.tasks")
 
 
+
+def _deliver_paced(task: Any, delivery_id: int) -> None:
+    """Deliver; a text held by the pacer (its senders' queue is full) is tried again after
+    the wait it names, however often: its validity period ends the holding, not a count."""
+    try:
+        run_deliver_alert(delivery_id)
+    except SendHeld as exc:
+        raise task.retry(countdown=exc.wait, max_retries=None) from None
+
+
 def register(celery: Celery) -> None:
     opts: dict[str, Any] = {"acks_late": True, "ignore_result": True}
 
@@ -227,12 +237,12 @@ def register(celery: Celery) -> None:
 
     @celery.task(name="tipline.deliver_alert", **delivery_opts)
     def deliver_alert(self: Any, delivery_id: int) -> None:
-        run_deliver_alert(delivery_id)
+        _deliver_paced(self, delivery_id)
 
     # The same, on the urgent queue: life-safety alerts and alerts opened by escalation.
     @celery.task(name=routing.URGENT_DELIVERY_TASK, **delivery_opts)
     def deliver_urgent(self: Any, delivery_id: int) -> None:
-        run_deliver_alert(delivery_id)
+        _deliver_paced(self, delivery_id)
 
     @celery.task(name="tipline.sweep", **opts)
     def sweep() -> None:

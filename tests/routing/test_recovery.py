@@ -63,7 +63,8 @@ class DyingGateway(FakeTwilioGateway):
     lookups: int = 0
     lookup_error: Exception | None = None
 
-    def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> str:
+    def send_sms(self, to: str, body: str, *, status_callback: str | None = None,
+                 validity_period: int | None = None) -> str:
         mode, self.die = self.die, ""
         if mode == "before":
             raise WorkerKilled

@@ -8,6 +8,7 @@ for ones that are not (bad number, rejected address).
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -19,6 +20,15 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from tipline.routing.models import OutboxMessage
+from tipline.routing.pacing import (
+    MAX_HOLD,
+    MIN_VALIDITY,
+    ORDINARY_HEADROOM,
+    Pacer,
+    Rate,
+    build_pacer,
+    segments,
+)
 from tipline.settings import Settings
 from tipline.telephony.client import (
     SentRecord,
@@ -27,6 +37,8 @@ from tipline.telephony.client import (
     TwilioTransientError,
     build_gateway,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SendError(Exception):
@@ -58,6 +70,15 @@ class PermanentSendError(SendError):
     """Will not succeed by retrying (invalid number, rejected recipient)."""
 
 
+class SendHeld(SendError):
+    """Not handed to the provider yet: its senders' queue is full (``routing.pacing``). The
+    delivery goes back to ``pending`` and is tried again in ``wait`` seconds."""
+
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
 @dataclass(frozen=True)
 class Alert:
     """What a channel sends. ``text`` carries no tip content unless a rule allows it."""
@@ -71,6 +92,10 @@ class Alert:
     # ``text`` without the tip content a rule allowed: what a sender that keeps a copy (the
     # outbox table) stores, so a database dump never holds tip text in clear.
     stored_text: str | None = None
+    # Life-safety (paced ahead of ordinary alerts), and how long ago the delivery was
+    # created (a text's validity period counts from then).
+    urgent: bool = False
+    age_seconds: float = 0.0
 
 
 class AlertSender(Protocol):
@@ -138,13 +163,53 @@ class _TwilioSender:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Validity:
+    """Seconds an alert text may take from its creation to leaving Twilio's queue."""
+
+    ordinary: int = 300
+    urgent: int = 30
+
+
 class TwilioSmsSender(_TwilioSender):
-    """Sends an alert as a text from the tip line's number, with a delivery status callback."""
+    """Sends an alert as a text from the tip line's number or Messaging Service, with a
+    delivery status callback and a validity period, paced to the senders' rate when a pacer
+    is given (``routing.pacing``: life-safety first, ordinary alerts wait in tipline)."""
+
+    def __init__(self, gateway: TwilioGateway, public_url: str, pacer: Pacer | None = None,
+                 validity: Validity = Validity()) -> None:
+        super().__init__(gateway, public_url)
+        self.pacer = pacer
+        self.validity = validity
 
     def _send(self, alert: Alert) -> str:
+        validity = self.validity.urgent if alert.urgent else self.validity.ordinary
+        remaining = int(validity - alert.age_seconds)
+        if remaining < MIN_VALIDITY:
+            raise TwilioPermanentError(f"send_sms: not handed to Twilio within its validity "
+                                       f"period ({validity} s)")
+        if self.pacer is not None:
+            self._pace(alert, remaining)
         return self.gateway.send_sms(
             alert.recipient, alert.text,
-            status_callback=alert_callback_url(self.public_url, "sms-status", alert.delivery_id))
+            status_callback=alert_callback_url(self.public_url, "sms-status", alert.delivery_id),
+            validity_period=remaining)
+
+    def _pace(self, alert: Alert, remaining: int) -> None:
+        assert self.pacer is not None  # noqa: S101
+        limit = float(remaining - MIN_VALIDITY) if alert.urgent else ORDINARY_HEADROOM
+        try:
+            got = self.pacer.admit(alert.recipient, segments(alert.text), limit)
+        except Exception as exc:  # the pacer's Redis is away: send rather than hold
+            log.warning("sms pacing unavailable (%s); sending unpaced", type(exc).__name__)
+            return
+        if got.ok:
+            return
+        if alert.urgent:  # would wait past its validity: fail now, the next channel opens
+            raise TwilioPermanentError(f"send_sms: senders' queue {got.wait + limit:.0f} s "
+                                       f"long, past this alert's validity")
+        raise SendHeld("senders' queue full", min(MAX_HOLD, max(0.5, got.wait),
+                                                  float(remaining - MIN_VALIDITY)))
 
     def _records(self, alert: Alert) -> list[SentRecord]:
         # The text names the tip's reference and its dispatch's code: it tells this
@@ -234,7 +299,11 @@ def build_senders(settings: Settings, gateway: TwilioGateway | None = None
     if settings.alert_sender == "twilio":
         if gateway is None:
             gateway = build_gateway(settings)
-        out["sms"] = TwilioSmsSender(gateway, settings.public_url)
+        pacer = build_pacer(Rate(settings.twilio_sender_mps, settings.twilio_senders),
+                            settings.broker_url)
+        out["sms"] = TwilioSmsSender(
+            gateway, settings.public_url, pacer,
+            Validity(settings.alert_sms_validity_seconds, settings.urgent_sms_validity_seconds))
         out["voice"] = TwilioVoiceSender(gateway, settings.public_url)
     if settings.email_sender == "smtp":
         out["email"] = SmtpEmailSender.from_settings(settings)

@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
@@ -46,6 +46,7 @@ from tipline.routing.senders import (
     AlertSender,
     Found,
     PermanentSendError,
+    SendHeld,
     TransientSendError,
 )
 from tipline.tips.models import Severity, Tip
@@ -438,7 +439,7 @@ def deliver_alert(
                       fallback=False)
         return DeliveryResult(delivery_id, "skipped")
     sender = senders.get(row.channel)
-    alert = _alert_for(session, delivery_id, row)
+    alert = _alert_for(session, delivery_id, row, now)
     if alert is None or sender is None or not row.active:
         fail_delivery(session, delivery_id, now, f"no {row.channel} route for contact", queue)
         return DeliveryResult(delivery_id, "failed")
@@ -464,12 +465,19 @@ def deliver_alert(
         fail_delivery(session, delivery_id, now, f"permanent: {str(exc)[:150]}", queue,
                       expect=DeliveryStatus.SENDING)
         return DeliveryResult(delivery_id, "failed")
+    except SendHeld:
+        # Paced (routing.pacing): back to pending, not counted as an attempt; the task
+        # tries again after the wait the exception carries.
+        session.rollback()
+        _hold(session, delivery_id, now)
+        raise
     params |= {"b_provider": sender.name, "b_ref": ref[:64]}
     done = _record_sent(session, params)
     return DeliveryResult(delivery_id, "sent" if done else "skipped")
 
 
-def _alert_for(session: Session, delivery_id: int, row: Any) -> Alert | None:
+def _alert_for(session: Session, delivery_id: int, row: Any, now: datetime | None = None
+               ) -> Alert | None:
     """The alert a delivery sends, from its facts (``sql.ALERT_FACTS``); None: no address."""
     recipient = {"sms": row.sms_number, "voice": row.voice_number,
                  "email": row.email}.get(row.channel)
@@ -488,7 +496,35 @@ def _alert_for(session: Session, delivery_id: int, row: Any) -> Alert | None:
         if extra:
             stored = f"{text}\n\n(Tip text included in the alert; not stored here.)"
             text = f"{text}\n\nTip: {extra}"
-    return Alert(row.channel, recipient, subject, text, delivery_id, row.ack_code, stored)
+    urgent = bool(getattr(row, "repeat_every_seconds", None)) \
+        or row.severity >= Severity.LIFE_SAFETY
+    created = getattr(row, "delivery_created", None)
+    age = _age_seconds(created, now) if created is not None and now is not None else 0.0
+    return Alert(row.channel, recipient, subject, text, delivery_id, row.ack_code, stored,
+                 urgent=urgent, age_seconds=age)
+
+
+def _age_seconds(created: datetime, now: datetime) -> float:
+    """Seconds since ``created`` (SQLite hands back naive UTC datetimes)."""
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return max(0.0, (now - created).total_seconds())
+
+
+def _hold(session: Session, delivery_id: int, now: datetime) -> None:
+    """A paced delivery goes back to ``pending`` without counting the claim as an attempt;
+    touched, so the sweep does not take it for lost while its task waits to try again."""
+    session.execute(
+        update(AlertDelivery)
+        .where(AlertDelivery.id == delivery_id,
+               AlertDelivery.status == DeliveryStatus.SENDING.value)
+        .values(status=DeliveryStatus.PENDING.value, attempts=AlertDelivery.attempts - 1,
+                last_error="held: senders' queue full", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def _record_sent(session: Session, params: dict[str, Any]) -> bool:
@@ -607,7 +643,8 @@ def open_fallback(session: Session, failed: AlertDelivery, now: datetime) -> Ale
 
 
 # Twilio's status values: what each means for a delivery.
-_DELIVERED = {"delivered", "read", "completed"}
+# A call's "in-progress" is the answer (status callback event "answered"): the phone was reached.
+_DELIVERED = {"delivered", "read", "completed", "in-progress"}
 _FAILED = {"undelivered", "failed", "busy", "no-answer", "canceled"}
 
 

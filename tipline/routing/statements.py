@@ -98,6 +98,8 @@ def _alert_facts(delivery: Any) -> Any:
     claim below): its channel and attempts, the dispatch, the contact, the tip and school."""
     return (
         select(delivery.c.channel, delivery.c.attempts,
+               delivery.c.created_at.label("delivery_created"),
+               _dispatches.c.repeat_every_seconds,
                _dispatches.c.status.label("dispatch_status"), _dispatches.c.channels,
                _dispatches.c.include_content, _dispatches.c.ack_code, _contacts.c.sms_number,
                _contacts.c.voice_number, _contacts.c.email, _contacts.c.active,
@@ -116,7 +118,8 @@ ALERT_FACTS = _alert_facts(_deliveries).where(_deliveries.c.id == bindparam("b_d
 # PostgreSQL: the claim and the read in one round trip (an UPDATE ... RETURNING in a WITH);
 # no row when the delivery was not pending. SQLite cannot update inside WITH.
 _claimed = CLAIM_DELIVERY.returning(_deliveries.c.dispatch_id, _deliveries.c.channel,
-                                    _deliveries.c.attempts).cte("claimed")
+                                    _deliveries.c.attempts,
+                                    _deliveries.c.created_at).cte("claimed")
 CLAIM_AND_READ = _alert_facts(_claimed)
 
 # Compare-and-set after sending: sending -> sent (b_delivery, b_now, b_provider, b_ref).

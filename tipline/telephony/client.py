@@ -77,8 +77,11 @@ class TwilioPermanentError(TwilioError):
 class TwilioGateway(Protocol):
     name: str
 
-    def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> str:
-        """Send a text from the tip line's number; return the Message SID."""
+    def send_sms(self, to: str, body: str, *, status_callback: str | None = None,
+                 validity_period: int | None = None) -> str:
+        """Send a text from the tip line's number (or its Messaging Service); return the
+        Message SID. ``validity_period``: seconds it may wait in Twilio's queue before it
+        fails instead of arriving late."""
         ...
 
     def start_call(self, to: str, *, url: str | None = None, twiml: str | None = None,
@@ -235,9 +238,14 @@ class RestTwilioGateway:
     name = "twilio"
 
     def __init__(self, account_sid: str, auth_token: str, from_number: str, api_base: str = "",
-                 http_client: HttpClient | None = None) -> None:
+                 http_client: HttpClient | None = None, *, messaging_service_sid: str = "",
+                 voice_from_number: str = "") -> None:
         self.account_sid = account_sid
         self.from_number = from_number
+        # Texts go through the Messaging Service when there is one: Twilio picks the sender
+        # from its pool, and its sticky sender keeps a reporter's conversation on one number.
+        self.messaging_service_sid = messaging_service_sid
+        self.voice_from_number = voice_from_number or from_number
         self.api_base = api_base.rstrip("/")
         self._auth = (account_sid, auth_token)
         if http_client is None:
@@ -250,10 +258,17 @@ class RestTwilioGateway:
         self._downloads = requests.Session()
 
     # -- messages -------------------------------------------------------------------------
-    def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> str:
-        kwargs: dict[str, Any] = {"to": to, "from_": self.from_number, "body": body}
+    def send_sms(self, to: str, body: str, *, status_callback: str | None = None,
+                 validity_period: int | None = None) -> str:
+        kwargs: dict[str, Any] = {"to": to, "body": body}
+        if self.messaging_service_sid:
+            kwargs["messaging_service_sid"] = self.messaging_service_sid
+        else:
+            kwargs["from_"] = self.from_number
         if status_callback:
             kwargs["status_callback"] = status_callback
+        if validity_period:
+            kwargs["validity_period"] = max(1, min(36000, int(validity_period)))
         try:
             msg = self.client.messages.create(**kwargs)
         except Exception as exc:
@@ -261,15 +276,20 @@ class RestTwilioGateway:
         return str(msg.sid)
 
     def find_messages(self, to: str) -> list[SentRecord]:
-        return self._find(self.client.messages, to, "find_messages")
+        # Through a Messaging Service any number of its pool may have sent it: ask by To only.
+        sender = None if self.messaging_service_sid else self.from_number
+        return self._find(self.client.messages, to, sender, "find_messages")
 
     def find_calls(self, to: str) -> list[SentRecord]:
-        return self._find(self.client.calls, to, "find_calls")
+        return self._find(self.client.calls, to, self.voice_from_number, "find_calls")
 
-    def _find(self, resource: Any, to: str, what: str) -> list[SentRecord]:
+    def _find(self, resource: Any, to: str, sender: str | None, what: str) -> list[SentRecord]:
         try:
-            found = resource.list(to=to, from_=self.from_number, limit=LOOKUP_LIMIT,
-                                  page_size=LOOKUP_LIMIT)
+            kwargs: dict[str, Any] = {"to": to, "limit": LOOKUP_LIMIT,
+                                      "page_size": LOOKUP_LIMIT}
+            if sender:
+                kwargs["from_"] = sender
+            found = resource.list(**kwargs)
         except Exception as exc:
             raise _translate(exc, what) from None
         return [SentRecord(str(r.sid), r.date_created, str(r.status or ""),
@@ -296,7 +316,7 @@ class RestTwilioGateway:
                    status_callback: str | None = None) -> str:
         if not url and not twiml:
             raise ValueError("start_call needs url or twiml")
-        kwargs: dict[str, Any] = {"to": to, "from_": self.from_number}
+        kwargs: dict[str, Any] = {"to": to, "from_": self.voice_from_number}
         if url:
             kwargs["url"] = url
         if twiml:
@@ -396,11 +416,13 @@ class FakeTwilioGateway:
             n = next(self._ids)
         return f"{prefix}{n:032x}"
 
-    def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> str:
+    def send_sms(self, to: str, body: str, *, status_callback: str | None = None,
+                 validity_period: int | None = None) -> str:
         self._maybe_fail()
         sid = self._sid("SM")
         self.sent.append({"sid": sid, "to": to, "from": self.from_number, "body": body,
-                          "status_callback": status_callback, "at": datetime.now(UTC)})
+                          "status_callback": status_callback, "at": datetime.now(UTC),
+                          "validity_period": validity_period})
         return sid
 
     def find_messages(self, to: str) -> list[SentRecord]:
@@ -472,5 +494,7 @@ def build_gateway(settings: Settings) -> TwilioGateway:
     """The real gateway when the account SID, auth token and from-number are set, else the fake."""
     if twilio_configured(settings):
         return RestTwilioGateway(settings.twilio_account_sid, settings.twilio_auth_token,
-                                 settings.twilio_from_number, api_base=settings.twilio_api_base)
+                                 settings.twilio_from_number, api_base=settings.twilio_api_base,
+                                 messaging_service_sid=settings.twilio_messaging_service_sid,
+                                 voice_from_number=settings.twilio_voice_from_number)
     return FakeTwilioGateway(from_number=settings.twilio_from_number or "+15555550100")
