@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tipline.accounts import keys, totp
 from tipline.accounts import services as accounts
-from tipline.accounts import totp
 from tipline.accounts.models import StaffUser
 from tipline.crypto import Vault
 from tipline.db import utcnow
@@ -32,6 +32,7 @@ def make_staff(
     enrolled: bool = True,
     display_name: str = "",
     must_change: bool = False,
+    access: bool = True,
 ) -> tuple[StaffUser, str, str]:
     """Create an account through the real service; returns (user, password, totp_secret).
 
@@ -45,12 +46,45 @@ def make_staff(
                                 district_code=district, school_codes=schools,
                                 contact_key=contact, display_name=display_name,
                                 must_change=must_change)
+    _passwords[email] = password
+    if access:
+        grant_like_a_colleague(session, user)
     secret = ""
     if enrolled:
         secret = accounts.start_enrolment(session, vault, user)
         user.totp_confirmed = True
     session.flush()
     return user, password, secret
+
+
+_passwords: dict[str, str] = {}
+
+
+def grant_like_a_colleague(session: Session, user: StaffUser) -> bool:
+    """What a signed-in colleague does on /staff/access: a holder of the key this account
+    waits for (made by ``make_staff``, so its password is known here) unlocks its personal
+    key and grants. False when no such holder exists."""
+    from sqlalchemy import select
+
+    from tipline.crypto.models import KeyGrant
+
+    if keys.has_access(session, user):
+        return True
+    for read_key in keys.read_keys_for(session, user):
+        holders = session.execute(select(KeyGrant).where(
+            KeyGrant.read_key_id == read_key.id, KeyGrant.user_id.is_not(None))).scalars().all()
+        for grant in holders:
+            holder = session.get(StaffUser, grant.user_id)
+            password = _passwords.get(holder.email) if holder else None
+            if holder is None or password is None:
+                continue
+            personal = keys.unlock_personal_key(session, holder, password)
+            if personal is None:
+                continue
+            keys.grant_access(session, keys.keychain_for(session, holder.id, personal), holder,
+                              user)
+            break
+    return keys.has_access(session, user)
 
 
 def csrf_from(html: str) -> str:

@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, object_session
 
-from tipline.accounts import totp
+from tipline.accounts import keys, totp
 from tipline.accounts.models import Role, StaffUser
 from tipline.audit.services import record
 from tipline.crypto import Vault
@@ -59,6 +59,11 @@ def set_hasher(hasher: PasswordHasher) -> None:
     """Tests use cheap parameters; production keeps the defaults."""
     global _hasher
     _hasher = hasher
+
+
+def password_hasher() -> PasswordHasher:
+    """The hasher in use; its Argon2id parameters also derive the personal-key wrapping key."""
+    return _hasher
 
 
 def hash_password(password: str) -> str:
@@ -156,6 +161,7 @@ def create_user(
     )
     session.add(user)
     session.flush()
+    keys.setup_new_user(session, user, password)
     return user
 
 
@@ -309,6 +315,7 @@ def change_password(session: Session, user: StaffUser, current: str, new: str, *
     if verify_password(user.password_hash, new):
         raise AccountError("the new password must differ from the current one")
     forced = user.must_change_password
+    keys.rewrap_personal_key(session, user, current, new, fresh=forced)
     user.password_hash = hash_password(new)
     user.must_change_password = False
     user.password_expires_at = None
@@ -325,6 +332,7 @@ def reset_credentials(user: StaffUser, *, now: datetime) -> str:
     The old password stops working, every session ends and every browser is a new device
     again (the session version is bumped); the pause is lifted. The holder must enrol an
     authenticator and choose a password at the next sign-in, within ``ONE_TIME_VALID``.
+    The personal key and every grant are dropped (the account is "waiting for access").
     Scope checks, the audit entry and the notice are the caller's.
     """
     password = new_one_time_password()
@@ -335,6 +343,11 @@ def reset_credentials(user: StaffUser, *, now: datetime) -> str:
     user.locked_until = None
     _reset_totp(user)
     sign_out_everywhere(user)
+    session = object_session(user)
+    if session is not None:
+        # The personal key was under the forgotten password: it goes with its grants, and
+        # the account waits for a colleague to grant access again after its next sign-in.
+        keys.drop_access(session, user)
     return password
 
 

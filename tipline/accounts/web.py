@@ -6,6 +6,11 @@ staff views with ``@staff_required(...)`` and read the signed-in account with
 everywhere" (a version bump) ends every other session at its next request. A session idle
 for longer than ``STAFF_IDLE_SECONDS`` is signed out. An account whose password someone else
 chose (``must_change_password``) sees only the change-password page until it has its own.
+
+Keys (docs/crypto.md): the password step unwraps the personal key and stores it under a random
+session key that only the session cookie carries (``KEYS_KEY``); each signed-in request builds
+its ``Keychain`` from it and runs inside it, so sealed tip content opens only there. Sign-out
+and idle expiry delete the server-side half.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -41,10 +47,11 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from tipline.accounts import notices, totp
+from tipline.accounts import keys, notices, totp
 from tipline.accounts import services as accounts
 from tipline.accounts.models import StaffUser
 from tipline.audit.services import record
+from tipline.crypto import keychain as keychains
 from tipline.db import utcnow
 from tipline.web import db_session, services
 
@@ -65,6 +72,8 @@ DEVICE_COOKIE = "tl_dev"
 DEVICE_DAYS = 90
 _DEVICE_SALT = "tipline-staff-device"
 PENDING_KEY = "staff_pending"
+# The session's key handle: the id of its ``key_sessions`` row and the key that opens it.
+KEYS_KEY = "staff_keys"
 # Requests made by the page itself (polling), not by a person: they do not keep a session alive.
 # An endpoint is passive when listed here, or when the request carries PASSIVE_HEADER (the
 # dashboard script sets it on the queue table it re-fetches, which is an ordinary page too).
@@ -126,7 +135,10 @@ def init_auth(app: Flask) -> None:
     app.before_request(_html_forms_only)
     app.before_request(_expire_idle_session)
     app.before_request(_require_own_password)
+    app.before_request(_open_keychain)
+    app.teardown_request(_close_keychain)
     app.register_blueprint(bp)
+    register_nav(app, "accounts.access", "Access to tips", GRANTING_ROLES)
 
 
 STAFF_PREFIX = "/staff/"
@@ -226,12 +238,69 @@ def _expire_idle_session() -> None:
     now = time.time()
     seen = float(session.get(SEEN_KEY, 0))
     if now - seen > float(current_app.config["STAFF_IDLE_SECONDS"]):
+        _end_keys()
         logout_user()
         session.pop(SEEN_KEY, None)
         session["staff_expired"] = True
         return
     if not _passive():
         session[SEEN_KEY] = now
+
+
+# -- the session's keys ------------------------------------------------------------------
+
+def _idle() -> timedelta:
+    return timedelta(seconds=float(current_app.config["STAFF_IDLE_SECONDS"]))
+
+
+def _handle() -> keys.SessionKeys | None:
+    return keys.SessionKeys.from_cookie(session.get(KEYS_KEY))
+
+
+def _end_keys() -> None:
+    """Delete this session's server-side key half (sign-out, idle expiry, a new sign-in)."""
+    handle = _handle()
+    session.pop(KEYS_KEY, None)
+    if handle is not None:
+        sess = db_session()
+        keys.end_key_session(sess, handle.sid)
+        sess.commit()
+
+
+def _open_keychain() -> None:
+    """A signed-in request runs inside its keychain (personal key -> grants -> read keys)."""
+    handle = _handle()
+    if handle is None or "_user_id" not in session:
+        return
+    user = current_user
+    if not user.is_authenticated:
+        return
+    sess = db_session()
+    now = utcnow()
+    personal = keys.session_personal_key(sess, handle, user.id, now,
+                                         extend=None if _passive() else _idle())
+    if personal is None:
+        return
+    chain = keys.keychain_for(sess, user.id, personal)
+    if sess.dirty:
+        sess.commit()  # the key session's expiry moved on
+    g.staff_keychain = chain
+    g.staff_keychain_token = keychains.enter(chain)
+
+
+def _close_keychain(_exc: BaseException | None = None) -> None:
+    token = g.pop("staff_keychain_token", None)
+    chain = g.pop("staff_keychain", None)
+    if token is not None:
+        keychains.leave(token)
+    if chain is not None:
+        chain.forget()
+
+
+def request_keychain() -> keychains.Keychain:
+    """The signed-in session's keychain (empty when the session holds no keys)."""
+    chain = g.get("staff_keychain")
+    return chain if chain is not None else keychains.Keychain()
 
 
 # What an account that must choose its own password may still reach.
@@ -324,12 +393,17 @@ def login() -> Any:
         said = SPENT_REFUSAL if isinstance(exc, accounts.OneTimePasswordSpent) \
             else GENERIC_REFUSAL
         return render_template("staff/login.html", form=form, refused=said), 401
+    personal = keys.unlock_or_create(sess, user, form.password.data or "")
+    handle = keys.open_key_session(sess, user, personal, timedelta(seconds=PENDING_SECONDS),
+                                   now)
     sess.commit()
+    _end_keys()  # an earlier, unfinished sign-in in this browser
     nxt = session.get("staff_next")
     session.clear()  # nothing from before the sign-in survives into the signed-in session
     if nxt:
         session["staff_next"] = nxt
     session[PENDING_KEY] = {"id": user.id, "v": user.session_version, "t": time.time()}
+    session[KEYS_KEY] = handle.to_cookie()
     return redirect(url_for("accounts.code"), 303)
 
 
@@ -378,6 +452,9 @@ def code() -> Any:
                 record(sess, "staff.enrol_totp" if enrolling else "staff.sign_in",
                        actor=f"user:{user.id}", actor_user_id=user.id,
                        object_type="staff_user", object_id=user.id)
+                handle = _handle()
+                if handle is not None:
+                    keys.activate_key_session(sess, handle, user.id, _idle(), now)
                 sess.commit()
                 session.pop(PENDING_KEY, None)
                 login_user(user)
@@ -425,6 +502,15 @@ def password() -> Any:
         else:
             notice = None if forced else notices.password_changed(
                 user, notices.district_admins(sess, user), now)
+            # Other sessions' keys go; this one keeps its keys under a fresh session key (a
+            # first password replaces the personal key pair itself).
+            personal = keys.unlock_personal_key(sess, user, form.new.data or "")
+            keys.end_other_key_sessions(sess, user.id, keep=None)
+            session.pop(KEYS_KEY, None)
+            if personal is not None:
+                handle = keys.open_key_session(sess, user, personal, _idle(), now)
+                keys.activate_key_session(sess, handle, user.id, _idle(), now)
+                session[KEYS_KEY] = handle.to_cookie()
             sess.commit()
             # The change ended every session (version bump); this one goes on.
             login_user(user)
@@ -457,6 +543,7 @@ def logout() -> Any:
         record(db_session(), "staff.sign_out", actor=f"user:{user.id}", actor_user_id=user.id,
                object_type="staff_user", object_id=user.id)
         db_session().commit()
+    _end_keys()
     logout_user()
     session.clear()
     flash("You are signed out.", "info")
@@ -471,6 +558,8 @@ def logout_everywhere() -> Any:
         abort(400)
     user = current_staff()
     accounts.sign_out_everywhere(user)
+    keys.end_other_key_sessions(db_session(), user.id, keep=None)
+    session.pop(KEYS_KEY, None)
     record(db_session(), "staff.sign_out_everywhere", actor=f"user:{user.id}",
            actor_user_id=user.id, object_type="staff_user", object_id=user.id)
     db_session().commit()
@@ -478,6 +567,55 @@ def logout_everywhere() -> Any:
     session.clear()
     flash("You are signed out on every device.", "info")
     return redirect(url_for("accounts.login"), 303)
+
+
+# -- granting access to tips ---------------------------------------------------------------
+
+GRANTING_ROLES = ("district_admin", "school_staff", "police_liaison")
+
+
+def _grantable(user: StaffUser) -> list[StaffUser]:
+    """Accounts of ``user``'s district waiting for a key this session holds."""
+    if user.district_id is None:
+        return []
+    chain = request_keychain()
+    sess = db_session()
+    return [u for u in keys.waiting_for_access(sess, user.district_id)
+            if any(k.rid in chain for k in keys.read_keys_for(sess, u))]
+
+
+@bp.get("/access")
+@staff_required(*GRANTING_ROLES)
+def access() -> Any:
+    user = current_staff()
+    return render_template("staff/access.html", waiting=_grantable(user), form=ConfirmForm(),
+                           own_access=keys.has_access(db_session(), user))
+
+
+@bp.post("/access/<int:user_id>/grant")
+@staff_required(*GRANTING_ROLES)
+def grant(user_id: int) -> Any:
+    """Seal the read key(s) this session holds to a waiting account of the same district."""
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    user = current_staff()
+    target = next((u for u in _grantable(user) if u.id == user_id), None)
+    if target is None:
+        abort(404)
+    sess = db_session()
+    try:
+        made = keys.grant_access(sess, request_keychain(), user, target)
+    except keys.KeyAccessError as exc:
+        sess.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("accounts.access"), 303)
+    record(sess, "staff.access.grant", actor=f"user:{user.id}", actor_user_id=user.id,
+           object_type="staff_user", object_id=target.id,
+           detail={"keys": sorted(k.read_key.rid for k in made)})
+    sess.commit()
+    flash(f"{target.email} can now read tips.", "ok")
+    return redirect(url_for("accounts.access"), 303)
 
 
 # -- trusted devices ---------------------------------------------------------------------

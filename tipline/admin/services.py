@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from tipline.accounts import notices
 from tipline.accounts import services as accounts
+from tipline.accounts.keys import revoke_grants
 from tipline.accounts.models import Role, StaffUser
 from tipline.audit.models import AuditEvent
 from tipline.audit.services import GENESIS, ChainReport, compute_hash, record
@@ -422,6 +423,7 @@ def deactivate_user(session: Session, admin: StaffUser, user_id: int) -> StaffUs
     user = _other_user(session, admin, user_id)
     user.active = False
     accounts.sign_out_everywhere(user)
+    revoke_grants(session, user)  # its sealed copies of the district key go too
     record(session, "admin.user.deactivate", **_actor(admin), object_type="staff_user",
            object_id=user.id)
     return user
