@@ -30,6 +30,7 @@ from tipline.crypto import (
     load_key_file,
     write_key_file,
 )
+from tipline.ops.release import __version__
 from tipline.settings import Settings, SettingsError, load_settings
 
 
@@ -90,6 +91,7 @@ def database_session() -> Iterator[Any]:
 
 
 @click.group()
+@click.version_option(__version__, prog_name="tipline", message="%(prog)s %(version)s")
 def main() -> None:
     """tipline: an anonymous safe-schools tip line."""
 
@@ -612,7 +614,8 @@ def _register_plugins() -> None:
     import importlib
 
     for module in (
-        "tipline.routing.cli", "tipline.telephony.cli", "tipline.triage.cli", "tipline.admin.cli"
+        "tipline.routing.cli", "tipline.telephony.cli", "tipline.triage.cli", "tipline.admin.cli",
+        "tipline.ops.cli",
     ):
         try:
             mod = importlib.import_module(module)

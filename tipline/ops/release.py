@@ -8,21 +8,12 @@ upgrades it to the current head. Add a line to ``RELEASES`` at every release
 
 from __future__ import annotations
 
-from importlib import metadata
+# The single source of the version: pyproject.toml reads it from here (setuptools ``attr``).
+__version__ = "0.10.0"
 
 # (version, the newest migration that release shipped)
 RELEASES: tuple[tuple[str, str], ...] = (
     ("0.9.0", "0010"),
-    ("0.10.0", "head"),
+    (__version__, "head"),  # this release: whatever the newest migration is
 )
-
-
-def _installed_version() -> str:
-    try:
-        return metadata.version("tipline")
-    except metadata.PackageNotFoundError:
-        return RELEASES[-1][0]
-
-
-__version__ = _installed_version()
 PREVIOUS_RELEASE, PREVIOUS_SCHEMA = RELEASES[-2]
