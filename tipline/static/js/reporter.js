@@ -1,6 +1,8 @@
 /* tipline reporter pages: optional progressive enhancement. Every page works without it.
    - school picker: narrows the list as you type (the Find button does the same on the server)
    - pictures: says at once when a file is too large, too many, or not a picture
+   - a form with no picture chosen is sent URL-encoded, which the server parses far more
+     cheaply than multipart (without JavaScript the form is always multipart, and works)
    - language links on a form page: re-post the form so nothing typed is lost (the tip form
      has language buttons instead, which do this without JavaScript)
    - error summary: focused when the page loads
@@ -86,6 +88,24 @@
       if (problem) { input.value = ""; }
     });
   });
+
+  // --- multipart only when a picture is chosen --------------------------------------------------
+  // Set ahead of every way the form can be sent (buttons, Enter, form.submit() below), so no
+  // submit-event timing matters: on load, when a file is chosen or cleared, and on submit.
+  var fileForms = Array.prototype.filter.call(document.querySelectorAll("form"), function (form) {
+    return form.enctype === "multipart/form-data" && form.querySelector("input[type=file]");
+  });
+  function fitEnctype(form) {
+    var chosen = Array.prototype.some.call(form.querySelectorAll("input[type=file]"),
+      function (input) { return input.files && input.files.length > 0; });
+    form.enctype = chosen ? "multipart/form-data" : "application/x-www-form-urlencoded";
+  }
+  fileForms.forEach(function (form) {
+    fitEnctype(form);
+    form.addEventListener("change", function () { fitEnctype(form); });
+    form.addEventListener("submit", function () { fitEnctype(form); });
+  });
+  window.addEventListener("pageshow", function () { fileForms.forEach(fitEnctype); });
 
   // --- language switch without losing what was typed ------------------------------------------
   Array.prototype.forEach.call(document.querySelectorAll("a[data-lang-form]"), function (link) {
