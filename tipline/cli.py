@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy import func, select, text, update
@@ -51,7 +51,7 @@ def _first_line(exc: object) -> str:
     return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
 
 
-def _die(message: str) -> None:
+def _die(message: str) -> NoReturn:
     click.echo(f"tipline: error: {message}", err=True)
     sys.exit(2)
 
@@ -526,6 +526,150 @@ def keys_status() -> None:
     click.echo(f"active key: {ring.active_id}")
     for kid, n in rows:
         click.echo(f"  {kid}: {n} data keys{' (active)' if kid == ring.active_id else ''}")
+
+
+# -- sealing to staff keys (docs/crypto.md) --------------------------------------------------
+
+def _district_id(session: Any, code: str) -> int:
+    from tipline.directory.models import District
+
+    district = session.execute(select(District).where(District.code == code)).scalar_one_or_none()
+    if district is None:
+        _die(f"unknown district {code!r}")
+    return int(district.id)
+
+
+def _read_secret(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return str(click.prompt(prompt, hide_input=True))
+    return sys.stdin.readline().rstrip("\n")
+
+
+@keys.command("district-init")
+@click.option("--district", "district_code", required=True)
+def keys_district_init(district_code: str) -> None:
+    """Create a district's read key, sealed to its staff members who have a personal key."""
+    from tipline.accounts import keys as staff_keys
+    from tipline.app import build_services
+    from tipline.audit.services import record
+
+    with fail_cleanly():
+        svc = build_services(_settings())
+        with svc.db.session() as session:
+            district_id = _district_id(session, district_code)
+            try:
+                row = staff_keys.district_init(session, district_id)
+            except staff_keys.KeyAccessError as exc:
+                _die(str(exc))
+            holders = len(staff_keys.district_readers_with_keys(session, district_id))
+            record(session, "keys.district_init", actor="cli", object_type="district",
+                   object_id=district_id, detail={"key": row.rid, "holders": holders})
+    click.echo(f"district {district_code}: read key {row.rid} sealed to {holders} staff "
+               "member(s); others get access from a colleague (Access to tips)")
+
+
+@keys.command("recovery-init")
+@click.option("--district", "district_code", required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the recovery key to this file (mode 0600) instead of printing it.")
+@click.option("--user", "email", default=None,
+              help="A staff member who holds the district key (password read from stdin).")
+def keys_recovery_init(district_code: str, out: Path | None, email: str | None) -> None:
+    """Make the district's recovery key: shown once, only its public half is stored."""
+    from tipline.accounts import keys as staff_keys
+    from tipline.accounts.services import find_user
+    from tipline.app import build_services
+    from tipline.audit.services import record
+
+    if out is not None and out.exists():
+        _die(f"{out} already exists; refusing to overwrite it")
+    password = _read_secret("Password") if email else ""
+    with fail_cleanly():
+        svc = build_services(_settings())
+        with svc.db.session() as session:
+            district_id = _district_id(session, district_code)
+            chain = None
+            if email:
+                user = find_user(session, email)
+                personal = staff_keys.unlock_personal_key(session, user, password) \
+                    if user is not None else None
+                if user is None or personal is None:
+                    _die("that email and password do not open a staff key")
+                chain = staff_keys.keychain_for(session, user.id, personal)
+            try:
+                private = staff_keys.recovery_init(session, district_id, chain)
+            except staff_keys.KeyAccessError as exc:
+                _die(str(exc))
+            record(session, "keys.recovery_init", actor="cli", object_type="district",
+                   object_id=district_id)
+            text_ = staff_keys.recovery_text(district_code, private)
+            if out is not None:
+                fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text_ + "\n")
+    if out is not None:
+        click.echo(f"recovery key written to {out} (mode 0600). Move it off this server now "
+                   "(print it, or keep it offline): the server keeps only its public half.")
+    else:
+        click.echo("Recovery key (shown once; keep it offline, never on this server):")
+        click.echo(text_)
+
+
+@keys.command("recover")
+@click.option("--district", "district_code", required=True)
+@click.option("--recovery-key", "key_path", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--user", "email", required=True)
+def keys_recover(district_code: str, key_path: Path, email: str) -> None:
+    """Grant a staff member the district key again, opened with the recovery key."""
+    from tipline.accounts import keys as staff_keys
+    from tipline.accounts.services import find_user
+    from tipline.app import build_services
+    from tipline.audit.services import record
+
+    with fail_cleanly():
+        svc = build_services(_settings())
+        with svc.db.session() as session:
+            district_id = _district_id(session, district_code)
+            user = find_user(session, email)
+            if user is None:
+                _die(f"no account {email}")
+            try:
+                private = staff_keys.parse_recovery(key_path.read_text(encoding="utf-8"),
+                                                    district_code)
+                made = staff_keys.recover(session, district_id, private, user)
+            except staff_keys.KeyAccessError as exc:
+                _die(str(exc))
+            record(session, "keys.recover", actor="cli", object_type="staff_user",
+                   object_id=user.id, detail={"keys": sorted(g.read_key.rid for g in made)})
+    click.echo(f"{email} can read the district's tips again ({len(made)} key(s) granted)")
+
+
+@keys.command("seal-existing")
+@click.option("--batch", default=200, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Count what would be sealed; change nothing.")
+def keys_seal_existing(batch: int, dry_run: bool) -> None:
+    """Seal every tip's data key to its district (and police agency) keys, then remove the
+    key-file slot. Safe to interrupt and run again."""
+    from tipline.accounts.seal_existing import count_pending, seal_existing
+    from tipline.app import build_services
+
+    with fail_cleanly():
+        svc = build_services(_settings())
+        with svc.db.session() as session:
+            total = count_pending(session)
+        with click.progressbar(length=total, label="sealing data keys") as bar:
+            report = seal_existing(svc.db.session, svc.vault, batch=batch, dry_run=dry_run,
+                                   progress=bar.update)
+    verb = "would seal" if dry_run else "sealed"
+    click.echo(f"{verb} {report.sealed} data keys"
+               + "".join(f"; {n} to {a}" for a, n in sorted(report.by_audience.items())))
+    if report.no_district_key:
+        click.echo(f"{report.no_district_key} data keys left with the key file: their "
+                   "district has no read key yet (a staff member's first sign-in makes it, "
+                   "or `tipline keys district-init`)")
+    if report.not_tip_data:
+        click.echo(f"{report.not_tip_data} data keys belong to no tip; left as they are")
 
 
 # -- users ---------------------------------------------------------------------------------

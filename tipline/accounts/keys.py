@@ -437,3 +437,138 @@ def purge_expired(session: Session, now: datetime) -> int:
     from tipline.db import rowcount
 
     return rowcount(result)
+
+
+def first_reader_setup(session: Session, user: StaffUser, personal: X25519PrivateKey) -> bool:
+    """At sign-in: a reader of a district (liaison of an agency) with no read key yet creates
+    it, so an installation that predates sealing gets its keys at the first sign-in."""
+    me = Recipient(f"user:{user.id}", public_bytes(personal))
+    if user.role in DISTRICT_READERS and user.district_id is not None:
+        if active_read_key(session, Owner.DISTRICT, user.district_id) is None:
+            create_read_key(session, Owner.DISTRICT, user.district_id, [(user, me)])
+            return True
+        return False
+    agency_id = agency_of(session, user)
+    if agency_id is not None and active_read_key(session, Owner.AGENCY, agency_id) is None:
+        create_read_key(session, Owner.AGENCY, agency_id, [(user, me)])
+        return True
+    return False
+
+
+def district_readers_with_keys(session: Session,
+                               district_id: int) -> list[tuple[StaffUser, Recipient]]:
+    rows = session.execute(
+        select(StaffUser, StaffKey).join(StaffKey, StaffKey.user_id == StaffUser.id)
+        .where(StaffUser.district_id == district_id, StaffUser.active.is_(True),
+               StaffUser.role.in_(DISTRICT_READERS)).order_by(StaffUser.id)
+    ).all()
+    return [(u, k.recipient()) for u, k in rows]
+
+
+def district_init(session: Session, district_id: int) -> ReadKey:
+    """``tipline keys district-init``: the district's read key, sealed to the public keys of
+    its readers who have a personal key (and to its recovery key). Only public keys are used."""
+    row, _private = create_read_key(session, Owner.DISTRICT, district_id,
+                                    district_readers_with_keys(session, district_id))
+    return row
+
+
+# -- recovery ------------------------------------------------------------------------------
+
+RECOVERY_PREFIX = "tipline-recovery-v1"
+
+
+def recovery_text(district_code: str, private: X25519PrivateKey) -> str:
+    raw = base64.urlsafe_b64encode(private_bytes(private)).decode().rstrip("=")
+    return f"{RECOVERY_PREFIX}:{district_code}:{raw}"
+
+
+def parse_recovery(text: str, district_code: str) -> X25519PrivateKey:
+    parts = text.strip().split(":")
+    if len(parts) != 3 or parts[0] != RECOVERY_PREFIX:
+        raise KeyAccessError("not a tipline recovery key")
+    if parts[1] != district_code:
+        raise KeyAccessError(f"this recovery key is for district {parts[1]!r}")
+    try:
+        raw = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+        return private_from_bytes(raw)
+    except ValueError:
+        raise KeyAccessError("the recovery key is damaged") from None
+
+
+def recovery_init(session: Session, district_id: int,
+                  holder_chain: Keychain | None = None) -> X25519PrivateKey:
+    """A new recovery key pair for the district: the public half stored, the district's read
+    keys sealed to it (those ``holder_chain`` holds; a district with no read key gets one,
+    held by the recovery key alone until staff are granted). Returns the private half, which
+    the caller shows once and never stores."""
+    if session.execute(select(RecoveryKey).where(
+            RecoveryKey.district_id == district_id)).scalar_one_or_none() is not None:
+        raise KeyAccessError("this district already has a recovery key")
+    read_keys = session.execute(select(ReadKey).where(
+        ReadKey.owner == Owner.DISTRICT.value, ReadKey.owner_id == district_id)).scalars().all()
+    chain = holder_chain or Keychain()
+    if read_keys and not all(k.rid in chain for k in read_keys):
+        raise KeyAccessError("sealing the district key to a recovery key needs a staff member "
+                             "who holds it (--user)")
+    private = new_private_key()
+    row = RecoveryKey(district_id=district_id, public_key=public_bytes(private),
+                      created_at=utcnow())
+    session.add(row)
+    session.flush()
+    if not read_keys:
+        create_read_key(session, Owner.DISTRICT, district_id,
+                        district_readers_with_keys(session, district_id))
+    else:
+        for key in read_keys:
+            read_private = chain.get(key.rid)
+            assert read_private is not None  # noqa: S101  (checked above)
+            session.add(KeyGrant(read_key_id=key.id, recovery_key_id=row.id, created_at=utcnow(),
+                                 sealed=seal_grant(key, read_private, row.recipient())))
+    session.flush()
+    return private
+
+
+def recovery_keychain(session: Session, district_id: int,
+                      recovery_private: X25519PrivateKey) -> Keychain:
+    """The district read keys the recovery key opens."""
+    row = session.execute(select(RecoveryKey).where(
+        RecoveryKey.district_id == district_id)).scalar_one_or_none()
+    if row is None or bytes(row.public_key) != public_bytes(recovery_private):
+        raise KeyAccessError("this is not the district's recovery key")
+    chain = Keychain()
+    grants = session.execute(select(KeyGrant).where(
+        KeyGrant.recovery_key_id == row.id)).scalars()
+    for grant in grants:
+        chain.add(grant.read_key.rid, open_grant(grant, recovery_private))
+    return chain
+
+
+def recover(session: Session, district_id: int, recovery_private: X25519PrivateKey,
+            user: StaffUser) -> list[KeyGrant]:
+    """``tipline keys recover``: grant ``user`` (who has signed in once since, so has a
+    personal key) the district keys, opened with the recovery key."""
+    if user.district_id != district_id or user.role not in DISTRICT_READERS:
+        raise KeyAccessError("that account does not read this district's tips")
+    chain = recovery_keychain(session, district_id, recovery_private)
+    made = []
+    target = staff_key(session, user)
+    if target is None:
+        raise KeyAccessError("that account has no key yet: sign in with it once, then run "
+                             "this again")
+    keys_ = session.execute(select(ReadKey).where(
+        ReadKey.owner == Owner.DISTRICT.value, ReadKey.owner_id == district_id)).scalars()
+    for key in keys_:
+        private = chain.get(key.rid)
+        if private is None:
+            continue
+        session.execute(delete(KeyGrant).where(KeyGrant.read_key_id == key.id,
+                                               KeyGrant.user_id == user.id))
+        grant = KeyGrant(read_key_id=key.id, user_id=user.id, created_at=utcnow(),
+                         sealed=seal_grant(key, private, target.recipient()))
+        session.add(grant)
+        made.append(grant)
+    if not made:
+        raise KeyAccessError("the recovery key opens none of the district's keys")
+    session.flush()
+    return made

@@ -394,6 +394,7 @@ def login() -> Any:
             else GENERIC_REFUSAL
         return render_template("staff/login.html", form=form, refused=said), 401
     personal = keys.unlock_or_create(sess, user, form.password.data or "")
+    keys.first_reader_setup(sess, user, personal)
     handle = keys.open_key_session(sess, user, personal, timedelta(seconds=PENDING_SECONDS),
                                    now)
     sess.commit()
