@@ -21,6 +21,7 @@ from tipline.routing.models import (
     RoutingJob,
     RoutingPolicy,
 )
+from tipline.surge.models import TipGroup, TipSignature
 from tipline.telephony.models import InboundEvent, SmsConversation, SmsOptOut, TelephonyTask
 from tipline.tips.models import (
     Attachment,
@@ -72,6 +73,8 @@ __all__ = [
     "TelephonyTask",
     "Tip",
     "TipEvent",
+    "TipGroup",
+    "TipSignature",
     "contact_schools",
     "staff_schools",
 ]

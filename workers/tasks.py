@@ -195,7 +195,8 @@ def run_escalate() -> EscalationResult:
 
 
 # Packages that add tasks expose ``register_tasks(celery)`` in one of these modules.
-TASK_MODULES = ("tipline.routing.tasks", "tipline.telephony.tasks", "tipline.triage.tasks")
+TASK_MODULES = ("tipline.routing.tasks", "tipline.telephony.tasks", "tipline.triage.tasks",
+                "tipline.surge.tasks")
 
 
 

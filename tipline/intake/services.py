@@ -17,11 +17,12 @@ from sqlalchemy import Insert, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from tipline.crypto import Vault, field_ad
-from tipline.db import Base, new_uid
+from tipline.db import Base, new_uid, utcnow
 from tipline.directory.models import School
 from tipline.jobs import JobQueue, after_commit
 from tipline.ops import metrics
 from tipline.routing.models import RoutingJob
+from tipline.surge import services as surge
 from tipline.tips.models import Attachment, Category, Channel, DataKey, Message, Severity, Tip
 from tipline.tips.receipts import (
     RECEIPT_PURPOSE,
@@ -158,6 +159,9 @@ def create_tip(
         session, key_values, _row(Tip, **tip_values), message_values, job_values
     )
 
+    # Surge grouping's signature, from the words in memory before they are sealed.
+    surge.at_intake(session, vault, tip_id, school_id, submission.channel.value,
+                    "\n".join([body, *clean.values()]), submission.language, utcnow())
     if submission.attachments:
         rows = []
         for item in submission.attachments:

@@ -49,6 +49,7 @@ from tipline.routing.senders import (
     SendHeld,
     TransientSendError,
 )
+from tipline.surge import services as surge
 from tipline.tips.models import Severity, Tip
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,11 @@ def route_job(
         session.rollback()
         return RouteResult(job_id, routed=False)
     tip, reason = found
+    # Surge grouping (tipline.surge): a later tip about a threat whose alert is being worked
+    # adds to that chain instead of starting one; a more severe one routes as below.
+    folded = surge.on_route(session, tip, reason, now)
+    if folded is not None:
+        return RouteResult(job_id, routed=surge.fold_job(session, job_id, folded, now))
     plan = planner.plan(session, tip, now)
     rows: list[dict[str, Any]] = []
     for idx, step in enumerate(plan.steps):
@@ -486,6 +492,10 @@ def _alert_for(session: Session, delivery_id: int, row: Any, now: datetime | Non
     if row.dispatch_status == DispatchStatus.NOTICE.value:  # routing.notices: no content
         from tipline.routing.notices import notice_text
 
+        more = surge.notice_more(session, delivery_id)  # "N more tips" (tipline.surge)
+        if more is not None:
+            return Alert(row.channel, recipient, *surge.notice_text(row.reference, more),
+                         delivery_id, None, None)
         return Alert(row.channel, recipient, *notice_text(row.reference), delivery_id, None,
                      None)
     subject, text = alert_text(row.reference, row.category, row.severity, row.school_name,

@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from tipline.crypto import Vault
+from tipline.db import utcnow
 from tipline.intake.services import TipSubmission, create_tip
 from tipline.intake.triage import run_triage
 from tipline.jobs import JobQueue
+from tipline.surge import services as surge
 from tipline.telephony import texts
 from tipline.telephony.models import TaskKind
 from tipline.telephony.schools import INDEX, find_school_in_text
@@ -251,6 +253,9 @@ def take_transcription(session: Session, vault: Vault, queue: JobQueue, *, call_
         if first is not None:
             first.body = f"Voice message (automatic transcript): {words}"
         _triage(session, queue, tip, words)
+        # Surge grouping's signature from the transcript in memory (grouped when rerouted).
+        surge.record_signature(session, vault, tip.id, words, tip.language, utcnow(),
+                               school_id=tip.school_id, replace=True)
     else:  # failed or empty: say so rather than "transcript pending" for ever
         first = session.execute(
             select(Message).where(Message.tip_id == tip.id, Message.author == "reporter")

@@ -1,0 +1,164 @@
+"""Grouping at routing: later tips of a threat add to its alert chain; anything more severe,
+a new life-safety reason, a re-triage or a closed lead alerts on its own."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from tests.factories import make_tip
+from tipline.db import utcnow
+from tipline.routing.models import Dispatch, DispatchStatus, OutboxMessage, RoutingJob
+from tipline.routing.senders import OutboxSender
+from tipline.routing.services import DirectoryPlanner, deliver_alert, route_job
+from tipline.surge import services as surge
+from tipline.surge.models import TipGroup, TipSignature
+from tipline.tips.models import Category, Severity, Status, Tip
+
+SCHOOL = "slps-roosevelt"
+FIRST = "Someone posted on snapchat they are going to shoot up Roosevelt on Friday"
+SAME = "a snapchat post says someone will shoot up roosevelt friday, everyone is scared"
+OTHER = "Kids are vaping in the second floor bathroom every period"
+
+
+def _tip(db, vault, queue, body, severity=Severity.HIGH, school=SCHOOL, **kw):
+    r = make_tip(db, vault, queue, body=body, school_code=school, severity=severity,
+                 category=kw.pop("category", Category.THREAT), **kw)
+    db.commit()
+    return r
+
+
+def _route(db, queue, r, now=None):
+    return route_job(db, r.job_id, DirectoryPlanner(), queue, now or utcnow())
+
+
+def _dispatches(db, tip_id):
+    return db.execute(select(Dispatch).where(Dispatch.tip_id == tip_id)).scalars().all()
+
+
+def test_signature_is_stored_at_intake_and_holds_no_words(db_session, vault, queue,
+                                                          demo_directory):
+    r = _tip(db_session, vault, queue, "PANGOLIN-77 will shoot up roosevelt friday")
+    sig = db_session.get(TipSignature, r.tip_id)
+    assert sig is not None and len(sig.minhash) == 1024 and sig.size > 0
+    assert b"PANGOLIN" not in sig.minhash and b"pango" not in sig.minhash
+    assert all(len(s) == 16 and "weapon" not in s for s in sig.signals)
+
+
+def test_later_tip_of_a_threat_folds_into_the_first_alert(db_session, vault, queue,
+                                                          demo_directory):
+    a = _tip(db_session, vault, queue, FIRST)
+    assert _route(db_session, queue, a).dispatches > 0
+    b = _tip(db_session, vault, queue, SAME)
+    res = _route(db_session, queue, b)
+    assert res.routed and res.dispatches == 0
+    assert _dispatches(db_session, b.tip_id) == []
+    job = db_session.get(RoutingJob, b.job_id)
+    assert job.status == "done" and job.explanation["grouped"] is True
+    group = surge.group_of(db_session, b.tip_id)
+    assert group is not None and group.lead_tip_id == a.tip_id and group.tip_count == 2
+    assert group.unnoticed == 1
+    assert surge.member_ids(db_session, group.id) == [a.tip_id, b.tip_id]
+
+
+def test_different_threat_at_the_same_school_alerts_alone(db_session, vault, queue,
+                                                          demo_directory):
+    a = _tip(db_session, vault, queue, FIRST)
+    _route(db_session, queue, a)
+    c = _tip(db_session, vault, queue, OTHER, severity=Severity.MEDIUM,
+             category=Category.SUBSTANCE)
+    assert _route(db_session, queue, c).dispatches > 0
+    assert surge.group_of(db_session, c.tip_id) is None
+
+
+def test_same_words_at_another_school_do_not_group(db_session, vault, queue, demo_directory):
+    a = _tip(db_session, vault, queue, FIRST)
+    _route(db_session, queue, a)
+    b = _tip(db_session, vault, queue, SAME, school="slps-soldan")
+    assert _route(db_session, queue, b).dispatches > 0
+
+
+def test_higher_severity_alerts_at_once(db_session, vault, queue, demo_directory):
+    a = _tip(db_session, vault, queue, FIRST, severity=Severity.MEDIUM)
+    _route(db_session, queue, a)
+    b = _tip(db_session, vault, queue, SAME, severity=Severity.LIFE_SAFETY)
+    assert _route(db_session, queue, b).dispatches > 0
+    group = surge.group_of(db_session, b.tip_id)
+    assert group is not None and group.alerted_severity == Severity.LIFE_SAFETY
+    # ... and a later one at that level folds again.
+    c = _tip(db_session, vault, queue, FIRST + " please", severity=Severity.HIGH)
+    assert _route(db_session, queue, c).dispatches == 0
+
+
+def test_new_life_safety_reason_alerts_at_once(db_session, vault, queue, demo_directory):
+    a = _tip(db_session, vault, queue, FIRST, severity=Severity.LIFE_SAFETY)
+    _route(db_session, queue, a)
+    # Same threat, same severity, but the classifier now finds a suicide risk too.
+    b = _tip(db_session, vault, queue,
+             SAME + " and my friend said she wants to kill herself", severity=Severity.LIFE_SAFETY)
+    sig_a = db_session.get(TipSignature, a.tip_id)
+    sig_b = db_session.get(TipSignature, b.tip_id)
+    assert set(sig_b.signals) - set(sig_a.signals)
+    assert _route(db_session, queue, b).dispatches > 0
+
+
+def test_closed_lead_means_a_new_alert(db_session, vault, queue, demo_directory):
+    a = _tip(db_session, vault, queue, FIRST)
+    _route(db_session, queue, a)
+    db_session.get(Tip, a.tip_id).status = Status.CLOSED.value
+    db_session.commit()
+    b = _tip(db_session, vault, queue, SAME)
+    assert _route(db_session, queue, b).dispatches > 0
+    group = surge.group_of(db_session, b.tip_id)
+    assert group is not None and group.lead_tip_id == b.tip_id
+
+
+def test_retriage_of_a_folded_tip_routes_it(db_session, vault, queue, demo_directory):
+    a = _tip(db_session, vault, queue, FIRST)
+    _route(db_session, queue, a)
+    b = _tip(db_session, vault, queue, SAME)
+    _route(db_session, queue, b)
+    job = RoutingJob(tip_id=b.tip_id, reason="retriage")
+    db_session.add(job)
+    db_session.commit()
+    assert route_job(db_session, job.id, DirectoryPlanner(), queue, utcnow()).dispatches > 0
+
+
+def test_split_tip_never_regroups(db_session, vault, queue, demo_directory):
+    a = _tip(db_session, vault, queue, FIRST)
+    _route(db_session, queue, a)
+    b = _tip(db_session, vault, queue, SAME)
+    _route(db_session, queue, b)
+    group = surge.split_tip(db_session, b.tip_id)
+    db_session.commit()
+    assert group is not None and group.tip_count == 1
+    assert surge.group_of(db_session, b.tip_id) is None
+    assert db_session.get(TipSignature, b.tip_id).split
+
+
+def test_more_tips_notice_once_per_interval_without_content(db_session, vault, queue,
+                                                            demo_directory):
+    a = _tip(db_session, vault, queue, "PANGOLIN-12 " + FIRST)
+    now = utcnow()
+    _route(db_session, queue, a, now)
+    for i in range(3):
+        _route(db_session, queue, _tip(db_session, vault, queue, f"{SAME} ({i})"), now)
+    assert surge.notify_groups(db_session, queue, now) == 1
+    notices = db_session.execute(select(Dispatch).where(
+        Dispatch.tip_id == a.tip_id, Dispatch.status == DispatchStatus.NOTICE.value)
+    ).scalars().all()
+    assert notices and all(d.rule == "surge-group:3" for d in notices)
+    # Nothing more until the interval passed and more tips came.
+    assert surge.notify_groups(db_session, queue, now + timedelta(minutes=1)) == 0
+    _route(db_session, queue, _tip(db_session, vault, queue, SAME + " again"), now)
+    assert surge.notify_groups(db_session, queue, now + timedelta(minutes=5)) == 0
+    assert surge.notify_groups(db_session, queue, now + surge.NOTICE_EVERY) == 1
+    senders = {"sms": OutboxSender(), "voice": OutboxSender(), "email": OutboxSender()}
+    for d in notices:
+        for dl in d.deliveries:
+            deliver_alert(db_session, dl.id, senders, utcnow())
+    out = db_session.execute(select(OutboxMessage)).scalars().all()
+    texts = [o.body for o in out if "more tips" in o.body]
+    assert texts and all("3 more tips" in t and "PANGOLIN" not in t for t in texts)
+    assert db_session.execute(select(TipGroup)).scalars().one().unnoticed == 0

@@ -1,0 +1,105 @@
+"""A tip's similarity signature: a keyed MinHash of its normalised words, made at intake.
+
+The signature is computed from the text in memory before it is sealed and is all that grouping
+ever reads (after issue 13 the server cannot read a tip's text again). It reveals little on its
+own: each slot is the minimum of a keyed hash over the tip's word stems, so two signatures tell
+how much two tips' word sets overlap (that is their purpose), but without the key, which is
+derived from the key file's lookup secret and never stored in the database, nobody can compute
+the signature of a guessed text and compare it with a stored one.
+
+Words are folded the way the triage word lists are (lower case, no accents), stop words of
+English and Spanish are dropped, and each word is cut to its first ``STEM`` letters: a crude
+stemmer that serves both languages ("shooting"/"shoot", "amenaza"/"amenazas") without a
+dictionary. Word pairs are added to unigrams so that word order carries a little weight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+from tipline.routing.classifier import normalize
+
+SLOTS = 256
+STEM = 5
+_PRIME = (1 << 61) - 1
+_MASK = (1 << 32) - 1
+_WORD = re.compile(r"[a-z0-9ñ]+")
+_EMPTY = b"\xff\xff\xff\xff" * SLOTS
+
+
+
+@lru_cache(maxsize=1)
+def _words() -> tuple[frozenset[str], dict[str, str]]:
+    """Stop words and concepts from ``data/words.yaml``."""
+    data = yaml.safe_load(
+        resources.files("tipline.surge").joinpath("data", "words.yaml").read_text("utf-8"))
+    stop = frozenset(w for text in data["stop_words"].values() for w in str(text).split())
+    concepts = {w: str(concept) for concept, text in data["concepts"].items()
+                for w in str(text).split()}
+    return stop, concepts
+
+
+
+@dataclass(frozen=True)
+class Signature:
+    """``minhash`` is ``SLOTS`` big-endian 32-bit values; ``size`` the number of features."""
+
+    minhash: bytes
+    size: int
+
+    def similarity(self, other: Signature) -> float:
+        return similarity(self.minhash, other.minhash)
+
+
+
+
+def features(text: str) -> set[str]:
+    """The concepts and normalised word stems of ``text`` (stop words left out)."""
+    stop, concepts = _words()
+    out: set[str] = set()
+    for word in _WORD.findall(normalize(text)):
+        if word in stop or len(word) < 2:
+            continue
+        out.add(concepts.get(word) or word[:STEM])
+    return out
+
+
+@lru_cache(maxsize=4)
+def _permutations(key: bytes) -> tuple[tuple[int, int], ...]:
+    """``SLOTS`` (a, b) pairs of the universal hash ``(a*x + b) mod p``, drawn from the key."""
+    out = []
+    for i in range(SLOTS):
+        raw = hashlib.blake2b(i.to_bytes(4, "big"), key=key[:64], digest_size=16,
+                              person=b"surge-perm").digest()
+        a = int.from_bytes(raw[:8], "big") % (_PRIME - 1) + 1
+        b = int.from_bytes(raw[8:], "big") % _PRIME
+        out.append((a, b))
+    return tuple(out)
+
+
+def signature(text: str, key: bytes) -> Signature:
+    """The keyed MinHash of ``text``'s features (all slots 0xffffffff for no words)."""
+    feats = features(text)
+    if not feats:
+        return Signature(_EMPTY, 0)
+    hashed = [int.from_bytes(hashlib.blake2b(f.encode("utf-8"), key=key[:64], digest_size=8,
+                                             person=b"surge-word").digest(), "big")
+              for f in feats]
+    slots = bytearray()
+    for a, b in _permutations(key):
+        slots += (min((a * x + b) % _PRIME for x in hashed) & _MASK).to_bytes(4, "big")
+    return Signature(bytes(slots), len(feats))
+
+
+def similarity(one: bytes, two: bytes) -> float:
+    """Estimated Jaccard similarity: the share of slots where the two minimums agree."""
+    if len(one) != len(two) or not one or one == _EMPTY or two == _EMPTY:
+        return 0.0
+    same = sum(1 for i in range(0, len(one), 4) if one[i:i + 4] == two[i:i + 4])
+    return same / (len(one) // 4)
