@@ -138,8 +138,23 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def twilio_mock_url() -> Iterator[str]:
     """Base URL of a Prism mock of Twilio's REST API, started once per test run."""
+    yield from _prism(_spec_path())
+
+
+# Twilio's Messaging v1 contract (messaging.twilio.com), cut to what the A2P registration check
+# reads; its "x-derived-from" says from where and how.
+MESSAGING_SPEC = Path(__file__).resolve().parent / "telephony" / \
+    "twilio_messaging_v1.trimmed.json"
+
+
+@pytest.fixture(scope="session")
+def twilio_messaging_mock_url() -> Iterator[str]:
+    """Base URL of a Prism mock of Twilio's Messaging v1 API, started once per test run."""
+    yield from _prism(MESSAGING_SPEC)
+
+
+def _prism(spec: Path) -> Iterator[str]:
     prism = os.environ.get("TIPLINE_TEST_PRISM", str(REPO / "node_modules" / ".bin" / "prism"))
-    spec = _spec_path()
     if not Path(prism).exists():
         pytest.fail(f"Prism not found at {prism} (set TIPLINE_TEST_PRISM; npm install)")
     if not spec.exists():

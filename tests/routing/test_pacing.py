@@ -1,0 +1,142 @@
+"""Alert texts paced to the senders' rate: life-safety first, ordinary ones held in tipline,
+a validity period on every text (``tipline.routing.pacing``, ``TwilioSmsSender``)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.twilio_support import (
+    TEST_ACCOUNT_SID,
+    TEST_AUTH_TOKEN,
+    TEST_FROM_NUMBER,
+    RecordingHttpClient,
+    twilio_mock_url,
+)
+from tipline.routing.pacing import LocalPacer, Rate, RedisPacer, segments
+from tipline.routing.senders import (
+    Alert,
+    PermanentSendError,
+    SendHeld,
+    TwilioSmsSender,
+    Validity,
+)
+from tipline.telephony.client import FakeTwilioGateway, RestTwilioGateway
+
+__all__ = ["twilio_mock_url"]
+
+PUBLIC = "https://tips.example.org"
+TEXT = "tipline alert T-4821-KQ: weapon, severity high, Roosevelt High School. Reply ACK 4821."
+SERVICE = "MG" + "b" * 32
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _alert(to: str, urgent: bool = False, age: float = 0.0, dl: int = 1) -> Alert:
+    return Alert("sms", to, "s", TEXT, dl, "4821", urgent=urgent, age_seconds=age)
+
+
+def test_segments_count_gsm_and_unicode() -> None:
+    assert segments("a" * 160) == 1 and segments("a" * 161) == 2 and segments("a" * 307) == 3
+    assert segments("ñ" * 160) == 1  # in the GSM set
+    assert segments("€" * 80) == 1 and segments("€" * 81) == 2  # extension: two units each
+    assert segments("č" * 70) == 1 and segments("č" * 71) == 2  # Bosnian: UCS-2
+
+
+def test_ordinary_alerts_are_held_once_the_queue_is_full_and_life_safety_still_goes() -> None:
+    clock = Clock()
+    gw = FakeTwilioGateway()
+    sender = TwilioSmsSender(gw, PUBLIC, LocalPacer(Rate(1.0, 1), clock), Validity(300, 30))
+    for n in range(3):  # 0, 1 and 2 s of queue: within the 2 s headroom
+        sender.send(None, _alert("+13145550101", dl=n))  # type: ignore[arg-type]
+    with pytest.raises(SendHeld) as held:
+        sender.send(None, _alert("+13145550101", dl=9))  # type: ignore[arg-type]
+    assert 0.5 <= held.value.wait <= 10
+    assert len(gw.sent) == 3
+    # A life-safety text is handed over now, ahead of the held one.
+    sender.send(None, _alert("+13145550101", urgent=True, dl=10))  # type: ignore[arg-type]
+    assert len(gw.sent) == 4 and gw.sent[-1]["validity_period"] == 30
+    # Once Twilio's queue has drained, the held one goes.
+    clock.t += 4
+    sender.send(None, _alert("+13145550101", age=4, dl=9))  # type: ignore[arg-type]
+    assert gw.sent[-1]["validity_period"] == 296
+
+
+def test_a_pool_of_five_takes_five_recipients_at_once_but_one_recipient_one_a_second() -> None:
+    clock = Clock()
+    pacer = LocalPacer(Rate(1.0, 5), clock)
+    # Five texts to five people leave the pool's queue within a second (0.2 s each).
+    assert all(pacer.admit(f"+1314555010{n}", 1, 0.9).ok for n in range(5))
+    assert not pacer.admit("+13145550100", 1, 0.9).ok  # that recipient's number is busy
+    clock.t += 1
+    assert pacer.admit("+13145550100", 1, 0.9).ok
+
+
+def test_an_ordinary_alert_past_its_validity_fails_and_is_never_handed_over() -> None:
+    gw = FakeTwilioGateway()
+    sender = TwilioSmsSender(gw, PUBLIC, LocalPacer(Rate()), Validity(300, 30))
+    with pytest.raises(PermanentSendError, match="validity"):
+        sender.send(None, _alert("+13145550101", age=297))  # type: ignore[arg-type]
+    assert gw.sent == []
+
+
+def test_a_life_safety_alert_that_would_wait_past_its_validity_fails_at_once() -> None:
+    clock = Clock()
+    gw = FakeTwilioGateway()
+    sender = TwilioSmsSender(gw, PUBLIC, LocalPacer(Rate(1.0, 1), clock), Validity(300, 10))
+    # It may join a queue up to its validity less 5 s long: 0..5 s.
+    for n in range(6):
+        sender.send(None, _alert("+13145550101", urgent=True, dl=n))  # type: ignore[arg-type]
+    with pytest.raises(PermanentSendError, match="validity"):
+        sender.send(None, _alert("+13145550101", urgent=True, dl=7))  # type: ignore[arg-type]
+    assert len(gw.sent) == 6
+
+
+def test_redis_pacer_is_shared_and_keeps_no_number() -> None:
+    url = os.environ.get("TIPLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    prefix = f"tipline:test-pace:{uuid.uuid4().hex}"
+    a = RedisPacer(Rate(1.0, 1), url, prefix=prefix)
+    b = RedisPacer(Rate(1.0, 1), url, prefix=prefix)  # another worker process
+    assert a.admit("+13145550101", 1, 1.5).ok
+    assert b.admit("+13145550101", 1, 1.5).ok
+    got = b.admit("+13145550101", 1, 1.5)
+    assert not got.ok and got.wait > 0
+    keys = [k.decode() for k in a._redis.keys(f"{prefix}:*")]
+    assert keys and not any("5550101" in k for k in keys)
+    a._redis.delete(*keys)
+
+
+def test_an_unreachable_pacer_sends_rather_than_holds() -> None:
+    gw = FakeTwilioGateway()
+    pacer = RedisPacer(Rate(), "redis://127.0.0.1:9/0")
+    TwilioSmsSender(gw, PUBLIC, pacer).send(None, _alert("+13145550101"))  # type: ignore[arg-type]
+    assert len(gw.sent) == 1
+
+
+def test_messaging_service_and_validity_period_against_twilios_contract(
+        twilio_mock_url: str) -> None:
+    """Through a Messaging Service the text names the service, not a From; ValidityPeriod
+    is sent; Prism checks both against Twilio's contract."""
+    http = RecordingHttpClient()
+    gw = RestTwilioGateway(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER,
+                           api_base=twilio_mock_url, http_client=http,
+                           messaging_service_sid=SERVICE, voice_from_number="+13145550199")
+    sid = TwilioSmsSender(gw, PUBLIC).send(None, _alert("+13145550101", age=10))  # type: ignore[arg-type]
+    assert sid.startswith("SM")
+    sent: Any = http.last()
+    assert sent.data["MessagingServiceSid"] == SERVICE and "From" not in sent.data
+    assert sent.data["ValidityPeriod"] == 290
+    gw.start_call("+13145550101", url=f"{PUBLIC}/twilio/alerts/call/1")
+    assert http.last().data["From"] == "+13145550199"
+    gw.find_messages("+13145550101")  # any number of the pool may have sent it: To only
+    asked = http.last()
+    assert asked.params.get("To") == "+13145550101" and "From" not in asked.params
