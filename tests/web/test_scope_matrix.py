@@ -41,6 +41,7 @@ from tipline.accounts.models import StaffUser
 from tipline.audit.models import AuditEvent
 from tipline.audit.services import record
 from tipline.crypto import Vault
+from tipline.crypto.models import KeyGrant
 from tipline.directory.models import Contact, PoliceAgency, School
 from tipline.intake.services import AttachmentIn
 from tipline.jobs import RecordingQueue
@@ -101,19 +102,23 @@ USER_SCOPE = {ADMIN: {IN: ["staff"], OUT: ["county_admin"], SELF: ["self"]}}
 # linked to the county police contact (shared, so the installation admin's to link).
 NEW_USER_SCOPE = {ADMIN: {IN: ["roosevelt-staff"],
                           OUT: ["northview-staff", "installation-admin", "shared-liaison"]}}
+# An account waiting for access to tips (issue 13): in the granter's district, or another's.
+WAITING_SCOPE = {ADMIN: {IN: ["waiting-slps"], OUT: ["waiting-county"]},
+                 STAFF: {IN: ["waiting-slps"], OUT: ["waiting-county"]},
+                 LIAISON: {OUT: ["waiting-slps"]}}
 POLICY_SCOPE = {r: {OWN_SECTION: ["slps"], OTHER_SECTION: ["stlco-demo"],
                     NO_SCHOOL: ["no_school"], GUARD: ["guard"]} for r in ROLES}
 
 SCOPES: dict[str, Mapping[str, dict[str, list[str]]]] = {
     "tip": TIP_SCOPE, "district": DISTRICT_SCOPE, "actor": ACTOR_SCOPE, "school": SCHOOL_SCOPE,
     "contact": CONTACT_SCOPE, "agency": AGENCY_SCOPE, "user": USER_SCOPE,
-    "new_user": NEW_USER_SCOPE, "policy": POLICY_SCOPE,
+    "new_user": NEW_USER_SCOPE, "policy": POLICY_SCOPE, "waiting": WAITING_SCOPE,
 }
 # For kinds that only a district admin administers, everyone else tries the admin's own
 # in-scope object (and must not reach it either).
 FALLBACK = {"district": "roosevelt", "actor": "staff", "school": "slps-roosevelt",
             "contact": "matrix-own", "agency": "slpd", "user": "staff",
-            "new_user": "roosevelt-staff"}
+            "new_user": "roosevelt-staff", "waiting": "waiting-slps"}
 
 
 def subjects(on: str, role: str) -> dict[str, list[str]]:
@@ -241,6 +246,10 @@ def matrix(world: World, db_session: Session, vault: Vault, queue: RecordingQueu
         LIAISON: (world.liaison.user, world.liaison.password, world.liaison.secret),
         AUDITOR: make_staff(db_session, vault, "auditor", district="slps"),
         INST: make_staff(db_session, vault, "installation_admin"),
+        "waiting-slps": make_staff(db_session, vault, "school_staff", schools=["slps-roosevelt"],
+                                   access=False),
+        "waiting-county": make_staff(db_session, vault, "school_staff",
+                                     schools=["cty-northview"], access=False),
     }
     atts = {k: db_session.execute(select(Attachment.uid).where(Attachment.tip_id == t.id)
                                   ).scalar_one() for k, t in tips.items()}
@@ -578,6 +587,16 @@ TABLE: tuple[Row, ...] = (
         lambda c, k: "/staff/account/password", {ONLY: every(OK)},
         data=lambda c, k: {"current": DEFAULT_PASSWORD, "new": "a whole new passphrase here",
                            "confirm": "a whole new passphrase here"}, probe=actor_state),
+    # a colleague grants a waiting account of their own district access to tips
+    Row("access to tips", "accounts.access", "/staff/access", "GET", "waiting",
+        lambda c, k: "/staff/access",
+        {IN: {ADMIN: LISTED, STAFF: LISTED}, OUT: {ADMIN: HIDDEN, STAFF: HIDDEN, LIAISON: HIDDEN}},
+        marker=lambda c, k: c.users[k].email),
+    Row("access to tips: grant", "accounts.grant", "/staff/access/<int:user_id>/grant", "POST",
+        "waiting", lambda c, k: f"/staff/access/{c.user_id(k)}/grant",
+        {IN: {ADMIN: OK, STAFF: OK}}, data=lambda c, k: {},
+        probe=lambda c, k: c.scalar(select(func.count()).select_from(KeyGrant).where(
+            KeyGrant.user_id == c.user_id(k)))),
     Row("sign out", "accounts.logout", "/staff/logout", "POST", "none",
         lambda c, k: "/staff/logout", {ONLY: every(OK)}, data=lambda c, k: {},
         probe=lambda c, k: c.scalar(select(func.count()).select_from(AuditEvent).where(
@@ -692,7 +711,9 @@ def failure_table(role: str, failures: list[tuple[str, ...]]) -> str:
 def context_for(role: str, app: Any, connection: Connection, m: MatrixWorld) -> Ctx:
     client = app.test_client()
     users = {"staff": m.base.staff.user, "county_admin": m.base.county_admin.user,
-             "admin": m.base.admin.user, "liaison": m.base.liaison.user}
+             "admin": m.base.admin.user, "liaison": m.base.liaison.user,
+             "waiting-slps": m.accounts["waiting-slps"][0],
+             "waiting-county": m.accounts["waiting-county"][0]}
     if role == ANON:
         actor_id = m.base.admin.user.id
         token = csrf_token(client, "/staff/login")
