@@ -58,6 +58,8 @@ class Settings:
     twilio_voice_from_number: str = ""
     twilio_sender_mps: float = 1.0
     twilio_senders: int = 1
+    # Calls per second the account may start (Twilio's default CPS is 1; it can be raised).
+    twilio_cps: float = 1.0
     alert_sms_validity_seconds: int = 300
     urgent_sms_validity_seconds: int = 30
     # SMS conversations close (and the reporter's number is erased) after this many idle days.
@@ -114,6 +116,7 @@ _ENV_MAP = {
     "TIPLINE_TWILIO_VOICE_FROM_NUMBER": "twilio_voice_from_number",
     "TIPLINE_TWILIO_SENDER_MPS": "twilio_sender_mps",
     "TIPLINE_TWILIO_SENDERS": "twilio_senders",
+    "TIPLINE_TWILIO_CPS": "twilio_cps",
     "TIPLINE_ALERT_SMS_VALIDITY_SECONDS": "alert_sms_validity_seconds",
     "TIPLINE_URGENT_SMS_VALIDITY_SECONDS": "urgent_sms_validity_seconds",
     "TIPLINE_SMS_CONVERSATION_DAYS": "sms_conversation_days",
@@ -192,6 +195,7 @@ _KINDS: dict[str, type] = {
     "voice_max_record_seconds": int,
     "twilio_sender_mps": float,
     "twilio_senders": int,
+    "twilio_cps": float,
     "alert_sms_validity_seconds": int,
     "urgent_sms_validity_seconds": int,
     "demo_data": bool,
@@ -304,6 +308,9 @@ def _check_sending(values: Mapping[str, object]) -> None:
     if not 0 < mps <= 1000:
         raise SettingsError("TIPLINE_TWILIO_SENDER_MPS: expected a number above 0 (a US long "
                             "code sends 1 segment per second)")
+    if not 0 < float(values.get("twilio_cps", 1.0)) <= 1000:  # type: ignore[arg-type]
+        raise SettingsError("TIPLINE_TWILIO_CPS: expected a number above 0 (Twilio's default "
+                            "is 1 call per second)")
     if int(values.get("twilio_senders", 1)) < 1:  # type: ignore[call-overload]
         raise SettingsError("TIPLINE_TWILIO_SENDERS: expected 1 or more")
     for attr, var in (("alert_sms_validity_seconds", "TIPLINE_ALERT_SMS_VALIDITY_SECONDS"),

@@ -14,20 +14,156 @@ entry of ``script``, then 201:
 What was created can be listed as Twilio's API does (``GET .../Messages.json`` and
 ``.../Calls.json`` with ``To`` and ``From``, newest first), which is how a sender whose
 outcome is unknown asks whether Twilio has it.
+
+With a ``Network`` (issue 18) it also does what Twilio does after accepting, so that figures
+mean what a phone would see: each sender sends ``sender_mps`` segments a second from its own
+first-in-first-out queue (a Messaging Service's pool with sticky sender: a recipient's texts
+always go from the number it was first given, the least busy one); a text still queued when
+its ``ValidityPeriod`` runs out fails with error 30036 and is never sent; calls start at most
+``cps`` a second; and the status callbacks (``sent``/``delivered``/``failed`` for texts,
+``ringing``/``in-progress``/``completed`` for calls) are POSTed, signed as Twilio signs them,
+to ``callback_base`` after a carrier's or a callee's delay.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+
+@dataclass
+class Network:
+    """Twilio past acceptance: sender queues, validity periods, calls per second, callbacks."""
+
+    callback_base: str  # where the app listens; callbacks keep the signed public URL's path
+    auth_token: str
+    pool: tuple[str, ...] = ()  # a Messaging Service's numbers (MessagingServiceSid sends)
+    sender_mps: float = 1.0  # segments per second per sender (a US long code: 1)
+    cps: float = 1.0  # calls the account may start per second (Twilio's default: 1)
+    sms_delay: tuple[float, float] = (1.0, 4.0)  # sent -> the carrier's delivery receipt
+    ring: tuple[float, float] = (3.0, 8.0)  # call started -> answered
+    talk: float = 20.0  # answered -> completed
+    seed: int = 7
+    # Filled in as it runs: sender per recipient, queue ends, what happened.
+    sticky: dict[str, str] = field(default_factory=dict)
+    free_at: dict[str, float] = field(default_factory=dict)
+    expired: int = 0
+    delivered: int = 0
+    callbacks_failed: int = 0
+    _calls_free: float = 0.0
+    _events: list[tuple[float, int, str, dict[str, str]]] = field(default_factory=list)
+    _seq: Any = field(default_factory=itertools.count)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _stop: bool = False
+
+    def start(self) -> Network:
+        import random
+
+        self._rng = random.Random(self.seed)
+        self._session = requests.Session()
+        self._pool_exec = ThreadPoolExecutor(max_workers=8)
+        threading.Thread(target=self._run, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._pool_exec.shutdown(wait=False, cancel_futures=True)
+
+    # -- what Twilio does with an accepted message or call -----------------------------
+    def accepted(self, kind: str, form: dict[str, str], sid: str, now: float) -> None:
+        with self._cond:
+            if kind == "sms":
+                self._message(form, sid, now)
+            else:
+                self._call(form, sid, now)
+            self._cond.notify_all()
+
+    def _sender(self, form: dict[str, str]) -> str:
+        to = form.get("To", "")
+        if form.get("MessagingServiceSid") and self.pool:
+            if to not in self.sticky:  # sticky sender: the least busy number, then always it
+                self.sticky[to] = min(self.pool, key=lambda n: self.free_at.get(n, 0.0))
+            return self.sticky[to]
+        return form.get("From", "")
+
+    def _message(self, form: dict[str, str], sid: str, now: float) -> None:
+        from tipline.routing.pacing import segments
+
+        sender = self._sender(form)
+        leaves = max(now, self.free_at.get(sender, 0.0))
+        validity = float(form.get("ValidityPeriod") or 36000)
+        url = form.get("StatusCallback", "")
+        base = {"MessageSid": sid, "SmsSid": sid, "AccountSid": form.get("AccountSid", ""),
+                "From": sender, "To": form.get("To", ""), "ApiVersion": "2010-04-01"}
+        if leaves - now > validity:  # expires in the queue: never sent, takes no slot
+            self.expired += 1
+            self._at(now + validity, url, base | {"MessageStatus": "failed",
+                                                  "ErrorCode": "30036"})
+            return
+        self.free_at[sender] = leaves + segments(form.get("Body", "")) / self.sender_mps
+        self._at(leaves, url, base | {"MessageStatus": "sent"})
+        self._at(leaves + self._rng.uniform(*self.sms_delay), url,
+                 base | {"MessageStatus": "delivered"})
+
+    def _call(self, form: dict[str, str], sid: str, now: float) -> None:
+        starts = max(now, self._calls_free)
+        self._calls_free = starts + 1.0 / self.cps
+        url = form.get("StatusCallback", "")
+        base = {"CallSid": sid, "AccountSid": form.get("AccountSid", ""),
+                "From": form.get("From", ""), "To": form.get("To", ""),
+                "ApiVersion": "2010-04-01", "Direction": "outbound-api"}
+        answered = starts + self._rng.uniform(*self.ring)
+        self._at(starts + 0.5, url, base | {"CallStatus": "ringing"})
+        self._at(answered, url, base | {"CallStatus": "in-progress"})
+        self._at(answered + self.talk, url, base | {"CallStatus": "completed",
+                                                    "CallDuration": str(int(self.talk))})
+
+    def _at(self, when: float, url: str, params: dict[str, str]) -> None:
+        if url:
+            heapq.heappush(self._events, (when, next(self._seq), url, params))
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and (not self._events
+                                          or self._events[0][0] > time.time()):
+                    wait = self._events[0][0] - time.time() if self._events else 1.0
+                    self._cond.wait(timeout=max(0.005, min(wait, 1.0)))
+                if self._stop:
+                    return
+                _when, _n, url, params = heapq.heappop(self._events)
+            if params.get("MessageStatus") == "delivered" or \
+                    params.get("CallStatus") == "in-progress":
+                self.delivered += 1
+            self._pool_exec.submit(self._post, url, params)
+
+    def _post(self, url: str, params: dict[str, str]) -> None:
+        from twilio.request_validator import RequestValidator
+
+        parts = urlsplit(url)
+        target = self.callback_base.rstrip("/") + parts.path
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        try:
+            resp = self._session.post(target, data=params, timeout=10,
+                                      headers={"X-Twilio-Signature": signature})
+            if resp.status_code >= 300:
+                self.callbacks_failed += 1
+        except requests.RequestException:
+            self.callbacks_failed += 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +186,8 @@ class StubTwilio:
     # Every message and call created, as Twilio would list them.
     created: list[dict[str, Any]] = field(default_factory=list)
     lookups: int = 0
+    # Optional: what Twilio does after accepting (queues, validity, status callbacks).
+    network: Network | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _server: ThreadingHTTPServer | None = None
@@ -82,6 +220,8 @@ class StubTwilio:
                 status = int(behaviour)
                 if status == 201:
                     body: dict[str, Any] = record or stub._create(kind, form)
+                    if stub.network is not None:
+                        stub.network.accepted(kind, form, str(body["sid"]), time.time())
                 elif status == 400:
                     body = {"code": 21211, "message": "The 'To' number is not valid.",
                             "more_info": "https://www.twilio.com/docs/errors/21211",
@@ -152,6 +292,8 @@ class StubTwilio:
         return {k: v for k, v in record.items() if k != "kind"}
 
     def stop(self) -> None:
+        if self.network is not None:
+            self.network.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -120,7 +120,7 @@ return {1, tostring(backlog)}
 class RedisPacer:
     """The clocks in Redis, shared by every worker process."""
 
-    def __init__(self, rate: Rate, url: str, prefix: str = "tipline:smspace") -> None:
+    def __init__(self, rate: Rate, url: str, prefix: str = "tipline:pace:sms") -> None:
         import redis
 
         self.rate = rate
@@ -139,8 +139,9 @@ class RedisPacer:
         return Admission(bool(int(ok)), float(value))
 
 
-def build_pacer(rate: Rate, broker_url: str) -> Pacer:
-    """Redis's clocks when the broker is Redis (shared by all workers), else this process's."""
+def build_pacer(rate: Rate, broker_url: str, what: str = "sms") -> Pacer:
+    """Redis's clocks when the broker is Redis (shared by all workers), else this process's;
+    ``what`` keeps the texts' and the calls' clocks apart."""
     if broker_url.startswith(("redis://", "rediss://")):
-        return RedisPacer(rate, broker_url)
+        return RedisPacer(rate, broker_url, prefix=f"tipline:pace:{what}")
     return LocalPacer(rate)

@@ -96,6 +96,8 @@ class Alert:
     # created (a text's validity period counts from then).
     urgent: bool = False
     age_seconds: float = 0.0
+    # The dispatch's last channel is never given up: no validity ends it, pacing only delays.
+    last_channel: bool = False
 
 
 class AlertSender(Protocol):
@@ -130,15 +132,59 @@ def alert_callback_url(public_url: str, kind: str, delivery_id: int) -> str:
     return f"{public_url.rstrip('/')}/twilio/alerts/{kind}/{delivery_id}"
 
 
+@dataclass(frozen=True)
+class Validity:
+    """Seconds an alert may take from its creation to leaving Twilio's queue."""
+
+    ordinary: int = 300
+    urgent: int = 30
+
+
 class _TwilioSender:
-    """What the two Twilio senders share: the gateway, the public URL for callbacks, and the
-    translation of the gateway's errors into the retry/fallback split of ``SendError``."""
+    """What the two Twilio senders share: the gateway, the public URL for callbacks, the
+    pacing to the senders' rate (``routing.pacing``: life-safety first, ordinary alerts wait in
+    tipline until their validity period is spent), and the translation of the gateway's
+    errors into the retry/fallback split of ``SendError``."""
 
     name = "twilio"
+    kind = "alert"
 
-    def __init__(self, gateway: TwilioGateway, public_url: str) -> None:
+    def __init__(self, gateway: TwilioGateway, public_url: str, pacer: Pacer | None = None,
+                 validity: Validity = Validity()) -> None:
         self.gateway = gateway
         self.public_url = public_url
+        self.pacer = pacer
+        self.validity = validity
+
+    def _remaining(self, alert: Alert) -> int:
+        """Seconds of validity left; none worth sending: fail now, the next channel opens."""
+        validity = self.validity.urgent if alert.urgent else self.validity.ordinary
+        if alert.last_channel:
+            return validity
+        remaining = int(validity - alert.age_seconds)
+        if remaining < MIN_VALIDITY:
+            raise TwilioPermanentError(f"{self.kind}: not handed to Twilio within its validity "
+                                       f"period ({validity} s)")
+        return remaining
+
+    def _pace(self, alert: Alert, remaining: int, recipient: str, cost: int) -> None:
+        if self.pacer is None:
+            return
+        limit = float(remaining - MIN_VALIDITY) if alert.urgent else ORDINARY_HEADROOM
+        try:
+            got = self.pacer.admit(recipient, cost, limit)
+        except Exception as exc:  # the pacer's Redis is away: send rather than hold
+            log.warning("pacing unavailable (%s); sending unpaced", type(exc).__name__)
+            return
+        if got.ok:
+            return
+        if alert.last_channel:  # nothing to fall back to: wait for a place
+            raise SendHeld("senders' queue full", min(MAX_HOLD, max(0.5, got.wait)))
+        if alert.urgent:  # would wait past its validity: fail now, the next channel opens
+            raise TwilioPermanentError(f"{self.kind}: Twilio's queue {got.wait + limit:.0f} s "
+                                       f"long, past this alert's validity")
+        raise SendHeld("senders' queue full", min(MAX_HOLD, max(0.5, got.wait),
+                                                  float(remaining - MIN_VALIDITY)))
 
     def send(self, session: Session, alert: Alert) -> str:
         try:
@@ -163,53 +209,19 @@ class _TwilioSender:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
-class Validity:
-    """Seconds an alert text may take from its creation to leaving Twilio's queue."""
-
-    ordinary: int = 300
-    urgent: int = 30
-
-
 class TwilioSmsSender(_TwilioSender):
     """Sends an alert as a text from the tip line's number or Messaging Service, with a
-    delivery status callback and a validity period, paced to the senders' rate when a pacer
-    is given (``routing.pacing``: life-safety first, ordinary alerts wait in tipline)."""
+    delivery status callback and a validity period (ValidityPeriod: what is left of it)."""
 
-    def __init__(self, gateway: TwilioGateway, public_url: str, pacer: Pacer | None = None,
-                 validity: Validity = Validity()) -> None:
-        super().__init__(gateway, public_url)
-        self.pacer = pacer
-        self.validity = validity
+    kind = "send_sms"
 
     def _send(self, alert: Alert) -> str:
-        validity = self.validity.urgent if alert.urgent else self.validity.ordinary
-        remaining = int(validity - alert.age_seconds)
-        if remaining < MIN_VALIDITY:
-            raise TwilioPermanentError(f"send_sms: not handed to Twilio within its validity "
-                                       f"period ({validity} s)")
-        if self.pacer is not None:
-            self._pace(alert, remaining)
+        remaining = self._remaining(alert)
+        self._pace(alert, remaining, alert.recipient, segments(alert.text))
         return self.gateway.send_sms(
             alert.recipient, alert.text,
             status_callback=alert_callback_url(self.public_url, "sms-status", alert.delivery_id),
             validity_period=remaining)
-
-    def _pace(self, alert: Alert, remaining: int) -> None:
-        assert self.pacer is not None  # noqa: S101
-        limit = float(remaining - MIN_VALIDITY) if alert.urgent else ORDINARY_HEADROOM
-        try:
-            got = self.pacer.admit(alert.recipient, segments(alert.text), limit)
-        except Exception as exc:  # the pacer's Redis is away: send rather than hold
-            log.warning("sms pacing unavailable (%s); sending unpaced", type(exc).__name__)
-            return
-        if got.ok:
-            return
-        if alert.urgent:  # would wait past its validity: fail now, the next channel opens
-            raise TwilioPermanentError(f"send_sms: senders' queue {got.wait + limit:.0f} s "
-                                       f"long, past this alert's validity")
-        raise SendHeld("senders' queue full", min(MAX_HOLD, max(0.5, got.wait),
-                                                  float(remaining - MIN_VALIDITY)))
 
     def _records(self, alert: Alert) -> list[SentRecord]:
         # The text names the tip's reference and its dispatch's code: it tells this
@@ -219,9 +231,15 @@ class TwilioSmsSender(_TwilioSender):
 
 
 class TwilioVoiceSender(_TwilioSender):
-    """Places an alert call; Twilio fetches its TwiML (category, school, reference, press 1)."""
+    """Places an alert call; Twilio fetches its TwiML (category, school, reference, press 1).
+    Paced to the account's calls per second (one clock for every call: ``recipient`` is
+    the same for all); a call has no ValidityPeriod, so an ordinary one is held in tipline
+    and a life-safety one goes ahead of it."""
+
+    kind = "start_call"
 
     def _send(self, alert: Alert) -> str:
+        self._pace(alert, self._remaining(alert), "calls", 1)
         return self.gateway.start_call(
             alert.recipient,
             url=alert_callback_url(self.public_url, "call", alert.delivery_id),
@@ -299,12 +317,13 @@ def build_senders(settings: Settings, gateway: TwilioGateway | None = None
     if settings.alert_sender == "twilio":
         if gateway is None:
             gateway = build_gateway(settings)
-        pacer = build_pacer(Rate(settings.twilio_sender_mps, settings.twilio_senders),
+        validity = Validity(settings.alert_sms_validity_seconds,
+                            settings.urgent_sms_validity_seconds)
+        texts = build_pacer(Rate(settings.twilio_sender_mps, settings.twilio_senders),
                             settings.broker_url)
-        out["sms"] = TwilioSmsSender(
-            gateway, settings.public_url, pacer,
-            Validity(settings.alert_sms_validity_seconds, settings.urgent_sms_validity_seconds))
-        out["voice"] = TwilioVoiceSender(gateway, settings.public_url)
+        calls = build_pacer(Rate(settings.twilio_cps, 1), settings.broker_url, "calls")
+        out["sms"] = TwilioSmsSender(gateway, settings.public_url, texts, validity)
+        out["voice"] = TwilioVoiceSender(gateway, settings.public_url, calls, validity)
     if settings.email_sender == "smtp":
         out["email"] = SmtpEmailSender.from_settings(settings)
     return out
