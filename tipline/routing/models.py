@@ -133,6 +133,8 @@ class AlertDelivery(Base):
     # Revision 0009: as ``RoutingJob.publish_failed``.
     publish_failed: Mapped[bool] = mapped_column(Boolean, default=False,
                                                  server_default=false())
+    # Revision 0016: when the provider said it reached the phone (first such callback).
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     dispatch: Mapped[Dispatch] = relationship(back_populates="deliveries")
 

@@ -694,6 +694,15 @@ def record_provider_status(
             .values(status=DeliveryStatus.DELIVERED.value)
             .execution_options(synchronize_session=False)
         )
+        # The first callback that says it reached the phone is when it did; a later
+        # "completed" after "in-progress" keeps the answer's time.
+        session.execute(
+            update(AlertDelivery)
+            .where(AlertDelivery.id == delivery_id, AlertDelivery.delivered_at.is_(None),
+                   AlertDelivery.status == DeliveryStatus.DELIVERED.value)
+            .values(delivered_at=now)
+            .execution_options(synchronize_session=False)
+        )
         session.commit()
     elif status in _FAILED:
         fail_delivery(session, delivery_id, now, f"provider: {status}", queue,
