@@ -22,7 +22,7 @@ def _contact(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def test_the_demo_directory_loads(db_session: Session) -> None:
-    assert load_directory(db_session, _demo())["contacts"] == 19
+    assert load_directory(db_session, _demo())["contacts"] == 28
 
 
 def test_a_contact_under_an_agency_that_does_not_serve_its_district_is_refused(
@@ -51,4 +51,4 @@ def test_an_agency_tied_to_the_district_by_the_same_file_is_accepted(
     next(a for a in data["agencies"] if a["code"] == "slpd")["districts"] = ["slps",
                                                                              "stlco-demo"]
     _contact(data, "cty-oncall")["agency"] = "slpd"
-    assert load_directory(db_session, data)["contacts"] == 19
+    assert load_directory(db_session, data)["contacts"] == 28

@@ -25,7 +25,8 @@ from tipline.routing.services import DirectoryPlanner, route_job
 from tipline.tips.models import Category, Severity
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "policy.demo.yaml"
-NON_VIOLENT = ("bullying", "self_harm", "substance", "abuse", "family_crisis")
+NON_VIOLENT = ("bullying", "self_harm", "substance", "abuse", "family_crisis", "basic_needs",
+               "dating_violence")
 # America/Chicago is UTC-6 in late November.
 TUESDAY_10AM = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 TUESDAY_8PM = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
@@ -60,12 +61,22 @@ def _slps_expected(category: str, severity: int, after_hours: bool, school: str)
     if severity == 4 and category in ("weapon", "threat", "other"):
         return [{"safety_team", "counselor", "district_oncall", "police_liaison"},
                 {"district_oncall"}]
+    if category == "self_harm" and severity >= 3 and after_hours:
+        # the rota's on-call social worker, the counselor, the desk; then the BJC crisis line
+        return [{"social_worker", "counselor", "district_oncall"},
+                {"outside_partner", "district_oncall"}]
     if severity == 4:
         return [support | {"district_oncall", "safety_team"}, {"district_oncall"}]
     if category in ("weapon", "threat"):
         return [{"safety_team", "counselor", "police_liaison"}, {"district_oncall"}]
+    if category == "basic_needs":
+        return [{"social_worker", "transition_team"}, {"district_oncall"}] if after_hours \
+            else [{"transition_team", "counselor"}, {"family_specialist", "district_oncall"}]
+    if category == "dating_violence":
+        return [{"social_worker", "family_specialist"}, {"outside_partner", "district_oncall"}] \
+            if after_hours else [support | {"family_specialist"}, {"district_oncall"}]
     if after_hours:
-        return [{"district_oncall"}, {"district_oncall"}]
+        return [{"social_worker"}, {"district_oncall"}]  # the rota's on-call social worker
     return [support, {"district_oncall"}]
 
 
@@ -134,11 +145,12 @@ def test_after_hours_uses_district_timezone(db_session, demo_policy):
 
 
 def test_saturday_2am_goes_to_on_call(db_session, demo_policy):
+    # whoever the rota slps-nights has on call: that week a swap gave it to Carmen Flores
     plan = plan_for(db_session, demo_policy, school_code="slps-roosevelt", district_code=None,
-                    category="self_harm", severity=3, at=SATURDAY_2AM)
+                    category="bullying", severity=3, at=SATURDAY_2AM)
     first = {db_session.get(Contact, e.contact_id).key for e in plan.steps[0].entries}
     assert plan.rule == "slps-support-high-after-hours"
-    assert first == {"slps-oncall"}
+    assert first == {"slps-night-flores"}
     assert plan.explanation["local_time"] == "Sat 2026-11-28 02:00"
     assert plan.explanation["time"] == "after_hours"
 
@@ -186,7 +198,10 @@ def test_explanation_names_rule_and_why_each_contact(db_session, demo_policy):
     assert ex["rule"] == "slps-support-day" and isinstance(ex["rule_line"], int)
     assert "category self_harm is listed" in ex["matched_because"]
     assert ex["considered"][0] == {
-        "rule": "slps-life-safety-violence", "line": ex["considered"][0]["line"],
+        "rule": "slps-self-harm-after-hours", "line": ex["considered"][0]["line"],
+        "matched": False, "why": "severity 2 not in 3, 4"}
+    assert ex["considered"][1] == {
+        "rule": "slps-life-safety-violence", "line": ex["considered"][1]["line"],
         "matched": False, "why": "category self_harm not in other, threat, weapon"}
     assert ex["considered"][-1]["rule"] == "slps-support-day"
     assert ex["considered"][-1]["matched"] is True

@@ -429,7 +429,8 @@ def test_guard_holds_without_police_only_for_in_the_file(db_session, demo_direct
     (err,) = errors_of(in_default, db_session)
     assert err.startswith(f"p.yaml:{line_of(in_default, 'slps-oncall}, {contact: slpd')}: "
                           "rule 'fallback-rule' alerts police (slpd-liaison) for abuse, "
-                          "bullying, family_crisis, self_harm, substance, but district slps")
+                          "basic_needs, bullying, dating_violence, family_crisis, self_harm, "
+                          "substance, but district slps")
     assert errors_of(POLICE_IN_FALLBACK, db_session) == [
         f"p.yaml:{line_of(POLICE_IN_FALLBACK, 'fallback:')}: fallback contact 'slpd-liaison' is "
         f"police, but district slps: {GUARD_TEXT}"]

@@ -50,7 +50,7 @@ def test_check_load_show_explain(cli_env):
     env, url = cli_env
     res = run(env, "policy", "check", str(POLICY_FILE))
     assert res.exit_code == 0, res.output
-    assert res.output.strip() == "policy.demo.yaml: ok (2 districts, 14 rules)"
+    assert res.output.strip() == "policy.demo.yaml: ok (2 districts, 20 rules)"
     assert count(url, RoutingPolicy) == 0  # check changes nothing
 
     res = run(env, "route", "explain", "--school", "slps-roosevelt", "--category", "weapon",
@@ -64,7 +64,7 @@ def test_check_load_show_explain(cli_env):
     res = run(env, "policy", "show")
     assert res.exit_code == 0, res.output
     assert "policy version 1: policy.demo.yaml" in res.output and "by it@district" in res.output
-    assert "  slps-life-safety-violence priority 100 [line 32]: other, threat, weapon; " \
+    assert "  slps-life-safety-violence priority 100 [line 40]: other, threat, weapon; " \
            "severity 4" in res.output
     assert "repeat every 2m" in res.output
     res = run(env, "policy", "show", "--source")
@@ -79,12 +79,14 @@ def test_explain_prints_rule_and_each_contact_and_creates_nothing(cli_env):
     assert res.exit_code == 0, res.output
     out = res.output
     assert "Time:    Sat 2026-11-28 02:00 America/Chicago (after hours)" in out
-    assert "Rule:    slps-support-after-hours (line 124)" in out
-    assert "  no    slps-life-safety-violence (line 32): category bullying not in other, " \
+    assert "Rule:    slps-support-after-hours (line 216)" in out
+    assert "  no    slps-life-safety-violence (line 40): category bullying not in other, " \
            "threat, weapon" in out
-    assert "  MATCH slps-support-after-hours (line 124): matched" in out
-    assert "  step 1  slps-oncall (district_oncall) via sms, email: rule " \
-           "slps-support-after-hours step 1: contact slps-oncall" in out
+    assert "  MATCH slps-support-after-hours (line 216): matched" in out
+    # the rota slps-nights: a swap gave that week to Carmen Flores
+    assert "  step 1  slps-night-flores (social_worker) via sms: rule " \
+           "slps-support-after-hours step 1: on call in rota slps-nights (swap 2026-11-23 to " \
+           "2026-11-29)" in out
     assert "  step 2  slps-support-lead (district_oncall)" in out
     assert "  slpd-liaison (police_liaison): rule slps-support-after-hours does not alert " \
            "police" in out
@@ -123,7 +125,7 @@ def test_check_and_load_report_errors_with_lines(cli_env, tmp_path):
         "{contact: slpd-liaison}", "{contact: slpd-liason}", 1), encoding="utf-8")
     res = CliRunner().invoke(main, ["policy", "check", str(bad)], env=env)
     assert res.exit_code == 1
-    assert "bad.yaml:42: unknown contact 'slpd-liason'" in res.output
+    assert "bad.yaml:50: unknown contact 'slpd-liason'" in res.output
     res = CliRunner().invoke(main, ["policy", "check", "--no-directory", str(bad)], env=env)
     assert res.exit_code == 0  # the file alone is well formed
     res = CliRunner().invoke(main, ["policy", "load", str(bad)], env=env)

@@ -12,7 +12,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tipline.directory.models import Contact, District, PoliceAgency, School
+from tipline.directory.models import Contact, District, OnCallRota, PoliceAgency, School
 from tipline.directory.police import DEFAULT as DEFAULT_INVOLVEMENT
 from tipline.directory.validation import (
     E164,
@@ -20,6 +20,7 @@ from tipline.directory.validation import (
     DirectoryError,
     check_contact,
     check_police_involvement,
+    languages_text,
 )
 
 __all__ = ["E164", "ROLES", "DirectoryError", "load_directory", "load_directory_file"]
@@ -36,7 +37,7 @@ def load_directory_file(session: Session, path: Path) -> dict[str, int]:
 def load_directory(
     session: Session, data: dict[str, Any], source: str = "directory"
 ) -> dict[str, int]:
-    counts = {"agencies": 0, "districts": 0, "schools": 0, "contacts": 0}
+    counts = {"agencies": 0, "districts": 0, "schools": 0, "contacts": 0, "rotas": 0}
     agencies: dict[str, PoliceAgency] = {
         a.code: a for a in session.execute(select(PoliceAgency)).scalars()
     }
@@ -92,6 +93,9 @@ def load_directory(
         c.on_call = item.get("on_call")
         c.priority = int(item.get("priority", 100))
         c.active = bool(item.get("active", True))
+        c.kind = item.get("kind", "staff")
+        c.agreement = dict(item["agreement"]) if item.get("agreement") else None
+        c.languages = languages_text(item.get("languages", ""))
         if item.get("district"):
             if item["district"] not in districts:
                 raise DirectoryError(f"{where}: unknown district {item['district']!r}")
@@ -108,7 +112,44 @@ def load_directory(
         session.add(c)
         counts["contacts"] += 1
     session.flush()
+    counts["rotas"] = _load_rotas(session, data.get("rotas") or [], districts, source)
     return counts
+
+
+def _load_rotas(session: Session, items: list[Any], districts: dict[str, District],
+                source: str) -> int:
+    """On-call rotas (``tipline.directory.rotas``); a district admin edits them afterwards in
+    the dashboard, and a re-load of the file puts the file's version back."""
+    from tipline.directory.rotas import RotaError, spec, stored_entries
+
+    existing = {r.key: r for r in session.execute(select(OnCallRota)).scalars()}
+    members = {c.key: c for c in session.execute(select(Contact)).scalars()}
+    for n, item in enumerate(items, start=1):
+        where = f"{source}: rotas[{n}] ({item.get('key', '?')})"
+        d = districts.get(item.get("district", ""))
+        if d is None:
+            raise DirectoryError(f"{where}: unknown district {item.get('district')!r}")
+        try:
+            r = spec(str(item.get("key", "")), item.get("turn", "weekly"),
+                     item.get("handover", "17:00"), item.get("starts_on"),
+                     item.get("members"), item.get("swaps"), item.get("holidays"))
+        except RotaError as exc:
+            raise DirectoryError(f"{where}: {exc}") from None
+        named = {*r.members, *(w for _s, _e, w in r.swaps),
+                 *(w for _d, w in r.holidays if w)}
+        for key in sorted(named):
+            c = members.get(key)
+            if c is None or c.district_id != d.id:
+                raise DirectoryError(f"{where}: {key!r} is not a contact of district {d.code}")
+        row = existing.get(r.key) or OnCallRota(key=r.key)
+        row.district_id = d.id
+        row.name = str(item.get("name") or r.key)
+        row.turn, row.handover, row.starts_on = r.turn, f"{r.handover:%H:%M}", r.starts_on
+        row.members = list(r.members)
+        row.swaps, row.holidays = stored_entries(r)
+        session.add(row)
+    session.flush()
+    return len(items)
 
 
 def _check_agency_serves(c: Contact, where: str, by_id: dict[int, District]) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Date, ForeignKey, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tipline.db import Base
+from tipline.db import Base, UTCDateTime, utcnow
 
 contact_schools = Table(
     "contact_schools",
@@ -87,7 +88,38 @@ class Contact(Base):
     on_call: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     priority: Mapped[int] = mapped_column(Integer, default=100)
+    # Revision 0014. "staff" (the district's own people) or "partner" (an outside
+    # organisation: a crisis line, an interpreter service). A partner receives only what
+    # ``agreement`` allows (``tipline.directory.partners``); staff are unaffected by it.
+    kind: Mapped[str] = mapped_column(String(20), default="staff")
+    agreement: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Languages the contact can answer a reporter in, comma separated ("bs,en").
+    languages: Mapped[str] = mapped_column(String(60), default="")
 
     district: Mapped[District | None] = relationship(back_populates="contacts")
     agency: Mapped[PoliceAgency | None] = relationship()
     schools: Mapped[list[School]] = relationship(secondary=contact_schools)
+
+
+class OnCallRota(Base):
+    """Who of a district answers at a given hour: people taking weekly or nightly turns, with
+    swaps and holidays, in the district's time zone (``tipline.directory.rotas``). A policy
+    target ``{rota: KEY}`` alerts whoever is on call when the tip arrives. Revision 0014."""
+
+    __tablename__ = "oncall_rotas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)
+    district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    turn: Mapped[str] = mapped_column(String(10), default="weekly")  # weekly | nightly
+    handover: Mapped[str] = mapped_column(String(5), default="17:00")  # local "HH:MM"
+    starts_on: Mapped[date] = mapped_column(Date)  # the first turn's first day
+    members: Mapped[list[str]] = mapped_column(JSON, default=list)  # contact keys in turn
+    # [{"from": "2026-12-07", "to": "2026-12-13", "contact": KEY}]: that turn's days go to
+    # KEY (a swap); [{"date": "2026-12-24", "contact": KEY | null}]: a holiday and its cover.
+    swaps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    holidays: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    district: Mapped[District] = relationship()

@@ -18,7 +18,10 @@ KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 ROLES = {
     "counselor", "social_worker", "safety_team", "principal", "district_oncall",
     "police_liaison", "family_specialist", "district_admin_desk",
+    # Revision 0014: the students-in-transition team, and outside partners (kind: partner)
+    "transition_team", "outside_partner", "interpreter",
 }
+LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 MAX_NAME = 200
 
 
@@ -61,6 +64,26 @@ def check_contact(item: Mapping[str, Any], where: str) -> None:
     for fld in ("sms", "voice"):
         check_phone(item.get(fld), fld, where)
     check_email(item.get("email"), where)
+    from tipline.directory.partners import AgreementError, check_agreement
+
+    try:
+        check_agreement(item.get("kind", "staff"), item.get("agreement"), where)
+    except AgreementError as exc:
+        raise DirectoryError(str(exc)) from None
+    check_languages(item.get("languages", ""), where)
+
+
+def check_languages(value: Any, where: str) -> None:
+    """Languages a contact answers in: "bs, en" or a list of two- or three-letter codes."""
+    items = value if isinstance(value, list) else str(value or "").split(",")
+    for code in (str(x).strip() for x in items):
+        if code and not LANGUAGE.match(code):
+            raise DirectoryError(f"{where}: languages are codes like en, es, bs (not {code!r})")
+
+
+def languages_text(value: Any) -> str:
+    items = value if isinstance(value, list) else str(value or "").split(",")
+    return ",".join(c for c in (str(x).strip() for x in items) if c)
 
 
 def check_police_involvement(value: Any, where: str) -> None:

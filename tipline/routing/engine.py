@@ -18,10 +18,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tipline.directory.models import Contact, District, School
+from tipline.directory.models import Contact, District, OnCallRota, School
+from tipline.directory.partners import agreement_of
 from tipline.directory.police import describe_guard, is_police, police_guard
+from tipline.directory.rotas import RotaError, RotaSpec, on_call, spec_of
 from tipline.routing import statements as sql
 from tipline.routing.policy import (
+    REPORTER,
     DistrictPolicy,
     Policy,
     Rule,
@@ -38,7 +41,9 @@ from tipline.routing.services import (
     PlanStep,
     contact_channels,
 )
-from tipline.tips.models import Tip
+from tipline.tips.models import Category, Tip
+
+CATEGORY_VALUES = tuple(c.value for c in Category)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,7 @@ def plan_for(
     category: str,
     severity: int,
     at: datetime,
+    language: str | None = None,
 ) -> Plan:
     """The plan for a tip described by codes (the CLI and the dashboard's dry run)."""
     school = district = None
@@ -88,7 +94,8 @@ def plan_for(
         if district is not None and d.id != district.id:
             raise UnknownPlace(f"school {school_code!r} is not in district {district_code!r}")
         district = d
-    return plan_for_place(session, policy, school, district, category, severity, at)
+    return plan_for_place(session, policy, school, district, category, severity, at,
+                          language=language)
 
 
 def plan_for_place(
@@ -99,7 +106,10 @@ def plan_for_place(
     category: str,
     severity: int,
     at: datetime,
+    *,
+    language: str | None = None,
 ) -> Plan:
+    """``language``: the reporter's (``tips.language``, stored unsealed at intake for this)."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     if school is not None and district is None:
@@ -112,6 +122,7 @@ def plan_for_place(
         "school": school.code if school else None,
         "category": category,
         "severity": severity,
+        "language": language or "en",
         "at": at.astimezone(UTC).isoformat(timespec="seconds"),
     }
     dp = policy.districts.get(district.code) if district else None
@@ -123,12 +134,14 @@ def plan_for_place(
     slot = "school_hours" if any(w.contains(local) for w in dp.school_hours) else "after_hours"
     head |= {"timezone": str(tz), "local_time": local.strftime("%a %Y-%m-%d %H:%M"),
              "time": slot}
-    rule, considered = _match(dp, school.code, category, severity, slot)
+    lang = language or "en"
+    rule, considered = _match(dp, school.code, category, severity, slot, lang)
     contacts = _Contacts.load(session, dp, school)
     draft = _Draft()
     police_block = police_blocked(category, _guards([dp], [district]))
+    ctx = _StepContext(local, police_block, category, lang, dp)
     for n, step in enumerate(rule.steps, start=1):
-        _add_step(contacts, draft, rule, n, step, local, police_block, category)
+        _add_step(contacts, draft, rule, n, step, ctx)
     fallback_used = False
     if not draft.steps:
         fallback_used = True
@@ -141,7 +154,8 @@ def plan_for_place(
         "rule": rule.name,
         "rule_line": rule.line,
         "rule_description": rule.description,
-        "matched_because": _why_matched(rule, school.code, category, severity, slot),
+        "matched_because": _why_matched(rule, school.code, category, severity, slot, lang),
+        "commitments": dp.commitments.describe() if dp.commitments else [],
         "considered": considered,
         "fallback_used": fallback_used,
         "steps": draft.step_info,
@@ -159,8 +173,11 @@ def _zone(name: str) -> ZoneInfo:
 
 
 # -- matching --------------------------------------------------------------------------------
-def _mismatch(rule: Rule, school: str, category: str, severity: int, slot: str) -> str | None:
+def _mismatch(rule: Rule, school: str, category: str, severity: int, slot: str,
+              language: str = "en") -> str | None:
     m = rule.match
+    if m.languages is not None and language not in m.languages:
+        return f"language {language} not in {', '.join(sorted(m.languages))}"
     if m.categories is not None and category not in m.categories:
         return f"category {category} not in {', '.join(sorted(m.categories))}"
     if m.severities is not None and severity not in m.severities:
@@ -173,11 +190,13 @@ def _mismatch(rule: Rule, school: str, category: str, severity: int, slot: str) 
 
 
 def _match(
-    dp: DistrictPolicy, school: str, category: str, severity: int, slot: str
+    dp: DistrictPolicy, school: str, category: str, severity: int, slot: str,
+    language: str = "en",
 ) -> tuple[Rule, list[dict[str, Any]]]:
     considered: list[dict[str, Any]] = []
     for rule in dp.rules:  # precedence order: priority high to low, the default rule last
-        why_not = None if rule.default else _mismatch(rule, school, category, severity, slot)
+        why_not = None if rule.default else _mismatch(rule, school, category, severity, slot,
+                                                      language)
         considered.append({"rule": rule.name, "line": rule.line, "matched": why_not is None,
                            "why": why_not or ("default rule" if rule.default else "matched")})
         if why_not is None:
@@ -185,7 +204,8 @@ def _match(
     raise AssertionError("a parsed policy always has a default rule")  # pragma: no cover
 
 
-def _why_matched(rule: Rule, school: str, category: str, severity: int, slot: str) -> str:
+def _why_matched(rule: Rule, school: str, category: str, severity: int, slot: str,
+                 language: str = "en") -> str:
     if rule.default:
         return "no other rule of the district matched, so its default rule applies"
     m = rule.match
@@ -195,6 +215,8 @@ def _why_matched(rule: Rule, school: str, category: str, severity: int, slot: st
     ]
     if m.schools is not None:
         parts.append(f"school {school} is listed")
+    if m.languages is not None:
+        parts.append(f"the reporter wrote in {language}, which is listed")
     parts.append(slot.replace("_", " ") + ("" if m.slot is None else " as required"))
     prio = f" (priority {rule.priority})" if rule.priority is not None else ""
     return f"rule {rule.name}{prio}: " + "; ".join(parts)
@@ -205,10 +227,15 @@ Guard = tuple[frozenset[str] | None, str]  # categories police may get (None: an
 
 
 def _guards(dps: list[DistrictPolicy], districts: list[District]) -> list[Guard]:
-    """The directory records' guards (``police_involvement``) and the files' own."""
+    """The directory records' guards (``police_involvement``), the files' own, and the
+    districts' commitments (``no_police_for``)."""
     out: list[Guard] = [(police_guard(d.police_involvement),
                          f"district {d.code}: {describe_guard(d.police_involvement)}")
                         for d in districts]
+    out += [(frozenset(CATEGORY_VALUES) - dp.commitments.no_police_for,
+             f"district {dp.code}: commitments, no police for "
+             f"{', '.join(sorted(dp.commitments.no_police_for))}")
+            for dp in dps if dp.commitments is not None and dp.commitments.no_police_for]
     return out + [(dp.police_only_for, f"district {dp.code}: police_only_for") for dp in dps]
 
 
@@ -266,28 +293,92 @@ class _Contacts:
     ordered: tuple[ContactFacts, ...]  # by priority, then id
     by_key: dict[str, ContactFacts]
     at_school: frozenset[int]  # ids of the contacts linked to the tip's school
+    # The district's on-call rotas the rules name (one more statement, only then).
+    rotas: dict[str, RotaSpec | str] = field(default_factory=dict)  # str: why unreadable
 
     @classmethod
     def load(cls, session: Session, dp: DistrictPolicy, school: School) -> _Contacts:
         named = {t.contact for r in dp.rules for s in r.steps for t in s.targets if t.contact}
         named |= set(dp.fallback)
+        rota_keys = sorted({t.rota for r in dp.rules for t in r.targets() if t.rota})
+        rotas: dict[str, RotaSpec | str] = {}
+        if rota_keys:
+            for row in session.execute(select(OnCallRota).where(
+                    OnCallRota.key.in_(rota_keys),
+                    OnCallRota.district_id == school.district_id)).scalars():
+                try:
+                    rotas[row.key] = spec_of(row)
+                except RotaError as exc:
+                    rotas[row.key] = str(exc)
+            for r in rotas.values():
+                if not isinstance(r, str):
+                    named |= {*r.members, *(w for _s, _e, w in r.swaps),
+                              *(w for _d, w in r.holidays if w)}
         rows = session.connection().execute(sql.PLAN_CONTACTS, {
             "b_school": school.id, "b_district": school.district_id, "b_named": sorted(named),
         }).all()
         ordered = tuple(cast(ContactFacts, r) for r in rows)
         return cls(ordered, {c.key: c for c in ordered},
-                   frozenset(r.id for r in rows if r.here))
+                   frozenset(r.id for r in rows if r.here), rotas)
 
-    def resolve(self, target: Target) -> list[ContactFacts]:
-        """The contacts a rule target names: one by key, or the school's of a role."""
+    def resolve(self, target: Target, ctx: _StepContext) -> tuple[list[ContactFacts], str]:
+        """The contacts a rule target names (one by key, the school's of a role, or whoever
+        a rota has on call), and a note when there is nobody."""
+        if target.rota is not None:
+            return self._on_rota(target.rota, ctx)
         if target.contact is not None:
             c = self.by_key.get(target.contact)
-            return [c] if c is not None else []
-        return [c for c in self.ordered if c.id in self.at_school and c.role == target.role]
+            found = [c] if c is not None else []
+        else:
+            found = [c for c in self.ordered if c.id in self.at_school and c.role == target.role]
+        if target.speaks is not None:
+            lang = ctx.language if target.speaks == REPORTER else target.speaks
+            found = [c for c in found if lang in _languages(c)]
+            if not found:
+                return [], f"nobody who speaks {lang} ({target.describe()})"
+        return found, ""
+
+    def _on_rota(self, key: str, ctx: _StepContext) -> tuple[list[ContactFacts], str]:
+        r = self.rotas.get(key)
+        if r is None or isinstance(r, str):
+            return [], f"rota {key} " + ("is not in the directory" if r is None
+                                         else f"is unreadable ({r})")
+        who, why = on_call(r, ctx.local)
+        c = self.by_key.get(who) if who else None
+        if c is None or not c.active or not contact_channels(c):
+            state = why if who is None else f"{who} ({why}) cannot be alerted"
+            return [], f"rota {key} has nobody on call at {ctx.local:%a %Y-%m-%d %H:%M}: {state}"
+        return [c], f"on call in rota {key} ({why})"
 
 
 def _entry(c: ContactFacts, **kw: Any) -> dict[str, Any]:
     return {"contact": c.key, "contact_id": c.id, "name": c.name, "role": c.role} | kw
+
+
+@dataclass(frozen=True)
+class _StepContext:
+    """What every step of one plan shares: the tip's local time, language and guards."""
+
+    local: datetime
+    police_block: str | None
+    category: str
+    language: str
+    dp: DistrictPolicy
+
+
+def _languages(c: ContactFacts) -> set[str]:
+    return {x.strip() for x in str(getattr(c, "languages", "") or "").split(",") if x.strip()}
+
+
+def _agreement_entry(c: ContactFacts) -> dict[str, Any]:
+    a = agreement_of(getattr(c, "kind", None), getattr(c, "agreement", None))
+    return {} if a is None else {"partner": True, "agreement": a.describe()}
+
+
+def _content_allowed(c: ContactFacts) -> bool:
+    """A partner gets tip content only if its agreement says so; staff as the step says."""
+    a = agreement_of(getattr(c, "kind", None), getattr(c, "agreement", None))
+    return a is None or a.content
 
 
 def _add_step(
@@ -296,39 +387,55 @@ def _add_step(
     rule: Rule,
     number: int,
     step: Step,
-    local: datetime,
-    police_block: str | None,
-    category: str,
+    ctx: _StepContext,
 ) -> None:
     entries: list[PlanEntry] = []
+    found_any = False
     for target in step.targets:
-        found = contacts.resolve(target)
-        if not found and target.contact is not None:
+        if target.otherwise and found_any:
+            continue
+        found, empty_note = contacts.resolve(target, ctx)
+        if not found and target.contact is not None and not empty_note:
             draft.step_info.append({"note": f"contact {target.contact} is not in the directory"})
+        elif empty_note and not found:
+            draft.step_info.append({"note": f"rule {rule.name} step {number}: {empty_note}"})
+        gap = target.rota is not None and not found
+        if gap:
+            # A rota's gap at alert time: the district's fallback contacts, never nobody.
+            found = [c for k in ctx.dp.fallback if (c := contacts.by_key.get(k)) is not None]
         for c in found:
             if c.id in draft.alerted:
+                found_any = True
                 continue
             if not c.active:
                 draft.notes[c.id] = _entry(c, alerted=False, why=f"inactive (named by rule "
                                            f"{rule.name} step {number})")
                 continue
-            if police_block and is_police(c):
-                draft.notes[c.id] = _police_note(c, category, police_block)
+            if ctx.police_block and is_police(c):
+                draft.notes[c.id] = _police_note(c, ctx.category, ctx.police_block)
                 continue
-            if target.on_call_only and not _on_call(c, local):
+            if target.on_call_only and not _on_call(c, ctx.local):
                 draft.notes[c.id] = _entry(c, alerted=False, why=f"not on call at "
-                                           f"{local:%a %H:%M} (rule {rule.name} step {number})")
+                                           f"{ctx.local:%a %H:%M} (rule {rule.name} step "
+                                           f"{number})")
                 continue
             channels, note = _channels(c, step.channels)
             if not channels:
                 draft.notes[c.id] = _entry(c, alerted=False, why=note)
                 continue
             reason = f"rule {rule.name} step {number}: {target.describe()}"
-            entries.append(PlanEntry(c.id, channels, reason, step.include_content))
+            if gap:
+                reason += f"; {empty_note}, so the district's fallback contact"
+            elif target.rota is not None:
+                reason = f"rule {rule.name} step {number}: {empty_note}"
+            partner = _agreement_entry(c)
+            content = step.include_content and _content_allowed(c)
+            entries.append(PlanEntry(c.id, channels, reason, content))
+            found_any = True
             draft.alerted[c.id] = len(draft.steps) + 1
             draft.notes[c.id] = _entry(
                 c, alerted=True, step=len(draft.steps) + 1, channels=list(channels),
-                why=reason + (f" ({note})" if note else ""),
+                why=reason + (f" ({note})" if note else ""), **partner,
             )
     if not entries:
         draft.step_info.append({"rule_step": number, "skipped": True,
@@ -416,7 +523,7 @@ def _note_others(
             why = "district fallback contact; only alerted when a rule finds no one"
         else:
             why = f"rule {rule.name} does not alert {c.role.replace('_', ' ')}s"
-        draft.notes[c.id] = _entry(c, alerted=False, why=why)
+        draft.notes[c.id] = _entry(c, alerted=False, why=why, **_agreement_entry(c))
 
 
 def _contact_list(draft: _Draft) -> list[dict[str, Any]]:
@@ -480,7 +587,8 @@ class PolicyPlanner:
     def plan(self, session: Session, tip: Tip, now: datetime) -> Plan:
         try:
             plan = plan_for_place(session, self.policy, tip.school, tip.district,
-                                  tip.category, int(tip.severity), now)
+                                  tip.category, int(tip.severity), now,
+                                  language=tip.language)
         except Exception:
             log.exception("policy engine failed for tip %s; using the directory default",
                           tip.reference)

@@ -15,7 +15,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tipline.directory.loader import ROLES
-from tipline.directory.models import Contact, District, School, contact_schools
+from tipline.directory.models import Contact, District, OnCallRota, School, contact_schools
 from tipline.directory.police import POLICE_ROLE, describe_guard, is_police, police_guard
+from tipline.routing.commitments import (
+    Commitments,
+    check_commitments,
+    parse_commitments,
+)
 from tipline.routing.models import RoutingPolicy
 from tipline.routing.statements import ACTIVE_POLICY_HEAD
 from tipline.tips.models import Category
@@ -36,6 +41,8 @@ SLOTS: tuple[str, ...] = ("school_hours", "after_hours")
 CHANNELS: tuple[str, ...] = ("sms", "voice", "email")
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 OTHER_SCHOOLS = "*"  # stands for every school a rule does not name, in overlap checks
+OTHER_LANGUAGES = "*"  # every language a rule does not name, likewise
+REPORTER = "reporter"  # ``speaks: reporter``: the language the reporter used
 MAX_RULE_NAME = 60
 MAX_POLICY_CHARS = 200_000  # the demo policy is about 10,000
 
@@ -74,10 +81,23 @@ class Target:
     contact: str | None = None
     role: str | None = None
     on_call_only: bool = False
+    rota: str | None = None  # whoever the district's on-call rota names at that moment
+    speaks: str | None = None  # a language code, or "reporter": the tip's language
+    otherwise: bool = False  # only if the step's earlier targets found no one
 
     def describe(self) -> str:
         role = (self.role or "").replace("_", " ")
-        what = f"contact {self.contact}" if self.contact else f"every {role} of the school"
+        if self.rota:
+            what = f"on call in rota {self.rota}"
+        elif self.contact:
+            what = f"contact {self.contact}"
+        else:
+            what = f"every {role} of the school"
+        if self.speaks:
+            what += " who speaks " + ("the reporter's language" if self.speaks == REPORTER
+                                      else self.speaks)
+        if self.otherwise:
+            what += " (as no one above in this step could be)"
         return what + (" (when on call)" if self.on_call_only else "")
 
 
@@ -97,6 +117,7 @@ class Match:
     severities: frozenset[int] | None = None
     schools: frozenset[str] | None = None
     slot: str | None = None  # school_hours | after_hours | None (any time)
+    languages: frozenset[str] | None = None  # the reporter's language (None: any)
 
 
 @dataclass(frozen=True)
@@ -110,15 +131,21 @@ class Rule:
     default: bool = False
     description: str = ""
 
-    def cells(self, schools: Iterable[str]) -> set[tuple[str, str, int, str]]:
-        """Every (school, category, severity, slot) this rule matches, over ``schools``."""
+    def cells(self, schools: Iterable[str], languages: Iterable[str] = (OTHER_LANGUAGES,)
+              ) -> set[tuple[str, str, int, str, str]]:
+        """Every (school, category, severity, slot, language) this rule matches."""
         m = self.match
         return set(itertools.product(
             [s for s in schools if m.schools is None or s in m.schools],
             [c for c in CATEGORIES if m.categories is None or c in m.categories],
             [v for v in SEVERITIES if m.severities is None or v in m.severities],
             [t for t in SLOTS if m.slot is None or t == m.slot],
+            [g for g in languages if m.languages is None or g in m.languages],
         ))
+
+    def targets(self) -> Iterator[Target]:
+        for s in self.steps:
+            yield from s.targets
 
 
 @dataclass(frozen=True)
@@ -136,6 +163,12 @@ class DistrictPolicy:
     # Who hears of a reporter's later message (routing.notices): "working" (the assignee and
     # whoever acknowledged) or "off".
     reporter_message_alerts: str = "working"
+    # Surge grouping (tipline.surge): whether later tips of a threat being worked are folded
+    # into its alert chain, and how often the people working it hear "N more tips".
+    surge_grouping: bool = True
+    surge_notice_every: timedelta = timedelta(minutes=15)
+    # The district's statement of what its plans always do (routing.commitments), or None.
+    commitments: Commitments | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +284,7 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, source: str) -> Any:
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
+_LANG = re.compile(r"^[a-z]{2,3}$")
 
 
 class _Errors:
@@ -399,12 +433,20 @@ def _duration(e: _Errors, m: _Map, key: str, default: timedelta) -> timedelta:
         return default
 
 
+SURGE_KEYS = ("surge_grouping", "surge_notice_every")
+
+
 def _parse_district(
     e: _Errors, code: str, body: _Map, line: int, names: dict[str, int]
 ) -> DistrictPolicy | None:
     _known(e, body, {"school_hours", "fallback", "rules", "police_only_for", "description",
-                     "police_ack_stops_school_alerts", "reporter_message_alerts"},
+                     *SURGE_KEYS, "police_ack_stops_school_alerts", "reporter_message_alerts",
+                     "commitments"},
            f"district {code}")
+    commitments = None
+    if "commitments" in body:
+        commitments = parse_commitments(e, body["commitments"],
+                                        _line(body, "commitments", line), code)
     reporter_alerts = body.get("reporter_message_alerts", "working")
     if reporter_alerts is False:  # YAML reads a bare off as false
         reporter_alerts = "off"
@@ -413,6 +455,11 @@ def _parse_district(
               "reporter_message_alerts must be 'working' (tell the assignee and whoever "
               "acknowledged when the reporter writes again) or 'off'")
         reporter_alerts = "working"
+    surge_on = body.get("surge_grouping", True)
+    if not isinstance(surge_on, bool):
+        e.add(_line(body, "surge_grouping", line), "surge_grouping must be true or false")
+        surge_on = True
+    surge_every = _duration(e, body, "surge_notice_every", timedelta(minutes=15))
     police_ack_stops = body.get("police_ack_stops_school_alerts", False)
     if not isinstance(police_ack_stops, bool):
         e.add(_line(body, "police_ack_stops_school_alerts", line),
@@ -470,7 +517,9 @@ def _parse_district(
                           tuple(ordered), police_only,
                           police_ack_stops_school_alerts=police_ack_stops,
                           reporter_message_alerts=reporter_alerts,
-                          police_only_for_line=_line(body, "police_only_for", line))
+                          surge_grouping=surge_on, surge_notice_every=surge_every,
+                          police_only_for_line=_line(body, "police_only_for", line),
+                          commitments=commitments)
 
 
 def _categories(e: _Errors, value: Any, line: int) -> frozenset[str] | None:
@@ -561,8 +610,16 @@ def _parse_rule(
 
 
 def _parse_match(e: _Errors, name: str, m: _Map) -> Match:
-    _known(e, m, {"categories", "category", "severity", "schools", "school", "time"},
+    _known(e, m, {"categories", "category", "severity", "schools", "school", "time",
+                  "languages", "language"},
            f"rule {name}'s match")
+    langs = None
+    for key in ("languages", "language"):
+        if key in m:
+            raw_l = m[key] if isinstance(m[key], list) else [m[key]]
+            if not raw_l or not all(isinstance(x, str) and _LANG.match(x) for x in raw_l):
+                e.add(m.key_lines[key], f"rule {name}: languages are codes like en, es, bs")
+            langs = frozenset(str(x) for x in raw_l)
     cats = None
     for key in ("categories", "category"):
         if key in m:
@@ -580,7 +637,7 @@ def _parse_match(e: _Errors, name: str, m: _Map) -> Match:
         e.add(m.key_lines["time"], f"rule {name}: bad time {slot!r} (use school_hours, "
                                     "after_hours or any)")
         slot = None
-    return Match(cats, sev, schools, None if slot in (None, "any") else str(slot))
+    return Match(cats, sev, schools, None if slot in (None, "any") else str(slot), langs)
 
 
 def _parse_step(e: _Errors, rule: str, item: Any, line: int) -> Step | None:
@@ -632,35 +689,52 @@ def _parse_target(e: _Errors, rule: str, t: Any, line: int) -> Target | None:
     if not isinstance(t, _Map):
         e.add(line, f"rule {rule}: alert entries are {{role: ...}} or {{contact: ...}}")
         return None
-    _known(e, t, {"role", "contact", "on_call_only"}, "an alert entry")
+    _known(e, t, {"role", "contact", "on_call_only", "rota", "speaks", "otherwise"},
+           "an alert entry")
     on_call = t.get("on_call_only", False) is True
-    if ("role" in t) == ("contact" in t):
-        e.add(line, f"rule {rule}: an alert entry names exactly one of role or contact")
+    otherwise = t.get("otherwise", False) is True
+    speaks = t.get("speaks")
+    if speaks is not None and not (isinstance(speaks, str) and (
+            speaks == REPORTER or _LANG.match(speaks))):
+        e.add(t.key_lines["speaks"], f"rule {rule}: speaks is a language code like bs, or "
+              f"'{REPORTER}' (the language the reporter used)")
+        speaks = None
+    if sum(k in t for k in ("role", "contact", "rota")) != 1:
+        e.add(line, f"rule {rule}: an alert entry names exactly one of role, contact or rota")
         return None
+    if "rota" in t:
+        if not isinstance(t["rota"], str) or not t["rota"]:
+            e.add(t.key_lines["rota"], "rota must be an on-call rota key from the directory")
+            return None
+        return Target(line, rota=t["rota"], speaks=speaks, otherwise=otherwise)
     if "role" in t:
         if not isinstance(t["role"], str) or t["role"] not in ROLES:
             e.add(t.key_lines["role"], f"unknown role {t['role']!r} "
                   f"(known: {', '.join(sorted(ROLES))})")
             return None
-        return Target(line, role=str(t["role"]), on_call_only=on_call)
+        return Target(line, role=str(t["role"]), on_call_only=on_call, speaks=speaks,
+                      otherwise=otherwise)
     if not isinstance(t["contact"], str) or not t["contact"]:
         e.add(t.key_lines["contact"], "contact must be a contact key from the directory")
         return None
-    return Target(line, contact=t["contact"], on_call_only=on_call)
+    return Target(line, contact=t["contact"], on_call_only=on_call, speaks=speaks,
+                  otherwise=otherwise)
 
 
-def _describe_cell(cell: tuple[str, str, int, str]) -> str:
-    school, cat, sev, slot = cell
+def _describe_cell(cell: tuple[str, str, int, str, str]) -> str:
+    school, cat, sev, slot, lang = cell
     where = "any other school" if school == OTHER_SCHOOLS else f"school {school}"
-    return f"{cat} severity {sev} during {slot.replace('_', ' ')} at {where}"
+    said = "" if lang == OTHER_LANGUAGES else f" in language {lang}"
+    return f"{cat} severity {sev} during {slot.replace('_', ' ')} at {where}{said}"
 
 
 def _check_rule_space(e: _Errors, d: DistrictPolicy) -> None:
     """Overlapping rules need distinct priorities; a rule fully covered by others is dead."""
     named = {s for r in d.rules for s in (r.match.schools or ())}
     schools = [*sorted(named), OTHER_SCHOOLS]
+    langs = [*sorted({g for r in d.rules for g in (r.match.languages or ())}), OTHER_LANGUAGES]
     plain = [r for r in d.rules if not r.default]
-    cells = {r.name: r.cells(schools) for r in plain}
+    cells = {r.name: r.cells(schools, langs) for r in plain}
     for a, b in itertools.combinations(sorted(plain, key=lambda r: r.line), 2):
         both = cells[a.name] & cells[b.name]
         if not both:
@@ -674,7 +748,7 @@ def _check_rule_space(e: _Errors, d: DistrictPolicy) -> None:
             continue
         above = [o for o in plain if o is not r and o.priority is not None
                  and o.priority > r.priority]
-        covered: set[tuple[str, str, int, str]] = set()
+        covered: set[tuple[str, str, int, str, str]] = set()
         for o in above:
             covered |= cells[o.name]
         if cells[r.name] and cells[r.name] <= covered:
@@ -698,6 +772,9 @@ def _check_rule_space(e: _Errors, d: DistrictPolicy) -> None:
                         e.add(t.line, f"rule {r.name!r} alerts police for {', '.join(outside)}, "
                               f"but district {d.code} allows police only for "
                               f"{', '.join(sorted(d.police_only_for))}")
+    if d.commitments is not None:
+        for line, message in check_commitments(d, d.commitments, None):
+            e.add(line, message)
 
 
 # -- checks against the directory ------------------------------------------------------------
@@ -707,6 +784,22 @@ def validate_policy(session: Session, policy: Policy) -> None:
     districts = {d.code: d for d in session.execute(select(District)).scalars()}
     contacts = {c.key: c for c in session.execute(select(Contact)).scalars()}
     school_rows = session.execute(select(School)).scalars().all()
+    rotas = {r.key: r for r in session.execute(select(OnCallRota)).scalars()}
+
+    def role_of(key: str) -> tuple[str, bool] | None:
+        """A contact's role and whether it is police; for "rota:KEY", its members' role
+        (if they share one) and whether any is police."""
+        if key.startswith("rota:"):
+            rota = rotas.get(key[5:])
+            if rota is None:
+                return None
+            members = [contacts[m] for m in rota.members or [] if m in contacts]
+            roles = {m.role for m in members}
+            return (roles.pop() if len(roles) == 1 else "mixed",
+                    any(is_police(m) for m in members))
+        c = contacts.get(key)
+        return None if c is None else (c.role, is_police(c))
+
     for code, dp in policy.districts.items():
         district = districts.get(code)
         if district is None:
@@ -741,11 +834,20 @@ def validate_policy(session: Session, policy: Policy) -> None:
                 else r.match.categories
             for step in r.steps:
                 for t in step.targets:
+                    if t.rota is not None:
+                        rota = rotas.get(t.rota)
+                        if rota is None or rota.district_id != district.id:
+                            e.add(t.line, f"rule {r.name!r}: unknown rota {t.rota!r} (a "
+                                  f"district admin keeps {code}'s rotas in the dashboard)")
+                        continue
                     _check_target(e, guard, r, t, cats, contacts)
                     named = contacts.get(t.contact) if t.contact else None
                     if named is not None and (outside := _outsider(named, district)):
                         e.add(t.line, f"rule {r.name!r} alerts contact {t.contact!r}, "
                               f"{outside}")
+        if dp.commitments is not None:
+            for line, message in check_commitments(dp, dp.commitments, role_of):
+                e.add(line, message)
         if e.items:
             continue
         _check_steps_reach(session, e, dp, own_schools)
@@ -842,7 +944,7 @@ def _check_steps_reach(
                  if r.match.schools is None or code in r.match.schools]
         for n, step in enumerate(r.steps, start=1):
             named = [t.contact for t in step.targets if t.contact and t.contact in active]
-            if named:
+            if named or any(t.rota for t in step.targets):  # a rota's gap: the fallback
                 continue
             roles = {t.role for t in step.targets if t.role}
             for s in scope:
@@ -885,11 +987,18 @@ def policy_warnings(session: Session, policy: Policy) -> list[str]:
     Their tips still reach someone (every district's fallback contacts), but not by a rule.
     """
     codes = session.execute(select(District.code).order_by(District.code)).scalars()
-    return [
+    out = [
         f"{policy.source}: warning: district {code!r} is in the directory but not in the "
         "policy; its tips go to every district's fallback contacts"
         for code in codes if code not in policy.districts
     ]
+    named = {t.rota for r in policy.rules() for t in r.targets() if t.rota}
+    if named:
+        from tipline.directory.rotas import rota_gaps
+
+        out += [f"{policy.source}: warning: {w}" for key in sorted(named)
+                for w in rota_gaps(session, key, datetime.now(UTC))]
+    return out
 
 
 def load_policy_file(session: Session, path: Path | str, loaded_by: str) -> RoutingPolicy:

@@ -368,11 +368,14 @@ def send_delivery(queue: JobQueue, delivery_id: int, urgent: bool = False) -> bo
         return queue.send_task(URGENT_DELIVERY_TASK, delivery_id)
     return queue.send_delivery(delivery_id)
 CONTENT_LIMIT = {"sms": 300, "email": 4000}
+# The reporter's language as an alert names it (``tips.language``).
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "bs": "Bosnian"}
 
 
 def alert_text(reference: str, category: str, severity: int, school_name: str | None,
-               ack_code: str | None) -> tuple[str, str]:
-    """Subject and text of an alert: category, severity, school, reference, how to ack.
+               ack_code: str | None, language: str | None = None) -> tuple[str, str]:
+    """Subject and text of an alert: category, severity, school, reference, how to ack, and
+    the reporter's language when it is not English (so a speaker of it can answer).
 
     Tip content is added only when the matched rule allows it (``include_content``), and
     never to a voice call, which may be heard by anyone near the phone.
@@ -380,9 +383,11 @@ def alert_text(reference: str, category: str, severity: int, school_name: str | 
     sev = SEVERITY_LABELS.get(severity, str(severity))
     where = school_name or "school not given"
     subject = f"[tipline] {sev} tip {reference}"
+    said = LANGUAGE_NAMES.get(language or "en", language or "")
+    lang = f" The reporter wrote in {said}." if language and language != "en" else ""
     text = (
         f"tipline alert {reference}: {category.replace('_', ' ')}, severity {sev}, "
-        f"{where}. Reply ACK {ack_code} to acknowledge, or open the dashboard."
+        f"{where}.{lang} Reply ACK {ack_code} to acknowledge, or open the dashboard."
     )
     return subject, text
 
@@ -498,8 +503,11 @@ def _alert_for(session: Session, delivery_id: int, row: Any, now: datetime | Non
                          delivery_id, None, None)
         return Alert(row.channel, recipient, *notice_text(row.reference), delivery_id, None,
                      None)
-    subject, text = alert_text(row.reference, row.category, row.severity, row.school_name,
-                               row.ack_code)
+    from tipline.directory.partners import school_shown
+
+    school = school_shown(row.contact_kind, row.contact_agreement, row.school_name)
+    subject, text = alert_text(row.reference, row.category, row.severity, school,
+                               row.ack_code, row.language)
     stored: str | None = None
     if row.include_content:
         extra = _content(session.get(Tip, row.tip_id), row.channel)

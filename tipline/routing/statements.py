@@ -104,7 +104,10 @@ def _alert_facts(delivery: Any) -> Any:
                _dispatches.c.include_content, _dispatches.c.ack_code, _contacts.c.sms_number,
                _contacts.c.voice_number, _contacts.c.email, _contacts.c.active,
                _tips.c.id.label("tip_id"), _tips.c.reference, _tips.c.category,
-               _tips.c.severity, _schools.c.name.label("school_name"))
+               _tips.c.severity, _schools.c.name.label("school_name"),
+               # revision 0014: the reporter's language, and a partner's agreement
+               _tips.c.language, _contacts.c.kind.label("contact_kind"),
+               _contacts.c.agreement.label("contact_agreement"))
         .select_from(delivery.join(_dispatches, _dispatches.c.id == delivery.c.dispatch_id)
                      .join(_contacts, _contacts.c.id == _dispatches.c.contact_id)
                      .join(_tips, _tips.c.id == _dispatches.c.tip_id)

@@ -12,6 +12,8 @@ from flask import Blueprint, Flask, Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from tipline.db import utcnow
+from tipline.directory.models import Contact
+from tipline.directory.partners import school_shown
 from tipline.routing.ack import acknowledge_dispatch
 from tipline.routing.models import AlertDelivery, DispatchStatus
 from tipline.routing.senders import alert_callback_url
@@ -68,7 +70,11 @@ def call(delivery_id: int) -> Response:
         resp.hangup()
         return _twiml(resp)
     tip = dispatch.job.tip
-    script = voice_script(tip, tip.school.name if tip.school else None)
+    contact = db_session().get(Contact, dispatch.contact_id)
+    school = school_shown(contact.kind if contact else None,
+                          contact.agreement if contact else None,
+                          tip.school.name if tip.school else None)
+    script = voice_script(tip, school)
     action = alert_callback_url(services().settings.public_url, "call", delivery_id) + "/gather"
     gather = resp.gather(num_digits=1, action=action, method="POST", timeout=8)
     gather.say(script)
