@@ -88,14 +88,18 @@ def _reference(rng: random.Random, seen: set[str]) -> str:
 
 
 def insert_tips(session: Session, vault: Any, count: int, rng: random.Random) -> list[str]:
-    """Bulk-insert sealed tips as intake would store them; returns their uids."""
-    from tipline.crypto import field_ad
+    """Bulk-insert sealed tips as intake would store them; returns their uids.
+
+    A tip of a district with a read key is sealed to it (issue 13), as intake seals; others
+    keep the key-file slot (legacy mode)."""
+    from tipline.crypto import audience_keys, field_ad
     from tipline.db import new_uid
     from tipline.directory.models import School
     from tipline.routing.models import RoutingJob
     from tipline.tips.models import DataKey, Message, Tip
 
     schools = [(s.id, s.district_id) for s in session.execute(select(School)).scalars()]
+    audiences = {d: audience_keys(session, d) for d in {d for _s, d in schools}}
     now = datetime.now(UTC)
     seen: set[str] = set()
     uids: list[str] = []
@@ -104,11 +108,11 @@ def insert_tips(session: Session, vault: Any, count: int, rng: random.Random) ->
         n = min(BATCH, count - done)
         keys, tips, bodies = [], [], []
         for _ in range(n):
-            dek, wrapped = vault.new_data_key()
-            keys.append({"uid": wrapped.uid, "slots": wrapped.slots,
-                         "kek_id": vault.active_key_id, "created_at": now})
-            uid = new_uid()
             school_id, district_id = rng.choice(schools)
+            dek, wrapped = vault.new_data_key(audiences[district_id])
+            keys.append({"uid": wrapped.uid, "slots": wrapped.slots,
+                         "kek_id": vault.kek_label(wrapped), "created_at": now})
+            uid = new_uid()
             created = now - timedelta(minutes=rng.randint(0, 2 * 365 * 24 * 60))
             severity = rng.choices([1, 2, 3, 4], weights=[35, 35, 25, 5])[0]
             open_tip = rng.random() < 0.06
@@ -185,13 +189,29 @@ def _measure(client: Any, paths: list[str], label: str) -> dict[str, float]:
     return result
 
 
-def _signed_in(app: Any, user: Any) -> Any:
-    """A test client holding a signed-in session (the sign-in flow itself is tested elsewhere)."""
+def _signed_in(app: Any, user_id: int, password: str) -> Any:
+    """A test client holding a signed-in session with its keys, as the password step leaves
+    them (the sign-in flow itself is tested elsewhere)."""
+    from datetime import timedelta
+
+    from tipline.accounts import keys
+    from tipline.accounts.models import StaffUser
+
     client = app.test_client()
+    with app.extensions["tipline"].db.session() as s:
+        user = s.get(StaffUser, user_id)
+        personal = keys.unlock_personal_key(s, user, password)
+        if personal is None:
+            raise SystemExit("the bench account's key does not open")
+        hour = timedelta(hours=1)
+        handle = keys.open_key_session(s, user, personal, hour, datetime.now(UTC))
+        keys.activate_key_session(s, handle, user.id, hour, datetime.now(UTC))
+        user_ref = user.get_id()
     with client.session_transaction() as sess:
-        sess["_user_id"] = user.get_id()
+        sess["_user_id"] = user_ref
         sess["_fresh"] = True
         sess["staff_seen"] = time.time() + 3600
+        sess["staff_keys"] = handle.to_cookie()
     return client
 
 
@@ -223,13 +243,8 @@ def main() -> None:
     try:
         with svc.db.session() as s:
             load_directory_file(s, REPO / "config" / "directory.demo.yaml")
-        started = time.perf_counter()
-        print(f"inserting {args.tips} tips", file=sys.stderr)
-        with svc.db.sessions() as s:
-            uids = insert_tips(s, svc.vault, args.tips, rng)
-            s.execute(text("ANALYZE"))
-            s.commit()
-        print(f"inserted in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        # Staff first: the district admin's account makes SLPS's read key, so the SLPS tips
+        # below are sealed to it and each tip page opens its data key from the session's keys.
         password = secrets.token_urlsafe(16)
         with svc.db.session() as s:
             admin = create_user(s, svc.vault, email="bench-admin@example.org",
@@ -239,12 +254,27 @@ def main() -> None:
                                 password=password, role="school_staff",
                                 school_codes=["slps-roosevelt"], must_change=False)
             admin.totp_confirmed = staff.totp_confirmed = True  # enrolment is not measured
+            from tipline.accounts import keys
+
+            personal = keys.unlock_personal_key(s, admin, password)
+            assert personal is not None
+            keys.grant_access(s, keys.keychain_for(s, admin.id, personal), admin, staff)
+            admin_id, staff_id, admin_district = admin.id, staff.id, admin.district_id
+        started = time.perf_counter()
+        print(f"inserting {args.tips} tips", file=sys.stderr)
+        with svc.db.sessions() as s:
+            uids = insert_tips(s, svc.vault, args.tips, rng)
+            s.execute(text("ANALYZE"))
+            s.commit()
+        print(f"inserted in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        with svc.db.session() as s:
             slps_uids = [u for (u,) in s.execute(text(
-                "SELECT uid FROM tips WHERE district_id = :d"), {"d": admin.district_id})]
+                "SELECT uid FROM tips WHERE district_id = :d"), {"d": admin_district})]
         n = args.requests
         print("load average before measuring (1/5/15 min): "
               + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs")
-        as_admin, as_staff = _signed_in(app, admin), _signed_in(app, staff)
+        as_admin = _signed_in(app, admin_id, password)
+        as_staff = _signed_in(app, staff_id, password)
         results = {
             "queue (admin, open)": _measure(as_admin, ["/staff/"] * n,
                                             "queue, district admin, open tips"),
