@@ -1,22 +1,29 @@
 """Benchmark the web tip submission against a bare Flask route, both under gunicorn.
 
-    .venv/bin/python -m bench intake [--duration 10] [--concurrency 8 32] [--workers N]
+    .venv/bin/python -m bench intake [--duration 10] [--concurrency 8 32] [--repeat 1]
+                                     [--forms urlencoded multipart] [--workers N]
 
 What it does, all on 127.0.0.1 and bounded in time:
 
 1. Creates a fresh PostgreSQL database ``tipline_bench`` (dropped first if it exists), migrates
    it, loads the demo directory, and writes a throw-away key file in a temporary directory.
-2. Starts gunicorn with the project's ``config/gunicorn.conf.py`` (its sync worker count, or
-   ``--workers``) twice: once serving tipline (production mode, the real Redis job queue on
-   127.0.0.1:6379 db 12), once serving a bare Flask route with exactly the same settings.
+2. Starts gunicorn with the project's ``config/gunicorn.conf.py`` (its sync worker count for
+   this machine, or ``--workers``) twice: one serving tipline (production mode, the real Redis
+   job queue on 127.0.0.1:6379 db 12), one serving a bare Flask route with the same settings.
 3. Fetches the tip form ONCE to get the session cookie and CSRF token; every measured request
-   is then a full ``POST /report`` (multipart, as a browser sends it): parse, CSRF check, form
+   is then a full ``POST /report``, sent as a browser sends it: URL-encoded (the page's
+   JavaScript, no picture chosen) or multipart with a new random boundary per request (no
+   JavaScript): parse, CSRF check, form
    validation, school lookup, automatic triage when present, sealing, commit, routing job
    published to Redis after the commit, and the receipt page rendered. The form fetch is NOT
    included in the timed requests. Each request carries its own random form nonce, so each
    one stores a new tip.
 4. Drives load with ``wrk`` (apt package) and a Lua script, at each concurrency for
-   ``--duration`` seconds after a short warm-up, and reads p50/p99 from wrk's histogram.
+   ``--duration`` seconds after a short warm-up, and reads p50/p99 from wrk's histogram. The
+   rows are interleaved (bare route, URL-encoded, multipart at one concurrency, then the
+   next), ``--repeat`` rounds of them; the median round of each row is reported, with its
+   ratio to the bare route at the same concurrency and lines to paste into
+   docs/performance.md.
 5. Reads the gunicorn workers' CPU time (and, for context, all PostgreSQL processes' CPU time)
    from /proc before and after each run.
 
@@ -63,8 +70,10 @@ def _bare() -> str:
 
 
 LUA = r"""
--- One full tip submission per request, each with its own random form nonce.
-local boundary = "----tiplinebench7MA4YWxkTrZu0gW"
+-- One full tip submission per request, each with its own random form nonce. "multipart" is
+-- what a page without JavaScript (or with a picture) sends, with a new random boundary each
+-- time as a browser makes one; "urlencoded" is what the page's JavaScript sends with no picture.
+local mode = "__MODE__"
 local cookie, token, path = "__COOKIE__", "__TOKEN__", "__PATH__"
 local fields = {
   {"school", "slps-roosevelt"}, {"category", "threat"}, {"danger_now", "no"},
@@ -74,7 +83,6 @@ local fields = {
   {"ui_lang", "en"}, {"send", "1"},
 }
 local hex = "0123456789abcdef"
-local counter = 0
 local thread_id = 0
 
 setup = function(thread)
@@ -86,31 +94,50 @@ init = function(args)
   math.randomseed(os.time() * 1000 + (tid or 0) * 7919)
 end
 
-local function nonce()
+local function random_hex(n)
   local t = {}
-  for i = 1, 32 do
-    local n = math.random(1, 16)
-    t[i] = hex:sub(n, n)
+  for i = 1, n do
+    local k = math.random(1, 16)
+    t[i] = hex:sub(k, k)
   end
   return table.concat(t)
 end
 
-request = function()
-  counter = counter + 1
+local function urlencode(v)
+  return (v:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function multipart()
+  local boundary = "----WebKitFormBoundary" .. random_hex(16)
+  local head = "--" .. boundary .. "\r\nContent-Disposition: form-data; name="
   local parts = {}
   for _, f in ipairs(fields) do
-    parts[#parts + 1] = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"" ..
-      f[1] .. "\"\r\n\r\n" .. f[2] .. "\r\n"
+    parts[#parts + 1] = head .. "\"" .. f[1] .. "\"\r\n\r\n" .. f[2] .. "\r\n"
   end
-  local head = "--" .. boundary .. "\r\nContent-Disposition: form-data; name="
   parts[#parts + 1] = head .. "\"csrf_token\"\r\n\r\n" .. token .. "\r\n"
-  parts[#parts + 1] = head .. "\"submission\"\r\n\r\n" .. nonce() .. "\r\n"
+  parts[#parts + 1] = head .. "\"submission\"\r\n\r\n" .. random_hex(32) .. "\r\n"
   parts[#parts + 1] = head .. "\"attachments\"; filename=\"\"\r\n" ..
     "Content-Type: application/octet-stream\r\n\r\n\r\n"
   parts[#parts + 1] = "--" .. boundary .. "--\r\n"
-  local body = table.concat(parts)
+  return "multipart/form-data; boundary=" .. boundary, table.concat(parts)
+end
+
+local function urlencoded()
+  local parts = {}
+  for _, f in ipairs(fields) do
+    parts[#parts + 1] = f[1] .. "=" .. urlencode(f[2])
+  end
+  parts[#parts + 1] = "csrf_token=" .. urlencode(token)
+  parts[#parts + 1] = "submission=" .. random_hex(32)
+  parts[#parts + 1] = "attachments="
+  return "application/x-www-form-urlencoded", table.concat(parts, "&")
+end
+
+request = function()
+  local ctype, body
+  if mode == "urlencoded" then ctype, body = urlencoded() else ctype, body = multipart() end
   local headers = {}
-  headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
+  headers["Content-Type"] = ctype
   headers["Cookie"] = cookie
   return wrk.format("POST", path, headers, body)
 end
@@ -349,11 +376,27 @@ def clean_redis(before: set[str]) -> None:
         client.delete(*new)
 
 
+LABELS = {"bare": "bare Flask route", "urlencoded": "tip, URL-encoded",
+          "multipart": "tip, multipart"}
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median throughput of repeated runs (its own latencies and CPU)."""
+    ordered = sorted(runs, key=lambda r: r.rps)
+    return ordered[len(ordered) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--forms", nargs="+", choices=["urlencoded", "multipart"],
+                        default=["urlencoded", "multipart"],
+                        help="how the tip form is sent: URL-encoded (the page's JavaScript, no "
+                             "picture) and/or multipart (no JavaScript)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="interleaved rounds; the median round of each row is reported")
     parser.add_argument("--workers", type=int, default=0,
                         help="gunicorn sync workers for both servers (default: the production "
                              "rule of config/gunicorn.conf.py for this machine)")
@@ -385,62 +428,78 @@ def main() -> None:
     (workdir / "none.env").write_text("")
     workers = args.workers or production_workers()
     print(f"load average before: {load_average()}", flush=True)
-    runs: list[Run] = []
+    rounds: dict[tuple[str, int], list[Run]] = {}
     tips_before = count_tips()
-    tipline_server = Gunicorn("tipline.wsgi:app", env, workdir, workers)
+    servers: list[Gunicorn] = []
     try:
+        tipline_server = Gunicorn("tipline.wsgi:app", env, workdir, workers)
+        servers.append(tipline_server)
+        bare_server = Gunicorn("bench.intake:bare_app", env, workdir, workers)
+        servers.append(bare_server)
         cookie, token = session_for(tipline_server.url)
-        script = workdir / "submit.lua"
-        script.write_text(LUA.replace("__COOKIE__", cookie).replace("__TOKEN__", token)
-                          .replace("__PATH__", "/report"))
-        wrk(tipline_server.url + "/report", script, 8, args.warmup)
-        for c in args.concurrency:
-            runs.append(measure("tip submission", tipline_server, tipline_server.url + "/report",
-                                script, c, args.duration))
-    finally:
-        tipline_server.stop()
-    stored = count_tips() - tips_before
-    bare_server = Gunicorn("bench.intake:bare_app", env, workdir, workers)
-    try:
+        targets: dict[str, tuple[Gunicorn, str, Path]] = {}
         bare_script = workdir / "bare.lua"
         bare_script.write_text(BARE_LUA)
-        wrk(bare_server.url + "/bare", bare_script, 8, args.warmup)
-        for c in args.concurrency:
-            runs.append(measure("bare Flask route", bare_server, bare_server.url + "/bare",
-                                bare_script, c, args.duration))
+        targets["bare"] = (bare_server, bare_server.url + "/bare", bare_script)
+        for form in args.forms:
+            script = workdir / f"submit-{form}.lua"
+            script.write_text(LUA.replace("__COOKIE__", cookie).replace("__TOKEN__", token)
+                              .replace("__PATH__", "/report").replace("__MODE__", form))
+            targets[form] = (tipline_server, tipline_server.url + "/report", script)
+        for _server, url, script in targets.values():
+            wrk(url, script, 8, args.warmup)
+        # Interleaved: each round measures every row once, so a change in the machine's load
+        # during the benchmark falls on all rows alike and the ratios stay comparable.
+        for _round in range(args.repeat):
+            for c in args.concurrency:
+                for key, (server, url, script) in targets.items():
+                    run = measure(LABELS[key], server, url, script, c, args.duration)
+                    rounds.setdefault((key, c), []).append(run)
     finally:
-        bare_server.stop()
-        clean_redis(redis_before)
-        drop_database()
-        shutil.rmtree(workdir, ignore_errors=True)
+        for server in servers:
+            server.stop()
+    stored = count_tips() - tips_before
+    clean_redis(redis_before)
+    drop_database()
+    shutil.rmtree(workdir, ignore_errors=True)
 
+    runs = {key: median_run(rs) for key, rs in rounds.items()}
     print(f"\ngunicorn: {workers} sync workers, config/gunicorn.conf.py; PostgreSQL 127.0.0.1; "
-          f"Redis broker; wrk, {args.duration:g} s per run; machine: {os.cpu_count()} CPUs")
+          f"Redis broker; wrk, {args.duration:g} s per run, {args.repeat} interleaved "
+          f"round(s), median round shown")
     print("timed request: POST /report (full submission); the form fetch is NOT included\n")
     header = (f"{'':18} {'conc':>4} {'req':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
               f"{'p99 ms':>7} {'max ms':>7} {'errors':>6} {'CPU ms/req':>10} {'PG ms/req':>9}")
     print(header)
-    for r in runs:
+    for r in runs.values():
         print(f"{r.label:18} {r.concurrency:>4} {r.requests:>7} {r.rps:>8.1f} {r.p50_ms:>7.1f} "
               f"{r.p90_ms:>7.1f} {r.p99_ms:>7.1f} {r.max_ms:>7.1f} {r.errors:>6} "
               f"{r.cpu_ms_per_request:>10.2f} {r.db_cpu_ms_per_request:>9.2f}")
     print()
-    tip_runs = [r for r in runs if r.label == "tip submission"]
-    measured = sum(r.requests for r in tip_runs)
-    for r in tip_runs:
-        bare = next(b for b in runs if b.label != r.label and b.concurrency == r.concurrency)
+    rows = []
+    for (key, c), r in runs.items():
+        bare = runs[("bare", c)]
         ratio = r.rps / bare.rps if bare.rps else 0.0
-        verdict = []
-        verdict.append(f"ratio {ratio:.3f} {'>=' if ratio >= 0.1 else '<'} 0.1")
-        if r.concurrency == 8:
+        rows.append(f"| {r.label} | {c} | {r.rps:.1f} | {r.p99_ms:.1f} | "
+                    f"{r.cpu_ms_per_request:.2f} | {r.errors} | {ratio:.3f} |")
+        if key == "bare":
+            continue
+        verdict = [f"ratio {ratio:.3f} {'>=' if ratio >= 0.1 else '<'} 0.1"]
+        if c == 8:
             verdict.append(f"p99 {r.p99_ms:.1f} ms {'<=' if r.p99_ms <= 50 else '>'} 50 ms")
         verdict.append(f"{r.errors} errors")
-        print(f"concurrency {r.concurrency}: tips/s {r.rps:.1f} vs bare {bare.rps:.1f} req/s; "
+        print(f"{r.label}, concurrency {c}: tips/s {r.rps:.1f} vs bare {bare.rps:.1f} req/s; "
               f"server CPU per tip {r.cpu_ms_per_request:.2f} ms (gunicorn workers) + "
               f"{r.db_cpu_ms_per_request:.2f} ms (PostgreSQL); " + "; ".join(verdict))
+    measured = sum(r.requests for (key, _c), rs in rounds.items() if key != "bare" for r in rs)
     print(f"tips stored: {stored} (timed requests {measured}, plus warm-up and requests still "
           "in flight when wrk stopped)")
     print(f"load average after: {load_average()}")
+    print("\nrows for docs/performance.md (ok/s, p99 ms, CPU ms per request, errors, "
+          "ratio to the bare route):")
+    print("| | conc | req/s | p99 ms | CPU ms/req | errors | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

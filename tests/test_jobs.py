@@ -112,6 +112,39 @@ def test_publishing_resumes_after_the_circuit_closes(tmp_path: Path) -> None:
         redis.stop()
 
 
+def test_one_producer_per_thread_is_kept_and_a_redis_restart_costs_no_tip(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishes reuse the thread's producer (Celery builds one per task when given only a
+    connection); after a broker restart the next publish succeeds (redis-py reconnects the
+    kept connection, or the queue replaces it and its producer), and no message is lost."""
+    import redis as redis_py
+
+    redis, port = start_redis(tmp_path)
+    try:
+        q = _queue(port)
+        built: list[object] = []
+        real = q._celery.amqp.Producer
+
+        def counting(*a: Any, **kw: Any) -> Any:
+            built.append(a)
+            return real(*a, **kw)
+
+        monkeypatch.setattr(q._celery.amqp, "Producer", counting)
+        assert all(q.send_routing(i) for i in range(20))
+        assert len(built) == 1
+        redis.stop()
+        redis, _ = start_redis(tmp_path, port=port)
+        assert q.send_routing(20)  # the first publish after the restart
+        assert not q.broker_down and len(built) <= 2
+        kept = len(built)
+        assert all(q.send_routing(i) for i in range(21, 30))
+        assert len(built) == kept
+        client = redis_py.Redis(port=port)
+        assert client.llen("tipline") == 10  # the restart lost the first 20 (no persistence)
+    finally:
+        redis.stop()
+
+
 @pytest.fixture(scope="module")
 def fresh_db() -> Iterator[Database]:
     url = str(make_url(PG_URL).set(database=make_url(PG_URL).database + "_jobs"))
