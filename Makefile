@@ -12,13 +12,15 @@ export TIPLINE_TEST_AXE ?= $(CURDIR)/node_modules/axe-core/axe.min.js
 export TIPLINE_TEST_TWILIO_SPEC ?= $(SHARED_DIR)/twilio/twilio_api_v2010.trimmed.json
 export TIPLINE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv run system-deps services lint test check bench fuzz clean
+.PHONY: venv run system-deps services lint audit lock test check bench fuzz clean
 
-$(VENV)/.installed: pyproject.toml
+# Every dependency comes from the lock, pinned and hash-checked (requirements/, made by
+# `make lock`); tipline itself is installed on top without touching the dependencies.
+$(VENV)/.installed: pyproject.toml requirements/dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tipline needs Python 3.11 or newer")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -43,8 +45,21 @@ test: venv system-deps services
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken"; exit 1; fi; \
 	  exit $$rc
 
-## What CI runs: lint, then the whole suite.
-check: lint test
+## Known vulnerabilities in the locked dependencies (pip-audit). Says loudly, and does not
+## fail, when the vulnerability service cannot be reached: then nothing was checked.
+audit: venv
+	$(PY) scripts/audit_deps.py
+
+## Re-resolve the lock files from pyproject.toml (docs/operations.md, "Updating dependencies").
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links \
+	--no-emit-index-url --no-emit-trusted-host $(LOCK_ARGS)
+lock: venv
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) -o requirements/runtime.txt pyproject.toml
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --extra test --extra dev -c requirements/runtime.txt \
+	  -o requirements/dev.txt pyproject.toml
+
+## What CI runs: lint, the dependency audit, then the whole suite.
+check: lint audit test
 
 bench: venv
 	$(PY) -m bench $(ARGS)

@@ -54,7 +54,7 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
     root = __import__("pathlib").Path(tipline.__file__).resolve().parent.parent
     app = TiplineFlask(  # ids out of the database's range and NUL in a path: 404
         "tipline",
-        template_folder=str(root / "templates"),
+        template_folder=str(root / "tipline" / "templates"),  # in the wheel too
         static_folder=str(root / "tipline" / "static"),
     )
     svc = build_services(settings, **overrides)
