@@ -208,3 +208,47 @@ def test_show_prints_each_districts_police_guard_and_ack_option(cli_env):
     assert "police_ack_stops_school_alerts: false" in slps
     assert "police guard (directory): police_involvement: partnership" in county
     assert "police_ack_stops_school_alerts: true" in county
+
+
+def test_explain_shows_language_rota_partner_agreement_and_commitments(cli_env):
+    env, url = cli_env
+    run(env, "policy", "load", str(POLICY_FILE))
+    res = run(env, "route", "explain", "--school", "slps-roosevelt", "--category", "self_harm",
+              "--severity", "3", "--at", "2026-11-28T02:00", "--language", "bs")
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "Language: the reporter wrote in bs" in out
+    assert "Rule:    slps-self-harm-after-hours" in out
+    assert "Commitment (checked): no police for abuse, basic_needs, bullying" in out
+    # who is on call at that moment, by the rota
+    assert "  step 1  slps-night-flores (social_worker) via voice, sms: rule " \
+           "slps-self-harm-after-hours step 1: on call in rota slps-nights" in out
+    assert "  step 2  slps-bjc-crisis (outside_partner)" in out
+    assert "          partner agreement: BJC Behavioral Health: no tip content; no school " \
+           "name; reference only (opens nothing without a staff account)" in out
+    # a week later someone else is on call
+    later = run(env, "route", "explain", "--school", "slps-roosevelt", "--category",
+                "self_harm", "--severity", "3", "--at", "2026-12-05T02:00")
+    assert "  step 1  slps-night-brown (social_worker)" in later.output
+    assert count(url, RoutingJob) == 0 and count(url, Dispatch) == 0
+
+
+def test_explain_refuses_a_policy_file_that_breaks_a_commitment(cli_env, tmp_path):
+    env, _ = cli_env
+    bad = tmp_path / "bad.yaml"
+    text = POLICY_FILE.read_text(encoding="utf-8").replace(
+        "          - alert: [{role: transition_team}, {role: counselor}]\n",
+        "          - alert: [{role: transition_team}, {role: counselor}, "
+        "{contact: slpd-liaison}]\n", 1)
+    bad.write_text(text, encoding="utf-8")
+    res = CliRunner().invoke(main, ["route", "explain", "--school", "slps-roosevelt",
+                                    "--category", "basic_needs", "--severity", "2",
+                                    "--policy", str(bad)], env=env)
+    assert res.exit_code == 1
+    line = next(n for n, t in enumerate(text.splitlines(), start=1) if "slpd-liaison}]" in t
+                and "transition_team" in t)
+    assert f"bad.yaml:{line}: rule 'slps-basic-needs-day' alerts police (slpd-liaison) for " \
+           "basic_needs" in res.output
+    assert "district slps commits to no police for them" in res.output
+    res = CliRunner().invoke(main, ["policy", "check", str(bad)], env=env)
+    assert res.exit_code == 1 and "commits to no police for them" in res.output

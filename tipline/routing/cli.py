@@ -7,6 +7,7 @@ tip and creates nothing (no tip, no job, no alert).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from tipline.directory.models import District
 from tipline.directory.police import describe_guard
 from tipline.routing.policy import (
     CATEGORIES,
+    Policy,
     PolicyError,
     active_policy,
     format_duration,
@@ -183,15 +185,37 @@ def route_group() -> None:
 @click.option("--at", "at_text", default=None,
               help="When the tip arrives, ISO 8601 (e.g. 2026-11-28T02:00). Without an offset "
                    "it is the district's local time. Default: now.")
+@click.option("--language", default="en", show_default=True,
+              help="The reporter's language (en, es, bs): rules may match it.")
+@click.option("--policy", "policy_file", default=None, type=click.Path(dir_okay=False),
+              help="Explain by this file instead of the active policy; it is checked first "
+                   "(with the district's commitments) and refused with its lines if it fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 def route_explain(school_code: str | None, district_code: str | None, category: str,
-                  severity: int, at_text: str | None, as_json: bool) -> None:
+                  severity: int, at_text: str | None, language: str, policy_file: str | None,
+                  as_json: bool) -> None:
     """Print who would be alerted for such a tip, when and how, and why; creates nothing."""
     from tipline.directory.models import District, School
     from tipline.routing.engine import UnknownPlace, plan_for
 
+    if not re.fullmatch(r"[a-z]{2,3}", language):
+        raise click.BadParameter("a language code like en, es or bs", param_hint="--language")
     with database_session() as session:
-        policy = active_policy(session)
+        policy: Policy | None
+        if policy_file is not None:
+            path = Path(policy_file)
+            try:
+                policy = parse_policy(path.read_text(encoding="utf-8"), path.name)
+                validate_policy(session, policy)
+            except OSError as exc:
+                raise click.ClickException(f"cannot read {policy_file}: {exc}") from None
+            except PolicyError as exc:
+                for err in exc.errors:
+                    click.echo(err, err=True)
+                raise click.ClickException(
+                    f"{len(exc.errors)} problem(s) in the policy; nothing explained") from None
+        else:
+            policy = active_policy(session)
         if policy is None:
             raise click.ClickException("no routing policy is loaded (tipline policy load FILE)")
         tz_name = "UTC"
@@ -207,7 +231,7 @@ def route_explain(school_code: str | None, district_code: str | None, category: 
         try:
             plan = plan_for(session, policy, school_code=school_code,
                             district_code=district_code, category=category,
-                            severity=severity, at=at)
+                            severity=severity, at=at, language=language)
         except UnknownPlace as exc:
             raise click.ClickException(str(exc)) from None
         session.rollback()  # nothing is written; make sure of it
@@ -245,7 +269,11 @@ def explanation_text(ex: dict[str, Any]) -> str:
                    f"({str(ex.get('time', '')).replace('_', ' ')})")
     else:
         out.append(f"Time:    {ex.get('at')}")
+    if ex.get("language"):
+        out.append(f"Language: the reporter wrote in {ex['language']}")
     out.append(f"Policy:  {ex.get('policy')} (version {ex.get('policy_version')})")
+    for promise in ex.get("commitments") or []:
+        out.append(f"Commitment (checked): {promise}")
     line = f" (line {ex['rule_line']})" if ex.get("rule_line") else ""
     out.append(f"Rule:    {ex.get('rule')}{line}")
     out.append(f"Because: {ex.get('matched_because')}")
@@ -277,11 +305,15 @@ def explanation_text(ex: dict[str, Any]) -> str:
     for c in alerted:
         out.append(f"  step {c['step']}  {c['contact']} ({c['role']}) via "
                    f"{', '.join(c['channels'])}: {c['why']}")
+        if c.get("agreement"):
+            out.append(f"          partner {c['agreement']}")
     if not alerted:
         out.append("  NOBODY (check the directory and the policy)")
     out.append("Not alerted:")
     for c in others:
         out.append(f"  {c['contact']} ({c['role']}): {c['why']}")
+        if c.get("agreement"):
+            out.append(f"      partner {c['agreement']}")
     out.append("(explanation only: nothing was sent or stored)")
     return "\n".join(out)
 
