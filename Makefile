@@ -57,6 +57,8 @@ lock: venv
 	$(VENV)/bin/pip-compile $(LOCK_FLAGS) -o requirements/runtime.txt pyproject.toml
 	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --extra test --extra dev -c requirements/runtime.txt \
 	  -o requirements/dev.txt pyproject.toml
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) -c requirements/dev.txt -o requirements/build.txt \
+	  requirements/build.in
 
 ## What CI runs: lint, the dependency audit, then the whole suite.
 check: lint audit test
