@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ from tipline.audit.models import AuditEvent
 from tipline.audit.services import record
 from tipline.crypto import Vault
 from tipline.crypto.models import KeyGrant
-from tipline.directory.models import Contact, PoliceAgency, School
+from tipline.directory.models import Contact, OnCallRota, PoliceAgency, School
 from tipline.intake.services import AttachmentIn
 from tipline.jobs import RecordingQueue
 from tipline.routing.models import Dispatch, RoutingJob, RoutingPolicy
@@ -106,6 +107,10 @@ NEW_USER_SCOPE = {ADMIN: {IN: ["roosevelt-staff"],
 WAITING_SCOPE = {ADMIN: {IN: ["waiting-slps"], OUT: ["waiting-county"]},
                  STAFF: {IN: ["waiting-slps"], OUT: ["waiting-county"]},
                  LIAISON: {OUT: ["waiting-slps"]}}
+# On-call rotas (issue 17): SLPS's (from the demo directory) and the county's (made below);
+# a new rota naming a contact of the admin's district, or another district's.
+ROTA_SCOPE = {ADMIN: {IN: ["slps-nights"], OUT: ["cty-nights"]}}
+ROTA_MEMBER_SCOPE = {ADMIN: {IN: ["slps-night-brown"], OUT: ["cty-oncall"]}}
 POLICY_SCOPE = {r: {OWN_SECTION: ["slps"], OTHER_SECTION: ["stlco-demo"],
                     NO_SCHOOL: ["no_school"], GUARD: ["guard"]} for r in ROLES}
 
@@ -113,12 +118,14 @@ SCOPES: dict[str, Mapping[str, dict[str, list[str]]]] = {
     "tip": TIP_SCOPE, "district": DISTRICT_SCOPE, "actor": ACTOR_SCOPE, "school": SCHOOL_SCOPE,
     "contact": CONTACT_SCOPE, "agency": AGENCY_SCOPE, "user": USER_SCOPE,
     "new_user": NEW_USER_SCOPE, "policy": POLICY_SCOPE, "waiting": WAITING_SCOPE,
+    "rota": ROTA_SCOPE, "rota_member": ROTA_MEMBER_SCOPE,
 }
 # For kinds that only a district admin administers, everyone else tries the admin's own
 # in-scope object (and must not reach it either).
 FALLBACK = {"district": "roosevelt", "actor": "staff", "school": "slps-roosevelt",
             "contact": "matrix-own", "agency": "slpd", "user": "staff",
-            "new_user": "roosevelt-staff", "waiting": "waiting-slps"}
+            "new_user": "roosevelt-staff", "waiting": "waiting-slps", "rota": "slps-nights",
+            "rota_member": "slps-night-brown"}
 
 
 def subjects(on: str, role: str) -> dict[str, list[str]]:
@@ -216,6 +223,10 @@ def matrix(world: World, db_session: Session, vault: Vault, queue: RecordingQueu
     db_session.add(Contact(key="matrix-own", name="Matrix SLPS desk", role="safety_team",
                            district_id=school["slps-roosevelt"].district_id,
                            sms_number="+13145550170", schools=[school["slps-roosevelt"]]))
+    db_session.add(OnCallRota(key="cty-nights", name="County nights rota (matrix)",
+                              district_id=school["cty-northview"].district_id, turn="weekly",
+                              handover="17:00", starts_on=date(2026, 8, 17),
+                              members=["cty-oncall"], swaps=[], holidays=[]))
     db_session.add(Contact(key="matrix-shared", name="Matrix shared desk", role="safety_team",
                            district_id=school["slps-roosevelt"].district_id,
                            sms_number="+13145550171",
@@ -315,6 +326,27 @@ def table_count(model: Any) -> Callable[[Ctx, str], Any]:
 
 def policy_version(c: Ctx, k: str) -> Any:
     return c.scalar(select(func.max(RoutingPolicy.version)).where(RoutingPolicy.active))
+
+
+def rota_id(c: Ctx, k: str) -> int:
+    return int(c.scalar(select(OnCallRota.id).where(OnCallRota.key == k)))
+
+
+def rota_state(c: Ctx, k: str) -> Any:
+    return tuple(c.conn.execute(select(OnCallRota.name, OnCallRota.members)
+                                .where(OnCallRota.key == k)).one())
+
+
+def _rota_form(c: Ctx, k: str) -> dict[str, Any]:
+    members = c.conn.execute(select(OnCallRota.members).where(OnCallRota.key == k)).scalar()
+    return {"key": k, "name": "Renamed rota", "turn": "weekly", "handover": "17:00",
+            "starts_on": "2026-08-17", "members": "\n".join(members), "swaps": "",
+            "holidays": ""}
+
+
+def _new_rota(c: Ctx, k: str) -> dict[str, Any]:
+    return {"key": "matrix-rota", "name": "Matrix rota", "turn": "nightly", "handover": "18:00",
+            "starts_on": "2026-12-01", "members": k, "swaps": "", "holidays": ""}
 
 
 def actor_state(c: Ctx, k: str) -> Any:
@@ -578,6 +610,20 @@ TABLE: tuple[Row, ...] = (
                      f"&school={k}",
         {IN: {ADMIN: LISTED}, OUT: {ADMIN: HIDDEN, INST: LISTED}},
         marker=lambda c, k: c.schools[k].name),
+    # on-call rotas (issue 17): a district admin's own district's only, audited
+    Row("on-call rotas", "admin.rotas", "/staff/admin/rotas", "GET", "rota",
+        lambda c, k: "/staff/admin/rotas", {IN: {ADMIN: LISTED}, OUT: {ADMIN: HIDDEN}},
+        marker=lambda c, k: f"<code>{k}</code>"),
+    Row("rota: new (form)", "admin.rota_edit", "/staff/admin/rotas/new", "GET", "none",
+        lambda c, k: "/staff/admin/rotas/new", ADMIN_PAGE),
+    Row("rota: add", "admin.rota_edit", "/staff/admin/rotas/new", "POST", "rota_member",
+        lambda c, k: "/staff/admin/rotas/new", {IN: {ADMIN: OK}, OUT: {ADMIN: REFUSED}},
+        data=_new_rota, probe=table_count(OnCallRota)),
+    Row("rota: open", "admin.rota_edit", "/staff/admin/rotas/<int:rota_id>", "GET", "rota",
+        lambda c, k: f"/staff/admin/rotas/{rota_id(c, k)}", ADMIN_ONLY),
+    Row("rota: edit", "admin.rota_edit", "/staff/admin/rotas/<int:rota_id>", "POST", "rota",
+        lambda c, k: f"/staff/admin/rotas/{rota_id(c, k)}", ADMIN_ONLY, data=_rota_form,
+        probe=rota_state),
     # -- one's own account ----------------------------------------------------------------
     Row("account page", "accounts.account", "/staff/account", "GET", "none",
         lambda c, k: "/staff/account", {ONLY: every(OK)}),

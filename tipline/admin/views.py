@@ -39,6 +39,7 @@ from tipline.accounts import notices
 from tipline.accounts import services as accounts
 from tipline.accounts.models import Role, StaffUser
 from tipline.accounts.web import current_staff, init_auth, register_nav, staff_required
+from tipline.admin import rotas as rotas_mod
 from tipline.admin import services as admin
 from tipline.admin import stats as stats_mod
 from tipline.admin.charts import bar_chart
@@ -83,7 +84,8 @@ def register(app: Flask) -> None:
 # The administration sub-navigation: an installation administrator has only two pages.
 DISTRICT_PAGES = (("admin.index", "Overview"), ("admin.schools", "Schools"),
                   ("admin.contacts", "Contacts"), ("admin.users", "Staff accounts"),
-                  ("admin.policy", "Routing policy"), ("admin.policy_matrix", "Routing matrix"))
+                  ("admin.policy", "Routing policy"), ("admin.policy_matrix", "Routing matrix"),
+                  ("admin.rotas", "On-call rotas"))
 INSTALLATION_PAGES = (("admin.index", "Overview"), ("admin.policy", "Routing policy"),
                       ("admin.policy_matrix", "Routing matrix"))
 
@@ -123,6 +125,22 @@ class ContactForm(FlaskForm):
     agency = SelectField("Police agency", choices=[], validate_choice=True)
     schools = SelectMultipleField("Schools", coerce=int, choices=[])
     active = BooleanField("Active (can be alerted)", default=True)
+
+
+class RotaForm(FlaskForm):
+    key = StringField("Key", validators=[DataRequired(), Length(max=80)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    turn = SelectField("Turns", choices=_choices((("weekly", "Weekly"), ("nightly", "Nightly"))))
+    handover = StringField("Handover time (24-hour, district time)", default="17:00",
+                           validators=[DataRequired(), Length(max=5)])
+    starts_on = StringField("First turn starts on (YYYY-MM-DD)",
+                            validators=[DataRequired(), Length(max=10)])
+    members = TextAreaField("People, in turn order (one contact key per line)",
+                            validators=[Length(max=rotas_mod.MAX_TEXT)])
+    swaps = TextAreaField("Swaps (one per line: FROM TO KEY)",
+                          validators=[Length(max=rotas_mod.MAX_TEXT)])
+    holidays = TextAreaField("Holidays (one per line: DATE KEY, or DATE - for no cover)",
+                             validators=[Length(max=rotas_mod.MAX_TEXT)])
 
 
 class UserForm(FlaskForm):
@@ -320,6 +338,66 @@ def contact_active(contact_id: int) -> Any:
     sess.commit()
     flash(f"{contact.name} is now {'active' if contact.active else 'inactive'}.", "ok")
     return redirect(url_for("admin.contacts"), 303)
+
+
+# -- on-call rotas -----------------------------------------------------------------------
+
+@bp.get("/rotas")
+@staff_required(*ADMIN)
+def rotas() -> Any:
+    district = _district(current_staff())
+    sess = db_session()
+    now = utcnow()
+    rows = [(r, *rotas_mod.on_call_now(r, now, district.timezone),
+             rotas_mod.rota_warnings(sess, r, now))
+            for r in rotas_mod.list_rotas(sess, district.id)]
+    return render_template("admin/rotas.html", district=district, rows=rows)
+
+
+@bp.route("/rotas/new", methods=["GET", "POST"], defaults={"rota_id": None})
+@bp.route("/rotas/<int:rota_id>", methods=["GET", "POST"])
+@staff_required(*ADMIN)
+def rota_edit(rota_id: int | None) -> Any:
+    user = current_staff()
+    district = _district(user)
+    sess = db_session()
+    rota = None
+    if rota_id is not None:
+        try:
+            rota = rotas_mod.get_rota(sess, district.id, rota_id)
+        except admin.NotFound:
+            abort(404)
+    form = RotaForm()
+    if request.method == "GET" and rota is not None:
+        form.key.data, form.name.data, form.turn.data = rota.key, rota.name, rota.turn
+        form.handover.data, form.starts_on.data = rota.handover, rota.starts_on.isoformat()
+        form.members.data = "\n".join(rota.members or [])
+        form.swaps.data = "\n".join(f"{s['from']} {s['to']} {s['contact']}"
+                                    for s in rota.swaps or [])
+        form.holidays.data = "\n".join(f"{h['date']} {h.get('contact') or '-'}"
+                                       for h in rota.holidays or [])
+    error = None
+    if form.validate_on_submit():
+        data = rotas_mod.RotaInput(
+            key=form.key.data or "", name=form.name.data or "", turn=form.turn.data or "",
+            handover=form.handover.data or "", starts_on=form.starts_on.data or "",
+            members=form.members.data or "", swaps=form.swaps.data or "",
+            holidays=form.holidays.data or "")
+        try:
+            saved, warnings = rotas_mod.save_rota(sess, user, data, rota_id, utcnow())
+        except (DirectoryError, admin.AdminError) as exc:
+            sess.rollback()
+            error = str(exc)
+        else:
+            sess.commit()
+            flash(f"Saved rota {saved.name}.", "ok")
+            for w in warnings[:5]:
+                flash(f"Warning: {w}", "error")
+            return redirect(url_for("admin.rotas"), 303)
+    contacts = admin.list_contacts(sess, district.id)
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/rota_form.html", form=form, rota=rota, error=error,
+                           district=district, contacts=contacts), status
 
 
 # -- users -------------------------------------------------------------------------------
