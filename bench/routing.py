@@ -28,6 +28,12 @@ What it does, all on 127.0.0.1:
    stand-in, each minus the deadline.
 5. Counts tips not routed (job not ``done``) and tips with no alert handed to Twilio.
 
+The surge's tips repeat six texts, so surge grouping (``tipline.surge``) would fold most of
+them into a few alert chains: unless ``--grouping``, the policy is loaded with
+``surge_grouping: false`` in every district, so every tip is alerted and delivery is what is
+measured. ``--surge-groups`` instead runs the grouping scenario (``bench/_surge.py``): grouping
+quality, and alert counts with and without grouping, in this process, then exits.
+
 Everything it started is stopped and the database dropped at the end.
 """
 
@@ -259,7 +265,16 @@ def main() -> None:
     ap.add_argument("--policy", default=str(REPO / "config" / "policy.demo.yaml"))
     ap.add_argument("--no-policy", action="store_true", help="route by the directory default")
     ap.add_argument("--keep", action="store_true", help="keep the database and logs")
+    ap.add_argument("--grouping", action="store_true",
+                    help="leave surge grouping on (folds the repeated texts)")
+    ap.add_argument("--surge-groups", action="store_true",
+                    help="run the surge grouping scenario instead (bench/_surge.py)")
     args = ap.parse_args()
+    if args.surge_groups:
+        from bench import _surge
+
+        _surge.run(REPO, psql, REPO / "config" / "directory.demo.yaml")
+        return
     print(f"load average before: {load_average()}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="tipline-bench-routing-"))
@@ -298,7 +313,8 @@ def main() -> None:
         )
         planner = "directory default (no policy loaded)"
         if not args.no_policy:
-            res = subprocess.run([str(VENV_BIN / "tipline"), "policy", "load", args.policy],
+            policy_file = args.policy if args.grouping else _without_grouping(args.policy, tmp)
+            res = subprocess.run([str(VENV_BIN / "tipline"), "policy", "load", policy_file],
                                  env=env, cwd=REPO, capture_output=True, text=True,
                                  timeout=120, check=False)
             if res.returncode == 0:
@@ -417,6 +433,18 @@ def main() -> None:
         else:
             print(f"kept: database {BENCH_DB}, logs in {tmp}")
         print(f"load average after: {load_average()}")
+
+
+def _without_grouping(path: str, tmp: Path) -> str:
+    """A copy of the policy with ``surge_grouping: false`` in every district."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text("utf-8"))
+    for body in (data.get("districts") or {}).values():
+        body["surge_grouping"] = False
+    out = tmp / Path(path).name
+    out.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    return str(out)
 
 
 def _make_tip(engine: Engine, vault: Vault, queue: CeleryQueue, rng: random.Random

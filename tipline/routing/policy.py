@@ -460,6 +460,9 @@ def _parse_district(
         e.add(_line(body, "surge_grouping", line), "surge_grouping must be true or false")
         surge_on = True
     surge_every = _duration(e, body, "surge_notice_every", timedelta(minutes=15))
+    if surge_every < timedelta(minutes=1):
+        e.add(_line(body, "surge_notice_every", line), "surge_notice_every must be at least 1m")
+        surge_every = timedelta(minutes=1)
     police_ack_stops = body.get("police_ack_stops_school_alerts", False)
     if not isinstance(police_ack_stops, bool):
         e.add(_line(body, "police_ack_stops_school_alerts", line),

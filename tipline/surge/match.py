@@ -15,6 +15,9 @@ from datetime import timedelta
 from tipline.surge.signature import similarity
 
 THRESHOLD = 0.18
+# And at least this many features in common (estimated from the similarity and the two
+# feature counts): two short unrelated tips can share a third of very few words.
+MIN_SHARED = 2.0
 WINDOW = timedelta(hours=72)
 
 
@@ -25,16 +28,23 @@ class Candidate:
     minhash: bytes
     group_id: int | None
     tip_id: int = 0
+    size: int = 0
 
 
-def best_match(minhash: bytes, candidates: Iterable[Candidate],
+def shared(score: float, size: int, other: int) -> float:
+    """Features two sets of these sizes have in common at this Jaccard similarity."""
+    return score * (size + other) / (1.0 + score)
+
+
+def best_match(minhash: bytes, size: int, candidates: Iterable[Candidate],
                threshold: float = THRESHOLD) -> tuple[Candidate | None, float]:
-    """The most similar candidate at or above ``threshold`` (None: start a new group)."""
+    """The most similar candidate at or above ``threshold`` that shares at least
+    ``MIN_SHARED`` features (None: start a new group)."""
     best: Candidate | None = None
     score = 0.0
     for cand in candidates:
         s = similarity(minhash, cand.minhash)
-        if s > score:
+        if s > score and shared(s, size, cand.size) >= MIN_SHARED:
             best, score = cand, s
     if best is None or score < threshold:
         return None, score

@@ -36,14 +36,15 @@ def assign(texts: Sequence[str], key: bytes, threshold: float = THRESHOLD) -> li
     out: list[int] = []
     next_group = 0
     for text in texts:
-        sig = signature(text, key).minhash
-        found, _score = best_match(sig, cands, threshold)
+        made = signature(text, key)
+        sig = made.minhash
+        found, _score = best_match(sig, made.size, cands, threshold)
         if found is None or found.group_id is None:
             group = next_group
             next_group += 1
         else:
             group = found.group_id
-        cands.append(Candidate(sig, group))
+        cands.append(Candidate(sig, group, size=made.size))
         out.append(group)
     return out
 

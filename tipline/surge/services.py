@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from hashlib import sha256
@@ -43,6 +44,8 @@ SIGNAL_PURPOSE = "surge-signal"
 MAX_CANDIDATES = 400
 NOTICE_EVERY = timedelta(minutes=15)
 NOTICE_RULE = "surge-group"
+# Off only for measuring (``python -m bench routing --surge-groups`` compares both ways).
+GROUPING = True
 _LOCK_CLASS = 0x53524745  # "SRGE": pg_advisory_xact_lock(class, school id)
 
 
@@ -130,7 +133,7 @@ def _lock_school(session: Session, school_id: int) -> None:
 
 def on_route(session: Session, tip: Tip, reason: str, now: datetime) -> Fold | None:
     """Group ``tip`` and say whether its alerts are folded into its group's chain."""
-    if tip.school_id is None:
+    if tip.school_id is None or not GROUPING:
         return None
     _lock_school(session, tip.school_id)
     sig = session.get(TipSignature, tip.id)
@@ -144,46 +147,73 @@ def on_route(session: Session, tip: Tip, reason: str, now: datetime) -> Fold | N
         # grouped, and alerted or folded). The per-school lock makes this read see them all.
         routed = select(RoutingJob.id).where(RoutingJob.tip_id == TipSignature.tip_id,
                                              RoutingJob.status == JobStatus.DONE.value)
-        cands = [Candidate(m, g, t) for m, g, t in session.execute(
-            select(TipSignature.minhash, TipSignature.group_id, TipSignature.tip_id)
+        cands = [Candidate(m, g, t, n) for m, g, t, n in session.execute(
+            select(TipSignature.minhash, TipSignature.group_id, TipSignature.tip_id,
+                   TipSignature.size)
             .where(TipSignature.school_id == tip.school_id,
                    TipSignature.created_at >= now - WINDOW, TipSignature.split.is_(False),
                    TipSignature.tip_id != tip.id, routed.exists())
             .order_by(TipSignature.created_at.desc()).limit(MAX_CANDIDATES))]
-        best, score = best_match(sig.minhash, cands)
-        if best is None:
+        best, score = best_match(sig.minhash, sig.size, cands)
+        if best is None or not district_options(session, tip.district_id)[0]:
             return None
         sig.group_id = best.group_id or _new_group(session, best.tip_id, now).id
         sig.grouped_at = now
-        group = session.get(TipGroup, sig.group_id)
-        if group is not None:
-            group.tip_count += 1
-            group.newest_at = max(group.newest_at, tip.created_at)
-    group = session.get(TipGroup, sig.group_id) if sig.group_id is not None else None
-    if group is None:
+        session.execute(update(TipGroup).where(TipGroup.id == sig.group_id).values(
+            tip_count=TipGroup.tip_count + 1,
+            newest_at=func.greatest(TipGroup.newest_at, tip.created_at)
+            if session.get_bind().dialect.name == "postgresql"
+            else func.max(TipGroup.newest_at, tip.created_at)))
+    if sig.group_id is None:
         return None
-    lead = session.get(Tip, group.lead_tip_id) if group.lead_tip_id is not None else None
+    # The group with its lead's state in one read: is the lead's chain open and routed?
+    lead_done = select(RoutingJob.id).where(RoutingJob.tip_id == TipGroup.lead_tip_id,
+                                            RoutingJob.status == JobStatus.DONE.value).exists()
+    found = session.execute(
+        select(TipGroup, Tip.status, lead_done)
+        .outerjoin(Tip, Tip.id == TipGroup.lead_tip_id).where(TipGroup.id == sig.group_id)
+    ).first()
+    if found is None:
+        return None
+    group, lead_status, lead_routed = found
+    lead_open = group.lead_tip_id is not None and lead_status != Status.CLOSED.value
     new_reasons = set(sig.signals) - set(group.alerted_signals or [])
-    fold = (reason == "intake" and lead is not None and lead.id != tip.id
-            and lead.status != Status.CLOSED.value and _was_routed(session, lead.id)
+    fold = (reason == "intake" and lead_open and lead_routed and group.lead_tip_id != tip.id
             and tip.severity <= group.alerted_severity and not new_reasons)
-    if fold and lead is not None:
+    if fold and group.lead_tip_id is not None:
         sig.folded = True
         group.unnoticed += 1
-        return Fold(group.id, group.uid, lead.id, score)
+        return Fold(group.id, group.uid, group.lead_tip_id, score)
     sig.folded = False
     group.alerted_severity = max(group.alerted_severity, tip.severity)
     group.alerted_signals = sorted(set(group.alerted_signals or []) | set(sig.signals))
-    if lead is None or lead.status == Status.CLOSED.value:
+    if not lead_open:
         group.lead_tip_id = tip.id
     return None
 
 
-def _was_routed(session: Session, tip_id: int) -> bool:
-    return bool(session.execute(
-        select(func.count(RoutingJob.id)).where(RoutingJob.tip_id == tip_id,
-                                                RoutingJob.status == JobStatus.DONE.value)
-    ).scalar_one())
+# Each process keeps a district's surge options this long (a surge routes many tips of one
+# district a second): a policy change reaches grouping within this time.
+OPTIONS_TTL = 10.0
+_options: dict[int | None, tuple[float, tuple[bool, timedelta]]] = {}
+
+
+def district_options(session: Session, district_id: int | None) -> tuple[bool, timedelta]:
+    """The district policy's ``surge_grouping`` and ``surge_notice_every`` (the defaults:
+    on, ``NOTICE_EVERY``, when no policy or no section, or the stored policy fails to parse)."""
+    from tipline.routing import policy as routing_policy
+
+    cached = _options.get(district_id)
+    if cached is not None and time.monotonic() - cached[0] < OPTIONS_TTL:
+        return cached[1]
+    try:
+        section = routing_policy.district_section(session, district_id)
+    except routing_policy.PolicyError:
+        section = None
+    out = (True, NOTICE_EVERY) if section is None else \
+        (section.surge_grouping, section.surge_notice_every)
+    _options[district_id] = (time.monotonic(), out)
+    return out
 
 
 def _new_group(session: Session, first_tip_id: int, now: datetime) -> TipGroup:
@@ -263,7 +293,7 @@ def notice_more(session: Session, delivery_id: int) -> int | None:
 
 
 def notify_groups(session: Session, queue: JobQueue | None, now: datetime,
-                  every: timedelta = NOTICE_EVERY) -> int:
+                  every: timedelta | None = None) -> int:
     """One "N more tips" alert per group and interval to the people working its lead tip
     (the assignee and whoever acknowledged; while nobody has, the contacts whose alerts are
     open). Commits; returns how many groups were noticed."""
@@ -274,12 +304,17 @@ def notify_groups(session: Session, queue: JobQueue | None, now: datetime,
     from tipline.routing.notices import notice_channels, working_contacts
     from tipline.routing.services import contact_channels, open_deliveries, send_delivery
 
+    shortest = timedelta(minutes=1)  # the least a policy may set; each group checks its own
     due = list(session.execute(
         select(TipGroup).where(TipGroup.unnoticed > 0, TipGroup.lead_tip_id.is_not(None))
-        .where((TipGroup.last_notice_at.is_(None)) | (TipGroup.last_notice_at <= now - every))
+        .where((TipGroup.last_notice_at.is_(None))
+               | (TipGroup.last_notice_at <= now - (every or shortest)))
         .order_by(TipGroup.id).with_for_update(skip_locked=True)).scalars())
     noticed = 0
     for group in due:
+        interval = every or district_options(session, group.district_id)[1]
+        if group.last_notice_at is not None and group.last_notice_at > now - interval:
+            continue
         lead = session.get(Tip, group.lead_tip_id)
         job_id = session.execute(select(func.max(RoutingJob.id)).where(
             RoutingJob.tip_id == group.lead_tip_id)).scalar_one()

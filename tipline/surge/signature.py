@@ -97,9 +97,25 @@ def signature(text: str, key: bytes) -> Signature:
     return Signature(bytes(slots), len(feats))
 
 
+def _lane_masks(lanes: int) -> tuple[int, ...]:
+    """Per 32-bit lane: the low 16, 8, 4, 2 and 1 bits set, for ``similarity``'s folding."""
+    return tuple(int.from_bytes(((1 << w) - 1).to_bytes(4, "big") * lanes, "big")
+                 for w in (16, 8, 4, 2, 1))
+
+
+_MASKS = _lane_masks(SLOTS)
+
+
 def similarity(one: bytes, two: bytes) -> float:
-    """Estimated Jaccard similarity: the share of slots where the two minimums agree."""
-    if len(one) != len(two) or not one or one == _EMPTY or two == _EMPTY:
+    """Estimated Jaccard similarity: the share of slots where the two minimums agree.
+
+    Counted on the whole signatures as integers (a surge compares each tip with hundreds):
+    XOR, then fold each 32-bit lane's bits into its lowest bit; the set bits are the slots
+    that differ.
+    """
+    if len(one) != len(two) or len(one) != SLOTS * 4 or one == _EMPTY or two == _EMPTY:
         return 0.0
-    same = sum(1 for i in range(0, len(one), 4) if one[i:i + 4] == two[i:i + 4])
-    return same / (len(one) // 4)
+    x = int.from_bytes(one, "big") ^ int.from_bytes(two, "big")
+    for shift, mask in zip((16, 8, 4, 2, 1), _MASKS, strict=True):
+        x |= (x >> shift) & mask
+    return (SLOTS - (x & _MASKS[-1]).bit_count()) / SLOTS
