@@ -188,6 +188,11 @@ def test_a_full_copy_of_the_server_reads_no_tip(tw_app: Any, tw_client: Any, db_
         user = db_session.get(accounts.StaffUser, row.user_id)
         for guess in guesses:
             assert keys.unlock_personal_key(db_session, user, guess) is None
+    # a signed-in session's key row, without the key its cookie carries
+    for ks in db_session.execute(select(KeySession)).scalars():
+        for guess_key in [*keyring.keks.values(), keyring.lookup_secret]:
+            handle = keys.SessionKeys(ks.sid, guess_key)
+            assert keys.session_personal_key(db_session, handle, ks.user_id, utcnow()) is None
     # the key file alone opens no tip data key (staff accounts' TOTP keys it does open)
     tip_keys = {t.data_key_id for t in tips}
     for row in db_session.execute(select(DataKey)).scalars():
