@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
-from tests.conftest import DEMO_DIRECTORY, PG_URL
+from tests.conftest import DEMO_DIRECTORY
 from tests.intake.helpers import post_tip
+from tests.ops.pg import drop, recreate, scratch_url
 from tests.telephony.helpers import send_sms
 from tests.twilio_support import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_FROM_NUMBER
 from tipline.audit.services import record, verify_chain
 from tipline.crypto import KeyRing, write_key_file
-from tipline.db import make_engine
 from tipline.jobs import RecordingQueue
 from tipline.settings import Settings
 from tipline.tips.models import Message, Tip
@@ -31,23 +30,6 @@ from tipline.tips.models import Message, Tip
 ROOT = Path(__file__).resolve().parents[2]
 CODE = re.compile(r'id="receipt-code"[^>]*><code>([0-9A-Z-]+)</code>')
 TIPLINE = [sys.executable, "-c", "from tipline.cli import main; main()"]
-
-
-def _admin(url: str, sql: str) -> None:
-    admin = make_engine(str(make_url(url).set(database="postgres")), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        admin.dispose()
-
-
-def _recreate(url: str) -> None:
-    name = make_url(url).database
-    _admin(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
-    _admin(url, f'DROP DATABASE IF EXISTS "{name}"')
-    _admin(url, f'CREATE DATABASE "{name}"')
 
 
 def _env(tmp: Path, url: str) -> dict[str, str]:
@@ -169,12 +151,12 @@ def _drill(tmp: Path, url: str, wipe: Any) -> None:
 
 @pytest.mark.slow
 def test_postgres_drill_backup_wipe_restore(tmp_path: Path) -> None:
-    url = str(make_url(PG_URL).set(database=f"{make_url(PG_URL).database}_drill"))
-    _recreate(url)
+    url = scratch_url("drill")
+    recreate(url)
     try:
-        _drill(tmp_path, url, lambda: _recreate(url))
+        _drill(tmp_path, url, lambda: recreate(url))
     finally:
-        _admin(url, f'DROP DATABASE IF EXISTS "{make_url(url).database}"')
+        drop(url)
 
 
 @pytest.mark.slow
