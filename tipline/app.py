@@ -19,6 +19,7 @@ from tipline.db import Database
 from tipline.jobs import CeleryQueue
 from tipline.keysetup import load_or_create_keyring
 from tipline.logconfig import configure_logging
+from tipline.ops.release import __version__
 from tipline.routing.publishing import unpublished_marker
 from tipline.settings import Settings
 from tipline.web import close_session
@@ -106,7 +107,8 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
-        return {"current_lang": select_locale(settings), "languages": settings.languages}
+        return {"current_lang": select_locale(settings), "languages": settings.languages,
+                "tipline_version": __version__}
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> Any:
