@@ -170,3 +170,29 @@ def test_recovery_init_without_district_key_prints_once_and_district_init(instal
     assert dup.returncode == 2 and "already has a read key" in dup.stderr
     unknown = _cli(["keys", "district-init", "--district", "nope"], env, tmp)
     assert unknown.returncode == 2 and "unknown district" in unknown.stderr
+
+
+def test_embedded_demo_gives_the_demo_admin_keys_and_seals_new_tips(tmp_path, settings) -> None:
+    """`tipline run`'s demo seeding: the demo admin holds SLPS's key; a new tip is sealed."""
+    from tests.factories import make_tip
+    from tipline.app import build_services
+    from tipline.cli import _ensure_demo
+
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    migrations.upgrade(url)
+    local = settings.with_overrides(database_url=url)
+    svc = build_services(local, queue=RecordingQueue())
+    try:
+        email, password = _ensure_demo(svc, local)
+        with svc.db.session() as s:
+            user = accounts.find_user(s, email)
+            assert keys.has_access(s, user) and keys.read_keys_for(s, user)
+            receipt = make_tip(s, svc.vault, RecordingQueue(), body="demo CAPYBARA tip",
+                               school_code="slps-roosevelt")
+            tip = s.get(Tip, receipt.tip_id)
+            assert tip.data_key.kek_id == SEALED_ONLY
+            chain = keys.keychain_for(s, user.id, keys.unlock_personal_key(s, user, password))
+            with using(chain):
+                assert tip.messages[0].body == "demo CAPYBARA tip"
+    finally:
+        svc.db.dispose()
