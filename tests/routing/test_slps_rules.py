@@ -346,3 +346,18 @@ def test_engine_holds_police_back_for_committed_categories(db_session, demo_dire
 
 def test_time_helpers_are_local():
     assert ROTA.handover == time(17, 0)
+
+
+def test_policy_check_warns_about_a_rota_gap_before_it_begins(db_session, demo_directory):
+    from tipline.routing.policy import policy_warnings
+
+    policy = parse_policy(DEMO_TEXT, "policy.demo.yaml")
+    assert not any("rota" in w for w in policy_warnings(db_session, policy))
+    rota = db_session.execute(
+        select(OnCallRota).where(OnCallRota.key == "slps-nights")).scalar_one()
+    soon = (datetime.now(UTC) + timedelta(days=3)).date()
+    rota.holidays = [{"date": soon.isoformat(), "contact": None}]
+    db_session.flush()
+    (warning,) = [w for w in policy_warnings(db_session, policy) if "rota" in w]
+    assert warning.startswith(f"policy.demo.yaml: warning: rota slps-nights has nobody on call "
+                              f"from {soon:%a %Y-%m-%d} 17:00")

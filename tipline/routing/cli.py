@@ -241,6 +241,39 @@ def route_explain(school_code: str | None, district_code: str | None, category: 
         click.echo(explanation_text(plan.explanation))
 
 
+@route_group.command("matrix")
+@click.option("--school", "school_code", required=True, help="A school code, e.g. slps-roosevelt.")
+@click.option("--week-of", "week_of", default=None,
+              help="A day of the week to sample (Tuesday 10:00 and Saturday 02:00, district "
+                   "time); default: this week.")
+@click.option("--language", default="en", show_default=True, help="The reporter's language.")
+def route_matrix(school_code: str, week_of: str | None, language: str) -> None:
+    """Print who the active policy alerts at a school, per category and severity, as a
+    Markdown table (docs/routing.md carries the SLPS demo's)."""
+    from datetime import date
+
+    from tipline.directory.models import School
+    from tipline.directory.zones import zone
+    from tipline.routing.matrix_text import markdown_matrix, sample_times
+
+    try:
+        day = date.fromisoformat(week_of) if week_of else datetime.now(UTC).date()
+    except ValueError:
+        raise click.BadParameter("a date like 2026-11-23", param_hint="--week-of") from None
+    with database_session() as session:
+        policy = active_policy(session)
+        if policy is None:
+            raise click.ClickException("no routing policy is loaded (tipline policy load FILE)")
+        school = session.execute(
+            select(School).where(School.code == school_code)).scalar_one_or_none()
+        if school is None:
+            raise click.ClickException(f"unknown school {school_code!r}")
+        times = sample_times(day, zone(school.district.timezone))
+        text = markdown_matrix(session, policy, school_code, times, language)
+        session.rollback()
+    click.echo(text, nl=False)
+
+
 def _parse_at(text: str | None, tz_name: str) -> datetime:
     if not text:
         return datetime.now(UTC)
@@ -323,5 +356,6 @@ def register(main: click.Group) -> None:
     existing = main.commands.get("route")
     if isinstance(existing, click.Group):
         existing.add_command(route_explain)
+        existing.add_command(route_matrix)
     else:
         main.add_command(route_group)
