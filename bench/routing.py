@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.routing [--rate 50] [--seconds 60] [--concurrency 2]
                                       [--threads N] [--twilio-latency-ms MS]
                                       [--policy FILE | --no-policy]
+                                      [--pool 5] [--sender-mps 1] [--cps 1]
+                                      [--life-safety 0.1] [--no-network]
 
 What it does, all on 127.0.0.1:
 
@@ -27,6 +29,15 @@ What it does, all on 127.0.0.1:
    the next step became active (``activated_at``) and when its first alert reached the Twilio
    stand-in, each minus the deadline.
 5. Counts tips not routed (job not ``done``) and tips with no alert handed to Twilio.
+6. Delivery (issue 18; off with ``--no-network``): the stand-in behaves like Twilio after
+   accepting (``twilio_stub.Network``): texts go through a Messaging Service whose ``--pool``
+   numbers each send ``--sender-mps`` segments a second from their own queue (sticky sender),
+   a text whose ValidityPeriod runs out in the queue fails (30036), calls start at most
+   ``--cps`` a second, and signed status callbacks arrive after a carrier's (1-4 s) or a
+   callee's (3-8 s to answer) delay at a gunicorn running the app, which records
+   ``delivered_at``. Reported: tip commit -> first alert delivered (p50/p99) per channel, for
+   life-safety tips (``--life-safety``: that share of the tips is severity 4) and the others,
+   and the ordinary alerts that waited past their validity without falling back.
 
 The surge's tips repeat six texts, so surge grouping (``tipline.surge``) would fold most of
 them into a few alert chains: unless ``--grouping``, the policy is loaded with
@@ -63,7 +74,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bench._common import load_average  # noqa: E402
-from tests.routing.twilio_stub import StubTwilio  # noqa: E402
+from tests.routing.twilio_stub import Network, StubTwilio  # noqa: E402
 from tipline import crypto, migrations  # noqa: E402
 from tipline.celeryconf import build_celery  # noqa: E402
 from tipline.crypto import KeyRing, Vault, write_key_file  # noqa: E402
@@ -92,6 +103,12 @@ MIX = (
     (Category.SELF_HARM, Severity.HIGH, "My friend says she wants to hurt herself"),
     (Category.SUBSTANCE, Severity.LOW, "Pills are being sold in the bathroom"),
     (Category.FAMILY_CRISIS, Severity.MEDIUM, "A student has been sleeping in a car"),
+)
+
+
+LIFE_SAFETY = (
+    (Category.WEAPON, Severity.LIFE_SAFETY, "He showed a gun and said he will use it today"),
+    (Category.THREAT, Severity.LIFE_SAFETY, "Someone posted they will shoot people at lunch"),
 )
 
 
@@ -200,10 +217,74 @@ def pct(values: Sequence[float], p: float) -> float:
 def fmt(values: Sequence[float], unit: str = "ms", scale: float = 1000.0) -> str:
     if not values:
         return "n/a (no samples)"
-    return (f"n={len(values)}  p50={pct(values, 50) * scale:.0f} {unit}  "
-            f"p90={pct(values, 90) * scale:.0f} {unit}  p99={pct(values, 99) * scale:.0f} {unit}"
-            f"  max={max(values) * scale:.0f} {unit}  mean={statistics.fmean(values) * scale:.0f}"
-            f" {unit}")
+    d = 0 if unit == "ms" else 1
+    return (f"n={len(values)}  p50={pct(values, 50) * scale:.{d}f} {unit}  "
+            f"p90={pct(values, 90) * scale:.{d}f} {unit}  "
+            f"p99={pct(values, 99) * scale:.{d}f} {unit}  max={max(values) * scale:.{d}f} {unit}"
+            f"  mean={statistics.fmean(values) * scale:.{d}f} {unit}")
+
+
+SERVICE_SID = "MG" + "0" * 32
+POOL = tuple(f"+1314555{200 + n:04d}" for n in range(50))
+
+# Ordinary call/text alerts that waited past their validity (+10 s for the carrier or the
+# answer): delivered late or still waiting, or failed with no next channel opened. Counted
+# apart (:last) for the dispatch's last channel, which has nothing to fall back to.
+LATE_ORDINARY = text(
+    "SELECT count(*) FROM alert_deliveries a JOIN dispatches d ON d.id = a.dispatch_id "
+    "JOIN tips t ON t.id = d.tip_id WHERE d.repeat_every_seconds IS NULL AND t.severity < 4 "
+    "AND a.channel IN ('sms', 'voice') AND "
+    "((d.channels::jsonb ->> (jsonb_array_length(d.channels::jsonb) - 1)) = a.channel) = :last"
+    " AND ((a.delivered_at IS NOT NULL AND a.delivered_at > a.created_at + "
+    "make_interval(secs => :v + 10)) OR "
+    "(a.status IN ('pending', 'sending', 'sent') AND a.delivered_at IS NULL AND "
+    "coalesce(a.sent_at, now()) > a.created_at + make_interval(secs => :v + 10)) OR "
+    "(a.status = 'failed' AND d.status IN ('active', 'expired') AND NOT :last "
+    "AND NOT EXISTS (SELECT 1 FROM alert_deliveries b WHERE b.dispatch_id = a.dispatch_id "
+    "AND b.alert_round = a.alert_round AND b.id > a.id)))")
+
+
+def delivery_report(engine: Engine, committed: dict[str, float], ordinary_validity: int
+                    ) -> list[str]:
+    """Tip commit -> first alert delivered, per channel and over any channel, for
+    life-safety tips and the others; and the ordinary alerts late without a fallback."""
+    with Session(engine) as s:
+        rows = s.execute(text(
+            "SELECT t.reference, t.severity, a.channel, min(a.delivered_at) FROM "
+            "alert_deliveries a JOIN dispatches d ON d.id = a.dispatch_id JOIN tips t ON "
+            "t.id = d.tip_id WHERE a.delivered_at IS NOT NULL "
+            "GROUP BY t.reference, t.severity, a.channel")).all()
+        late = s.execute(LATE_ORDINARY, {"v": ordinary_validity, "last": False}).scalar()
+        late_last = s.execute(LATE_ORDINARY, {"v": ordinary_validity, "last": True}).scalar()
+        reasons = {str(k): int(v) for k, v in s.execute(text(
+            "SELECT coalesce(substr(last_error, 1, 40), '-'), count(*) FROM alert_deliveries "
+            "WHERE status = 'failed' GROUP BY 1 ORDER BY 2 DESC LIMIT 6")).all()}
+    per: dict[tuple[bool, str], list[float]] = {}
+    first: dict[str, float] = {}
+    life_of: dict[str, bool] = {}
+    for ref, severity, channel, at in rows:
+        if ref not in committed or at is None:
+            continue
+        lat = at.timestamp() - committed[ref]
+        life_of[ref] = int(severity) >= 4
+        per.setdefault((life_of[ref], channel), []).append(lat)
+        first[ref] = min(first.get(ref, lat), lat)
+    out = []
+    for life in (True, False):
+        label = "life-safety tips" if life else "other tips"
+        anyl = [v for r, v in first.items() if life_of[r] == life]
+        out.append(f"  {label}: commit -> first alert delivered, any channel: "
+                   f"{fmt(anyl, 's', 1.0)}")
+        for channel in ("sms", "voice"):
+            out.append(f"    first {channel} delivered: "
+                       f"{fmt(per.get((life, channel), []), 's', 1.0)}")
+    out.append(f"  tips with no alert delivered by phone: "
+               f"{sum(1 for r in committed if r not in first)} of {len(committed)}")
+    out.append(f"  ordinary call/text alerts that waited past their validity "
+               f"({ordinary_validity} s) without falling back: {late}; on the dispatch's last "
+               f"channel (nothing to fall back to, held until sent): {late_last}")
+    out.append(f"  failed deliveries by reason: {reasons}")
+    return out
 
 
 CALLBACK_RE = re.compile(r"/twilio/alerts/(?:sms|call)-status/(\d+)$")
@@ -265,6 +346,20 @@ def main() -> None:
     ap.add_argument("--policy", default=str(REPO / "config" / "policy.demo.yaml"))
     ap.add_argument("--no-policy", action="store_true", help="route by the directory default")
     ap.add_argument("--keep", action="store_true", help="keep the database and logs")
+    ap.add_argument("--pool", type=int, default=5,
+                    help="numbers in the Messaging Service's sender pool (stand-in and settings)")
+    ap.add_argument("--sender-mps", type=float, default=1.0,
+                    help="segments per second per sender (a US long code: 1)")
+    ap.add_argument("--cps", type=float, default=1.0,
+                    help="calls per second the account may start (Twilio's default: 1)")
+    ap.add_argument("--life-safety", type=float, default=0.1,
+                    help="share of the tips at the life-safety level (weapon or threat)")
+    ap.add_argument("--sms-validity", type=int, default=300,
+                    help="TIPLINE_ALERT_SMS_VALIDITY_SECONDS (ordinary alerts)")
+    ap.add_argument("--urgent-validity", type=int, default=30,
+                    help="TIPLINE_URGENT_SMS_VALIDITY_SECONDS (life-safety alerts)")
+    ap.add_argument("--no-network", action="store_true",
+                    help="the stand-in accepts and does nothing more (no queues, no callbacks)")
     ap.add_argument("--grouping", action="store_true",
                     help="leave surge grouping on (folds the repeated texts)")
     ap.add_argument("--surge-groups", action="store_true",
@@ -279,7 +374,13 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="tipline-bench-routing-"))
     procs: list[subprocess.Popen[bytes]] = []
-    stub = StubTwilio(latency=args.twilio_latency_ms / 1000).start()
+    stub = StubTwilio(latency=args.twilio_latency_ms / 1000)
+    web_port = free_port()
+    if not args.no_network:
+        stub.network = Network(f"http://127.0.0.1:{web_port}", AUTH_TOKEN,
+                               pool=POOL[:args.pool], sender_mps=args.sender_mps,
+                               cps=args.cps).start()
+    stub.start()
     engine = None
     try:
         print(f"setting up in {tmp} ...", flush=True)
@@ -310,7 +411,15 @@ def main() -> None:
             TIPLINE_ALERT_SENDER="twilio", TWILIO_ACCOUNT_SID=ACCOUNT_SID,
             TWILIO_AUTH_TOKEN=AUTH_TOKEN, TIPLINE_TWILIO_FROM_NUMBER=FROM_NUMBER,
             TIPLINE_TWILIO_API_BASE=stub.url, TIPLINE_DEMO_DATA="false",
+            TIPLINE_TWILIO_SENDERS=str(args.pool), TIPLINE_TWILIO_SENDER_MPS=str(args.sender_mps),
+            TIPLINE_TWILIO_CPS=str(args.cps),
+            TIPLINE_ALERT_SMS_VALIDITY_SECONDS=str(args.sms_validity),
+            TIPLINE_URGENT_SMS_VALIDITY_SECONDS=str(args.urgent_validity),
+            TIPLINE_CONFIG_FILE=str(tmp / "none.env"),
         )
+        (tmp / "none.env").write_text("")
+        if not args.no_network:
+            env["TIPLINE_TWILIO_MESSAGING_SERVICE_SID"] = SERVICE_SID
         planner = "directory default (no policy loaded)"
         if not args.no_policy:
             policy_file = args.policy if args.grouping else _without_grouping(args.policy, tmp)
@@ -339,6 +448,12 @@ def main() -> None:
                                 "bench@%h"], env, tmp / "worker.log"))
         procs.append(start([celery_bin, "-A", "workers.celery_app", "beat", "--schedule",
                             str(tmp / "beat"), "--loglevel", "WARNING"], env, tmp / "beat.log"))
+        if not args.no_network:  # the app, for the status callbacks
+            procs.append(start([str(VENV_BIN / "gunicorn"), "-c",
+                                str(REPO / "config" / "gunicorn.conf.py"), "--bind",
+                                f"127.0.0.1:{web_port}", "--workers", "3"], env,
+                               tmp / "web.log"))
+            wait_port(web_port, timeout=60)
         settings = Settings(mode="test", database_url=BENCH_DB_URL, broker_url=broker)
         queue = CeleryQueue(build_celery(settings), 1.0)
         # Warm-up: one tip through the whole path, so start-up is not in the figures.
@@ -351,6 +466,7 @@ def main() -> None:
               f"{planner}; {args.concurrency} worker processes ({pool}); Twilio stand-in "
               f"answers after {args.twilio_latency_ms:g} ms", flush=True)
         rng = random.Random(42)
+        life_share = 0.0 if args.no_network else args.life_safety
         workers = {p.pid for p in procs[1:]}
         cpu0, pg0 = group_cpu_seconds(workers), postgres_cpu_seconds()
         committed: dict[str, float] = {}
@@ -365,7 +481,7 @@ def main() -> None:
                 time.sleep(wait)
             else:
                 behind = max(behind, -wait)
-            ref, at = _make_tip(engine, vault, queue, rng)
+            ref, at = _make_tip(engine, vault, queue, rng, life_share)
             committed[ref] = at
             if i == total // 2 and args.escalations:
                 # On its own thread, so the tips keep arriving at the surge's pace.
@@ -417,6 +533,17 @@ def main() -> None:
         print(f"  deliveries: {n_dl} {by_status}; requests at the Twilio stand-in: "
               f"{len(stub.requests)}; provider refs used twice: {dup}")
 
+        if stub.network is not None:
+            _settle(engine, stub.network, args.drain)
+            print(f"\nRESULTS (delivery: {args.pool} senders x {args.sender_mps:g} segment/s, "
+                  f"{args.cps:g} calls/s; validity {args.sms_validity} s ordinary, "
+                  f"{args.urgent_validity} s life-safety)")
+            for line in delivery_report(engine, committed, args.sms_validity):
+                print(line)
+            net = stub.network
+            print(f"  stand-in: texts expired in Twilio's queue (30036) {net.expired}; "
+                  f"delivered/answered callbacks {net.delivered}; callbacks refused or lost "
+                  f"{net.callbacks_failed}", flush=True)
         if during:
             _report_escalation(engine, stub, during, "set in the middle of the surge")
         after = _set_deadlines(engine, args.escalations)
@@ -447,9 +574,11 @@ def _without_grouping(path: str, tmp: Path) -> str:
     return str(out)
 
 
-def _make_tip(engine: Engine, vault: Vault, queue: CeleryQueue, rng: random.Random
-              ) -> tuple[str, float]:
+def _make_tip(engine: Engine, vault: Vault, queue: CeleryQueue, rng: random.Random,
+              life_share: float = 0.0) -> tuple[str, float]:
     category, severity, body = rng.choice(MIX)
+    if life_share and rng.random() < life_share:
+        category, severity, body = rng.choice(LIFE_SAFETY)
     with Session(engine) as s:
         r = create_tip(s, vault, queue, TipSubmission(
             channel=Channel.WEB, body=body, category=category, severity=severity,
@@ -457,6 +586,22 @@ def _make_tip(engine: Engine, vault: Vault, queue: CeleryQueue, rng: random.Rand
         at = time.time()
         s.commit()  # the routing job is published to Redis right after this commit
     return r.reference, at
+
+
+def _settle(engine: Engine, net: Network, timeout: float) -> None:
+    """Wait until no alert waits in tipline or in the stand-in (callbacks due within 30 s
+    included), so every delivery has its outcome."""
+    def settled() -> bool:
+        with engine.connect() as c:
+            waiting = c.execute(text("SELECT count(*) FROM alert_deliveries WHERE status IN "
+                                     "('pending', 'sending')")).scalar()
+        horizon = time.time() + 30
+        return not waiting and not any(e[0] <= horizon for e in list(net._events))
+
+    t0 = time.monotonic()
+    _wait(settled, timeout, "every alert's outcome", quiet=True)
+    print(f"  every alert settled {time.monotonic() - t0:.1f} s after the first alerts were "
+          f"out", flush=True)
 
 
 def _wait(check: Callable[[], object], timeout: float, what: str, quiet: bool = False) -> None:
