@@ -228,3 +228,22 @@ def test_grant_page_lists_and_grants(app, client, db_session, vault, queue, demo
     from tipline.audit.models import AuditEvent
     assert db_session.execute(select(func.count(AuditEvent.id)).where(
         AuditEvent.action == "staff.access.grant")).scalar_one() == 1
+
+
+def test_a_liaison_grants_a_colleague_of_the_same_agency(db_session, vault, demo_directory):
+    from tipline.directory.models import Contact, PoliceAgency
+
+    first, _, _ = make_staff(db_session, vault, "police_liaison", contact="stlco-liaison")
+    agency = db_session.execute(select(PoliceAgency).where(PoliceAgency.code == "stlco-pd")
+                                ).scalar_one()
+    db_session.add(Contact(key="stlco-liaison-2", name="colleague", role="police_liaison",
+                           agency=agency, sms_number="+13145550161"))
+    db_session.flush()
+    second, _, _ = make_staff(db_session, vault, "police_liaison", contact="stlco-liaison-2",
+                              access=False)
+    slps_admin, _, _ = make_staff(db_session, vault, "district_admin", district="slps")
+    assert keys.waiting_for(db_session, first) == [second]
+    assert second not in keys.waiting_for(db_session, slps_admin)
+    keys.grant_access(db_session, _chain(db_session, first), first, second)
+    assert keys.has_access(db_session, second)
+    assert [r.rid.split(":")[0] for r in keys.read_keys_for(db_session, second)] == ["agency"]

@@ -299,6 +299,22 @@ def waiting_for_access(session: Session, district_id: int) -> list[StaffUser]:
     return [u for u in users if read_keys_for(session, u) and not has_access(session, u)]
 
 
+def waiting_for(session: Session, granter: StaffUser) -> list[StaffUser]:
+    """The accounts ``granter`` could grant: of their district, or for a police liaison the
+    other liaisons of their agency (whose key only liaisons hold)."""
+    agency_id = agency_of(session, granter)
+    if agency_id is None:
+        if granter.district_id is None:
+            return []
+        return waiting_for_access(session, granter.district_id)
+    liaisons = session.execute(
+        select(StaffUser).where(StaffUser.role == Role.POLICE_LIAISON.value,
+                                StaffUser.active.is_(True), StaffUser.id != granter.id)
+        .order_by(StaffUser.email)).scalars().all()
+    return [u for u in liaisons if agency_of(session, u) == agency_id
+            and read_keys_for(session, u) and not has_access(session, u)]
+
+
 def grant_access(session: Session, keychain: Keychain, granter: StaffUser,
                  user: StaffUser) -> list[KeyGrant]:
     """Seal each read key ``user`` needs, that ``keychain`` (the granter's session) holds,

@@ -576,12 +576,11 @@ GRANTING_ROLES = ("district_admin", "school_staff", "police_liaison")
 
 
 def _grantable(user: StaffUser) -> list[StaffUser]:
-    """Accounts of ``user``'s district waiting for a key this session holds."""
-    if user.district_id is None:
-        return []
+    """Accounts of ``user``'s district (a liaison: of their agency) waiting for a key this
+    session holds."""
     chain = request_keychain()
     sess = db_session()
-    return [u for u in keys.waiting_for_access(sess, user.district_id)
+    return [u for u in keys.waiting_for(sess, user)
             if any(k.rid in chain for k in keys.read_keys_for(sess, u))]
 
 
