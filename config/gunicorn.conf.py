@@ -49,9 +49,10 @@ class RedactingLogger(Logger):
 logger_class = RedactingLogger
 proxy_protocol = False
 
-# Metrics (docs/operations.md): the master serves them on their own port, which compose does
-# not publish; workers write prometheus-client's multiprocess files under TIPLINE_METRICS_DIR.
-METRICS_BIND = os.environ.get("TIPLINE_METRICS_BIND", "0.0.0.0:9108")
+# Metrics (docs/operations.md): with TIPLINE_METRICS_BIND set (compose: 0.0.0.0:9108, a port
+# it does not publish) the master serves them on their own port; workers write
+# prometheus-client's multiprocess files under TIPLINE_METRICS_DIR.
+METRICS_BIND = os.environ.get("TIPLINE_METRICS_BIND", "")
 
 
 def on_starting(server: object) -> None:
@@ -62,12 +63,16 @@ def on_starting(server: object) -> None:
 
 
 def when_ready(server: object) -> None:
-    if not METRICS_BIND or METRICS_BIND == "off":
+    """Start the metrics server; a failure to start it is logged, never stops the web."""
+    if not METRICS_BIND:
         return
     from tipline.ops.endpoint import serve_in_thread
     from tipline.settings import load_settings
 
-    serve_in_thread(load_settings(), METRICS_BIND)
+    try:
+        serve_in_thread(load_settings(), METRICS_BIND)
+    except Exception as exc:
+        server.log.error("metrics not served on %s: %s", METRICS_BIND, exc)  # type: ignore[attr-defined]
 
 
 def child_exit(server: object, worker: object) -> None:

@@ -11,6 +11,7 @@ scanned for every canary.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -94,12 +95,18 @@ def canaries(media_urls: list[str]) -> list[str]:
     return words
 
 
+@pytest.fixture(params=["text", "json"])
+def log_format(request: pytest.FixtureRequest) -> str:
+    """Every canary test runs with both log formats (``TIPLINE_LOG_FORMAT``)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
+def log_lines(log_format: str) -> Iterator[io.StringIO]:
     """Everything the configured log handlers write, at DEBUG, as the app configures it."""
     from tipline.logconfig import configure_logging
 
-    configure_logging("DEBUG")
+    configure_logging("DEBUG", log_format)
     root = logging.getLogger()
     ours = [h for h in root.handlers if getattr(h, "_tipline", False)]
     assert ours, "configure_logging installed no handler"
@@ -114,10 +121,11 @@ def log_lines() -> Iterator[io.StringIO]:
 
 
 @pytest.fixture
-def debug_app(tw_settings, pg_engine, connection, queue, vault, log_lines) -> Any:
+def debug_app(tw_settings, pg_engine, connection, queue, vault, log_lines, log_format) -> Any:
     from tipline.app import create_app
 
-    application = create_app(tw_settings.with_overrides(log_level="DEBUG"),
+    application = create_app(tw_settings.with_overrides(log_level="DEBUG",
+                                                        log_format=log_format),
                              db=BoundDatabase(pg_engine, connection), queue=queue)
     application.config.update(TESTING=True)
     crypto.install(vault)
@@ -127,7 +135,7 @@ def debug_app(tw_settings, pg_engine, connection, queue, vault, log_lines) -> An
 
 def test_no_canary_reaches_the_logs_at_debug(debug_app, log_lines, db_session, vault, queue,
                                              demo_directory, media_server,
-                                             twilio_mock_url) -> None:
+                                             twilio_mock_url, log_format) -> None:
     client = debug_app.test_client()
     client.environ_base.update({"REMOTE_ADDR": ADDRESS, "HTTP_USER_AGENT": AGENT,
                                 "HTTP_X_FORWARDED_FOR": FORWARDED})
@@ -161,6 +169,42 @@ def test_no_canary_reaches_the_logs_at_debug(debug_app, log_lines, db_session, v
     leaks = [(word, line) for line in written.splitlines()
              for word in canaries(media_urls) if word in line]
     assert not leaks, "\n".join(sorted({f"{word!r} in: {line[24:300]}" for word, line in leaks}))
+    if log_format == "json":  # one object per line, the same field names on every line
+        from tipline.logconfig import JSON_FIELDS
+
+        for line in written.splitlines():
+            assert set(JSON_FIELDS) <= set(json.loads(line)), line[:200]
+
+
+def test_json_lines_carry_a_random_request_id_per_request(debug_app, log_lines,
+                                                          log_format) -> None:
+    from flask import Flask
+
+    if log_format != "json":
+        pytest.skip("the request id is a field of the JSON lines")
+    log = logging.getLogger("tipline.canary")
+    probe = Flask("probe")
+    from tipline.logconfig import install_request_ids
+
+    install_request_ids(probe)
+
+    @probe.get("/x")
+    def _x() -> str:
+        log.warning("inside a request")
+        return "ok"
+
+    client = probe.test_client()
+    client.environ_base.update({"REMOTE_ADDR": ADDRESS, "HTTP_X_REQUEST_ID": "chosen-by-client"})
+    client.get("/x")
+    client.get("/x", headers={"X-Request-Id": "chosen-by-client"})
+    log.warning("outside a request")
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    inside = [ln["request_id"] for ln in lines if ln["message"] == "inside a request"]
+    outside = [ln["request_id"] for ln in lines if ln["message"] == "outside a request"]
+    assert len(inside) == 2 and inside[0] != inside[1]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", rid) for rid in inside)
+    assert outside == [None]
+    assert "chosen-by-client" not in log_lines.getvalue()
 
 
 def test_werkzeug_request_log_and_library_debug_stay_quiet_at_debug(log_lines) -> None:

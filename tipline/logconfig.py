@@ -16,13 +16,23 @@ Two lines of defence, both installed by ``configure_logging``:
 Gunicorn's access format (config/gunicorn.conf.py) leaves address and user agent out, and its
 logger class puts gunicorn's own error and access logs (which do not reach the root handler)
 through ``Redact`` too. Waitress (the embedded server) writes no access log.
+
+``TIPLINE_LOG_FORMAT=json`` writes one JSON object per line with stable field names
+(``JSON_FIELDS``) for a log shipper; the record has been through ``Redact`` by then. The
+request id is random per web request (or the Celery task id in a worker): it ties the lines
+of one request together and says nothing about who sent it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
+import json
 import logging
 import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
 
 # Loggers that print request lines, payloads or image metadata below WARNING.
 QUIET_LOGGERS = (
@@ -98,16 +108,73 @@ def _cover_celery_handlers() -> None:
 
     for signal in (signals.after_setup_logger, signals.after_setup_task_logger):
         signal.connect(redact_handlers, weak=False, dispatch_uid="tipline-redact")
+    signals.task_prerun.connect(_task_started, weak=False, dispatch_uid="tipline-request-id")
+    signals.task_postrun.connect(_task_ended, weak=False, dispatch_uid="tipline-request-id-end")
 
 
-def configure_logging(level: str) -> None:
+# -- request ids and JSON lines --------------------------------------------------------------
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("tipline_request_id",
+                                                                       default=None)
+JSON_FIELDS = ("time", "level", "logger", "message", "request_id", "process")
+
+
+def install_request_ids(app: Any) -> None:
+    """A fresh random id for each web request, never one a client sends."""
+
+    def _start() -> None:
+        REQUEST_ID.set(secrets.token_hex(8))
+
+    def _end(_exc: BaseException | None = None) -> None:
+        REQUEST_ID.set(None)
+
+    app.before_request(_start)
+    app.teardown_request(_end)
+
+
+def _task_started(task_id: str | None = None, **_: object) -> None:
+    REQUEST_ID.set(task_id)
+
+
+def _task_ended(**_: object) -> None:
+    REQUEST_ID.set(None)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: ``JSON_FIELDS`` always, ``exception`` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": REQUEST_ID.get(),
+            "process": record.process,
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = record.stack_info
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
-    if not any(getattr(h, "_tipline", False) for h in root.handlers):
+    ours = [h for h in root.handlers if getattr(h, "_tipline", False)]
+    if not ours:
         handler = logging.StreamHandler()
         handler._tipline = True  # type: ignore[attr-defined]
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.addFilter(Redact())
         root.addHandler(handler)
+        ours = [handler]
+    for handler in ours:
+        handler.setFormatter(JsonLines() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     _cover_celery_handlers()
     root.setLevel(level)
     for name in QUIET_LOGGERS:

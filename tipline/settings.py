@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 MODES = ("embedded", "production", "test")
 ALERT_SENDERS = ("outbox", "twilio")
 EMAIL_SENDERS = ("outbox", "smtp")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(Exception):
@@ -34,6 +35,8 @@ class Settings:
     secret_key: str = ""
     public_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
+    # text: one readable line per record; json: one JSON object per line (log shippers).
+    log_format: str = "text"
     # Rate limiting keeps only salted hashes; storage may be memory:// or redis://.
     ratelimit_storage_url: str = "memory://"
     # Reverse proxies in front of the app that append to X-Forwarded-For (0: none trusted).
@@ -101,6 +104,7 @@ _ENV_MAP = {
     "TIPLINE_SECRET_KEY": "secret_key",
     "TIPLINE_PUBLIC_URL": "public_url",
     "TIPLINE_LOG_LEVEL": "log_level",
+    "TIPLINE_LOG_FORMAT": "log_format",
     "TIPLINE_RATELIMIT_STORAGE_URL": "ratelimit_storage_url",
     "TIPLINE_TRUSTED_PROXY_HOPS": "trusted_proxy_hops",
     "TIPLINE_SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
@@ -290,6 +294,10 @@ def load_settings(
             f"TIPLINE_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {level!r}"
         )
     values["log_level"] = level
+    log_format = str(values.get("log_format", "text")).lower()
+    if log_format not in LOG_FORMATS:
+        raise SettingsError(f"TIPLINE_LOG_FORMAT: expected text or json, got {log_format!r}")
+    values["log_format"] = log_format
     lang = str(values.get("default_language", "en"))
     if lang not in Settings.languages:
         raise SettingsError(f"TIPLINE_DEFAULT_LANGUAGE: expected one of en, es, got {lang!r}")
