@@ -18,7 +18,7 @@ from tipline.context import Services
 from tipline.db import Database
 from tipline.jobs import CeleryQueue
 from tipline.keysetup import load_or_create_keyring
-from tipline.logconfig import configure_logging
+from tipline.logconfig import configure_logging, install_request_ids
 from tipline.ops.release import __version__
 from tipline.routing.publishing import unpublished_marker
 from tipline.settings import Settings
@@ -49,7 +49,7 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
 
 
 def create_app(settings: Settings, **overrides: Any) -> Flask:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     import tipline
 
     root = __import__("pathlib").Path(tipline.__file__).resolve().parent.parent
@@ -97,6 +97,7 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0, x_host=0)
     install_security_headers(app, settings.https)
+    install_request_ids(app)
 
     from tipline.health.views import bp as health_bp
     from tipline.intake.views import bp as intake_bp
