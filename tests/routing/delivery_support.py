@@ -18,6 +18,7 @@ from tests.factories import make_tip
 from tipline.db import utcnow
 from tipline.directory.models import Contact
 from tipline.jobs import RecordingQueue
+from tipline.routing.audience import seal_alert_content
 from tipline.routing.models import AlertDelivery, Dispatch
 from tipline.routing.senders import Alert, PermanentSendError, TransientSendError
 from tipline.routing.services import Plan, PlanEntry, PlanStep, route_job
@@ -65,6 +66,12 @@ def route(session: Session, vault: Any, queue: RecordingQueue, steps: list[StepS
           severity: Severity = Severity.HIGH) -> Routed:
     r = make_tip(session, vault, queue, body=body, school_code=school_code, category=category,
                  severity=severity)
+    if any(spec.include_content for spec in steps):
+        # What intake stores when the policy's rule for the tip says include_content (these
+        # tests plan with a static planner, which intake does not consult).
+        tip = session.get(Tip, r.tip_id)
+        assert tip is not None
+        tip.alert_content_ct = seal_alert_content(vault, tip.uid, body)
     session.commit()
     now = now or utcnow()
     result = route_job(session, r.job_id, StaticPlanner(steps), queue, now)

@@ -320,7 +320,13 @@ def test_reply_to_an_sms_reporter_is_relayed_after_commit(
     msg = db_session.execute(select(Message).where(
         Message.tip_id == t.id, Message.author == "staff")).scalar_one()
     assert msg.channel == "sms" and msg.relay_status == "pending"
-    assert ("tipline.relay_sms", (msg.id,)) in queue.sent
+    [(message_id, job_key)] = [args for name, args in queue.sent if name == "tipline.relay_sms"]
+    # The worker gets the number and text only under the job's key, carried by the task.
+    from tipline.telephony.relay import open_payload
+
+    assert message_id == msg.id and msg.relay_payload_ct is not None
+    number, text = open_payload(msg.uid, msg.relay_payload_ct, job_key)
+    assert text == "Are you safe right now?" and number.startswith("+")
 
 
 def test_empty_reply_refused(client: Any, world: World, db_session: Session) -> None:
@@ -480,6 +486,9 @@ def test_voice_recording_playback_and_transcript(client: Any, world: World,
                        attachments=[AttachmentIn("audio", "audio/mpeg", b"ID3fake-mp3")])
     att = db_session.execute(select(Attachment).where(
         Attachment.tip_id == receipt.tip_id)).scalar_one()
+    from tipline.routing.audience import give_item_key
+
+    give_item_key(db_session, vault, att.tip, att, "transcript_key_uid")  # as the webhook does
     att.transcript = "there is a gun in locker 12"
     db_session.flush()
     t = db_session.get(Tip, receipt.tip_id)

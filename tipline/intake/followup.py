@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from tipline.audit.services import record
-from tipline.crypto import CryptoError, Vault, field_ad
+from tipline.crypto import CryptoError, Keychain, Vault, field_ad, using
 from tipline.intake.services import AttachmentIn, _seal_bytes_into, _seal_into
 from tipline.jobs import JobQueue
 from tipline.routing.notices import reporter_wrote
@@ -83,8 +83,18 @@ def tip_by_uid(session: Session, uid: str) -> Tip | None:
     return tip
 
 
-def read_conversation(session: Session, vault: Vault, tip: Tip, now: datetime) -> Conversation:
-    """Decrypt what the reporter may see and mark staff messages as read (caller commits)."""
+def read_conversation(session: Session, vault: Vault, tip: Tip, now: datetime,
+                      keys: Keychain | None = None) -> Conversation:
+    """Decrypt what the reporter may see and mark staff messages as read (caller commits).
+
+    ``keys``: the reporter's receipt-code key (``handle.Handle.keychain``), which opens a tip
+    sealed to it; a tip in legacy mode opens with the key file. Raises ``CryptoError``.
+    """
+    with using(keys or Keychain()):
+        return _read_conversation(session, vault, tip, now)
+
+
+def _read_conversation(session: Session, vault: Vault, tip: Tip, now: datetime) -> Conversation:
     if tip.data_key is None:
         raise CryptoError("this tip's content has been destroyed")
     dek = vault.unwrap(tip.data_key.wrapped())
@@ -113,7 +123,9 @@ def read_conversation(session: Session, vault: Vault, tip: Tip, now: datetime) -
             )
         ).scalar_one()
     for m in rows:
-        body = vault.open_text(dek, m.body_ct, field_ad("messages", "body_ct", m.uid))
+        # A message with its own key (an SMS reporter's later text) is sealed to staff only.
+        body = (vault.open_text(dek, m.body_ct, field_ad("messages", "body_ct", m.uid))
+                if m.data_key_uid is None else _own_key_body(m))
         new = m.author == "staff" and m.read_by_reporter_at is None
         if new:
             m.read_by_reporter_at = now
@@ -136,6 +148,13 @@ def read_conversation(session: Session, vault: Vault, tip: Tip, now: datetime) -
                         severity=int(tip.severity), district_id=tip.district_id)
 
 
+def _own_key_body(m: Message) -> str:
+    try:
+        return m.body
+    except CryptoError:
+        return ""
+
+
 def add_reply(
     session: Session,
     vault: Vault,
@@ -144,12 +163,28 @@ def add_reply(
     attachments: Sequence[AttachmentIn],
     now: datetime,
     queue: JobQueue | None = None,
+    keys: Keychain | None = None,
 ) -> Message:
     """Seal the reporter's reply (and its pictures) under the tip's key; audit it, no content.
 
-    Nothing is committed here. The people working the tip are told (``routing.notices``);
-    ``queue`` publishes their alerts after commit (without it, the sweep sends them).
+    The tip's key is opened with ``keys`` (the reporter's receipt-code key) or, in legacy
+    mode, the key file; it is sealed to the tip's audience, so staff read the reply. Nothing
+    is committed here. The people working the tip are told (``routing.notices``); ``queue``
+    publishes their alerts after commit (without it, the sweep sends them).
     """
+    with using(keys or Keychain()):
+        return _add_reply(session, vault, tip, body, attachments, now, queue)
+
+
+def _add_reply(
+    session: Session,
+    vault: Vault,
+    tip: Tip,
+    body: str,
+    attachments: Sequence[AttachmentIn],
+    now: datetime,
+    queue: JobQueue | None,
+) -> Message:
     text = body.strip()
     if not text and not attachments:
         raise FollowupError("empty reply")

@@ -16,11 +16,12 @@ from typing import Any, cast
 from sqlalchemy import Insert, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from tipline.crypto import Vault, field_ad
+from tipline.crypto import Vault, WrappedKey, field_ad, reporter_recipient
 from tipline.db import Base, new_uid, utcnow
 from tipline.directory.models import School
 from tipline.jobs import JobQueue, after_commit
 from tipline.ops import metrics
+from tipline.routing.audience import district_audience, intake_plan, seal_alert_content
 from tipline.routing.models import RoutingJob
 from tipline.surge import services as surge
 from tipline.tips.models import Attachment, Category, Channel, DataKey, Message, Severity, Tip
@@ -65,6 +66,8 @@ class TipSubmission:
     # (school id, district id) when the caller already resolved ``school_code`` against the
     # directory (the web form keeps a short-lived cache of it); saves a query per tip.
     school_ref: tuple[int, int] | None = None
+    # ``body`` is a stand-in ("transcript pending"), not the reporter's words.
+    placeholder: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,10 @@ def create_tip(
     if normalized is None:
         raise IntakeError("malformed receipt code")
 
-    dek, wrapped = vault.new_data_key()
     tip_uid, message_uid = new_uid(), new_uid()
+    dek, wrapped, alert_ct = _seal_for_audience(
+        session, vault, submission, tip_uid, code, school_id=school_id,
+        district_id=district_id, severity=severity, body=body)
     reference = new_reference()
     tip_values: dict[str, Any] = {
         "uid": tip_uid,
@@ -139,6 +144,7 @@ def create_tip(
         "details_ct": None,
         "phone_hash": None,
         "phone_ct": None,
+        "alert_content_ct": alert_ct,
     }
     clean = {k: v.strip() for k, v in submission.details.items() if v and v.strip()}
     if clean:
@@ -149,10 +155,12 @@ def create_tip(
         tip_values["phone_ct"] = _sealed(vault, dek, "tips", "phone_ct", tip_uid,
                                          submission.phone.encode("utf-8"))
 
-    key_values = _row(DataKey, uid=wrapped.uid, slots=wrapped.slots, kek_id=vault.active_key_id)
+    key_values = _row(DataKey, uid=wrapped.uid, slots=wrapped.slots,
+                      kek_id=vault.kek_label(wrapped))
     message_values = _row(
         Message, uid=message_uid, author="reporter", channel=submission.channel.value,
         body_ct=_sealed(vault, dek, "messages", "body_ct", message_uid, body.encode("utf-8")),
+        placeholder=submission.placeholder,
     )
     job_values = _row(RoutingJob, reason="intake")
     job_id, tip_id, message_id = _insert_tip_rows(
@@ -176,6 +184,34 @@ def create_tip(
     after_commit(session, queue.send_routing, job_id)
     after_commit(session, metrics.tip_received, submission.channel.value, tip_values["category"])
     return Receipt(tip_id, tip_uid, reference, code, job_id, severity)
+
+
+def _seal_for_audience(
+    session: Session, vault: Vault, sub: TipSubmission, tip_uid: str, code: str, *,
+    school_id: int | None, district_id: int | None, severity: int, body: str,
+) -> tuple[bytes, WrappedKey, bytes | None]:
+    """The tip's data key, sealed to its audience, and its include_content alert text.
+
+    Audience: the district's read key, each police agency the policy routes this tip to, and
+    for a web tip the reporter's receipt-code key (so the follow-up page can read the
+    conversation). No district key: a key-file slot, as before sealing (legacy mode). The
+    alert text is kept only when the matched rule says include_content, and never for a
+    placeholder body.
+    """
+    district_keys = district_audience(session, district_id, ())
+    plan = intake_plan(session, school_id=school_id, district_id=district_id,
+                       category=sub.category.value, severity=severity, now=utcnow(),
+                       sealed=bool(district_keys))
+    recipients = list(district_keys)
+    if district_keys and plan.agency_ids:
+        recipients = district_audience(session, district_id, plan.agency_ids)
+    if recipients and sub.channel == Channel.WEB and sub.receipt_kind == "web":
+        recipients.append(reporter_recipient(code, tip_uid)[0])
+    dek, wrapped = vault.new_data_key(recipients)
+    alert_ct = None
+    if plan.include_content and not sub.placeholder:
+        alert_ct = seal_alert_content(vault, tip_uid, body)
+    return dek, wrapped, alert_ct
 
 
 def _insert_tip_rows(

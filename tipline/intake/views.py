@@ -426,7 +426,8 @@ def followup() -> Any:
         form.code.data = ""
         form.code.errors = [_("That code did not open a tip. Check it and try again.")]
         return render_template("intake/followup.html", form=form, lang_form="codeform"), 400
-    session[SESSION_HANDLE] = handle.issue(svc.vault, tip.uid, utcnow())
+    session[SESSION_HANDLE] = handle.issue(
+        svc.vault, tip.uid, utcnow(), code_key=handle.code_key(form.code.data or "", tip.uid))
     return redirect(url_for("intake.followup_tip"), 303)
 
 
@@ -449,7 +450,8 @@ def followup_tip() -> Any:
         session.pop(SESSION_HANDLE, None)
         return redirect(url_for("intake.followup", expired="1"), 303)
     # Sliding expiry: each page seen keeps the reporter in for another idle period.
-    session[SESSION_HANDLE] = handle.issue(svc.vault, current.tip_uid, now, current.started)
+    session[SESSION_HANDLE] = handle.issue(svc.vault, current.tip_uid, now, current.started,
+                                           code_key=current.code_key)
 
     status = 200
     if request.method == "POST" and not _is_lang_switch():
@@ -466,7 +468,7 @@ def followup_tip() -> Any:
         if valid:
             try:
                 fu.add_reply(sess, svc.vault, tip, form.body.data or "", images, now,
-                             queue=svc.queue)
+                             queue=svc.queue, keys=current.keychain())
                 sess.commit()
             except SQLAlchemyError:
                 log.error("database error while saving a reporter reply")
@@ -478,7 +480,7 @@ def followup_tip() -> Any:
                 return redirect(url_for("intake.followup_tip", sent="1"), 303)
         status = 400
     try:
-        conversation = fu.read_conversation(sess, svc.vault, tip, now)
+        conversation = fu.read_conversation(sess, svc.vault, tip, now, current.keychain())
         sess.commit()  # staff messages now marked read
     except SQLAlchemyError:
         return _unavailable(reply=form if request.method == "POST" else None)
@@ -538,8 +540,8 @@ def handle_csrf_error(exc: CSRFError) -> Any:
                                    kept_reply=reply.body.data, lang_form="codeform"), 400
         try:
             tip = fu.tip_by_uid(db_session(), current.tip_uid)
-            conv = fu.read_conversation(db_session(), services().vault, tip, utcnow()) \
-                if tip is not None else None
+            conv = fu.read_conversation(db_session(), services().vault, tip, utcnow(),
+                                        current.keychain()) if tip is not None else None
             db_session().commit()
         except SQLAlchemyError:
             return _unavailable(reply=reply)

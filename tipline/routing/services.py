@@ -393,10 +393,15 @@ def alert_text(reference: str, category: str, severity: int, school_name: str | 
 
 
 def _content(tip: Tip | None, channel: str) -> str:
+    """The tip text an include_content alert carries: composed at intake, before the tip's
+    key was sealed (``routing.audience.seal_alert_content``); nothing else of the tip is read."""
     limit = CONTENT_LIMIT.get(channel)
-    if tip is None or not limit or not tip.messages:
+    if tip is None or not limit:
         return ""
-    body = tip.messages[0].body
+    from tipline import crypto
+    from tipline.routing.audience import open_alert_content
+
+    body = open_alert_content(crypto.current(), tip)
     return body if len(body) <= limit else body[: limit - 1] + "…"
 
 

@@ -17,9 +17,11 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from tipline.crypto import Vault
+from tipline import crypto
+from tipline.crypto import CryptoError, Vault
 from tipline.jobs import JobQueue, after_commit
 from tipline.media.images import UnsupportedMedia, sanitize_image
+from tipline.routing.audience import give_item_key
 from tipline.telephony import texts
 from tipline.telephony.client import TwilioError, TwilioGateway, TwilioPermanentError
 from tipline.telephony.models import (
@@ -30,6 +32,7 @@ from tipline.telephony.models import (
     TaskStatus,
     TelephonyTask,
 )
+from tipline.telephony.relay import PayloadError, open_payload
 from tipline.telephony.sms import erase_number
 from tipline.telephony.store import TASK_NAME, add_task, first_time
 from tipline.tips.models import Attachment, Message, Status, Tip
@@ -49,6 +52,9 @@ RELAY_GIVE_UP_AFTER = timedelta(hours=1)
 # Whatever the cause (a worker bug, a broker down for a day), a reply not relayed after this
 # long is marked failed by the sweep without another try: staff must see it did not go out.
 RELAY_ABANDON_AFTER = timedelta(days=1)
+# A reply whose payload only its task's key opens, still pending this long after it was
+# written, lost that task (Celery's retries of it end well before): marked failed, payload gone.
+RELAY_KEY_LOST_AFTER = timedelta(hours=3)
 # Longest a call can last: greeting and menu, the longest recording allowed
 # (``record_twiml`` caps it at an hour), the tip code. Its record is deleted after that.
 CALLS_OVER_AFTER = timedelta(hours=1, minutes=30)
@@ -77,6 +83,7 @@ def _system_note(session: Session, tip: Tip, text: str) -> None:
     with session.no_autoflush:
         note = Message(tip_id=tip.id, author="system", channel="sms")
         note.tip = tip
+        give_item_key(session, crypto.current(), tip, note)  # the tip's key is staff-only
         note.body = text
     session.add(note)
 
@@ -232,6 +239,7 @@ def _store_picture(session: Session, tip: Tip, task: TelephonyTask, data: bytes,
                          content_type=clean.content_type, size=len(clean.data),
                          external_id=task.sid)
         att.tip = tip
+        give_item_key(session, crypto.current(), tip, att)
         att.data = clean.data
     session.add(att)
 
@@ -260,6 +268,8 @@ def _recording(session: Session, gateway: TwilioGateway, task: TelephonyTask) ->
                 att.tip = tip
                 att.content_type = (content_type or "audio/mpeg")[:64]
                 att.size = len(data)
+                # A fresh key: the empty placeholder's key (if any) was never opened here.
+                give_item_key(session, crypto.current(), tip, att)
                 att.data = data
             session.commit()  # stored before Twilio's copy is deleted
     gateway.delete_recording(task.sid)
@@ -269,8 +279,14 @@ def _recording(session: Session, gateway: TwilioGateway, task: TelephonyTask) ->
 
 
 def relay_sms(session: Session, gateway: TwilioGateway, message_id: int, now: datetime,
-              status_callback: str | None = None) -> str:
-    """Send a staff reply to the SMS reporter once; set relay_status sent/failed. Commits."""
+              status_callback: str | None = None, job_key: str | None = None) -> str:
+    """Send a staff reply to the SMS reporter once; set relay_status sent/failed. Commits.
+
+    The number and text come from the reply's payload, opened with ``job_key`` (from the
+    task's message: ``telephony.relay``); nothing of the tip is read. A message without a
+    payload (written before revision 0012) falls back to the tip's sealed number, which opens
+    only in legacy mode. The payload is cleared once the relay is settled.
+    """
     message = session.execute(
         select(Message).where(Message.id == message_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -288,10 +304,22 @@ def relay_sms(session: Session, gateway: TwilioGateway, message_id: int, now: da
         select(SmsOptOut.id).where(SmsOptOut.phone_hash == tip.phone_hash)).first()
     if opted_out is not None:
         return _relay_failed(session, message, "the reporter texted STOP")
-    number = tip.phone
+    if message.relay_payload_ct is not None:
+        if job_key is None:  # the sweep's re-send: only the original task holds the key
+            session.rollback()
+            return "waiting-for-key"
+        try:
+            number, reply = open_payload(message.uid, message.relay_payload_ct, job_key)
+        except PayloadError:
+            return _relay_failed(session, message, "the relay payload does not open")
+    else:
+        try:
+            number, reply = tip.phone or "", message.body
+        except CryptoError:
+            return _relay_failed(session, message, "no relay payload, and the number is sealed")
     language = texts.lang(tip.language)
     label = "Personal de la línea de avisos" if language == "es" else "Tip line staff"
-    text = f"{label}: {message.body}\n{texts.CRISIS[language]}"
+    text = f"{label}: {reply}\n{texts.CRISIS[language]}"
     try:
         sid = gateway.send_sms(number or "", text, status_callback=status_callback)
     except TwilioPermanentError as exc:
@@ -303,6 +331,7 @@ def relay_sms(session: Session, gateway: TwilioGateway, message_id: int, now: da
         log.warning("relay of message %s failed for now: %s", message_id, exc)
         raise RetryLater(str(exc)) from None
     message.relay_status = "sent"
+    message.relay_payload_ct = None
     if message.external_id is None:
         message.external_id = sid[:64]
     session.commit()
@@ -311,6 +340,7 @@ def relay_sms(session: Session, gateway: TwilioGateway, message_id: int, now: da
 
 def _relay_failed(session: Session, message: Message, why: str) -> str:
     message.relay_status = "failed"
+    message.relay_payload_ct = None
     log.warning("relay of message %s failed: %s", message.id, why[:200])
     session.commit()
     return "failed"
@@ -393,12 +423,20 @@ def sweep(session: Session, queue: JobQueue, now: datetime, grace: timedelta, *,
         Message.relay_status == "pending")
     abandoned = session.execute(
         update(Message).where(pending_relay, Message.created_at < now - RELAY_ABANDON_AFTER)
-        .values(relay_status="failed").returning(Message.id)).scalars().all()
+        .values(relay_status="failed", relay_payload_ct=None).returning(Message.id)
+    ).scalars().all()
+    key_lost = session.execute(
+        update(Message).where(pending_relay, Message.relay_payload_ct.is_not(None),
+                              Message.created_at < now - RELAY_KEY_LOST_AFTER)
+        .values(relay_status="failed", relay_payload_ct=None).returning(Message.id)
+    ).scalars().all()
+    abandoned = [*abandoned, *key_lost]
     for message_id in abandoned:
         log.error("relay of message %s abandoned: still not sent after %s", message_id,
                   RELAY_ABANDON_AFTER)
-    relay_ids = session.execute(
-        select(Message.id).where(pending_relay, Message.created_at < now - grace)
+    relay_ids = session.execute(  # with a payload, only the original task has the key
+        select(Message.id).where(pending_relay, Message.created_at < now - grace,
+                                 Message.relay_payload_ct.is_(None))
         .order_by(Message.id).limit(500)
     ).scalars().all()
     for message_id in relay_ids:

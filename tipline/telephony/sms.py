@@ -22,10 +22,12 @@ from sqlalchemy import Table, bindparam, delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from tipline import crypto
 from tipline.crypto import Vault
 from tipline.intake.services import TipSubmission, create_tip
 from tipline.intake.triage import Triage, run_triage
 from tipline.jobs import JobQueue
+from tipline.routing.audience import give_item_key
 from tipline.routing.notices import reporter_wrote
 from tipline.telephony import texts
 from tipline.telephony.models import (
@@ -382,6 +384,8 @@ def _continue(session: Session, queue: JobQueue, conv: SmsConversation, tip: Tip
             message = Message(tip_id=tip.id, author="reporter", channel=Channel.SMS.value,
                               external_id=sms.message_sid)
             message.tip = tip
+            # Its own key, sealed to the tip's audience: the tip's key is staff-only.
+            give_item_key(session, crypto.current(), tip, message)
             message.body = body or _media_note(len(sms.media))
         session.add(message)
         session.flush()

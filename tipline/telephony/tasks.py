@@ -54,11 +54,11 @@ def run_telephony_task(task_id: int) -> str:
                               utcnow())
 
 
-def run_relay_sms(message_id: int) -> str:
+def run_relay_sms(message_id: int, job_key: str | None = None) -> str:
     svc = _svc()
     with svc.db.sessions() as session:
         return media.relay_sms(session, gateway_for(svc), message_id, utcnow(),
-                               status_callback=status_callback_url(svc))
+                               status_callback=status_callback_url(svc), job_key=job_key)
 
 
 def run_held_sms(sid: str, sealed: str) -> str:
@@ -92,8 +92,8 @@ def register_tasks(celery: Celery) -> None:
         run_telephony_task(task_id)
 
     @celery.task(name=media.RELAY_TASK, **retry, **opts)
-    def relay_sms(message_id: int) -> None:
-        run_relay_sms(message_id)
+    def relay_sms(message_id: int, job_key: str | None = None) -> None:
+        run_relay_sms(message_id, job_key)
 
     # A text held while the database was down: retried until the database is back (up to
     # about 100 minutes, at most 30 s apart), so a restart loses no text.

@@ -22,11 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
+from tipline import crypto
 from tipline.crypto import Vault
 from tipline.db import utcnow
 from tipline.intake.services import TipSubmission, create_tip
 from tipline.intake.triage import run_triage
 from tipline.jobs import JobQueue
+from tipline.routing.audience import give_item_key, intake_plan, tip_audience
 from tipline.surge import services as surge
 from tipline.telephony import texts
 from tipline.telephony.models import TaskKind
@@ -182,7 +184,9 @@ def ensure_voice_tip(session: Session, vault: Vault, queue: JobQueue, *, call_si
                     channel=Channel.VOICE, body=pending_body(language),
                     category=Category.OTHER,
                     severity=Severity.MEDIUM, language=texts.lang(language),
-                    external_id=call_sid, receipt_kind="digits"), receipt_code=code)
+                    external_id=call_sid, receipt_kind="digits",
+                    placeholder=pending_body(language) == PENDING_BODY),
+                    receipt_code=code)
             created = True
             # Twilio's record of the call holds the caller's number and our tip its CallSid:
             # the sweep deletes that record once the call must be over (``call:`` rows).
@@ -220,6 +224,7 @@ def _ensure_audio(session: Session, tip: Tip, recording_sid: str) -> Attachment:
             att = Attachment(tip_id=tip.id, kind="audio", content_type="audio/mpeg", size=0,
                              external_id=recording_sid)
             att.tip = tip
+            give_item_key(session, crypto.current(), tip, att)  # the tip's key is staff-only
             att.data = b""
             session.add(att)
     except IntegrityError:
@@ -244,28 +249,47 @@ def take_transcription(session: Session, vault: Vault, queue: JobQueue, *, call_
         raise RuntimeError("voice tip vanished")
     words = text.strip()
     if status == "completed" and words:
-        if recording_sid:
-            _ensure_audio(session, tip, recording_sid).transcript = words
-        first = session.execute(
-            select(Message).where(Message.tip_id == tip.id, Message.author == "reporter")
-            .order_by(Message.id).limit(1)
-        ).scalar_one_or_none()
-        if first is not None:
-            first.body = f"Voice message (automatic transcript): {words}"
         _triage(session, queue, tip, words)
         # Surge grouping's signature from the transcript in memory (grouped when rerouted).
         surge.record_signature(session, vault, tip.id, words, tip.language, utcnow(),
                                school_id=tip.school_id, replace=True)
+        _seal_transcript(session, vault, tip, recording_sid, words)
     else:  # failed or empty: say so rather than "transcript pending" for ever
-        first = session.execute(
-            select(Message).where(Message.tip_id == tip.id, Message.author == "reporter")
-            .order_by(Message.id).limit(1)
-        ).scalar_one_or_none()
-        if first is not None and first.body == PENDING_BODY:
+        first = _first_message(session, tip)
+        if first is not None and first.placeholder:
+            give_item_key(session, vault, tip, first)
             first.body = FAILED_BODY
+            first.placeholder = False
     add_task(session, queue, kind=TaskKind.TRANSCRIPTION, sid=transcription_sid,
              parent_sid=recording_sid, tip_id=tip.id)
     return tip.id
+
+
+def _first_message(session: Session, tip: Tip) -> Message | None:
+    return session.execute(
+        select(Message).where(Message.tip_id == tip.id, Message.author == "reporter")
+        .order_by(Message.id).limit(1)
+    ).scalar_one_or_none()
+
+
+def _seal_transcript(session: Session, vault: Vault, tip: Tip, recording_sid: str | None,
+                     words: str) -> None:
+    """Seal the transcript onto the recording and as the tip's first message, each under a
+    fresh key sealed to the audience of the tip as just triaged (police when the policy now
+    routes it to them): this webhook cannot open the tip's own key."""
+    plan = intake_plan(session, school_id=tip.school_id, district_id=tip.district_id,
+                       category=tip.category, severity=int(tip.severity), now=utcnow(),
+                       sealed=True)
+    audience = tip_audience(session, tip, plan.agency_ids)
+    if recording_sid:
+        att = _ensure_audio(session, tip, recording_sid)
+        give_item_key(session, vault, tip, att, "transcript_key_uid", audience)
+        att.transcript = words
+    first = _first_message(session, tip)
+    if first is not None:
+        give_item_key(session, vault, tip, first, recipients=audience)
+        first.body = f"Voice message (automatic transcript): {words}"
+        first.placeholder = False
 
 
 def _triage(session: Session, queue: JobQueue, tip: Tip, words: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -19,8 +19,9 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from tipline import crypto
 from tipline.db import Base, UTCDateTime, new_uid, utcnow
@@ -85,20 +86,53 @@ class DataKey(Base):
 
 
 class _Sealed:
-    """Mixin: seal/open helpers for rows whose content is under a tip's data key."""
+    """Mixin: seal/open helpers for rows whose content is under a tip's data key.
+
+    A row that a worker or webhook added after intake may have its own data key (revision
+    0012): ``_KEY_COLUMNS`` names, per content column, the column holding that key's uid; a
+    row without one uses the tip's key. A key made in this process is held on the row
+    (``hold_key``), so a worker seals with it without ever unwrapping a key (it cannot: the
+    key is sealed to staff keys only).
+    """
 
     __tablename__: str
     uid: Mapped[str]
+    _KEY_COLUMNS: ClassVar[dict[str, str]] = {}
 
     def _dek(self) -> bytes:
         raise NotImplementedError
+
+    def hold_key(self, key_column: str, uid: str | None, dek: bytes | None) -> None:
+        """Use data key ``uid`` (plaintext ``dek``, just made) for the content under
+        ``key_column``; ``uid=None``: the tip's key again."""
+        setattr(self, key_column, uid)
+        held: dict[str, bytes] = self.__dict__.setdefault("_held_keys", {})
+        if uid is not None and dek is not None:
+            held[uid] = dek
+
+    def _dek_for(self, column: str) -> bytes:
+        key_column = self._KEY_COLUMNS.get(column)
+        uid = getattr(self, key_column) if key_column else None
+        if uid is None:
+            return self._dek()
+        held = self.__dict__.get("_held_keys") or {}
+        if uid in held:
+            return bytes(held[uid])
+        session = object_session(self)
+        if session is None:
+            raise crypto.KeyUnavailable("a detached row cannot load its data key")
+        with session.no_autoflush:
+            key = session.execute(select(DataKey).where(DataKey.uid == uid)).scalar_one_or_none()
+        if key is None:
+            raise crypto.KeyUnavailable("this item's data key has been destroyed")
+        return key.plaintext_key()
 
     def _open(self, column: str) -> str | None:
         blob = getattr(self, column)
         if blob is None:
             return None
         ad = crypto.field_ad(self.__tablename__, column, self.uid)
-        return crypto.current().open_text(self._dek(), blob, ad)
+        return crypto.current().open_text(self._dek_for(column), blob, ad)
 
     def _seal(self, column: str, value: str | None) -> None:
         if self.uid is None:
@@ -107,7 +141,7 @@ class _Sealed:
             setattr(self, column, None)
             return
         ad = crypto.field_ad(self.__tablename__, column, self.uid)
-        setattr(self, column, crypto.current().seal_text(self._dek(), value, ad))
+        setattr(self, column, crypto.current().seal_text(self._dek_for(column), value, ad))
 
 
 class Tip(_Sealed, Base):
@@ -148,6 +182,10 @@ class Tip(_Sealed, Base):
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     # When the reporter last wrote after the tip itself (web follow-up or SMS): revision 0010.
     reporter_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The tip text for alerts whose rule says include_content, composed at intake before the
+    # tip's key was sealed, under the key file's alert subkey (routing.audience): the one
+    # documented exception to "the server cannot read a tip". Revision 0012.
+    alert_content_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     data_key: Mapped[DataKey | None] = relationship()
     school: Mapped[School | None] = relationship()
@@ -207,8 +245,15 @@ class Message(_Sealed, Base):
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     # For staff replies relayed by SMS: pending | sent | failed | n/a
     relay_status: Mapped[str] = mapped_column(String(10), default="n/a")
+    # Revision 0012: this message's own data key (content added after intake), a flag for a
+    # voice tip's "transcript pending" text, and a staff reply's relay payload (reporter's
+    # number and text) under a per-job key that only the relay task's message carries.
+    data_key_uid: Mapped[str | None] = mapped_column(String(32))
+    placeholder: Mapped[bool] = mapped_column(Boolean, default=False)
+    relay_payload_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     tip: Mapped[Tip] = relationship(back_populates="messages")
+    _KEY_COLUMNS: ClassVar[dict[str, str]] = {"body_ct": "data_key_uid"}
 
     def _dek(self) -> bytes:
         return self.tip._dek()
@@ -239,8 +284,14 @@ class Attachment(_Sealed, Base):
     transcript_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Revision 0012: own data keys for content a worker or webhook added after intake (the
+    # recording, and separately its transcript, which may arrive in either order).
+    data_key_uid: Mapped[str | None] = mapped_column(String(32))
+    transcript_key_uid: Mapped[str | None] = mapped_column(String(32))
 
     tip: Mapped[Tip] = relationship(back_populates="attachments")
+    _KEY_COLUMNS: ClassVar[dict[str, str]] = {"data_ct": "data_key_uid",
+                                              "transcript_ct": "transcript_key_uid"}
 
     def _dek(self) -> bytes:
         return self.tip._dek()
@@ -248,14 +299,14 @@ class Attachment(_Sealed, Base):
     @property
     def data(self) -> bytes:
         ad = crypto.field_ad(self.__tablename__, "data_ct", self.uid)
-        return crypto.current().open(self._dek(), self.data_ct, ad)
+        return crypto.current().open(self._dek_for("data_ct"), self.data_ct, ad)
 
     @data.setter
     def data(self, value: bytes) -> None:
         if self.uid is None:
             self.uid = new_uid()
         ad = crypto.field_ad(self.__tablename__, "data_ct", self.uid)
-        self.data_ct = crypto.current().seal(self._dek(), value, ad)
+        self.data_ct = crypto.current().seal(self._dek_for("data_ct"), value, ad)
 
     @property
     def transcript(self) -> str | None:
@@ -277,8 +328,12 @@ class Note(_Sealed, Base):
     author_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     body_ct: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Revision 0012, for a note added without a staff key (none are today: staff write notes
+    # in their session, under the tip's key).
+    data_key_uid: Mapped[str | None] = mapped_column(String(32))
 
     tip: Mapped[Tip] = relationship()
+    _KEY_COLUMNS: ClassVar[dict[str, str]] = {"body_ct": "data_key_uid"}
 
     def _dek(self) -> bytes:
         return self.tip._dek()

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from tipline.audit.services import record
-from tipline.tips.models import DataKey, Status, Tip
+from tipline.tips.models import DataKey, Message, Status, Tip
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,24 @@ def purge_expired(
             tip.data_key_id = None
             tip.phone_hash = None
             tip.phone_ct = None
+            tip.alert_content_ct = None  # under the key file, not the tip's key: erased
             if key is not None:
                 session.delete(key)
+            _shred_items(session, tip.id)
             record(session, "tip.shred", actor="system:retention", tip_id=tip.id,
                    object_type="tip", object_id=tip.reference,
                    detail={"retention_days": retention_days})
         total += len(tips)
         session.commit()
+
+
+def _shred_items(session: Session, tip_id: int) -> None:
+    """The data keys of content added after intake (revision 0012), and relay payloads."""
+    from tipline.routing.audience import item_key_uids
+
+    uids = item_key_uids(session, tip_id)
+    if uids:
+        session.execute(delete(DataKey).where(DataKey.uid.in_(uids)))
+    session.execute(update(Message).where(Message.tip_id == tip_id,
+                                          Message.relay_payload_ct.is_not(None))
+                    .values(relay_payload_ct=None))

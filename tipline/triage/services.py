@@ -449,12 +449,19 @@ def add_reply(session: Session, queue: JobQueue, user: StaffUser, tip: Tip, body
                   channel=Channel.SMS.value if sms else Channel.WEB.value,
                   relay_status="pending" if sms else "n/a", created_at=now)
     msg.body = text
+    job_key = None
+    if sms:
+        # The number opens here, with the staff member's key; the relay worker gets it (and
+        # the text) only under a one-job key carried by its task (``telephony.relay``).
+        from tipline.telephony.relay import seal_payload
+
+        msg.relay_payload_ct, job_key = seal_payload(msg.uid, tip.phone or "", text)
     session.add(msg)
     session.flush()
     record(session, "tip.reply", actor=_actor(user), actor_user_id=user.id, tip_id=tip.id,
            object_type="message", object_id=msg.id, detail={"channel": msg.channel})
     if sms:
-        after_commit(session, queue.send_task, "tipline.relay_sms", msg.id)
+        after_commit(session, queue.send_task, "tipline.relay_sms", msg.id, job_key)
     return msg
 
 
@@ -550,13 +557,26 @@ def retriage(session: Session, queue: JobQueue, user: StaffUser, tip: Tip, *, ca
     tip.category = category
     tip.severity = severity
     tip.updated_at = now
+    # The tip's readers follow its new routing: a police agency the policy now alerts gets a
+    # sealed slot, one it no longer alerts loses its slot (this staff member's keys open it).
+    from tipline import crypto
+    from tipline.routing.audience import reseal_for_plan
+
+    try:
+        resealed = reseal_for_plan(session, crypto.current(), tip, now)
+    except crypto.KeyUnavailable:
+        raise ActionRefused("Your keys cannot open this tip, so it cannot be re-triaged: ask "
+                            "a colleague with access to grant you access.") from None
     job = RoutingJob(tip_id=tip.id, reason="retriage", created_at=now)
     session.add(job)
     session.flush()
     _event(session, user, tip, "retriage", old, f"{category}/{severity}", reason, now)
+    detail: dict[str, object] = {"from": old, "to": f"{category}/{severity}"}
+    if resealed.added or resealed.removed:
+        detail |= {"sealed_to_agencies": list(resealed.added),
+                   "unsealed_agencies": list(resealed.removed)}
     record(session, "tip.retriage", actor=_actor(user), actor_user_id=user.id, tip_id=tip.id,
-           object_type="routing_job", object_id=job.id,
-           detail={"from": old, "to": f"{category}/{severity}"})
+           object_type="routing_job", object_id=job.id, detail=detail)
     after_commit(session, queue.send_routing, job.id)
     return job
 

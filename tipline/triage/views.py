@@ -28,6 +28,7 @@ from wtforms import HiddenField, SelectField, TextAreaField
 from wtforms.validators import Length, Optional
 
 from tipline.accounts.web import PASSIVE_ENDPOINTS, current_staff, init_auth, staff_required
+from tipline.crypto import CryptoError, KeyUnavailable
 from tipline.db import utcnow
 from tipline.directory import zones
 from tipline.tips.labels import CATEGORY_LABELS, CHANNEL_LABELS, SEVERITY_LABELS
@@ -202,6 +203,15 @@ def banner() -> Any:
 
 
 # -- tip page ----------------------------------------------------------------------------
+
+@bp.errorhandler(CryptoError)
+def _cannot_open(exc: CryptoError) -> Any:
+    """A tip whose key this staff member's session cannot open: say what to do, not a 500."""
+    db_session().rollback()
+    return render_template("dashboard/no_access.html",
+                           shredded=not isinstance(exc, KeyUnavailable)
+                           or "destroyed" in str(exc)), 403
+
 
 def _load(uid: str) -> triage.TipDetail:
     try:

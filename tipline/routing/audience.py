@@ -1,0 +1,255 @@
+"""Who may read a tip: the audience its keys are sealed to, decided from the routing policy.
+
+Intake seals a tip's data key to its district's read key, plus the read key of each police
+agency that the policy routes this tip to (``intake_plan``: the same engine the routing worker
+runs, so police can read exactly the tips that alert them). Content that arrives later without
+a staff or reporter key (an SMS reporter's next text, MMS media, a voice recording or its
+transcript) gets its own data key sealed to the same audience (``give_item_key``): sealing
+needs only public keys, so workers and webhooks can write content they cannot read back.
+
+Alerts whose rule says ``include_content`` need the tip's text after the key is sealed: intake
+composes it while it still holds the text and stores it under the key file's alert subkey
+(``seal_alert_content``). That is the one documented exception (docs/crypto.md), and it is
+written only for a tip whose matched rule asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tipline import crypto
+from tipline.crypto import Vault, field_ad
+from tipline.directory.models import Contact, District, School
+from tipline.routing.models import Dispatch
+from tipline.tips.models import DataKey, Tip
+
+log = logging.getLogger(__name__)
+
+ALERT_PURPOSE = "alert-content"
+# The longest text any alert channel carries (routing.services.CONTENT_LIMIT, email).
+ALERT_CONTENT_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class IntakePlan:
+    """What intake must know of a tip's routing before it seals: police agencies the plan
+    alerts (at any step), and whether any alert of it carries the tip's text."""
+
+    agency_ids: tuple[int, ...] = ()
+    include_content: bool = False
+
+
+def _policy(session: Session) -> Any:
+    try:
+        from tipline.routing.policy import active_policy
+
+        return active_policy(session)
+    except Exception:  # the worker falls back to the directory planner too: no police
+        log.exception("routing policy unavailable at intake; sealing to the district only")
+        return None
+
+
+def _may_matter(policy: Any, district_code: str | None, sealed: bool) -> bool:
+    """Whether planning can change what intake seals or stores (saves the planning cost)."""
+    if sealed:
+        return True
+    sections = ([policy.districts.get(district_code)] if district_code
+                else list(policy.districts.values()))
+    return any(step.include_content for dp in sections if dp is not None
+               for rule in dp.rules for step in rule.steps)
+
+
+def intake_plan(session: Session, *, school_id: int | None, district_id: int | None,
+                category: str, severity: int, now: datetime, sealed: bool) -> IntakePlan:
+    """The police agencies and include_content of the plan the routing worker will make.
+
+    ``sealed``: the district has a read key (otherwise only include_content matters, and a
+    policy with no such step is not planned at all).
+    """
+    policy = _policy(session)
+    if policy is None:  # directory default: never police, never content
+        return IntakePlan()
+    school = session.get(School, school_id) if school_id is not None else None
+    district = session.get(District, district_id) if district_id is not None else None
+    if not _may_matter(policy, district.code if district else None, sealed):
+        return IntakePlan()
+    from tipline.routing.engine import plan_for_place
+
+    try:
+        plan = plan_for_place(session, policy, school, district, category, severity, now)
+    except Exception:
+        log.exception("policy engine failed at intake; sealing to the district only")
+        return IntakePlan()
+    entries = [e for step in plan.steps for e in step.entries]
+    include = any(e.include_content for e in entries)
+    ids = sorted({e.contact_id for e in entries})
+    agencies: tuple[int, ...] = ()
+    if sealed and ids:
+        found = session.execute(select(Contact.agency_id).where(
+            Contact.id.in_(ids), Contact.agency_id.is_not(None))).scalars()
+        agencies = tuple(sorted({a for a in found if a is not None}))
+    return IntakePlan(agencies, include)
+
+
+def district_audience(session: Session, district_id: int | None,
+                      agency_ids: Iterable[int] = ()) -> list[crypto.Recipient]:
+    """``crypto.audience_keys``, and for a tip that names no district (yet: an SMS reporter
+    names the school in a later text) every district's read key, as its alerts go to every
+    district's fallback contacts; [] (legacy mode) unless every district has a key."""
+    if district_id is not None:
+        return crypto.audience_keys(session, district_id, agency_ids)
+    out: list[crypto.Recipient] = []
+    for did in session.execute(select(District.id).order_by(District.id)).scalars():
+        keys = crypto.audience_keys(session, did, agency_ids)
+        if not keys:
+            return []
+        out.extend(k for k in keys if k not in out)
+    return out
+
+
+# -- include_content: the one exception ---------------------------------------------------------
+def seal_alert_content(vault: Vault, tip_uid: str, text: str) -> bytes | None:
+    """The alert text of a tip, under the key file's alert subkey, bound to the tip."""
+    text = text.strip()[:ALERT_CONTENT_CHARS]
+    if not text:
+        return None
+    return vault.seal_text(vault.derive_secret(ALERT_PURPOSE), text,
+                           field_ad("tips", "alert_content_ct", tip_uid))
+
+
+def open_alert_content(vault: Vault, tip: Tip) -> str:
+    """What ``seal_alert_content`` stored for this tip ('' when nothing was)."""
+    if tip.alert_content_ct is None:
+        return ""
+    try:
+        return vault.open_text(vault.derive_secret(ALERT_PURPOSE), tip.alert_content_ct,
+                               field_ad("tips", "alert_content_ct", tip.uid))
+    except crypto.CryptoError:
+        log.error("tip %s: stored alert text does not open", tip.reference)
+        return ""
+
+
+# -- keys for content added after intake ----------------------------------------------------------
+def sealed_agency_ids(slots: str) -> set[int]:
+    """Agencies a data key has a sealed slot for (rid ``agency:<id>:<key id>``)."""
+    try:
+        data = json.loads(slots)
+        rids = [str(s.get("rid", "")) for s in data.get("slots", []) if isinstance(s, dict)]
+    except (ValueError, AttributeError):
+        return set()
+    out = set()
+    for rid in rids:
+        parts = rid.split(":")
+        if len(parts) >= 2 and parts[0] == "agency" and parts[1].isdigit():
+            out.add(int(parts[1]))
+    return out
+
+
+def tip_agency_ids(session: Session, tip: Tip, extra: Iterable[int] = ()) -> set[int]:
+    """Police agencies of a tip's audience: those its key is sealed to, those its dispatches
+    alerted, and ``extra`` (a new plan's, e.g. after a voice transcript re-triaged it)."""
+    out = set(extra)
+    if tip.data_key is not None:
+        out |= sealed_agency_ids(tip.data_key.slots)
+    out |= {a for a in session.execute(
+        select(Contact.agency_id).join(Dispatch, Dispatch.contact_id == Contact.id)
+        .where(Dispatch.tip_id == tip.id, Contact.agency_id.is_not(None))).scalars()
+        if a is not None}
+    return out
+
+
+def tip_audience(session: Session, tip: Tip, extra_agencies: Iterable[int] = ()
+                 ) -> list[crypto.Recipient]:
+    """The public keys new content of this tip is sealed to ([]: legacy mode)."""
+    return district_audience(session, tip.district_id,
+                             tip_agency_ids(session, tip, extra_agencies))
+
+
+def give_item_key(session: Session, vault: Vault, tip: Tip, row: Any,
+                  key_column: str = "data_key_uid",
+                  recipients: Sequence[crypto.Recipient] | None = None) -> None:
+    """Give ``row`` a fresh data key sealed to the tip's audience, held on the row so its
+    setters seal with it; in legacy mode (no district key) the row uses the tip's key.
+
+    Used by every writer without a staff or reporter key: it never unwraps anything.
+    """
+    audience = tip_audience(session, tip) if recipients is None else list(recipients)
+    if not audience:
+        row.hold_key(key_column, None, None)
+        return
+    dek, wrapped = vault.new_data_key(audience)
+    session.add(DataKey(uid=wrapped.uid, slots=wrapped.slots, kek_id=vault.kek_label(wrapped)))
+    row.hold_key(key_column, wrapped.uid, dek)
+
+
+def item_key_uids(session: Session, tip_id: int) -> list[str]:
+    """Every item data key of a tip (for shredding and re-sealing with the tip's key)."""
+    from tipline.tips.models import Attachment, Message, Note
+
+    uids: set[str] = set()
+    for col in (Message.data_key_uid, Note.data_key_uid, Attachment.data_key_uid,
+                Attachment.transcript_key_uid):
+        model = col.class_
+        uids |= {u for u in session.execute(
+            select(col).where(model.tip_id == tip_id, col.is_not(None))).scalars() if u}
+    return sorted(uids)
+
+
+# -- re-triage: the audience follows the new plan ----------------------------------------
+@dataclass(frozen=True)
+class Resealed:
+    added: tuple[int, ...] = ()  # agencies given a slot
+    removed: tuple[int, ...] = ()  # agencies whose slots were dropped
+    keys: int = 0  # data keys changed (the tip's and its items')
+
+
+def reseal_for_plan(session: Session, vault: Vault, tip: Tip, now: datetime) -> Resealed:
+    """After a re-triage by a signed-in staff member: seal the tip's keys (its own and its
+    items') to the police agencies the policy now routes it to, and drop the slots of those it
+    no longer does. Opens the keys with the staff member's keychain (``KeyUnavailable`` when
+    it cannot). Dropping a slot stops future reads through it; it cannot take back a key an
+    agency's session already opened. Legacy mode (no district key): nothing to do.
+    """
+    if tip.data_key is None or not district_audience(session, tip.district_id, ()):
+        return Resealed()
+    plan = intake_plan(session, school_id=tip.school_id, district_id=tip.district_id,
+                       category=tip.category, severity=int(tip.severity), now=now, sealed=True)
+    want = set(plan.agency_ids)
+    have = sealed_agency_ids(tip.data_key.slots)
+    add, drop = sorted(want - have), sorted(have - want)
+    if not add and not drop:
+        return Resealed()
+    new = [r for r in district_audience(session, tip.district_id, add)
+           if r.rid.startswith("agency:")]
+    keys = [tip.data_key, *session.execute(select(DataKey).where(
+        DataKey.uid.in_(item_key_uids(session, tip.id)))).scalars()]
+    changed = 0
+    for key in keys:
+        wrapped = key.wrapped()
+        if new:
+            wrapped = vault.add_recipients(vault.unwrap(wrapped), wrapped, new)
+        if drop:
+            wrapped = vault.remove_recipients(wrapped, _agency_rids(wrapped.slots, drop))
+        if wrapped.slots != key.slots:
+            key.slots = wrapped.slots
+            changed += 1
+    return Resealed(tuple(a for a in add if any(r.rid.startswith(f"agency:{a}:") for r in new)),
+                    tuple(drop), changed)
+
+
+def _agency_rids(slots: str, agency_ids: Iterable[int]) -> list[str]:
+    prefixes = tuple(f"agency:{a}:" for a in agency_ids)
+    try:
+        data = json.loads(slots)
+    except ValueError:
+        return []
+    return [str(s.get("rid")) for s in data.get("slots", [])
+            if isinstance(s, dict) and str(s.get("rid", "")).startswith(prefixes)]
