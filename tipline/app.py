@@ -148,6 +148,7 @@ def _register_optional_blueprints(app: Flask) -> None:
         ("tipline.routing.views", "bp"),
         ("tipline.triage.views", "bp"),
         ("tipline.admin.views", "bp"),
+        ("tipline.surge.views", "bp"),
     ):
         try:
             mod = importlib.import_module(module)

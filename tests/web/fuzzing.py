@@ -205,8 +205,27 @@ def seed(session: Session, vault: Vault, queue: JobQueue) -> dict[str, Any]:
                               ).scalar_one()
     session.add(Dispatch(job_id=receipts[1].job_id, tip_id=receipts[1].tip_id,
                          contact_id=liaison, rule="fuzz", channels=["sms"], status="active"))
+    _group(session, [receipts[0].tip_id, receipts[2].tip_id])
     session.commit()
     return {"accounts": accounts, "receipts": receipts}
+
+
+def _group(session: Session, tip_ids: list[int]) -> None:
+    """A surge group (tipline.surge) of these tips, so the group routes reach a real one."""
+    from sqlalchemy import update
+
+    from tipline.surge.models import TipGroup, TipSignature
+    from tipline.tips.models import Tip
+
+    first = session.get(Tip, tip_ids[0])
+    assert first is not None
+    group = TipGroup(school_id=first.school_id, district_id=first.district_id,
+                     lead_tip_id=first.id, tip_count=len(tip_ids),
+                     alerted_severity=first.severity, alerted_signals=[], unnoticed=0)
+    session.add(group)
+    session.flush()
+    session.execute(update(TipSignature).where(TipSignature.tip_id.in_(tip_ids))
+                    .values(group_id=group.id))
 
 
 def prepare(app: Flask, session: Session, seeded: dict[str, Any]) -> World:
@@ -223,8 +242,10 @@ def prepare(app: Flask, session: Session, seeded: dict[str, Any]) -> World:
         limiter.enabled = False  # the limits have their own tests; here they hide the views
     world = World(actors=[Actor("nobody")], routes=routes(app))
     ids: set[str] = set()
+    from tipline.surge.models import TipGroup
+
     for column in (Tip.uid, Attachment.uid, School.id, Contact.id, StaffUser.id,
-                   AlertDelivery.id):
+                   AlertDelivery.id, TipGroup.uid):
         ids |= {str(v) for v in session.execute(select(column).limit(20)).scalars()}
     world.ids = sorted(ids)
 

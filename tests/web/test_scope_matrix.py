@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,7 @@ from tipline.intake.services import AttachmentIn
 from tipline.jobs import RecordingQueue
 from tipline.routing.models import Dispatch, RoutingJob, RoutingPolicy
 from tipline.routing.policy import load_policy
+from tipline.surge.models import TipGroup, TipSignature
 from tipline.tips.models import Attachment, Category, Message, Note, Severity, Tip
 from tipline.triage.models import MandatedReport, ReplyTemplate
 
@@ -296,6 +297,31 @@ def dispatches(c: Ctx, k: str, keys: set[str] | None = None) -> Any:
     return [tuple(r) for r in c.conn.execute(q)]
 
 
+def make_group(c: Ctx, k: str) -> None:
+    """A surge group (tipline.surge) around tip ``k``: the group routes reach a tip through it,
+    so a group is in scope exactly when its tip is."""
+    tip = c.tips[k]
+    gid = c.conn.execute(insert(TipGroup).values(
+        uid=group_uid(k), school_id=tip.school_id, district_id=tip.district_id,
+        lead_tip_id=tip.id, tip_count=1, alerted_severity=tip.severity, alerted_signals=[],
+        unnoticed=0, created_at=tip.created_at, newest_at=tip.created_at)
+    ).inserted_primary_key[0]
+    c.conn.execute(update(TipSignature).where(TipSignature.tip_id == tip.id)
+                   .values(group_id=gid))
+
+
+def group_uid(k: str) -> str:
+    return f"matrix-group-{k}"[:32]
+
+
+def group_path(suffix: str = "") -> Callable[[Ctx, str], str]:
+    return lambda c, k: f"/staff/groups/{group_uid(k)}{suffix}"
+
+
+def tip_group(c: Ctx, k: str) -> Any:
+    return c.scalar(select(TipSignature.group_id).where(TipSignature.tip_id == c.tip_id(k)))
+
+
 def ack_state(c: Ctx, k: str) -> Any:
     return tip_field(Tip.status, Tip.acknowledged_at)(c, k), dispatches(c, k)
 
@@ -496,6 +522,24 @@ TABLE: tuple[Row, ...] = (
         data=lambda c, k: {"category": "threat", "severity": "3", "reason": "re-read"},
         probe=lambda c, k: (tip_field(Tip.category, Tip.severity)(c, k),
                             count_for_tip(RoutingJob)(c, k))),
+    # -- a surge group (tipline.surge): in scope exactly when its tips are ------------------
+    Row("group page (audited reads)", "surge.group", "/staff/groups/<uid>", "GET", "tip",
+        group_path(), TIP_READ, setup=make_group, probe=audit_count("tip.view", on_tip=True)),
+    Row("group: acknowledge", "surge.group_acknowledge", "/staff/groups/<uid>/acknowledge",
+        "POST", "tip", group_path("/acknowledge"), {IN: every(OK, READERS)}, setup=make_group,
+        data=lambda c, k: {}, probe=ack_state, keep=bystanders),
+    Row("group: status", "surge.group_status", "/staff/groups/<uid>/status", "POST", "tip",
+        group_path("/status"), {IN: every(OK, CASE)}, setup=make_group,
+        data=lambda c, k: {"status": "in_progress"}, probe=tip_field(Tip.status)),
+    Row("group: assign", "surge.group_assign", "/staff/groups/<uid>/assign", "POST", "tip",
+        group_path("/assign"), {IN: every(OK, CASE)}, setup=make_group,
+        data=lambda c, k: {"assignee": str(c.actor_id)}, probe=tip_field(Tip.assigned_to_id)),
+    Row("group: reply to every reporter", "surge.group_reply", "/staff/groups/<uid>/reply",
+        "POST", "tip", group_path("/reply"), {IN: every(OK, CASE)}, setup=make_group,
+        data=lambda c, k: {"body": "thank you"}, probe=count_for_tip(Message)),
+    Row("group: split a tip out", "surge.group_split", "/staff/groups/<uid>/split/<tip_uid>",
+        "POST", "tip", lambda c, k: f"/staff/groups/{group_uid(k)}/split/{c.tips[k].uid}",
+        {IN: every(OK, CASE)}, setup=make_group, data=lambda c, k: {}, probe=tip_group),
     # a district's reply wording: its own admin's (the district comes from the account)
     Row("reply wording (form)", "triage.reply_templates", "/staff/replies", "GET", "none",
         lambda c, k: "/staff/replies", ADMIN_PAGE),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -114,6 +114,8 @@ class QueueRow:
     danger_now: bool
     # A message from the reporter this account has not read (triage.conversation).
     unread: bool = False
+    # Its surge group's badge (tipline.surge.staff.Badge), when it leads a group's row.
+    group: Any = None
 
     @property
     def life_safety_unacked(self) -> bool:
@@ -143,6 +145,10 @@ def _filtered(session: Session, user: StaffUser, f: QueueFilters) -> list[Any]:
         where.append(Tip.status == f.status)
     if f.channel:
         where.append(Tip.channel == f.channel)
+    from tipline.surge import staff as surge_staff  # a group is one row (tipline.surge)
+
+    if surge_staff.collapses(f.school, f.category, f.channel, bool(f.date_from or f.date_to)):
+        where.append(~surge_staff.folded_behind_open_lead())
     if f.date_from:
         where.append(Tip.created_at >= datetime.combine(f.date_from, time.min).astimezone())
     if f.date_to:
@@ -189,6 +195,10 @@ def list_queue(session: Session, user: StaffUser, filters: QueueFilters) -> Queu
         .order_by(*queue_order(user.id))
     )
     rows = [QueueRow(*r) for r in session.execute(stmt)]  # the last column is ``unread``
+    from tipline.surge import staff as surge_staff
+
+    groups = surge_staff.badges(session, [r.uid for r in rows])
+    rows = [replace(r, group=groups[r.uid]) if r.uid in groups else r for r in rows]
     latest = session.execute(select(func.max(Tip.id)).where(*where[:1])).scalar_one() or 0
     return QueuePage(rows, total, page, pages, latest)
 
