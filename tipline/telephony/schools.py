@@ -119,15 +119,20 @@ def _windows(words: list[str], longest: int = 4) -> list[str]:
     return out
 
 
-def _windows_of(reply: str) -> tuple[str, ...]:
-    """Runs of words of the reply. Computed once per message by the caller, never cached
-    across calls: a cache would keep reporters' texts in the process's memory."""
+def _windows_of(reply: str) -> dict[int, tuple[str, ...]]:
+    """Runs of words of the reply, by their number of words. Computed once per message by
+    the caller, never cached across calls: a cache would keep reporters' texts in the
+    process's memory."""
     words = reply.split()
-    return tuple(_windows(words)) if len(words) > 1 else ()
+    by_size: dict[int, list[str]] = {}
+    if len(words) > 1:
+        for w in _windows(words):
+            by_size.setdefault(w.count(" ") + 1, []).append(w)
+    return {size: tuple(ws) for size, ws in by_size.items()}
 
 
-def _score(reply: str, windows: tuple[str, ...], keys: frozenset[str], floor: float = CANDIDATE,
-           same_initial: bool = False) -> float:
+def _score(reply: str, windows: dict[int, tuple[str, ...]], keys: frozenset[str],
+           floor: float = CANDIDATE, same_initial: bool = False) -> float:
     """Best similarity of any key to the reply or a run of its words (0 below ``floor``).
 
     Short or common keys ("RHS", "Long") count only when they are the whole reply.
@@ -141,15 +146,19 @@ def _score(reply: str, windows: tuple[str, ...], keys: frozenset[str], floor: fl
         # A typo rarely changes the number of words: compare runs of the key's length, one
         # word more or less, and the whole reply.
         size = key.count(" ") + 1
-        pieces = [reply, *(w for w in windows if abs(w.count(" ") + 1 - size) <= 1
-                           and (not same_initial or w[0] == key[0]))]
-        matcher = difflib.SequenceMatcher(None, b=key)
+        pieces = [reply]
+        for n in (size - 1, size, size + 1):
+            pieces.extend(w for w in windows.get(n, ())
+                          if not same_initial or w[0] == key[0])
+        matcher = None  # built only for a key some piece could match (it indexes the key)
         for piece in pieces:
             if piece == key:
                 return 1.0
             # ratio() <= 2*min/(sum of lengths): skip what cannot reach the floor.
             if 2 * min(len(piece), len(key)) / (len(piece) + len(key)) < max(floor, best):
                 continue
+            if matcher is None:
+                matcher = difflib.SequenceMatcher(None, b=key)
             matcher.set_seq1(piece)
             if matcher.real_quick_ratio() < max(floor, best) or matcher.quick_ratio() < max(
                     floor, best):
