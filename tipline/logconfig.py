@@ -166,13 +166,13 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
-    ours = [h for h in root.handlers if getattr(h, "_tipline", False)]
+    ours: list[logging.Handler] = [h for h in root.handlers if getattr(h, "_tipline", False)]
     if not ours:
-        handler = logging.StreamHandler()
-        handler._tipline = True  # type: ignore[attr-defined]
-        handler.addFilter(Redact())
-        root.addHandler(handler)
-        ours = [handler]
+        new = logging.StreamHandler()
+        new._tipline = True  # type: ignore[attr-defined]
+        new.addFilter(Redact())
+        root.addHandler(new)
+        ours = [new]
     for handler in ours:
         handler.setFormatter(JsonLines() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     _cover_celery_handlers()

@@ -472,7 +472,8 @@ def _recipients(session: Session) -> set[str] | None:
     found: set[str] = set()
     try:
         for model in (ReadKey, StaffKey, RecoveryKey):
-            found.update(row.rid for row in session.execute(select(model)).scalars())
+            found.update(str(getattr(row, "rid", "")) for row in
+                         session.execute(select(model)).scalars())
     except Exception:  # an older schema without the key tables
         session.rollback()
         return None
