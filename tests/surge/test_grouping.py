@@ -162,3 +162,29 @@ def test_more_tips_notice_once_per_interval_without_content(db_session, vault, q
     texts = [o.body for o in out if "more tips" in o.body]
     assert texts and all("3 more tips" in t and "PANGOLIN" not in t for t in texts)
     assert db_session.execute(select(TipGroup)).scalars().one().unnoticed == 0
+
+
+def test_statistics_count_tips_and_groups(db_session, vault, queue, demo_directory):
+    from tipline.admin import stats
+    from tipline.directory.models import School
+
+    for text in (FIRST, SAME, SAME + " for real"):
+        _route(db_session, queue, _tip(db_session, vault, queue, text))
+    _route(db_session, queue, _tip(db_session, vault, queue, OTHER, severity=Severity.MEDIUM))
+    district = db_session.execute(select(School.district_id).where(School.code == SCHOOL)
+                                  ).scalar_one()
+    s = stats.district_stats(db_session, stats.StatsQuery(district))
+    assert (s.total, s.grouped_tips, s.groups) == (4, 3, 1)
+    csv_text = stats.stats_csv(s)
+    assert "tips_in_groups_of_related_tips,all,3" in csv_text
+    assert "groups_of_related_tips,all,1" in csv_text
+
+
+def test_grouping_off_in_the_policy_alerts_every_tip(db_session, vault, queue, demo_directory,
+                                                      monkeypatch):
+    monkeypatch.setattr(surge, "district_options",
+                        lambda session, district_id: (False, surge.NOTICE_EVERY))
+    _route(db_session, queue, _tip(db_session, vault, queue, FIRST))
+    b = _tip(db_session, vault, queue, SAME)
+    assert _route(db_session, queue, b).dispatches > 0
+    assert surge.group_of(db_session, b.tip_id) is None

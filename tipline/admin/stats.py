@@ -83,6 +83,10 @@ class Stats:
     close: Timing
     query: StatsQuery = field(repr=False, default=StatsQuery(0))
     by_severity: list[Bucket] = field(default_factory=list)  # life safety first, zeros kept
+    # Surge groups (tipline.surge): the counted tips that are in a group of related tips (two
+    # or more), and how many such groups they make; separate threats = total - grouped + groups.
+    grouped_tips: int = 0
+    groups: int = 0
     acknowledge_by_severity: list[SeverityTiming] = field(default_factory=list)
 
 
@@ -224,6 +228,7 @@ def district_stats(session: Session, q: StatsQuery) -> Stats:
     severity_counts = {int(k): n for k, n in counts["severity"]}
     levels = sorted(set(SEVERITY_LABELS) | set(severity_counts), reverse=True)
     total = sum(n for _k, n in by_category)
+    grouped, groups = group_counts(session, q)
     return Stats(
         total=total,
         by_category=[Bucket(k, category_label(k), n) for k, n in by_category],
@@ -232,13 +237,25 @@ def district_stats(session: Session, q: StatsQuery) -> Stats:
         by_month=[Bucket(str(k), str(k), n) for k, n in by_month],
         acknowledge=acknowledge,
         close=close,
-        query=q,
+        query=q, grouped_tips=grouped, groups=groups,
         by_severity=[Bucket(str(sev), SEVERITY_LABELS.get(sev, str(sev)),
                             severity_counts.get(sev, 0)) for sev in levels],
         acknowledge_by_severity=[
             SeverityTiming(sev, SEVERITY_LABELS.get(sev, str(sev)), severity_counts.get(sev, 0),
                            ack_by_sev.get(sev, Timing(0, None, None))) for sev in levels],
     )
+
+
+def group_counts(session: Session, q: StatsQuery) -> tuple[int, int]:
+    """Counted tips in a group of two or more, and the number of those groups (one query)."""
+    from tipline.surge.models import TipGroup, TipSignature
+
+    grouped, groups = session.execute(
+        select(func.count(Tip.id), func.count(func.distinct(TipSignature.group_id)))
+        .join(TipSignature, TipSignature.tip_id == Tip.id)
+        .join(TipGroup, TipGroup.id == TipSignature.group_id)
+        .where(_where(q), TipGroup.tip_count > 1)).one()
+    return int(grouped), int(groups)
 
 
 def _cell(value: Any) -> str:
@@ -258,6 +275,8 @@ def stats_csv(stats: Stats) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
     writer.writerow(("tips_total", "all", stats.total))
+    writer.writerow(("tips_in_groups_of_related_tips", "all", stats.grouped_tips))
+    writer.writerow(("groups_of_related_tips", "all", stats.groups))
     for measure, buckets in (("tips_by_category", stats.by_category),
                              ("tips_by_severity", stats.by_severity),
                              ("tips_by_school", stats.by_school),
