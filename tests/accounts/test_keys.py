@@ -247,3 +247,28 @@ def test_a_liaison_grants_a_colleague_of_the_same_agency(db_session, vault, demo
     keys.grant_access(db_session, _chain(db_session, first), first, second)
     assert keys.has_access(db_session, second)
     assert [r.rid.split(":")[0] for r in keys.read_keys_for(db_session, second)] == ["agency"]
+
+
+def test_through_the_pages_a_first_password_and_a_change_keep_the_tip_readable(
+        app, client, db_session, vault, queue, demo_directory):
+    from tests.staffsupport import csrf_from
+
+    user, one_time, secret = make_staff(db_session, vault, "district_admin", district="slps",
+                                        must_change=True)
+    tip = _sealed_tip(db_session, vault, queue)
+    db_session.commit()
+    sign_in(client, user.email, one_time, secret)
+
+    def change(current: str, new: str) -> Any:
+        token = csrf_from(client.get("/staff/account/password").get_data(as_text=True))
+        return client.post("/staff/account/password", data={
+            "current": current, "new": new, "confirm": new, "csrf_token": token})
+
+    assert change(one_time, "my very own passphrase 1").status_code == 303
+    assert SECRET_TEXT in _tip_page(client, tip).get_data(as_text=True)
+    assert change("my very own passphrase 1", "my very own passphrase 2").status_code == 303
+    assert SECRET_TEXT in _tip_page(client, tip).get_data(as_text=True)
+    db_session.expire_all()
+    # one key session: the ones before each change were deleted
+    assert db_session.execute(select(func.count(KeySession.id)).where(
+        KeySession.user_id == user.id)).scalar_one() == 1
