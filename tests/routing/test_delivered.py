@@ -27,10 +27,11 @@ PUBLIC = "https://tips.example.org"
 
 
 class FullPacer:
-    """Twilio's queue is always full."""
+    """Twilio's queue is always full; an alert that may wait gets a turn 30 s away."""
 
-    def admit(self, recipient: str, segments: int, limit: float) -> Admission:
-        return Admission(False, 30.0)
+    def admit(self, recipient: str, segments: int, limit: float, *, ticket: str | None = None,
+              max_wait: float = 0.0) -> Admission:
+        return Admission(False, 30.0, held=ticket is not None and max_wait >= 30.0)
 
 
 VALIDITY = Validity(300, 30)
@@ -91,6 +92,8 @@ def test_a_held_text_goes_back_to_pending_without_counting_an_attempt(
     got = _get(db_session, dl.id)
     assert got.status == "pending" and got.attempts == 0
     assert senders["gw"].sent == []
+    # Stamped with its turn: the sweep leaves it alone until then (plus its grace).
+    assert got.updated_at > utcnow() + timedelta(seconds=25)
 
 
 def test_an_ordinary_text_past_its_validity_opens_the_next_channel(

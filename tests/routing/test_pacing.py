@@ -81,6 +81,39 @@ def test_a_pool_of_five_takes_five_recipients_at_once_but_one_recipient_one_a_se
     assert pacer.admit("+13145550100", 1, 0.9).ok
 
 
+def test_held_alerts_get_turns_in_order_and_each_comes_back_once() -> None:
+    """First come, first served: each held alert has its own turn, one text's time apart, so
+    a surge of held alerts costs one retry each, not a poll every few seconds."""
+    clock = Clock()
+    pacer = LocalPacer(Rate(1.0, 5), clock)
+    people = [f"+131455501{n:02d}" for n in range(20)]
+    for n, who in enumerate(people[:10]):  # 10 texts fill 2 s of the pool's queue
+        assert pacer.admit(who, 1, 2.0, ticket=f"a{n}", max_wait=300).ok
+    turns = []
+    for n, who in enumerate(people[10:]):
+        got = pacer.admit(who, 1, 2.0, ticket=f"b{n}", max_wait=300)
+        assert got.held
+        turns.append(got.wait)
+    assert turns == sorted(turns) and turns[-1] - turns[0] == pytest.approx(9 * 0.2)
+    # A newcomer may not jump the line while turns are waiting.
+    assert pacer.admit("+13145559999", 1, 2.0, ticket="c", max_wait=300).held
+    # Coming back early is told to wait; at its turn it goes.
+    assert pacer.admit(people[15], 1, 2.0, ticket="b5", max_wait=300).held
+    clock.t += turns[5]
+    assert pacer.admit(people[15], 1, 2.0, ticket="b5", max_wait=300).ok
+
+
+def test_an_ordinary_alert_whose_turn_is_past_its_validity_fails_at_once() -> None:
+    clock = Clock()
+    gw = FakeTwilioGateway()
+    sender = TwilioSmsSender(gw, PUBLIC, LocalPacer(Rate(1.0, 1), clock), Validity(300, 30))
+    for n in range(20):  # life-safety texts: 20 s of queue
+        sender.send(None, _alert(f"+1314555{n:04d}", urgent=True, dl=n))  # type: ignore[arg-type]
+    with pytest.raises(PermanentSendError, match="validity"):  # 10 s left: no waiting 18 s
+        sender.send(None, _alert("+13145550101", age=290, dl=99))  # type: ignore[arg-type]
+    assert len(gw.sent) == 20
+
+
 def test_an_ordinary_alert_past_its_validity_fails_and_is_never_handed_over() -> None:
     gw = FakeTwilioGateway()
     sender = TwilioSmsSender(gw, PUBLIC, LocalPacer(Rate()), Validity(300, 30))
@@ -110,6 +143,10 @@ def test_redis_pacer_is_shared_and_keeps_no_number() -> None:
     assert b.admit("+13145550101", 1, 1.5).ok
     got = b.admit("+13145550101", 1, 1.5)
     assert not got.ok and got.wait > 0
+    # An ordinary one gets a turn, and the turn is the same one when it asks again.
+    turn = a.admit("+13145550101", 1, 0.2, ticket="77", max_wait=60)
+    again = b.admit("+13145550101", 1, 0.2, ticket="77", max_wait=60)
+    assert turn.held and again.held and abs(again.wait - turn.wait) < 0.5
     keys = [k.decode() for k in a._redis.keys(f"{prefix}:*")]
     assert keys and not any("5550101" in k for k in keys)
     a._redis.delete(*keys)

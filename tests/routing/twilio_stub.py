@@ -126,8 +126,8 @@ class Network:
         base = {"CallSid": sid, "AccountSid": form.get("AccountSid", ""),
                 "From": form.get("From", ""), "To": form.get("To", ""),
                 "ApiVersion": "2010-04-01", "Direction": "outbound-api"}
-        answered = starts + self._rng.uniform(*self.ring)
-        self._at(starts + 0.5, url, base | {"CallStatus": "ringing"})
+        answered = starts + 0.1 + self._rng.uniform(*self.ring)
+        self._at(starts + 0.1, url, base | {"CallStatus": "ringing"})
         self._at(answered, url, base | {"CallStatus": "in-progress"})
         self._at(answered + self.talk, url, base | {"CallStatus": "completed",
                                                     "CallDuration": str(int(self.talk))})
@@ -221,7 +221,9 @@ class StubTwilio:
                 if status == 201:
                     body: dict[str, Any] = record or stub._create(kind, form)
                     if stub.network is not None:
-                        stub.network.accepted(kind, form, str(body["sid"]), time.time())
+                        account = self.path.partition("/Accounts/")[2].partition("/")[0]
+                        stub.network.accepted(kind, {**form, "AccountSid": account},
+                                              str(body["sid"]), time.time())
                 elif status == 400:
                     body = {"code": 21211, "message": "The 'To' number is not valid.",
                             "more_info": "https://www.twilio.com/docs/errors/21211",

@@ -7,8 +7,10 @@ is (a clock per sender pool and per recipient, since a sticky sender sends all o
 recipient's texts from one number) and:
 
 - hands an ordinary alert over only while that queue is shorter than ``ORDINARY_HEADROOM``
-  seconds; otherwise the alert waits in tipline (``SendHeld``: the task is retried later)
-  until its validity period is spent, then it fails and the contact's next channel opens;
+  seconds; otherwise the alert gets a turn in tipline's own line (first come, first served)
+  and waits for it (``SendHeld``: its task is retried at its turn, so a held alert costs one
+  retry, not a poll every few seconds); if that turn is past its validity it fails at once
+  and the contact's next channel opens;
 - hands a life-safety alert over at once, ahead of every ordinary one still waiting in tipline,
   unless the queue is already longer than its validity period (then it fails at once, and its
   call, already placed, or the next channel carries it).
@@ -27,8 +29,9 @@ from typing import Any, Protocol
 # Ordinary alerts keep Twilio's queue at most this many seconds long, so a life-safety text
 # handed over after them waits at most this long behind them.
 ORDINARY_HEADROOM = 2.0
-# A held alert is looked at again at least this often (and the sweep sees it touched).
-MAX_HOLD = 10.0
+# A held alert is looked at again at least this often (a Celery countdown stays well under
+# the broker's visibility timeout).
+MAX_HOLD = 120.0
 # A text needs at least this long in Twilio's queue to be worth handing over.
 MIN_VALIDITY = 5
 _CLOCK_TTL_MS = 3_600_000
@@ -51,16 +54,24 @@ def segments(text: str) -> int:
 
 @dataclass(frozen=True)
 class Admission:
-    """``ok``: handed over now, expected to wait ``wait`` s in Twilio's queue. Otherwise the
-    queue is ``wait`` s longer than this alert may join."""
+    """``ok``: hand it over now (it should wait ``wait`` s in Twilio's queue). ``held``: it has
+    a place in tipline's line, its turn comes in ``wait`` s. Neither: the queue is ``wait`` s
+    longer than this alert may wait (it was given no place)."""
 
     ok: bool
     wait: float
+    held: bool = False
 
 
 class Pacer(Protocol):
-    def admit(self, recipient: str, segments: int, limit: float) -> Admission:
-        """Take a place in the senders' queue if it is at most ``limit`` s long now."""
+    def admit(self, recipient: str, segments: int, limit: float, *, ticket: str | None = None,
+              max_wait: float = 0.0) -> Admission:
+        """Take a place in the senders' queue if it is at most ``limit`` s long now.
+
+        Without ``ticket`` (life-safety) that is all. With one (the delivery's id), an alert
+        that cannot go now is given a turn in tipline's own line, after those already
+        waiting, unless that turn is more than ``max_wait`` s away; when it comes back at its
+        turn it goes."""
         ...
 
 
@@ -76,6 +87,12 @@ class Rate:
         return (n_segments / (self.sender_mps * self.senders), n_segments / self.sender_mps)
 
 
+# A held alert that comes back this early (a worker's clock, the broker's delay) has its turn.
+EARLY = 0.5
+# ... and goes if Twilio's queue is at most this much over its limit.
+SLACK = 1.0
+
+
 class LocalPacer:
     """The clocks in this process (the embedded default: one worker process)."""
 
@@ -83,37 +100,92 @@ class LocalPacer:
         self.rate = rate
         self.clock = clock
         self._pool = 0.0
+        self._pool_line = 0.0
         self._recipients: dict[str, float] = {}
+        self._lines: dict[str, float] = {}
+        self._tickets: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def admit(self, recipient: str, segments: int, limit: float) -> Admission:
+    def admit(self, recipient: str, segments: int, limit: float, *, ticket: str | None = None,
+              max_wait: float = 0.0) -> Admission:
         pool_cost, one_cost = self.rate.costs(segments)
         with self._lock:
             now = self.clock()
             pool = max(now, self._pool)
             one = max(now, self._recipients.get(recipient, 0.0))
             backlog = max(pool, one) - now
-            if backlog > limit:
-                return Admission(False, backlog - limit)
-            self._pool = pool + pool_cost
-            self._recipients[recipient] = one + one_cost
-            if len(self._recipients) > 10_000:  # forget recipients whose queue has drained
-                self._recipients = {k: v for k, v in self._recipients.items() if v > now}
-            return Admission(True, backlog)
+
+            def take() -> Admission:
+                self._pool = pool + pool_cost
+                self._recipients[recipient] = one + one_cost
+                return Admission(True, backlog)
+
+            if ticket is None:
+                return take() if backlog <= limit else Admission(False, backlog - limit)
+            pool_line = max(now, self._pool_line)
+            line = max(now, self._lines.get(recipient, 0.0))
+            mine = self._tickets.get(ticket)
+            if mine is not None:
+                if mine > now + EARLY:
+                    return Admission(False, mine - now, held=True)
+                if backlog <= limit + SLACK:
+                    del self._tickets[ticket]
+                    return take()
+            elif backlog <= limit and pool_line <= now and line <= now:
+                return take()
+            turn = max(now + backlog - limit, pool_line, line)
+            if turn - now > max_wait:
+                self._tickets.pop(ticket, None)
+                return Admission(False, turn - now)
+            self._pool_line = max(pool_line, turn) + pool_cost
+            self._lines[recipient] = max(line, turn) + one_cost
+            self._tickets[ticket] = turn
+            if len(self._tickets) > 100_000:  # forget turns long past
+                self._tickets = {k: v for k, v in self._tickets.items() if v > now - 3600}
+            return Admission(False, turn - now, held=True)
 
 
-# Atomic in Redis: read both clocks, admit or not, advance both. Redis's own clock, so every
-# worker process agrees on "now".
+# Atomic in Redis, on Redis's clock (every worker process agrees on "now"). KEYS: the pool's
+# and the recipient's queue clocks, the pool's and the recipient's line in tipline, the
+# delivery's turn. ARGV: pool cost, recipient cost, limit, ttl ms, 'now' | 'ticket', max wait,
+# EARLY, SLACK.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local pc, oc, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local pool = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local one = math.max(now, tonumber(redis.call('GET', KEYS[2]) or '0'))
 local backlog = math.max(pool, one) - now
-if backlog > tonumber(ARGV[3]) then return {0, tostring(backlog - tonumber(ARGV[3]))} end
-redis.call('SET', KEYS[1], tostring(pool + tonumber(ARGV[1])), 'PX', ARGV[4])
-redis.call('SET', KEYS[2], tostring(one + tonumber(ARGV[2])), 'PX', ARGV[4])
-return {1, tostring(backlog)}
+local function take()
+  redis.call('SET', KEYS[1], tostring(pool + pc), 'PX', ARGV[4])
+  redis.call('SET', KEYS[2], tostring(one + oc), 'PX', ARGV[4])
+  return {1, tostring(backlog)}
+end
+if ARGV[5] == 'now' then
+  if backlog <= limit then return take() end
+  return {0, tostring(backlog - limit)}
+end
+local pline = math.max(now, tonumber(redis.call('GET', KEYS[3]) or '0'))
+local oline = math.max(now, tonumber(redis.call('GET', KEYS[4]) or '0'))
+local mine = tonumber(redis.call('GET', KEYS[5]) or '-1')
+if mine >= 0 then
+  if mine > now + tonumber(ARGV[7]) then return {2, tostring(mine - now)} end
+  if backlog <= limit + tonumber(ARGV[8]) then
+    redis.call('DEL', KEYS[5])
+    return take()
+  end
+elseif backlog <= limit and pline <= now and oline <= now then
+  return take()
+end
+local turn = math.max(now + backlog - limit, pline, oline)
+if turn - now > tonumber(ARGV[6]) then
+  redis.call('DEL', KEYS[5])
+  return {0, tostring(turn - now)}
+end
+redis.call('SET', KEYS[3], tostring(math.max(pline, turn) + pc), 'PX', ARGV[4])
+redis.call('SET', KEYS[4], tostring(math.max(oline, turn) + oc), 'PX', ARGV[4])
+redis.call('SET', KEYS[5], tostring(turn), 'PX', ARGV[4])
+return {2, tostring(turn - now)}
 """
 
 
@@ -128,15 +200,21 @@ class RedisPacer:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._script = self._redis.register_script(_ADMIT)
 
-    def admit(self, recipient: str, segments: int, limit: float) -> Admission:
+    def admit(self, recipient: str, segments: int, limit: float, *, ticket: str | None = None,
+              max_wait: float = 0.0) -> Admission:
         import hashlib
 
         pool_cost, one_cost = self.rate.costs(segments)
         # The recipient is a staff number; keyed by a digest anyway so Redis holds no number.
         who = hashlib.sha256(recipient.encode()).hexdigest()[:16]
-        ok, value = self._script(keys=[f"{self.prefix}:pool", f"{self.prefix}:to:{who}"],
-                                 args=[pool_cost, one_cost, limit, _CLOCK_TTL_MS])
-        return Admission(bool(int(ok)), float(value))
+        p = self.prefix
+        code, value = self._script(
+            keys=[f"{p}:pool", f"{p}:to:{who}", f"{p}:line", f"{p}:line:{who}",
+                  f"{p}:turn:{ticket or '-'}"],
+            args=[pool_cost, one_cost, limit, _CLOCK_TTL_MS, "ticket" if ticket else "now",
+                  max_wait, EARLY, SLACK])
+        code = int(code)
+        return Admission(code == 1, float(value), held=code == 2)
 
 
 def build_pacer(rate: Rate, broker_url: str, what: str = "sms") -> Pacer:

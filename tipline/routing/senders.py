@@ -170,21 +170,25 @@ class _TwilioSender:
     def _pace(self, alert: Alert, remaining: int, recipient: str, cost: int) -> None:
         if self.pacer is None:
             return
+        urgent_now = alert.urgent and not alert.last_channel
         limit = float(remaining - MIN_VALIDITY) if alert.urgent else ORDINARY_HEADROOM
         try:
-            got = self.pacer.admit(recipient, cost, limit)
+            if urgent_now:  # life-safety: now, ahead of every alert waiting in tipline
+                got = self.pacer.admit(recipient, cost, limit)
+            else:  # a turn in tipline's line; the last channel waits however long
+                max_wait = 1e9 if alert.last_channel else float(remaining - MIN_VALIDITY)
+                got = self.pacer.admit(recipient, cost, limit, ticket=str(alert.delivery_id),
+                                       max_wait=max_wait)
         except Exception as exc:  # the pacer's Redis is away: send rather than hold
             log.warning("pacing unavailable (%s); sending unpaced", type(exc).__name__)
             return
         if got.ok:
             return
-        if alert.last_channel:  # nothing to fall back to: wait for a place
+        if got.held:
             raise SendHeld("senders' queue full", min(MAX_HOLD, max(0.5, got.wait)))
-        if alert.urgent:  # would wait past its validity: fail now, the next channel opens
-            raise TwilioPermanentError(f"{self.kind}: Twilio's queue {got.wait + limit:.0f} s "
-                                       f"long, past this alert's validity")
-        raise SendHeld("senders' queue full", min(MAX_HOLD, max(0.5, got.wait),
-                                                  float(remaining - MIN_VALIDITY)))
+        # Its turn would come after its validity: fail now, the next channel opens.
+        raise TwilioPermanentError(f"{self.kind}: Twilio's queue {got.wait:.0f} s long, past "
+                                   f"this alert's validity")
 
     def send(self, session: Session, alert: Alert) -> str:
         try:

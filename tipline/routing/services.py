@@ -481,11 +481,11 @@ def deliver_alert(
         fail_delivery(session, delivery_id, now, f"permanent: {str(exc)[:150]}", queue,
                       expect=DeliveryStatus.SENDING)
         return DeliveryResult(delivery_id, "failed")
-    except SendHeld:
+    except SendHeld as held:
         # Paced (routing.pacing): back to pending, not counted as an attempt; the task
-        # tries again after the wait the exception carries.
+        # tries again at its turn, the wait the exception carries.
         session.rollback()
-        _hold(session, delivery_id, now)
+        _hold(session, delivery_id, now, held.wait)
         raise
     params |= {"b_provider": sender.name, "b_ref": ref[:64]}
     done = _record_sent(session, params)
@@ -537,15 +537,16 @@ def _age_seconds(created: datetime, now: datetime) -> float:
     return max(0.0, (now - created).total_seconds())
 
 
-def _hold(session: Session, delivery_id: int, now: datetime) -> None:
+def _hold(session: Session, delivery_id: int, now: datetime, wait: float) -> None:
     """A paced delivery goes back to ``pending`` without counting the claim as an attempt;
-    touched, so the sweep does not take it for lost while its task waits to try again."""
+    stamped with its turn, so the sweep does not take it for lost while its task waits."""
     session.execute(
         update(AlertDelivery)
         .where(AlertDelivery.id == delivery_id,
                AlertDelivery.status == DeliveryStatus.SENDING.value)
         .values(status=DeliveryStatus.PENDING.value, attempts=AlertDelivery.attempts - 1,
-                last_error="held: senders' queue full", updated_at=now)
+                last_error="held: senders' queue full",
+                updated_at=now + timedelta(seconds=wait))
         .execution_options(synchronize_session=False)
     )
     session.commit()
