@@ -100,6 +100,8 @@ def test_seal_existing_dry_run_then_resumable_and_idempotent(installation) -> No
     assert "sealed 7 data keys" in out.stdout
     again = _cli(["keys", "seal-existing"], env, installation["tmp"])
     assert "sealed 0 data keys" in again.stdout
+    status = _cli(["keys", "status"], env, installation["tmp"])
+    assert "sealed to staff keys only (no key-file slot): 12 data keys" in status.stdout
 
     with pytest.raises(KeyUnavailable):
         _bodies(db, ids[:1])  # the key file alone opens none of them now

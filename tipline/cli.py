@@ -525,6 +525,9 @@ def keys_status() -> None:
         ).all()
     click.echo(f"active key: {ring.active_id}")
     for kid, n in rows:
+        if kid == SEALED_ONLY:
+            click.echo(f"  sealed to staff keys only (no key-file slot): {n} data keys")
+            continue
         click.echo(f"  {kid}: {n} data keys{' (active)' if kid == ring.active_id else ''}")
 
 
