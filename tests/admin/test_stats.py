@@ -81,7 +81,8 @@ def test_csv_has_aggregates_only(db_session, vault, queue) -> None:
     assert {r[0] for r in rows[1:]} == {
         "tips_total", "tips_by_category", "tips_by_severity", "tips_by_school",
         "tips_by_channel", "tips_by_month", "seconds_to_acknowledge", "seconds_to_close",
-        "tips_in_groups_of_related_tips", "groups_of_related_tips"}
+        "tips_in_groups_of_related_tips", "groups_of_related_tips",
+        "seconds_to_first_alert_delivered"}
     assert ["seconds_to_acknowledge", "p90", "456"] in rows
     # The groups are the page's labels, and each breakdown adds up to the total.
     assert ["tips_by_school", "Alpha High", "3"] in rows

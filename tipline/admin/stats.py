@@ -19,22 +19,24 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from tipline.directory.models import School
+from tipline.routing.models import AlertDelivery, Dispatch
 from tipline.tips.labels import (
     NO_SCHOOL_LABEL,
     SEVERITY_LABELS,
     category_label,
     channel_label,
 )
-from tipline.tips.models import Tip
+from tipline.tips.models import Severity, Tip
 
 PERCENTILES = (0.5, 0.9)
+LIFE_SAFETY = int(Severity.LIFE_SAFETY)
 NO_SCHOOL = NO_SCHOOL_LABEL
 
 
@@ -65,6 +67,17 @@ class SeverityTiming:
 
 
 @dataclass(frozen=True)
+class DeliveryTiming:
+    """Seconds from a tip's arrival to its first alert that reached a phone (the provider's
+    "delivered" for a text, the answer for a call), over the tips that have one."""
+
+    label: str
+    count: int
+    median: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True)
 class StatsQuery:
     district_id: int
     start: datetime | None = None  # inclusive
@@ -88,6 +101,7 @@ class Stats:
     grouped_tips: int = 0
     groups: int = 0
     acknowledge_by_severity: list[SeverityTiming] = field(default_factory=list)
+    delivered: list[DeliveryTiming] = field(default_factory=list)
 
 
 def _where(q: StatsQuery) -> ColumnElement[bool]:
@@ -206,6 +220,47 @@ def _pg_timings(session: Session, q: StatsQuery) -> tuple[Timing, Timing, dict[i
     return overall[0], overall[1], per_severity
 
 
+DELIVERY_ROWS = (("sms", False, "Text message"), ("voice", False, "Call (answered)"),
+                 ("any", False, "First of either"), ("any", True, "First of either, "
+                                                            "life-safety tips"))
+
+
+def delivery_timings(session: Session, q: StatsQuery) -> list[DeliveryTiming]:
+    """Tip arrival -> first alert delivered, per channel (issue 18): what a phone saw, not
+    what Twilio accepted. One statement: each tip's first delivery per channel."""
+    first = func.min(AlertDelivery.delivered_at)
+    rows = session.execute(
+        select(Tip.id, Tip.severity, Tip.created_at, AlertDelivery.channel, first)
+        .join(Dispatch, Dispatch.tip_id == Tip.id)
+        .join(AlertDelivery, AlertDelivery.dispatch_id == Dispatch.id)
+        .where(_where(q), AlertDelivery.delivered_at.is_not(None),
+               AlertDelivery.channel.in_(("sms", "voice")))
+        .group_by(Tip.id, Tip.severity, Tip.created_at, AlertDelivery.channel)).all()
+    per: dict[tuple[str, bool], list[float]] = {}
+    any_first: dict[int, tuple[bool, float]] = {}
+    for tip_id, severity, created, channel, at in rows:
+        if at is None:
+            continue
+        seconds = max(0.0, (_aware(at) - _aware(created)).total_seconds())
+        per.setdefault((channel, False), []).append(seconds)
+        life = int(severity) >= LIFE_SAFETY
+        if tip_id not in any_first or seconds < any_first[tip_id][1]:
+            any_first[tip_id] = (life, seconds)
+    per[("any", False)] = [v for _life, v in any_first.values()]
+    per[("any", True)] = [v for life, v in any_first.values() if life]
+    out = []
+    for channel, life_only, label in DELIVERY_ROWS:
+        values = sorted(per.get((channel, life_only), []))
+        out.append(DeliveryTiming(label, len(values), interpolate(values, 0.5),
+                                  interpolate(values, 0.99)))
+    return out
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite returns naive UTC datetimes."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def district_stats(session: Session, q: StatsQuery) -> Stats:
     """Every aggregate the statistics page and the CSV export show."""
     counts = _counts(session, q)
@@ -243,6 +298,7 @@ def district_stats(session: Session, q: StatsQuery) -> Stats:
         acknowledge_by_severity=[
             SeverityTiming(sev, SEVERITY_LABELS.get(sev, str(sev)), severity_counts.get(sev, 0),
                            ack_by_sev.get(sev, Timing(0, None, None))) for sev in levels],
+        delivered=delivery_timings(session, q),
     )
 
 
@@ -292,6 +348,11 @@ def stats_csv(stats: Stats) -> str:
         writer.writerow((measure, prefix + "tips", timing.count))
         writer.writerow((measure, prefix + "median", _round(timing.median)))
         writer.writerow((measure, prefix + "p90", _round(timing.p90)))
+    for d in stats.delivered:
+        writer.writerow(("seconds_to_first_alert_delivered", f"{d.label}: tips", d.count))
+        writer.writerow(("seconds_to_first_alert_delivered", f"{d.label}: median",
+                         _round(d.median)))
+        writer.writerow(("seconds_to_first_alert_delivered", f"{d.label}: p99", _round(d.p99)))
     return out.getvalue()
 
 
