@@ -36,7 +36,8 @@ def _matrix(db_session, district: str, school: str) -> matrix.Matrix:
 def test_slps_keeps_police_out_of_non_violent_matters(db_session, demo) -> None:
     m = _matrix(db_session, "slps", "slps-roosevelt")
     assert m.never_police_categories == ["Self-harm or suicide", "Bullying", "Abuse or neglect",
-                                         "Drugs or alcohol", "Family crisis"]
+                                         "Drugs or alcohol", "Family crisis",
+                                         "Basic needs (sleep, food, housing)", "Dating violence"]
     assert m.police_categories == ["Weapon", "Threat of violence", "Other"]
     rows = {r.category: r for r in m.rows}
     weapon = rows["weapon"].cells[3]["school_hours"]
@@ -46,7 +47,7 @@ def test_slps_keeps_police_out_of_non_violent_matters(db_session, demo) -> None:
     assert weapon.steps[1].starts == "15m"
     # Self-harm at life safety: voice and SMS, repeated, never police.
     sh = rows["self_harm"].cells[4]["after_hours"]
-    assert sh.rule == "slps-life-safety-support" and not sh.police
+    assert sh.rule == "slps-self-harm-after-hours" and not sh.police  # then the BJC partner
     assert sh.steps[0].repeat_every == "2m"
     assert all(not p.police for s in sh.steps for p in s.people)
     # After hours a high support tip goes to the on-call, in school hours to the counselors.

@@ -66,7 +66,7 @@ def test_check_names_the_line_and_changes_nothing(client, db_session, signed_in)
     resp = _post(client, text=BROKEN, action="check")
     assert resp.status_code == 400
     page = resp.get_data(as_text=True)
-    assert "policy.yaml:35:" in page and "weapons" in page
+    assert "policy.yaml:43:" in page and "weapons" in page
     assert _counts(db_session) == before
     ok = _post(client, text=DEMO_POLICY, action="check")
     assert ok.status_code == 200 and "The policy is valid" in ok.get_data(as_text=True)
@@ -77,7 +77,7 @@ def test_invalid_policy_is_not_saved(client, db_session, signed_in) -> None:
     resp = _post(client, text=BROKEN, action="save")
     assert resp.status_code == 400
     page = resp.get_data(as_text=True)
-    assert "it was not saved" in page and "policy.yaml:35:" in page
+    assert "it was not saved" in page and "policy.yaml:43:" in page
     now = _active(db_session)
     assert (now.id, now.version, now.source_text) == (active.id, active.version, DEMO_POLICY)
     assert db_session.execute(select(func.count(RoutingPolicy.id))).scalar_one() == 1

@@ -136,7 +136,7 @@ def plan_for_place(
              "time": slot}
     lang = language or "en"
     rule, considered = _match(dp, school.code, category, severity, slot, lang)
-    contacts = _Contacts.load(session, dp, school)
+    contacts = _Contacts.load(session, dp, school, rule)
     draft = _Draft()
     police_block = police_blocked(category, _guards([dp], [district]))
     ctx = _StepContext(local, police_block, category, lang, dp)
@@ -293,14 +293,15 @@ class _Contacts:
     ordered: tuple[ContactFacts, ...]  # by priority, then id
     by_key: dict[str, ContactFacts]
     at_school: frozenset[int]  # ids of the contacts linked to the tip's school
-    # The district's on-call rotas the rules name (one more statement, only then).
+    # The on-call rotas the matched rule names (one more statement, only for such a rule).
     rotas: dict[str, RotaSpec | str] = field(default_factory=dict)  # str: why unreadable
 
     @classmethod
-    def load(cls, session: Session, dp: DistrictPolicy, school: School) -> _Contacts:
+    def load(cls, session: Session, dp: DistrictPolicy, school: School,
+             rule: Rule | None = None) -> _Contacts:
         named = {t.contact for r in dp.rules for s in r.steps for t in s.targets if t.contact}
         named |= set(dp.fallback)
-        rota_keys = sorted({t.rota for r in dp.rules for t in r.targets() if t.rota})
+        rota_keys = sorted({t.rota for t in rule.targets() if t.rota}) if rule else []
         rotas: dict[str, RotaSpec | str] = {}
         if rota_keys:
             for row in session.execute(select(OnCallRota).where(
