@@ -125,6 +125,11 @@ def test_cli_check_asks_twilio_and_exits_non_zero_on_a_registration_problem(
     assert "US A2P registration" not in offline.output
 
 
+def test_a_voice_number_that_is_not_e164_is_a_problem() -> None:
+    _lines, problems = check_lines(_settings(twilio_voice_from_number="314-555-0199"))
+    assert any("TIPLINE_TWILIO_VOICE_FROM_NUMBER must be E.164" in p for p in problems)
+
+
 def test_toll_free_prefixes() -> None:
     assert is_toll_free("+18005550100") and is_toll_free("+18335550100")
     assert not is_toll_free("+13145550100") and not is_toll_free("+448005550100")

@@ -55,8 +55,8 @@ def segments(text: str) -> int:
 @dataclass(frozen=True)
 class Admission:
     """``ok``: hand it over now (it should wait ``wait`` s in Twilio's queue). ``held``: it has
-    a place in tipline's line, its turn comes in ``wait`` s. Neither: the queue is ``wait`` s
-    longer than this alert may wait (it was given no place)."""
+    a place in tipline's line, its turn comes in ``wait`` s. Neither: it would wait ``wait`` s,
+    longer than it may (it was given no place)."""
 
     ok: bool
     wait: float
@@ -121,7 +121,7 @@ class LocalPacer:
                 return Admission(True, backlog)
 
             if ticket is None:
-                return take() if backlog <= limit else Admission(False, backlog - limit)
+                return take() if backlog <= limit else Admission(False, backlog)
             pool_line = max(now, self._pool_line)
             line = max(now, self._lines.get(recipient, 0.0))
             mine = self._tickets.get(ticket)
@@ -163,7 +163,7 @@ local function take()
 end
 if ARGV[5] == 'now' then
   if backlog <= limit then return take() end
-  return {0, tostring(backlog - limit)}
+  return {0, tostring(backlog)}
 end
 local pline = math.max(now, tonumber(redis.call('GET', KEYS[3]) or '0'))
 local oline = math.max(now, tonumber(redis.call('GET', KEYS[4]) or '0'))

@@ -36,9 +36,10 @@ def check_lines(settings: Settings) -> tuple[list[str], list[str]]:
                        ("TIPLINE_TWILIO_FROM_NUMBER", settings.twilio_from_number)):
         if not value:
             problems.append(f"{var} is not set")
-    number = settings.twilio_from_number
-    if number and not (number.startswith("+") and number[1:].isdigit()):
-        problems.append("TIPLINE_TWILIO_FROM_NUMBER must be E.164, e.g. +13145550100")
+    for var, number in (("TIPLINE_TWILIO_FROM_NUMBER", settings.twilio_from_number),
+                        ("TIPLINE_TWILIO_VOICE_FROM_NUMBER", settings.twilio_voice_from_number)):
+        if number and not (number.startswith("+") and number[1:].isdigit()):
+            problems.append(f"{var} must be E.164, e.g. +13145550100")
     if not base.startswith("https://"):
         problems.append("TIPLINE_PUBLIC_URL is not https://: Twilio's signature covers the "
                         "exact URL it calls, and webhooks must not travel in clear")
