@@ -195,21 +195,20 @@ def _seal_for_audience(
     Audience: the district's read key, each police agency the policy routes this tip to, and
     for a web tip the reporter's receipt-code key (so the follow-up page can read the
     conversation). No district key: a key-file slot, as before sealing (legacy mode). The
-    alert text is kept only when the matched rule says include_content, and never for a
-    placeholder body.
+    alert text is kept only when the matched rule says include_content, and never for a call
+    (its body is a stand-in until the transcript comes).
     """
-    district_keys = district_audience(session, district_id, ())
+    # Planned first (cached per place, category, severity and minute), so one read of the
+    # key tables finds the district's key and the agencies' together.
     plan = intake_plan(session, school_id=school_id, district_id=district_id,
                        category=sub.category.value, severity=severity, now=utcnow(),
-                       sealed=bool(district_keys))
-    recipients = list(district_keys)
-    if district_keys and plan.agency_ids:
-        recipients = district_audience(session, district_id, plan.agency_ids)
+                       sealed=True)
+    recipients = district_audience(session, district_id, plan.agency_ids)
     if recipients and sub.channel == Channel.WEB and sub.receipt_kind == "web":
         recipients.append(reporter_recipient(code, tip_uid)[0])
     dek, wrapped = vault.new_data_key(recipients)
     alert_ct = None
-    if plan.include_content and not sub.placeholder:
+    if plan.include_content and sub.channel != Channel.VOICE:  # a call's words come later
         alert_ct = seal_alert_content(vault, tip_uid, body)
     return dek, wrapped, alert_ct
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,16 +68,44 @@ def _may_matter(policy: Any, district_code: str | None, sealed: bool) -> bool:
                for rule in dp.rules for step in rule.steps)
 
 
+# Plans intake made, by policy version, place, category, severity and minute: a surge of tips
+# for one school plans once a minute instead of once a tip. A directory change (a contact's
+# agency, role or on-call hours) reaches sealing within PLAN_TTL; a new policy at once.
+PLAN_TTL = 30.0
+_PLAN_CACHE_MAX = 1024
+_plans: dict[tuple[Any, ...], tuple[float, IntakePlan]] = {}
+
+
 def intake_plan(session: Session, *, school_id: int | None, district_id: int | None,
-                category: str, severity: int, now: datetime, sealed: bool) -> IntakePlan:
+                category: str, severity: int, now: datetime, sealed: bool,
+                fresh: bool = False) -> IntakePlan:
     """The police agencies and include_content of the plan the routing worker will make.
 
     ``sealed``: the district has a read key (otherwise only include_content matters, and a
-    policy with no such step is not planned at all).
+    policy with no such step is not planned at all). ``fresh``: plan now, not from the cache
+    (a staff member's re-triage, a transcript).
     """
     policy = _policy(session)
     if policy is None:  # directory default: never police, never content
         return IntakePlan()
+    # The bind too: one database per engine (tests: one per connection).
+    key = (id(session.get_bind()), policy.sha256, policy.version, school_id, district_id,
+           category, severity, now.replace(second=0, microsecond=0), sealed)
+    clock = time.monotonic()
+    found = _plans.get(key)
+    if found is not None and not fresh and clock - found[0] < PLAN_TTL:
+        return found[1]
+    plan = _intake_plan(session, policy, school_id, district_id, category, severity, now,
+                        sealed)
+    if len(_plans) >= _PLAN_CACHE_MAX:
+        _plans.clear()
+    _plans[key] = (clock, plan)
+    return plan
+
+
+def _intake_plan(session: Session, policy: Any, school_id: int | None,
+                 district_id: int | None, category: str, severity: int, now: datetime,
+                 sealed: bool) -> IntakePlan:
     school = session.get(School, school_id) if school_id is not None else None
     district = session.get(District, district_id) if district_id is not None else None
     if not _may_matter(policy, district.code if district else None, sealed):
@@ -221,7 +250,8 @@ def reseal_for_plan(session: Session, vault: Vault, tip: Tip, now: datetime) -> 
     if tip.data_key is None or not district_audience(session, tip.district_id, ()):
         return Resealed()
     plan = intake_plan(session, school_id=tip.school_id, district_id=tip.district_id,
-                       category=tip.category, severity=int(tip.severity), now=now, sealed=True)
+                       category=tip.category, severity=int(tip.severity), now=now, sealed=True,
+                       fresh=True)
     want = set(plan.agency_ids)
     have = sealed_agency_ids(tip.data_key.slots)
     add, drop = sorted(want - have), sorted(have - want)

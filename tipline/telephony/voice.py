@@ -279,7 +279,7 @@ def _seal_transcript(session: Session, vault: Vault, tip: Tip, recording_sid: st
     routes it to them): this webhook cannot open the tip's own key."""
     plan = intake_plan(session, school_id=tip.school_id, district_id=tip.district_id,
                        category=tip.category, severity=int(tip.severity), now=utcnow(),
-                       sealed=True)
+                       sealed=True, fresh=True)
     audience = tip_audience(session, tip, plan.agency_ids)
     if recording_sid:
         att = _ensure_audio(session, tip, recording_sid)
