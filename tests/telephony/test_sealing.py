@@ -176,3 +176,54 @@ def test_a_relay_with_the_wrong_job_key_fails_and_drops_the_payload(
     assert media.relay_sms(db_session, gateway, msg.id, utcnow(), job_key=wrong) == "failed"
     db_session.refresh(msg)
     assert msg.relay_payload_ct is None and not http.sent
+
+
+def _district_rids(session: Any, uid: str) -> set[str]:
+    key = session.execute(select(DataKey).where(DataKey.uid == uid)).scalar_one()
+    return {str(s.get("rid")) for s in json.loads(key.slots)["slots"]
+            if str(s.get("rid", "")).startswith("district:")}
+
+
+def test_a_tip_that_names_its_school_later_keeps_no_slot_of_another_district(
+        tw_client, db_session, readers) -> None:
+    """Sealed to every district while its school is unknown; once the reporter names it, the
+    other districts' slots go from the tip's key and the keys of its earlier texts."""
+    assert len(readers) > 1
+    send_sms(tw_client, "someone keeps threatening my friend", frm=REPORTER)
+    tip = db_session.execute(select(Tip)).scalar_one()
+    assert len(_district_rids(db_session, tip.data_key.uid)) == len(readers)
+    send_sms(tw_client, "roosvelt hihg", frm=REPORTER)
+    db_session.expire_all()
+    tip = db_session.execute(select(Tip)).scalar_one()
+    assert tip.school.code == "slps-roosevelt"
+    uids = [tip.data_key.uid, *(m.data_key_uid for m in db_session.execute(
+        select(Message).where(Message.tip_id == tip.id)).scalars() if m.data_key_uid)]
+    slps = readers["slps"][1]
+    own = {rid for rid in slps.rids() if rid.startswith("district:")}
+    for uid in uids:
+        assert _district_rids(db_session, uid) <= own
+    for code, (_user, chain) in readers.items():
+        if code == "slps":
+            continue
+        with using(chain), pytest.raises(KeyUnavailable):
+            _ = tip.phone
+    with using(slps):
+        assert tip.phone == REPORTER
+
+
+def test_a_tip_under_the_key_file_is_sealed_once_its_school_is_known(
+        tw_client, db_session, vault, demo_directory) -> None:
+    """Another district has no read key yet, so a tip naming no school gets a key-file slot
+    (legacy); once it names an SLPS school, the server alone must no longer open it."""
+    reader(db_session, vault, "slps")
+    db_session.commit()
+    send_sms(tw_client, "someone keeps threatening my friend", frm=REPORTER)
+    tip = db_session.execute(select(Tip)).scalar_one()
+    assert tip.data_key.kek_id != SEALED_ONLY  # legacy while the school is unknown
+    send_sms(tw_client, "roosvelt hihg", frm=REPORTER)
+    db_session.expire_all()
+    tip = db_session.execute(select(Tip)).scalar_one()
+    assert tip.school.code == "slps-roosevelt"
+    _sealed_only(db_session, tip.data_key.uid)
+    with pytest.raises(KeyUnavailable):
+        _ = tip.phone

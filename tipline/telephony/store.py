@@ -66,8 +66,52 @@ def add_task(session: Session, queue: JobQueue, *, kind: str, sid: str,
 
 def reroute(session: Session, queue: JobQueue, tip_id: int) -> int:
     """Route the tip again (its school, category or severity changed); sent after commit."""
+    narrow_to_district(session, tip_id)
     job = RoutingJob(tip_id=tip_id, reason="retriage")
     session.add(job)
     session.flush()
     after_commit(session, queue.send_routing, job.id)
     return job.id
+
+
+def narrow_to_district(session: Session, tip_id: int) -> int:
+    """Once an SMS or voice tip names its school, seal its keys to its own district only.
+
+    A tip that named no school was sealed to every district's read key (or, when some
+    district had none, kept a key-file slot): left so, staff of another district could open
+    it, and the server alone could open the key-file one. Other districts' slots are dropped
+    (no key needed); a key-file slot is replaced by the district's sealed slot (the server
+    opens it with the key file, as intake would have sealed it). A district with no read key
+    yet (legacy mode) keeps its key as it is. Returns the number of data keys changed.
+    """
+    from tipline import crypto
+    from tipline.routing.audience import item_key_uids
+    from tipline.tips.models import DataKey, Tip
+
+    tip = session.get(Tip, tip_id)
+    if tip is None or tip.district_id is None or tip.data_key is None:
+        return 0
+    own = crypto.audience_keys(session, tip.district_id, ())
+    if not own:
+        return 0
+    vault = crypto.current()
+    mine = f"district:{tip.district_id}:"
+    keys = [tip.data_key, *session.execute(select(DataKey).where(
+        DataKey.uid.in_(item_key_uids(session, tip.id)))).scalars()]
+    changed = 0
+    for key in keys:
+        wrapped = key.wrapped()
+        if vault.slot_key_ids(wrapped):
+            try:
+                dek = vault.unwrap(wrapped)
+            except crypto.CryptoError:  # a retired KEK: leave it to seal-existing
+                continue
+            wrapped = vault.remove_kek_slots(vault.add_recipients(dek, wrapped, own))
+        others = [rid for rid in vault.sealed_rids(wrapped)
+                  if rid.startswith("district:") and not rid.startswith(mine)]
+        if others:
+            wrapped = vault.remove_recipients(wrapped, others)
+        if wrapped.slots != key.slots:
+            key.slots, key.kek_id = wrapped.slots, vault.kek_label(wrapped)
+            changed += 1
+    return changed
