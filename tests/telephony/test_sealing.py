@@ -227,3 +227,17 @@ def test_a_tip_under_the_key_file_is_sealed_once_its_school_is_known(
     _sealed_only(db_session, tip.data_key.uid)
     with pytest.raises(KeyUnavailable):
         _ = tip.phone
+
+
+def test_stop_drops_a_reply_still_waiting_to_be_relayed(
+        tw_client, db_session, queue, readers, gateway, http) -> None:
+    send_sms(tw_client, "fight at vashon tomorrow", frm=REPORTER)
+    tip = db_session.execute(select(Tip)).scalar_one()
+    user, chain = readers["slps"]
+    with using(chain):
+        msg = triage.add_reply(db_session, queue, user, tip, "Which door?", utcnow())
+    db_session.commit()
+    send_sms(tw_client, "STOP", frm=REPORTER)
+    db_session.expire_all()
+    msg = db_session.get(Message, msg.id)
+    assert msg.relay_status == "failed" and msg.relay_payload_ct is None

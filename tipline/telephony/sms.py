@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, exists, select
+from sqlalchemy import Table, bindparam, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -229,6 +229,13 @@ def erase_number(session: Session, phone_hash: str) -> int:
     for tip in tips:
         tip.phone_ct = None
         tip.phone_hash = None
+    if tips:  # a reply still waiting to be relayed holds the number too (telephony.relay)
+        session.execute(
+            update(Message).where(Message.tip_id.in_([t.id for t in tips]),
+                                  Message.relay_status == "pending",
+                                  Message.relay_payload_ct.is_not(None))
+            .values(relay_status="failed", relay_payload_ct=None)
+            .execution_options(synchronize_session=False))
     session.execute(delete(SmsConversation).where(SmsConversation.phone_hash == phone_hash))
     return len(tips)
 
