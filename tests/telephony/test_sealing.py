@@ -241,3 +241,28 @@ def test_stop_drops_a_reply_still_waiting_to_be_relayed(
     db_session.expire_all()
     msg = db_session.get(Message, msg.id)
     assert msg.relay_status == "failed" and msg.relay_payload_ct is None
+
+
+def test_a_caller_reads_staff_questions_with_the_spoken_code(
+        tw_client, db_session, vault, queue, readers) -> None:
+    from tests.intake.helpers import csrf_from
+    from tests.telephony.helpers import twiml
+    from tests.telephony.test_voice import spoken_code
+
+    call, rec = new_sid("CA"), new_sid("RE")
+    code = spoken_code(twiml(record_action(tw_client, call, rec)))
+    transcription(tw_client, call, rec, "someone has a knife at vashon")
+    tip = db_session.execute(select(Tip).where(Tip.external_id == call)).scalar_one()
+    user, chain = readers["slps"]
+    with using(chain):  # the district's staff read the call and ask a question
+        first = db_session.execute(select(Message).where(Message.tip_id == tip.id)).scalar_one()
+        assert "knife" in first.body
+        triage.add_reply(db_session, queue, user, tip, "Which hallway was it?", utcnow())
+    db_session.commit()
+    token = csrf_from(tw_client.get("/followup").get_data(as_text=True))
+    assert tw_client.post("/followup", data={"csrf_token": token, "code": code}).status_code \
+        == 303
+    page = tw_client.get("/followup/tip")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Which hallway was it?" in html
+    assert "knife" not in html  # the transcript is sealed to staff only

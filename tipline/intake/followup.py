@@ -123,9 +123,15 @@ def _read_conversation(session: Session, vault: Vault, tip: Tip, now: datetime) 
             )
         ).scalar_one()
     for m in rows:
-        # A message with its own key (an SMS reporter's later text) is sealed to staff only.
-        body = (vault.open_text(dek, m.body_ct, field_ad("messages", "body_ct", m.uid))
-                if m.data_key_uid is None else _own_key_body(m))
+        # A message with its own key (a caller's transcript, an SMS reporter's later text) is
+        # sealed to staff only: the reporter's page leaves it out.
+        if m.data_key_uid is None:
+            body = vault.open_text(dek, m.body_ct, field_ad("messages", "body_ct", m.uid))
+        else:
+            opened = _own_key_body(m)
+            if opened is None:
+                continue
+            body = opened
         new = m.author == "staff" and m.read_by_reporter_at is None
         if new:
             m.read_by_reporter_at = now
@@ -148,11 +154,11 @@ def _read_conversation(session: Session, vault: Vault, tip: Tip, now: datetime) 
                         severity=int(tip.severity), district_id=tip.district_id)
 
 
-def _own_key_body(m: Message) -> str:
+def _own_key_body(m: Message) -> str | None:
     try:
         return m.body
     except CryptoError:
-        return ""
+        return None
 
 
 def add_reply(

@@ -193,10 +193,14 @@ def _seal_for_audience(
     """The tip's data key, sealed to its audience, and its include_content alert text.
 
     Audience: the district's read key, each police agency the policy routes this tip to, and
-    for a web tip the reporter's receipt-code key (so the follow-up page can read the
-    conversation). No district key: a key-file slot, as before sealing (legacy mode). The
-    alert text is kept only when the matched rule says include_content, and never for a call
-    (its body is a stand-in until the transcript comes).
+    for a web or voice tip the reporter's receipt-code key (so the follow-up page can read the
+    conversation). A caller's code is derived from the call with the key file
+    (``telephony.voice.voice_code``), so a voice tip's own key is readable by whoever holds the
+    database and the key file: it holds only the "transcript pending" stand-in and staff
+    replies; the recording and the transcript are under keys of their own, sealed to staff.
+    No district key: a key-file slot, as before sealing (legacy mode). The alert text is kept
+    only when the matched rule says include_content, and never for a call (its body is a
+    stand-in until the transcript comes).
     """
     # Planned first (cached per place, category, severity and minute), so one read of the
     # key tables finds the district's key and the agencies' together.
@@ -204,7 +208,7 @@ def _seal_for_audience(
                        category=sub.category.value, severity=severity, now=utcnow(),
                        sealed=True)
     recipients = district_audience(session, district_id, plan.agency_ids)
-    if recipients and sub.channel == Channel.WEB and sub.receipt_kind == "web":
+    if recipients and sub.channel in (Channel.WEB, Channel.VOICE):  # SMS: no code is given
         recipients.append(reporter_recipient(code, tip_uid)[0])
     dek, wrapped = vault.new_data_key(recipients)
     alert_ct = None
