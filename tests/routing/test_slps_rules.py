@@ -361,3 +361,11 @@ def test_policy_check_warns_about_a_rota_gap_before_it_begins(db_session, demo_d
     (warning,) = [w for w in policy_warnings(db_session, policy) if "rota" in w]
     assert warning.startswith(f"policy.demo.yaml: warning: rota slps-nights has nobody on call "
                               f"from {soon:%a %Y-%m-%d} 17:00")
+
+
+def test_every_category_is_a_metrics_label():
+    """A new category (revision 0014) is counted under its own name, not as "other"."""
+    from tipline.ops.metrics import TIP_CATEGORIES
+    from tipline.tips.models import Category
+
+    assert {c.value for c in Category} == TIP_CATEGORIES

@@ -94,7 +94,7 @@ def test_unknown_school_is_asked_once_more_then_the_flow_moves_on(
     again = reply_text(send_sms(tw_client, "Hogwarts"))
     assert again is not None and "could not find" in again
     menu = reply_text(send_sms(tw_client, "Xavier Institute"))
-    assert menu is not None and "1 Weapon" in menu and "8 Something else" in menu
+    assert menu is not None and "1 Weapon" in menu and "10 Something else" in menu
     tip = only_tip(db_session)
     assert tip.school_id is None
     assert conversation(db_session, vault).step == SmsStep.CATEGORY
@@ -337,3 +337,14 @@ def test_a_later_text_marks_the_tip_but_answers_to_the_questions_do_not(
     send_sms(tw_client, "it is behind the gym at 3pm")
     db_session.expire_all()
     assert only_tip(db_session).reporter_message_at is not None
+
+
+def test_category_menu_offers_basic_needs_and_dating_violence(tw_client, db_session, vault,
+                                                              demo_directory) -> None:
+    send_sms(tw_client, "my friend needs help")
+    text = reply_text(send_sms(tw_client, "vashon"))
+    assert text is not None
+    assert "8 No safe place to sleep, food or housing" in text
+    assert "9 Dating violence" in text and "10 Something else" in text
+    reply_text(send_sms(tw_client, "8"))
+    assert only_tip(db_session).category == "basic_needs"

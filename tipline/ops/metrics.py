@@ -30,7 +30,7 @@ from prometheus_client.metrics_core import Metric  # noqa: E402
 
 TIP_CHANNELS = frozenset({"web", "sms", "voice"})
 TIP_CATEGORIES = frozenset({"weapon", "threat", "self_harm", "bullying", "abuse", "substance",
-                            "family_crisis", "other"})
+                            "family_crisis", "basic_needs", "dating_violence", "other"})
 ALERT_CHANNELS = frozenset({"sms", "voice", "email"})
 OUTCOMES = frozenset({"sent", "failed", "skipped", "unknown", "retry"})
 

@@ -25,6 +25,8 @@ MENU: tuple[Category, ...] = (
     Category.ABUSE,
     Category.SUBSTANCE,
     Category.FAMILY_CRISIS,
+    Category.BASIC_NEEDS,
+    Category.DATING_VIOLENCE,
     Category.OTHER,
 )
 
@@ -64,7 +66,7 @@ _SMS = {
                             "its code, or SKIP.",
         "ambiguous": "Which school do you mean? Reply with a number:",
         "ask_category": "What is it about? Reply with a number:",
-        "ask_category_again": "Please reply with a number from 1 to 8:",
+        "ask_category_again": "Please reply with a number from 1 to 10:",
         "thanks": "Thank you. Staff will read your tip and may text you questions here. "
                   "You can add more anytime by texting this number.",
         "added": "Tip line: added to your tip.",
@@ -90,7 +92,7 @@ _SMS = {
                             "de la escuela, u OMITIR.",
         "ambiguous": "¿Qué escuela quiere decir? Responda con un número:",
         "ask_category": "¿De qué se trata? Responda con un número:",
-        "ask_category_again": "Responda con un número del 1 al 8:",
+        "ask_category_again": "Responda con un número del 1 al 10:",
         "thanks": "Gracias. El personal leerá su aviso y puede enviarle preguntas aquí. "
                   "Puede agregar más en cualquier momento enviando un texto a este número.",
         "added": "Línea de avisos: agregado a su aviso.",
