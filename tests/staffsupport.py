@@ -68,8 +68,8 @@ def grant_like_a_colleague(session: Session, user: StaffUser) -> bool:
 
     from tipline.crypto.models import KeyGrant
 
-    if keys.has_access(session, user):
-        return True
+    if keys.has_access(session, user) or not keys.grantable_holder(user):
+        return keys.has_access(session, user)  # no colleague grants a one-time password's key
     for read_key in keys.read_keys_for(session, user):
         holders = session.execute(select(KeyGrant).where(
             KeyGrant.read_key_id == read_key.id, KeyGrant.user_id.is_not(None))).scalars().all()

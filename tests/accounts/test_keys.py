@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tests.factories import make_tip
@@ -143,9 +143,13 @@ def test_reset_drops_the_key_until_a_colleague_grants(db_session, vault, queue, 
     personal = keys.unlock_or_create(db_session, other, reset.password)
     with using(keys.keychain_for(db_session, other.id, personal)), pytest.raises(KeyUnavailable):
         _body(tip)
+    # Granted once its holder has replaced the one-time password (a new key pair).
+    assert other not in keys.waiting_for_access(db_session, other.district_id)
+    accounts.change_password(db_session, other, reset.password, "my own passphrase 789",
+                             now=utcnow())
     assert other in keys.waiting_for_access(db_session, other.district_id)
     keys.grant_access(db_session, _chain(db_session, first), first, other)
-    with using(keys.keychain_for(db_session, other.id, personal)):
+    with using(_chain(db_session, other, "my own passphrase 789")):
         assert _body(tip) == SECRET_TEXT
 
 
@@ -272,3 +276,43 @@ def test_through_the_pages_a_first_password_and_a_change_keep_the_tip_readable(
     # one key session: the ones before each change were deleted
     assert db_session.execute(select(func.count(KeySession.id)).where(
         KeySession.user_id == user.id)).scalar_one() == 1
+
+
+def test_an_account_on_a_one_time_password_cannot_be_granted(db_session, vault, queue,
+                                                            demo_directory):
+    """Whoever handed out the one-time password knows what wraps the account's key until its
+    holder chooses their own: a grant sealed to that key would give them the district key (a
+    database copy from before the change and the one-time password open it)."""
+    first, _, _ = make_staff(db_session, vault, "district_admin", district="slps")
+    other, _, _ = make_staff(db_session, vault, "district_admin", district="slps")
+    reset = admin.reset_user_credentials(db_session, first, other.id, now=utcnow())
+    keys.unlock_or_create(db_session, other, reset.password)  # the next sign-in's password step
+    assert other not in keys.waiting_for_access(db_session, other.district_id)
+    with pytest.raises(keys.KeyAccessError):
+        keys.grant_access(db_session, _chain(db_session, first), first, other)
+    assert db_session.execute(select(func.count(KeyGrant.id)).where(
+        KeyGrant.user_id == other.id)).scalar_one() == 0
+    newcomer, one_time, _ = make_staff(db_session, vault, "school_staff",
+                                       schools=["slps-roosevelt"], must_change=True,
+                                       access=False)
+    assert newcomer not in keys.waiting_for_access(db_session, newcomer.district_id)
+    with pytest.raises(keys.KeyAccessError):
+        keys.grant_access(db_session, _chain(db_session, first), first, newcomer)
+    # Once its holder has chosen a password, it waits for access and can be granted.
+    accounts.change_password(db_session, newcomer, one_time, "my own passphrase 456",
+                             now=utcnow())
+    assert newcomer in keys.waiting_for_access(db_session, newcomer.district_id)
+    keys.grant_access(db_session, _chain(db_session, first), first, newcomer)
+    assert keys.has_access(db_session, newcomer)
+
+
+def test_district_init_seals_to_no_key_under_a_one_time_password(db_session, vault,
+                                                                 demo_directory):
+    own, _, _ = make_staff(db_session, vault, "district_admin", district="stlco-demo",
+                           access=False)
+    db_session.execute(delete(KeyGrant))
+    db_session.execute(delete(ReadKey))
+    fresh, _, _ = make_staff(db_session, vault, "district_admin", district="stlco-demo",
+                             must_change=True, access=False)
+    holders = [u.id for u, _r in keys.district_readers_with_keys(db_session, own.district_id)]
+    assert own.id in holders and fresh.id not in holders

@@ -296,7 +296,17 @@ def waiting_for_access(session: Session, district_id: int) -> list[StaffUser]:
         select(StaffUser).where(StaffUser.district_id == district_id,
                                 StaffUser.active.is_(True)).order_by(StaffUser.email)
     ).scalars().all()
-    return [u for u in users if read_keys_for(session, u) and not has_access(session, u)]
+    return [u for u in users if grantable_holder(u) and read_keys_for(session, u)
+            and not has_access(session, u)]
+
+
+def grantable_holder(user: StaffUser) -> bool:
+    """An active account whose personal key is under a password only its holder knows.
+
+    Until the holder replaces a one-time password, whoever handed it out could unwrap the
+    key (from any copy of the database made meanwhile), so nothing is sealed to it.
+    """
+    return bool(user.active) and not user.must_change_password
 
 
 def waiting_for(session: Session, granter: StaffUser) -> list[StaffUser]:
@@ -311,7 +321,7 @@ def waiting_for(session: Session, granter: StaffUser) -> list[StaffUser]:
         select(StaffUser).where(StaffUser.role == Role.POLICE_LIAISON.value,
                                 StaffUser.active.is_(True), StaffUser.id != granter.id)
         .order_by(StaffUser.email)).scalars().all()
-    return [u for u in liaisons if agency_of(session, u) == agency_id
+    return [u for u in liaisons if agency_of(session, u) == agency_id and grantable_holder(u)
             and read_keys_for(session, u) and not has_access(session, u)]
 
 
@@ -321,6 +331,9 @@ def grant_access(session: Session, keychain: Keychain, granter: StaffUser,
     to ``user``'s personal key. Raises KeyAccessError when nothing can be granted."""
     if not user.active:
         raise KeyAccessError("this account is disabled")
+    if not grantable_holder(user):
+        raise KeyAccessError("this account still has a one-time password: grant access once "
+                             "its holder has chosen their own")
     target = staff_key(session, user)
     if target is None:
         raise KeyAccessError("this account has no key yet: it gets one at its next sign-in")
@@ -476,7 +489,8 @@ def district_readers_with_keys(session: Session,
     rows = session.execute(
         select(StaffUser, StaffKey).join(StaffKey, StaffKey.user_id == StaffUser.id)
         .where(StaffUser.district_id == district_id, StaffUser.active.is_(True),
-               StaffUser.role.in_(DISTRICT_READERS)).order_by(StaffUser.id)
+               StaffUser.role.in_(DISTRICT_READERS),
+               StaffUser.must_change_password.is_(False)).order_by(StaffUser.id)
     ).all()
     return [(u, k.recipient()) for u, k in rows]
 
