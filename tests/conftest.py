@@ -116,6 +116,23 @@ def pg_engine() -> Iterator[Engine]:
     engine.dispose()
 
 
+# Tests that route with surge grouping on (tipline.surge): its own tests, and the statement
+# count of the routing hot path (grouping's reads are part of it).
+SURGE_TESTS = ("tests/surge/", "tests/routing/test_hot_path.py")
+
+
+@pytest.fixture(autouse=True)
+def _surge_grouping(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grouping folds a later tip about the same threat at the same school into the first
+    one's alerts. Most tests route several tips with the factory's one default text and check
+    each tip's own alerts, so in-process routing runs without grouping outside SURGE_TESTS."""
+    from tipline.surge import services as surge
+
+    path = str(request.node.path).replace(os.sep, "/")
+    monkeypatch.setattr(surge, "GROUPING", any(p in path for p in SURGE_TESTS))
+    monkeypatch.setattr(surge, "ENABLED", True)  # create_app sets it from the settings
+
+
 @pytest.fixture(scope="session")
 def keyring() -> KeyRing:
     return KeyRing.generate()

@@ -98,6 +98,9 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
             app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0, x_host=0)
     install_security_headers(app, settings.https)
     install_request_ids(app)
+    from tipline.surge import services as surge
+
+    surge.configure(settings.surge_grouping)
 
     from tipline.health.views import bp as health_bp
     from tipline.intake.views import bp as intake_bp

@@ -45,6 +45,9 @@ class Settings:
     sweep_interval_seconds: float = 5.0
     sweep_grace_seconds: float = 20.0
     publish_timeout_seconds: float = 1.0
+    # Surge grouping (tipline.surge): later tips about a threat being worked fold into its
+    # alerts. Off only for test rigs whose tips repeat one text; districts choose in the policy.
+    surge_grouping: bool = True
     # Providers.
     alert_sender: str = "outbox"
     email_sender: str = "outbox"
@@ -110,6 +113,7 @@ _ENV_MAP = {
     "TIPLINE_SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
     "TIPLINE_SWEEP_GRACE_SECONDS": "sweep_grace_seconds",
     "TIPLINE_PUBLISH_TIMEOUT_SECONDS": "publish_timeout_seconds",
+    "TIPLINE_SURGE_GROUPING": "surge_grouping",
     "TIPLINE_ALERT_SENDER": "alert_sender",
     "TIPLINE_EMAIL_SENDER": "email_sender",
     "TWILIO_ACCOUNT_SID": "twilio_account_sid",
@@ -190,6 +194,7 @@ _KINDS: dict[str, type] = {
     "sweep_interval_seconds": float,
     "sweep_grace_seconds": float,
     "publish_timeout_seconds": float,
+    "surge_grouping": bool,
     "smtp_port": int,
     "trusted_proxy_hops": int,
     "smtp_starttls": bool,

@@ -43,3 +43,11 @@ def test_nonsense_is_refused_naming_the_option(extra, word):
     with pytest.raises(PolicyError) as exc:
         _district(extra)
     assert word in str(exc.value)
+
+
+def test_the_installation_setting_reads_from_the_environment():
+    from tipline.settings import load_settings
+
+    base = {"TIPLINE_MODE": "embedded"}
+    assert load_settings(base).surge_grouping is True
+    assert load_settings(base | {"TIPLINE_SURGE_GROUPING": "false"}).surge_grouping is False

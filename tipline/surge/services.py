@@ -44,8 +44,16 @@ SIGNAL_PURPOSE = "surge-signal"
 MAX_CANDIDATES = 400
 NOTICE_EVERY = timedelta(minutes=15)
 NOTICE_RULE = "surge-group"
-# Off only for measuring (``python -m bench routing --surge-groups`` compares both ways).
+# The installation's setting (``Settings.surge_grouping``, set by ``configure``), and a
+# switch for measuring and tests (``python -m bench routing --surge-groups`` compares both).
+ENABLED = True
 GROUPING = True
+
+
+def configure(enabled: bool) -> None:
+    """Apply the installation's ``surge_grouping`` setting to this process (``create_app``)."""
+    global ENABLED
+    ENABLED = enabled
 _LOCK_CLASS = 0x53524745  # "SRGE": pg_advisory_xact_lock(class, school id)
 
 
@@ -133,7 +141,7 @@ def _lock_school(session: Session, school_id: int) -> None:
 
 def on_route(session: Session, tip: Tip, reason: str, now: datetime) -> Fold | None:
     """Group ``tip`` and say whether its alerts are folded into its group's chain."""
-    if tip.school_id is None or not GROUPING:
+    if tip.school_id is None or not (GROUPING and ENABLED):
         return None
     _lock_school(session, tip.school_id)
     sig = session.get(TipSignature, tip.id)
