@@ -105,6 +105,17 @@ def test_dry_run_explains_and_creates_nothing(client, db_session, signed_in) -> 
     assert _counts(db_session) == before
 
 
+def test_dry_run_for_a_bosnian_speaking_reporter(client, db_session, signed_in) -> None:
+    resp = _post(client, text=DEMO_POLICY, action="dryrun", school="slps-roosevelt",
+                 category="bullying", severity="2", at="2026-11-24T10:00", language="bs")
+    assert resp.status_code == 200
+    result = resp.get_data(as_text=True).split('id="dryrun-result"', 1)[1]
+    assert "slps-bosnian" in result and "slps-bias-interpreter" in result
+    resp = _post(client, text=DEMO_POLICY, action="dryrun", school="slps-roosevelt",
+                 category="bullying", severity="2", at="2026-11-24T10:00", language="xx")
+    assert resp.status_code == 400 and 'id="dryrun-result"' not in resp.get_data(as_text=True)
+
+
 def test_dry_run_uses_the_text_in_the_editor(client, db_session, signed_in) -> None:
     resp = _post(client, text=BROKEN, action="dryrun", school="slps-roosevelt",
                  category="weapon", severity="4", at="")

@@ -651,13 +651,14 @@ def dry_run(
     category: str,
     severity: int,
     at: datetime,
+    language: str | None = None,
 ) -> dict[str, Any]:
     """Who would be alerted for such a tip under ``policy``: nothing is written."""
     from tipline.routing import policy as routing_policy
 
     return routing_policy.explain(session, policy, school_code=school_code,
                                   district_code=district_code, category=category,
-                                  severity=severity, at=at)
+                                  severity=severity, at=at, language=language)
 
 
 # -- audit log ---------------------------------------------------------------------------

@@ -162,6 +162,10 @@ class PolicyForm(FlaskForm):
     severity = SelectField("Severity", choices=_choices(SEVERITY_CHOICES), default="3",
                            validate_choice=False)
     at = StringField("Date and time (district time)", validators=[Optional(), Length(max=20)])
+    # The reporter's language: rules may match it (docs/routing.md).
+    language = SelectField("Reporter's language", choices=_choices(
+        (("en", "English"), ("es", "Spanish"), ("bs", "Bosnian"))), default="en",
+        validate_choice=False)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -506,7 +510,7 @@ def _local_time(value: str | None, tz: ZoneInfo) -> datetime:
 
 
 def _dry_run_choices(form: PolicyForm) -> None:
-    for fld in (form.district, form.school, form.category, form.severity):
+    for fld in (form.district, form.school, form.category, form.severity, form.language):
         if not any(str(c.value) == (fld.data or "") for c in fld.choices or []):
             raise DirectoryError(f"choose a {fld.label.text.lower()} from the list")
 
@@ -566,7 +570,8 @@ def policy() -> Any:
                 result["explanation"] = admin.dry_run(
                     sess, check.policy, district_code=form.district.data or "",
                     school_code=form.school.data or None, category=form.category.data or "",
-                    severity=int(form.severity.data or 3), at=at)
+                    severity=int(form.severity.data or 3), at=at,
+                    language=form.language.data or "en")
             except (DirectoryError, UnknownPlace) as exc:
                 result["dry_error"] = str(exc).strip("'\"")
                 status = 400

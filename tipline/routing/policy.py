@@ -1056,9 +1056,11 @@ def explain(
     category: str,
     severity: int,
     at: datetime,
+    language: str | None = None,
 ) -> dict[str, Any]:
     """What the engine would do for such a tip, and why; creates nothing."""
     from tipline.routing.engine import plan_for
 
     return plan_for(session, policy, school_code=school_code, district_code=district_code,
-                    category=category, severity=severity, at=at).explanation
+                    category=category, severity=severity, at=at,
+                    language=language).explanation
