@@ -118,6 +118,9 @@ class _Sealed:
         held = self.__dict__.get("_held_keys") or {}
         if uid in held:
             return bytes(held[uid])
+        opened = crypto.current_keychain().remembered(uid)  # opened earlier in this request
+        if opened is not None:
+            return opened
         session = object_session(self)
         if session is None:
             raise crypto.KeyUnavailable("a detached row cannot load its data key")
