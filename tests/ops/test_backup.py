@@ -184,3 +184,22 @@ def test_a_damaged_dump_is_refused_before_anything_is_written(tmp_path: Path) ->
     with pytest.raises(BackupError, match="checksum"):
         restore(settings, folder)
     assert not (tmp_path / "x.sqlite3").exists()
+
+
+def test_a_key_file_without_the_data_s_keys_is_refused(tmp_path: Path) -> None:
+    from tipline.ops.backup import BackupError, Manifest, restore
+
+    folder = tmp_path / "b"
+    folder.mkdir()
+    (folder / "database.sqlite3").write_bytes(b"dump")
+    digest = hashlib.sha256(b"dump").hexdigest()
+    Manifest("0.10.0", "now", "sqlite", "3", "api", ["0010"],
+             {"database.sqlite3": {"sha256": digest, "bytes": 4}}, {},
+             key_ids=["k-that-is-not-there"]).write(folder)
+    other = tmp_path / "other-keys.json"
+    write_key_file(other, KeyRing.generate())
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+                        key_file=tmp_path / "k.json")
+    with pytest.raises(BackupError, match="lacks keys"):
+        restore(settings, folder, key_file=other)
+    assert not (tmp_path / "x.sqlite3").exists() and not (tmp_path / "k.json").exists()
