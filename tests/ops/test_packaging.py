@@ -48,7 +48,7 @@ def test_the_wheel_carries_every_file_the_app_reads(wheel: Path) -> None:
     assert wheel.name.startswith(f"tipline-{__version__}-")
     names = set(zipfile.ZipFile(wheel).namelist())
     templates = {f"tipline/templates/{p.relative_to(ROOT / 'templates')}"
-                 for p in (ROOT / "templates").rglob("*.html")}
+                 for p in (ROOT / "templates").rglob("*") if p.is_file()}
     assert templates and templates <= names
     migrations = {f"tipline/migrations/versions/{p.name}"
                   for p in (ROOT / "tipline/migrations/versions").glob("*.py")}
