@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
+from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -27,8 +29,6 @@ from tipline.routing.classifier import normalize
 
 SLOTS = 256
 STEM = 5
-_PRIME = (1 << 61) - 1
-_MASK = (1 << 32) - 1
 _WORD = re.compile(r"[a-z0-9ñ]+")
 _EMPTY = b"\xff\xff\xff\xff" * SLOTS
 
@@ -70,31 +70,20 @@ def features(text: str) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=4)
-def _permutations(key: bytes) -> tuple[tuple[int, int], ...]:
-    """``SLOTS`` (a, b) pairs of the universal hash ``(a*x + b) mod p``, drawn from the key."""
-    out = []
-    for i in range(SLOTS):
-        raw = hashlib.blake2b(i.to_bytes(4, "big"), key=key[:64], digest_size=16,
-                              person=b"surge-perm").digest()
-        a = int.from_bytes(raw[:8], "big") % (_PRIME - 1) + 1
-        b = int.from_bytes(raw[8:], "big") % _PRIME
-        out.append((a, b))
-    return tuple(out)
-
-
 def signature(text: str, key: bytes) -> Signature:
     """The keyed MinHash of ``text``'s features (all slots 0xffffffff for no words)."""
     feats = features(text)
     if not feats:
         return Signature(_EMPTY, 0)
-    hashed = [int.from_bytes(hashlib.blake2b(f.encode("utf-8"), key=key[:64], digest_size=8,
-                                             person=b"surge-word").digest(), "big")
-              for f in feats]
-    slots = bytearray()
-    for a, b in _permutations(key):
-        slots += (min((a * x + b) % _PRIME for x in hashed) & _MASK).to_bytes(4, "big")
-    return Signature(bytes(slots), len(feats))
+    # Each feature's SLOTS hash values come from one keyed SHAKE-256 stream (a keyed sponge
+    # is a PRF): slot i of every feature is one random hash function, and the signature
+    # keeps, per slot, the smallest value over the features.
+    rows = [array("I", hashlib.shake_256(key + b"\x00surge\x00" + f.encode("utf-8"))
+                  .digest(SLOTS * 4)) for f in feats]
+    mins = array("I", map(min, zip(*rows, strict=True)))
+    if sys.byteorder == "little":
+        mins.byteswap()  # stored big-endian, the same on every machine
+    return Signature(mins.tobytes(), len(feats))
 
 
 def _lane_masks(lanes: int) -> tuple[int, ...]:
