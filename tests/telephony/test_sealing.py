@@ -266,3 +266,25 @@ def test_a_caller_reads_staff_questions_with_the_spoken_code(
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "Which hallway was it?" in html
     assert "knife" not in html  # the transcript is sealed to staff only
+
+
+def test_a_call_whose_transcript_names_the_school_keeps_no_slot_of_another_district(
+        tw_client, db_session, readers) -> None:
+    call, rec = new_sid("CA"), new_sid("RE")
+    record_action(tw_client, call, rec)
+    tip = db_session.execute(select(Tip).where(Tip.external_id == call)).scalar_one()
+    assert tip.school_id is None
+    assert len(_district_rids(db_session, tip.data_key.uid)) == len(readers)
+    assert transcription(tw_client, call, rec, "someone has a knife at vashon").status_code \
+        == 204
+    db_session.expire_all()
+    tip = db_session.execute(select(Tip).where(Tip.external_id == call)).scalar_one()
+    assert tip.school is not None and tip.school.code.startswith("slps-")
+    own = {rid for rid in readers["slps"][1].rids() if rid.startswith("district:")}
+    uids = [tip.data_key.uid, *(m.data_key_uid for m in db_session.execute(
+        select(Message).where(Message.tip_id == tip.id)).scalars() if m.data_key_uid)]
+    for att in db_session.execute(select(Attachment).where(Attachment.tip_id == tip.id)
+                                  ).scalars():
+        uids += [u for u in (att.data_key_uid, att.transcript_key_uid) if u]
+    for uid in uids:
+        assert _district_rids(db_session, uid) <= own
