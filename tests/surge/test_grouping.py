@@ -188,3 +188,20 @@ def test_grouping_off_in_the_policy_alerts_every_tip(db_session, vault, queue, d
     b = _tip(db_session, vault, queue, SAME)
     assert _route(db_session, queue, b).dispatches > 0
     assert surge.group_of(db_session, b.tip_id) is None
+
+
+def test_retention_erases_the_signature_and_keeps_the_group(db_session, vault, queue,
+                                                            demo_directory):
+    from tipline.tips.retention import purge_expired
+
+    a = _tip(db_session, vault, queue, FIRST)
+    _route(db_session, queue, a)
+    b = _tip(db_session, vault, queue, SAME)
+    _route(db_session, queue, b)
+    tip = db_session.get(Tip, b.tip_id)
+    tip.status, tip.closed_at = Status.CLOSED.value, utcnow() - timedelta(days=400)
+    db_session.commit()
+    assert purge_expired(db_session, utcnow(), 365).shredded == 1
+    db_session.expire_all()
+    sig = db_session.get(TipSignature, b.tip_id)
+    assert sig.minhash == b"" and sig.signals == [] and sig.group_id is not None

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from tipline.audit.services import record
+from tipline.surge.models import TipSignature
 from tipline.tips.models import DataKey, Message, Status, Tip
 
 
@@ -46,6 +47,10 @@ def purge_expired(
             if key is not None:
                 session.delete(key)
             _shred_items(session, tip.id)
+            # Its surge signature came from its words: erased with them; its group stays,
+            # so statistics still count it as grouped (tipline.surge).
+            session.execute(update(TipSignature).where(TipSignature.tip_id == tip.id)
+                            .values(minhash=b"", size=0, signals=[]))
             record(session, "tip.shred", actor="system:retention", tip_id=tip.id,
                    object_type="tip", object_id=tip.reference,
                    detail={"retention_days": retention_days})
