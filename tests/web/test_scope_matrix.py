@@ -244,6 +244,15 @@ def matrix(world: World, db_session: Session, vault: Vault, queue: RecordingQueu
     send("county_scheduled", "stlco-liaison", "scheduled")
     send("noschool", "slps-oncall")
     send("noschool", "cty-oncall")
+    # These dispatches are made by hand, not by the policy at intake, so the sealing that
+    # intake does for a tip routed to police is done by hand too: the agency gets a slot.
+    from tests.keysupport import staff_chain
+    from tipline.crypto import using
+    from tipline.routing.audience import seal_to_agencies
+
+    with using(staff_chain(db_session, world.county_admin.user)):
+        for key in ("county_sent", "county_colleague", "county_scheduled"):
+            seal_to_agencies(db_session, vault, tips[key], [agency.id])
     # An audit event about a tip of each district (the audit log's in/out markers).
     for key, who in (("roosevelt", world.admin), ("county_sent", world.county_admin)):
         record(db_session, "tip.view", actor=f"user:{who.user.id}", actor_user_id=who.user.id,

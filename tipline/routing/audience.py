@@ -257,8 +257,25 @@ def reseal_for_plan(session: Session, vault: Vault, tip: Tip, now: datetime) -> 
     add, drop = sorted(want - have), sorted(have - want)
     if not add and not drop:
         return Resealed()
+    new, changed = _reseal(session, vault, tip, add, drop)
+    return Resealed(tuple(a for a in add if any(r.rid.startswith(f"agency:{a}:") for r in new)),
+                    tuple(drop), changed)
+
+
+def seal_to_agencies(session: Session, vault: Vault, tip: Tip, agency_ids: Iterable[int]
+                     ) -> int:
+    """Give police agencies a slot on every key of the tip (its own and its items'), opened
+    with the current keychain; returns how many keys changed. (``reseal_for_plan`` does this
+    after a re-triage; tests use it to seal a tip they route by hand.)"""
+    return _reseal(session, vault, tip, sorted(set(agency_ids)), [])[1]
+
+
+def _reseal(session: Session, vault: Vault, tip: Tip, add: Sequence[int],
+            drop: Sequence[int]) -> tuple[list[crypto.Recipient], int]:
+    if tip.data_key is None:
+        return [], 0
     new = [r for r in district_audience(session, tip.district_id, add)
-           if r.rid.startswith("agency:")]
+           if r.rid.startswith("agency:")] if add else []
     keys = [tip.data_key, *session.execute(select(DataKey).where(
         DataKey.uid.in_(item_key_uids(session, tip.id)))).scalars()]
     changed = 0
@@ -271,8 +288,7 @@ def reseal_for_plan(session: Session, vault: Vault, tip: Tip, now: datetime) -> 
         if wrapped.slots != key.slots:
             key.slots = wrapped.slots
             changed += 1
-    return Resealed(tuple(a for a in add if any(r.rid.startswith(f"agency:{a}:") for r in new)),
-                    tuple(drop), changed)
+    return new, changed
 
 
 def _agency_rids(slots: str, agency_ids: Iterable[int]) -> list[str]:
