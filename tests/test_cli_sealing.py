@@ -143,6 +143,14 @@ def test_recovery_init_and_recover(installation) -> None:
         chain = keys.keychain_for(s, user.id, personal)
     with pytest.raises(KeyUnavailable):
         _bodies(db, ids[:1], chain)
+    # Not onto a key under the one-time password: the holder chooses a password first.
+    early = _cli(["keys", "recover", "--district", "slps", "--recovery-key", str(out_file),
+                  "--user", "admin@slps.example.org"], env, tmp)
+    assert early.returncode == 2 and "one-time password" in early.stderr
+    own = "a passphrase of my own 2"
+    with db.session() as s:
+        user = s.get(accounts.StaffUser, installation["user_id"])
+        accounts.change_password(s, user, one_time, own, now=utcnow())
     wrong = tmp / "wrong.txt"
     wrong.write_text(text.replace("slps", "stlco-demo"))
     bad = _cli(["keys", "recover", "--district", "slps", "--recovery-key", str(wrong),
@@ -151,7 +159,7 @@ def test_recovery_init_and_recover(installation) -> None:
     ok = _cli(["keys", "recover", "--district", "slps", "--recovery-key", str(out_file),
                "--user", "admin@slps.example.org"], env, tmp)
     assert ok.returncode == 0, ok.stderr
-    assert _bodies(db, ids, _chain(db, installation["user_id"], one_time)) \
+    assert _bodies(db, ids, _chain(db, installation["user_id"], own)) \
         == installation["bodies"]
 
 

@@ -240,6 +240,12 @@ def test_a_full_copy_of_the_server_reads_no_tip(tw_app: Any, tw_client: Any, db_
     fresh = keys.unlock_or_create(db_session, admin, one_time)
     lost = _readable(db_session, keys.keychain_for(db_session, admin.id, fresh))
     assert not any(v for k, v in lost.items() if k.split("/")[0] in slps_refs)
+    with pytest.raises(keys.KeyAccessError):  # not onto a key under the one-time password
+        keys.recover(db_session, admin.district_id, recovery, admin)
+    accounts.change_password(db_session, admin, one_time, "a passphrase of my own 1",
+                             now=utcnow())
+    fresh = keys.unlock_personal_key(db_session, admin, "a passphrase of my own 1")
+    assert fresh is not None
     keys.recover(db_session, admin.district_id, recovery, admin)
     back = _readable(db_session, keys.keychain_for(db_session, admin.id, fresh))
     assert all(v for k, v in back.items() if k.split("/")[0] in slps_refs)

@@ -580,6 +580,9 @@ def recover(session: Session, district_id: int, recovery_private: X25519PrivateK
     personal key) the district keys, opened with the recovery key."""
     if user.district_id != district_id or user.role not in DISTRICT_READERS:
         raise KeyAccessError("that account does not read this district's tips")
+    if not grantable_holder(user):
+        raise KeyAccessError("that account still has a one-time password: sign in with it, "
+                             "choose a password, then run this again")
     chain = recovery_keychain(session, district_id, recovery_private)
     made = []
     target = staff_key(session, user)
