@@ -205,3 +205,16 @@ def test_retention_erases_the_signature_and_keeps_the_group(db_session, vault, q
     db_session.expire_all()
     sig = db_session.get(TipSignature, b.tip_id)
     assert sig.minhash == b"" and sig.signals == [] and sig.group_id is not None
+
+
+def test_grouping_and_notices_on_sqlite(sqlite_demo_db, vault, queue):
+    """The embedded default: no advisory lock (one writer), the same decisions."""
+    with sqlite_demo_db.session() as s:
+        a = _tip(s, vault, queue, FIRST)
+        now = utcnow()
+        assert _route(s, queue, a, now).dispatches > 0
+        b = _tip(s, vault, queue, SAME)
+        assert _route(s, queue, b, now).dispatches == 0
+        group = surge.group_of(s, b.tip_id)
+        assert group is not None and group.tip_count == 2
+        assert surge.notify_groups(s, queue, now) == 1
