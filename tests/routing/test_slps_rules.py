@@ -369,3 +369,32 @@ def test_every_category_is_a_metrics_label():
     from tipline.tips.models import Category
 
     assert {c.value for c in Category} == TIP_CATEGORIES
+
+
+def test_delivered_alerts_withhold_the_school_from_a_partner_and_name_the_language(
+        db_session, vault, queue, demo_directory):
+    from tests.routing.delivery_support import RecordingSender, StepSpec, deliveries, route
+    from tipline.db import utcnow
+    from tipline.routing.services import deliver_alert
+    from tipline.tips.models import Tip
+
+    secret = "PANGOLIN-17 sleeps in the car"
+    r = route(db_session, vault, queue, [StepSpec(("slps-hopewell", "slps-bjc-crisis",
+                                                   "slps-roosevelt-counselor"),
+                                                  channels=("sms",), include_content=True)],
+              body=secret)
+    db_session.get(Tip, r.tip_id).language = "bs"
+    db_session.commit()
+    senders = {"sms": RecordingSender(), "voice": RecordingSender(), "email": RecordingSender()}
+    for d in deliveries(db_session, r.tip_id):
+        deliver_alert(db_session, d.id, senders, utcnow())
+    by_number = {a.recipient: a.text for a in senders["sms"].sent}
+    hopewell, bjc, counselor = (by_number["+13145550132"], by_number["+13145550131"],
+                                by_number["+13145550101"])
+    assert "Roosevelt High School" in hopewell  # its agreement names the school
+    assert "Roosevelt" not in bjc and WITHHELD in bjc  # the default agreement does not
+    assert "Roosevelt High School" in counselor
+    for text in (hopewell, bjc, counselor):
+        assert "The reporter wrote in Bosnian." in text
+    # include_content reaches the district's counselor only, never a partner without it
+    assert secret in counselor and secret not in hopewell and secret not in bjc

@@ -72,6 +72,14 @@ def agreement_of(kind: str | None, agreement: Mapping[str, Any] | None) -> Agree
 WITHHELD = "school withheld (partner agreement)"
 
 
+def content_allowed(kind: str | None, agreement: Mapping[str, Any] | None) -> bool:
+    """Whether an alert to this contact may carry tip content where the rule includes it:
+    staff yes, a partner only if its agreement says so. Checked when planning and again when
+    sending, so an agreement narrowed after a tip was routed holds for its later alerts."""
+    a = agreement_of(kind, agreement)
+    return a is None or a.content
+
+
 def school_shown(kind: str | None, agreement: Mapping[str, Any] | None,
                  school_name: str | None) -> str | None:
     """The school an alert to this contact may name: a partner's agreement may withhold it."""

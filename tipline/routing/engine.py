@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tipline.directory.models import Contact, District, OnCallRota, School
-from tipline.directory.partners import agreement_of
+from tipline.directory.partners import agreement_of, content_allowed
 from tipline.directory.police import describe_guard, is_police, police_guard
 from tipline.directory.rotas import RotaError, RotaSpec, on_call, spec_of
 from tipline.routing import statements as sql
@@ -378,8 +378,7 @@ def _agreement_entry(c: ContactFacts) -> dict[str, Any]:
 
 def _content_allowed(c: ContactFacts) -> bool:
     """A partner gets tip content only if its agreement says so; staff as the step says."""
-    a = agreement_of(getattr(c, "kind", None), getattr(c, "agreement", None))
-    return a is None or a.content
+    return content_allowed(getattr(c, "kind", None), getattr(c, "agreement", None))
 
 
 def _add_step(

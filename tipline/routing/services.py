@@ -508,13 +508,13 @@ def _alert_for(session: Session, delivery_id: int, row: Any, now: datetime | Non
                          delivery_id, None, None)
         return Alert(row.channel, recipient, *notice_text(row.reference), delivery_id, None,
                      None)
-    from tipline.directory.partners import school_shown
+    from tipline.directory.partners import content_allowed, school_shown
 
     school = school_shown(row.contact_kind, row.contact_agreement, row.school_name)
     subject, text = alert_text(row.reference, row.category, row.severity, school,
                                row.ack_code, row.language)
     stored: str | None = None
-    if row.include_content:
+    if row.include_content and content_allowed(row.contact_kind, row.contact_agreement):
         extra = _content(session.get(Tip, row.tip_id), row.channel)
         if extra:
             stored = f"{text}\n\n(Tip text included in the alert; not stored here.)"
