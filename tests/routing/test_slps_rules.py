@@ -398,3 +398,28 @@ def test_delivered_alerts_withhold_the_school_from_a_partner_and_name_the_langua
         assert "The reporter wrote in Bosnian." in text
     # include_content reaches the district's counselor only, never a partner without it
     assert secret in counselor and secret not in hopewell and secret not in bjc
+
+
+def test_rota_and_language_syntax_errors_name_the_line(db_session, demo_directory):
+    unknown = DEMO_TEXT.replace("{rota: slps-nights}, {role: counselor}, {contact: slps-oncall}",
+                                "{rota: slps-days}, {role: counselor}, {contact: slps-oncall}", 1)
+    assert unknown != DEMO_TEXT
+    errors = errors_of(unknown, db_session)
+    assert any(e.startswith(f"p.yaml:{line_of(unknown, '{rota: slps-days}')}: rule "
+                            "'slps-self-harm-after-hours': unknown rota 'slps-days'")
+               for e in errors), errors
+    both = DEMO_TEXT.replace("{rota: slps-nights}, {role: counselor}, {contact: slps-oncall}",
+                             "{rota: slps-nights, role: counselor}, {contact: slps-oncall}", 1)
+    assert any("names exactly one of role, contact or rota" in e for e in errors_of(both))
+    speaks = DEMO_TEXT.replace("{role: counselor, speaks: reporter}",
+                               "{role: counselor, speaks: Bosnian}", 1)
+    assert any("speaks is a language code like bs" in e for e in errors_of(speaks))
+    lang = DEMO_TEXT.replace("languages: [bs]", "languages: [Bosnian]", 1)
+    assert any("languages are codes like en, es, bs" in e for e in errors_of(lang))
+    # a language rule that overlaps others without a higher priority is refused
+    overlap = DEMO_TEXT.replace("        priority: 50\n        match:\n          languages: [bs]",
+                                "        priority: 10\n        match:\n          languages: [bs]",
+                                1)
+    assert overlap != DEMO_TEXT
+    assert any("rule 'slps-bosnian' overlaps" in e or "overlaps rule 'slps-bosnian'" in e
+               for e in errors_of(overlap))
