@@ -194,3 +194,31 @@ def test_policy_text_is_the_one_the_docs_describe() -> None:
 
     parsed = parse_policy(POLICY, str(Path("sealing.yaml")))
     assert [s.include_content for s in parsed.districts["slps"].rules[0].steps] == [True]
+
+
+def test_police_alerted_after_intake_get_their_slot_when_district_staff_open_the_tip(
+        db_session, vault, sealed) -> None:
+    """An SMS answer (or a transcript) makes the tip a weapon tip after intake sealed it: the
+    re-route alerts police, who cannot read it yet; the next district staff member to open it
+    seals it to the agency."""
+    from tests.keysupport import staff_chain
+    from tipline.telephony.store import reroute
+
+    queue = RecordingQueue()
+    tip = _tip(db_session, vault, queue, BULLY_TEXT, Category.BULLYING)
+    tip.category = Category.WEAPON.value  # what the SMS category answer does
+    job = reroute(db_session, queue, tip.id)
+    db_session.commit()
+    policy = active_policy(db_session)
+    assert route_job(db_session, job, PolicyPlanner(policy), queue, utcnow()).routed
+    liaison = sealed["liaison"]
+    with using(staff_chain(db_session, liaison)), pytest.raises(KeyUnavailable):
+        _ = db_session.get(Tip, tip.id).messages[0].body
+    with using(staff_chain(db_session, sealed["admin"])):
+        triage.read_tip(db_session, sealed["admin"], tip.uid, utcnow())
+    db_session.commit()
+    db_session.expire_all()
+    tip = db_session.get(Tip, tip.id)
+    assert sealed_agency_ids(tip.data_key.slots) == {sealed["slpd"]}
+    with using(staff_chain(db_session, liaison)):
+        assert tip.messages[0].body == BULLY_TEXT

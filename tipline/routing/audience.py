@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tipline import crypto
@@ -183,14 +183,18 @@ def sealed_agency_ids(slots: str) -> set[int]:
 
 
 def tip_agency_ids(session: Session, tip: Tip, extra: Iterable[int] = ()) -> set[int]:
-    """Police agencies of a tip's audience: those its key is sealed to, those its dispatches
-    alerted, and ``extra`` (a new plan's, e.g. after a voice transcript re-triaged it)."""
+    """Police agencies of a tip's audience: those its key is sealed to, those its current
+    routing alerts, and ``extra`` (a new plan's, e.g. after a voice transcript re-triaged it)."""
     out = set(extra)
     if tip.data_key is not None:
         out |= sealed_agency_ids(tip.data_key.slots)
+    # The current routing: the dispatches of the tip's newest routed job (a re-triage away
+    # from police leaves the old job's police dispatches behind, cancelled).
+    newest = select(func.max(Dispatch.job_id)).where(Dispatch.tip_id == tip.id)
     out |= {a for a in session.execute(
         select(Contact.agency_id).join(Dispatch, Dispatch.contact_id == Contact.id)
-        .where(Dispatch.tip_id == tip.id, Contact.agency_id.is_not(None))).scalars()
+        .where(Dispatch.tip_id == tip.id, Dispatch.job_id == newest.scalar_subquery(),
+               Contact.agency_id.is_not(None))).scalars()
         if a is not None}
     return out
 

@@ -321,6 +321,7 @@ def read_tip(session: Session, user: StaffUser, uid: str, now: datetime) -> TipD
     tip = get_tip_for(session, user, uid)
     record(session, "tip.view", actor=_actor(user), actor_user_id=user.id, tip_id=tip.id,
            object_type="tip", object_id=tip.uid)
+    _complete_sealing(session, user, tip)
     messages = list(session.execute(
         select(Message).where(Message.tip_id == tip.id).order_by(Message.created_at, Message.id)
     ).scalars())
@@ -385,6 +386,29 @@ def read_tip(session: Session, user: StaffUser, uid: str, now: datetime) -> TipD
     if detail.can_manage:
         detail.assignees = assignable_users(session, tip)
     return detail
+
+
+def _complete_sealing(session: Session, user: StaffUser, tip: Tip) -> None:
+    """A police agency alerted for this tip without a slot on its key (the tip's category
+    became known after intake, by an SMS answer or a transcript, or the routing changed since
+    intake planned): the district staff member opening the tip seals it to the agency, so the
+    liaison the alert went to can read it. Liaisons cannot (they do not hold the key)."""
+    if user.role == Role.POLICE_LIAISON or tip.data_key is None:
+        return
+    from tipline import crypto
+    from tipline.routing.audience import seal_to_agencies, sealed_agency_ids, tip_agency_ids
+
+    missing = tip_agency_ids(session, tip) - sealed_agency_ids(tip.data_key.slots)
+    if not missing or tip.data_key.kek_id != crypto.SEALED_ONLY:
+        return
+    try:
+        changed = seal_to_agencies(session, crypto.current(), tip, missing)
+    except crypto.KeyUnavailable:
+        return  # this account cannot open it either; the page says so
+    if changed:
+        record(session, "tip.sealed_to_agencies", actor=_actor(user), actor_user_id=user.id,
+               tip_id=tip.id, object_type="tip", object_id=tip.uid,
+               detail={"agencies": sorted(missing), "keys": changed})
 
 
 def assignable_users(session: Session, tip: Tip) -> list[tuple[int, str]]:
