@@ -222,3 +222,29 @@ def test_police_alerted_after_intake_get_their_slot_when_district_staff_open_the
     assert sealed_agency_ids(tip.data_key.slots) == {sealed["slpd"]}
     with using(staff_chain(db_session, liaison)):
         assert tip.messages[0].body == BULLY_TEXT
+
+
+def test_opening_a_tip_retriaged_away_from_police_before_it_is_routed_again_seals_nothing(
+        db_session, vault, sealed) -> None:
+    """The page a re-triage leads back to opens the tip before the routing worker has taken
+    the new job: the old job's police dispatches are not the tip's routing any more, so the
+    agency the re-triage removed does not get its slot back."""
+    from tests.keysupport import staff_chain
+
+    queue = RecordingQueue()
+    tip = _tip(db_session, vault, queue, WEAPON_TEXT, Category.WEAPON)
+    assert _route_and_send(db_session, tip, queue)
+    db_session.commit()
+    with using(sealed["admin_chain"]):
+        triage.retriage(db_session, queue, sealed["admin"], tip,
+                        category=Category.BULLYING.value, severity=int(Severity.HIGH),
+                        reason="no gun: a phone", now=utcnow())
+    db_session.commit()
+    with using(staff_chain(db_session, sealed["admin"])):
+        triage.read_tip(db_session, sealed["admin"], tip.uid, utcnow())
+    db_session.commit()
+    db_session.expire_all()
+    tip = db_session.get(Tip, tip.id)
+    assert sealed_agency_ids(tip.data_key.slots) == set()
+    with using(staff_chain(db_session, sealed["liaison"])), pytest.raises(KeyUnavailable):
+        _ = tip.messages[0].body

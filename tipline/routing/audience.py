@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from tipline import crypto
 from tipline.crypto import Vault, field_ad
 from tipline.directory.models import Contact, District, School
-from tipline.routing.models import Dispatch
+from tipline.routing.models import Dispatch, RoutingJob
 from tipline.tips.models import DataKey, Tip
 
 log = logging.getLogger(__name__)
@@ -188,9 +188,10 @@ def tip_agency_ids(session: Session, tip: Tip, extra: Iterable[int] = ()) -> set
     out = set(extra)
     if tip.data_key is not None:
         out |= sealed_agency_ids(tip.data_key.slots)
-    # The current routing: the dispatches of the tip's newest routed job (a re-triage away
-    # from police leaves the old job's police dispatches behind, cancelled).
-    newest = select(func.max(Dispatch.job_id)).where(Dispatch.tip_id == tip.id)
+    # The current routing: the dispatches of the tip's newest routing job (a re-triage away
+    # from police leaves the old job's police dispatches behind, cancelled; until the worker
+    # routes the new job, the tip has no current police dispatch at all).
+    newest = select(func.max(RoutingJob.id)).where(RoutingJob.tip_id == tip.id)
     out |= {a for a in session.execute(
         select(Contact.agency_id).join(Dispatch, Dispatch.contact_id == Contact.id)
         .where(Dispatch.tip_id == tip.id, Dispatch.job_id == newest.scalar_subquery(),
