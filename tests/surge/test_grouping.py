@@ -14,6 +14,7 @@ from tipline.routing.senders import OutboxSender
 from tipline.routing.services import DirectoryPlanner, deliver_alert, route_job
 from tipline.surge import services as surge
 from tipline.surge.models import TipGroup, TipSignature
+from tipline.surge.signature import SIZE
 from tipline.tips.models import Category, Severity, Status, Tip
 
 SCHOOL = "slps-roosevelt"
@@ -41,7 +42,7 @@ def test_signature_is_stored_at_intake_and_holds_no_words(db_session, vault, que
                                                           demo_directory):
     r = _tip(db_session, vault, queue, "PANGOLIN-77 will shoot up roosevelt friday")
     sig = db_session.get(TipSignature, r.tip_id)
-    assert sig is not None and len(sig.minhash) == 1024 and sig.size > 0
+    assert sig is not None and len(sig.minhash) == SIZE == 128 and sig.size > 0
     assert b"PANGOLIN" not in sig.minhash and b"pango" not in sig.minhash
     assert all(len(s) == 16 and "weapon" not in s for s in sig.signals)
 
@@ -218,3 +219,53 @@ def test_grouping_and_notices_on_sqlite(sqlite_demo_db, vault, queue):
         group = surge.group_of(s, b.tip_id)
         assert group is not None and group.tip_count == 2
         assert surge.notify_groups(s, queue, now) == 1
+
+
+def test_signatures_older_than_the_window_are_erased(db_session, vault, queue, demo_directory):
+    """A copy of the server holds at most a window's worth of signatures: older ones are
+    erased by the periodic surge task; the group and its count stay."""
+    from tipline.surge.match import WINDOW
+
+    a = _tip(db_session, vault, queue, FIRST)
+    _route(db_session, queue, a)
+    b = _tip(db_session, vault, queue, SAME)
+    _route(db_session, queue, b)
+    c = _tip(db_session, vault, queue, OTHER)
+    old = db_session.get(TipSignature, a.tip_id)
+    old.created_at = utcnow() - WINDOW - timedelta(minutes=1)
+    db_session.commit()
+    assert surge.forget_signatures(db_session, utcnow()) == 1
+    assert surge.forget_signatures(db_session, utcnow()) == 0  # idempotent
+    db_session.expire_all()
+    gone = db_session.get(TipSignature, a.tip_id)
+    assert gone.minhash == b"" and gone.size == 0 and gone.signals == []
+    assert gone.group_id is not None and surge.group_of(db_session, b.tip_id).tip_count == 2
+    for kept in (b.tip_id, c.tip_id):
+        assert len(db_session.get(TipSignature, kept).minhash) == SIZE
+
+
+def test_the_periodic_surge_task_erases_old_signatures(app, db_session, vault, queue,
+                                                       demo_directory):
+    from tipline.surge.match import WINDOW
+    from tipline.surge.tasks import run_surge_notices
+
+    a = _tip(db_session, vault, queue, FIRST)
+    db_session.get(TipSignature, a.tip_id).created_at = utcnow() - WINDOW - timedelta(hours=1)
+    db_session.commit()
+    with app.app_context():
+        run_surge_notices()
+    db_session.expire_all()
+    assert db_session.get(TipSignature, a.tip_id).minhash == b""
+
+
+def test_an_erased_or_full_width_signature_starts_no_group(db_session, vault, queue,
+                                                           demo_directory):
+    """Signatures of another length (erased, or the 1,024-byte full-width ones stored before
+    b-bit signatures) are comparable with nothing: the tip alerts on its own."""
+    a = _tip(db_session, vault, queue, FIRST)
+    _route(db_session, queue, a)
+    db_session.get(TipSignature, a.tip_id).minhash = b"\x00" * 1024
+    db_session.commit()
+    b = _tip(db_session, vault, queue, FIRST)
+    assert _route(db_session, queue, b).dispatches > 0
+    assert surge.group_of(db_session, b.tip_id) is None

@@ -200,6 +200,20 @@ def on_route(session: Session, tip: Tip, reason: str, now: datetime) -> Fold | N
     return None
 
 
+def forget_signatures(session: Session, now: datetime, window: timedelta = WINDOW) -> int:
+    """Erase the signatures of tips older than the grouping window; commits; returns how
+    many. Grouping never compares them again, and whoever holds the key file can rank a
+    word list against a signature (docs/surge.md), so a copy of the server should hold at
+    most a window's worth. The group and the folded flag stay: the group page and
+    statistics still count the tip."""
+    done = session.connection().execute(
+        update(TipSignature).where(TipSignature.created_at < now - window,
+                                   TipSignature.minhash != b"")
+        .values(minhash=b"", size=0, signals=[])).rowcount
+    session.commit()
+    return int(done or 0)
+
+
 # Each process keeps a district's surge options this long (a surge routes many tips of one
 # district a second): a policy change reaches grouping within this time.
 OPTIONS_TTL = 10.0

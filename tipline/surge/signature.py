@@ -1,24 +1,26 @@
-"""A tip's similarity signature: a keyed MinHash of its normalised words, made at intake.
+"""A tip's similarity signature: a keyed b-bit MinHash of its normalised words, made at intake.
 
 The signature is computed from the text in memory before it is sealed and is all that grouping
-ever reads (after issue 13 the server cannot read a tip's text again). It reveals little on its
-own: each slot is the minimum of a keyed hash over the tip's word stems, so two signatures tell
-how much two tips' word sets overlap (that is their purpose), but without the key, which is
+ever reads (after issue 13 the server cannot read a tip's text again). Each slot is the minimum
+of a keyed hash over the tip's word stems, of which only the lowest bit is kept, so two
+signatures tell how much two tips' word sets overlap (that is their purpose). Without the key,
 derived from the key file's lookup secret and never stored in the database, nobody can compute
-the signature of a guessed text and compare it with a stored one.
+the signature of a guessed text. With it, no slot proves a word any more, but a word list can
+still be ranked against a signature (docs/surge.md, "What the key file gives back"), which is
+why signatures are erased once they leave the grouping window.
 
 Words are folded the way the triage word lists are (lower case, no accents), stop words of
 English and Spanish are dropped, and each word is cut to its first ``STEM`` letters: a crude
 stemmer that serves both languages ("shooting"/"shoot", "amenaza"/"amenazas") without a
-dictionary. Word pairs are added to unigrams so that word order carries a little weight.
+dictionary.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -27,11 +29,16 @@ import yaml
 
 from tipline.routing.classifier import normalize
 
-SLOTS = 256
+SLOTS = 1024
+# Of each slot's minimum only the lowest BITS bits are kept (b-bit minwise hashing): a full
+# minimum is one feature's keyed hash, which the key file lets anyone recompute for a word
+# list; one bit of it is shared by half of all words (docs/surge.md, "What the key file
+# gives back").
+BITS = 1
 STEM = 5
 _WORD = re.compile(r"[a-z0-9ñ]+")
-_EMPTY = b"\xff\xff\xff\xff" * SLOTS
-
+_EMPTY = b""
+SIZE = SLOTS * BITS // 8  # bytes of a stored signature
 
 
 @lru_cache(maxsize=1)
@@ -48,15 +55,14 @@ def _words() -> tuple[frozenset[str], dict[str, str]]:
 
 @dataclass(frozen=True)
 class Signature:
-    """``minhash`` is ``SLOTS`` big-endian 32-bit values; ``size`` the number of features."""
+    """``minhash`` is the lowest ``BITS`` bits of each of ``SLOTS`` slot minimums, packed
+    big-endian (slot 0 first); ``size`` the number of features."""
 
     minhash: bytes
     size: int
 
     def similarity(self, other: Signature) -> float:
         return similarity(self.minhash, other.minhash)
-
-
 
 
 def features(text: str) -> set[str]:
@@ -70,41 +76,62 @@ def features(text: str) -> set[str]:
     return out
 
 
-def signature(text: str, key: bytes) -> Signature:
-    """The keyed MinHash of ``text``'s features (all slots 0xffffffff for no words)."""
+def slot_hashes(feature: str, key: bytes, slots: int = SLOTS) -> array[int]:
+    """A feature's full 32-bit keyed hash in each slot (native byte order).
+
+    One keyed SHAKE-256 stream per feature (a keyed sponge is a PRF): slot i of every feature
+    is one random hash function."""
+    return array("I", hashlib.shake_256(key + b"\x00surge\x00" + feature.encode("utf-8"))
+                 .digest(slots * 4))
+
+
+def pack(mins: Iterable[int], bits: int = BITS) -> bytes:
+    """The lowest ``bits`` bits of each slot minimum, packed into bytes, slot 0 first."""
+    mask = (1 << bits) - 1
+    x = n = 0
+    for m in mins:
+        x = (x << bits) | (m & mask)
+        n += bits
+    return x.to_bytes((n + 7) // 8, "big")
+
+
+def signature(text: str, key: bytes, slots: int = SLOTS, bits: int = BITS) -> Signature:
+    """The keyed b-bit MinHash of ``text``'s features (empty bytes for no words).
+
+    ``slots`` and ``bits`` are for measuring other shapes (tests/surge/attack.py); grouping
+    compares only signatures of the module's own shape."""
     feats = features(text)
     if not feats:
         return Signature(_EMPTY, 0)
-    # Each feature's SLOTS hash values come from one keyed SHAKE-256 stream (a keyed sponge
-    # is a PRF): slot i of every feature is one random hash function, and the signature
-    # keeps, per slot, the smallest value over the features.
-    rows = [array("I", hashlib.shake_256(key + b"\x00surge\x00" + f.encode("utf-8"))
-                  .digest(SLOTS * 4)) for f in feats]
-    mins = array("I", map(min, zip(*rows, strict=True)))
-    if sys.byteorder == "little":
-        mins.byteswap()  # stored big-endian, the same on every machine
-    return Signature(mins.tobytes(), len(feats))
+    rows = [slot_hashes(f, key, slots) for f in feats]
+    return Signature(pack(map(min, zip(*rows, strict=True)), bits), len(feats))
 
 
-def _lane_masks(lanes: int) -> tuple[int, ...]:
-    """Per 32-bit lane: the low 16, 8, 4, 2 and 1 bits set, for ``similarity``'s folding."""
-    return tuple(int.from_bytes(((1 << w) - 1).to_bytes(4, "big") * lanes, "big")
-                 for w in (16, 8, 4, 2, 1))
+@lru_cache(maxsize=8)
+def _low_bit_mask(slots: int, bits: int) -> int:
+    """The lowest bit of every ``bits``-wide lane set."""
+    return int(("0" * (bits - 1) + "1") * slots, 2)
 
 
-_MASKS = _lane_masks(SLOTS)
+def similarity(one: bytes, two: bytes, slots: int = SLOTS, bits: int = BITS) -> float:
+    """Estimated Jaccard similarity from the share of slots whose kept bits agree.
 
-
-def similarity(one: bytes, two: bytes) -> float:
-    """Estimated Jaccard similarity: the share of slots where the two minimums agree.
-
+    Two different minimums agree in b low bits by chance with probability 2^-b, so the
+    match rate m estimates J + (1 - J) 2^-b, and J = (m - 2^-b) / (1 - 2^-b), clamped at 0.
     Counted on the whole signatures as integers (a surge compares each tip with hundreds):
-    XOR, then fold each 32-bit lane's bits into its lowest bit; the set bits are the slots
-    that differ.
+    XOR, fold each lane's bits into its lowest bit, count the lanes that differ.
+    A signature of another shape (an erased one, or the full-width ones of before) is
+    comparable with nothing.
     """
-    if len(one) != len(two) or len(one) != SLOTS * 4 or one == _EMPTY or two == _EMPTY:
+    size = slots * bits // 8
+    if len(one) != size or len(two) != size:
         return 0.0
     x = int.from_bytes(one, "big") ^ int.from_bytes(two, "big")
-    for shift, mask in zip((16, 8, 4, 2, 1), _MASKS, strict=True):
-        x |= (x >> shift) & mask
-    return (SLOTS - (x & _MASKS[-1]).bit_count()) / SLOTS
+    if bits > 1:
+        low = _low_bit_mask(slots, bits)
+        for shift in range(1, bits):
+            x |= (x >> shift) & low
+        x &= low
+    chance = 2.0 ** -bits
+    match = (slots - x.bit_count()) / slots
+    return max(0.0, (match - chance) / (1.0 - chance))

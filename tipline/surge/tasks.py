@@ -1,4 +1,5 @@
-"""The periodic "N more tips about this" task (``workers.tasks`` registers it)."""
+"""The periodic surge task (``workers.tasks`` registers it): "N more tips about this"
+notices, and erasing the signatures that have left the grouping window."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from celery import Celery
 
 from tipline.context import Services
 from tipline.db import utcnow
-from tipline.surge.services import notify_groups
+from tipline.surge.services import forget_signatures, notify_groups
 
 NOTICE_TASK = "tipline.surge_notices"
 # How often the scheduler looks for groups due a notice: the lateness bound of a notice on
@@ -24,9 +25,13 @@ def _svc() -> Services:
 
 
 def run_surge_notices() -> int:
+    """Send the notices that are due, then forget old signatures; returns notices sent."""
     svc = _svc()
+    now = utcnow()
     with svc.db.sessions() as session:
-        return notify_groups(session, svc.queue, utcnow())
+        noticed = notify_groups(session, svc.queue, now)
+        forget_signatures(session, now)
+    return noticed
 
 
 def register_tasks(celery: Celery) -> None:
