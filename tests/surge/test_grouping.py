@@ -269,3 +269,15 @@ def test_an_erased_or_full_width_signature_starts_no_group(db_session, vault, qu
     b = _tip(db_session, vault, queue, FIRST)
     assert _route(db_session, queue, b).dispatches > 0
     assert surge.group_of(db_session, b.tip_id) is None
+
+
+def test_forgetting_signatures_on_sqlite(sqlite_demo_db, vault, queue):
+    from tipline.surge.match import WINDOW
+
+    with sqlite_demo_db.session() as s:
+        a = _tip(s, vault, queue, FIRST)
+        s.get(TipSignature, a.tip_id).created_at = utcnow() - WINDOW - timedelta(minutes=1)
+        s.commit()
+        assert surge.forget_signatures(s, utcnow()) == 1
+        s.expire_all()
+        assert s.get(TipSignature, a.tip_id).minhash == b""

@@ -48,3 +48,17 @@ def test_no_words_means_no_similarity():
     key = KEYS[0]
     empty = signature("", key)
     assert empty.size == 0 and similarity(empty.minhash, empty.minhash) == 0.0
+
+
+def test_the_one_bit_estimate_corrects_for_chance_agreement():
+    """Half of the 1-bit slots of unrelated texts agree by chance: that must read as about
+    0, not 0.5; a signature of another length (erased, or full-width) compares as 0."""
+    from tipline.surge.signature import SIZE
+
+    key = KEYS[0]
+    one = signature("someone will shoot up roosevelt on friday", key).minhash
+    other = signature("kids vape in the upstairs bathroom every period", key).minhash
+    assert len(one) == SIZE == 128
+    assert similarity(one, other) < 0.1
+    assert similarity(one, bytes(b ^ 0xFF for b in one)) == 0.0
+    assert similarity(one, b"") == 0.0 and similarity(one, one * 8) == 0.0
