@@ -64,7 +64,13 @@ def _post_routes(app: Any) -> list[Any]:
 def _fill(rule: Any, ids: dict[str, Any]) -> str:
     from flask import url_for
 
-    values = {a: ids.get(a, "x") for a in rule.arguments if a not in (rule.defaults or {})}
+    from werkzeug.routing import IntegerConverter
+
+    def default(arg: str) -> Any:  # a number for <int:...> parts (e.g. a rota's id), else text
+        return 1 if isinstance(rule._converters.get(arg), IntegerConverter) else "x"
+
+    values = {a: ids[a] if a in ids else default(a)
+              for a in rule.arguments if a not in (rule.defaults or {})}
     return url_for(rule.endpoint, **values)
 
 
