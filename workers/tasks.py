@@ -199,7 +199,6 @@ TASK_MODULES = ("tipline.routing.tasks", "tipline.telephony.tasks", "tipline.tri
                 "tipline.surge.tasks")
 
 
-
 def _deliver_paced(task: Any, delivery_id: int) -> None:
     """Deliver; a text held by the pacer (its senders' queue is full) is tried again after
     the wait it names, however often: its validity period ends the holding, not a count."""
