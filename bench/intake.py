@@ -211,7 +211,11 @@ _TERMINATE = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
               "WHERE datname = 'tipline_bench'")
 
 
-def fresh_database() -> None:
+def fresh_database(sealed: bool = True) -> None:
+    """An empty schema with the demo directory. ``sealed``: every district and police agency
+    gets a read key (as once a district's first staff member has signed in, or after
+    ``tipline keys seal-existing``), so intake seals each tip to its audience as production
+    does; the private halves are dropped, which a benchmark does not need."""
     psql(_TERMINATE)
     psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
     psql(f'CREATE DATABASE "{BENCH_DB}"')
@@ -223,15 +227,29 @@ def fresh_database() -> None:
     db = Database(BENCH_DB_URL)
     with db.session() as session:
         load_directory_file(session, REPO / "config" / "directory.demo.yaml")
+        if sealed:
+            from sqlalchemy import select
+
+            from tipline.accounts.keys import create_read_key
+            from tipline.crypto.models import Owner
+            from tipline.directory.models import District, PoliceAgency
+
+            for owner, model in ((Owner.DISTRICT, District), (Owner.AGENCY, PoliceAgency)):
+                for owner_id in session.execute(select(model.id)).scalars():
+                    create_read_key(session, owner, owner_id)
+        session.commit()
     db.dispose()
 
 
-def count_tips() -> int:
+def count_tips(sealed_only: bool = False) -> int:
+    """Tips stored; ``sealed_only``: those whose data key has no key-file slot."""
     from sqlalchemy import create_engine, text
 
+    sql = ("SELECT count(*) FROM tips JOIN data_keys ON data_keys.id = tips.data_key_id "
+           "WHERE data_keys.kek_id = 'sealed'") if sealed_only else "SELECT count(*) FROM tips"
     engine = create_engine(BENCH_DB_URL.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
-        n = int(conn.execute(text("SELECT count(*) FROM tips")).scalar_one())
+        n = int(conn.execute(text(sql)).scalar_one())
     engine.dispose()
     return n
 
@@ -389,6 +407,9 @@ def median_run(runs: list[Run]) -> Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--key-file-mode", action="store_true",
+                        help="no district read keys: tips stay under the key file (before "
+                             "sealing); the default seals every tip as production does")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--forms", nargs="+", choices=["urlencoded", "multipart"],
@@ -409,7 +430,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="tipline-bench-"))
     key_file = workdir / "keys.json"
     write_key_file(key_file, KeyRing.generate())
-    fresh_database()
+    fresh_database(sealed=not args.key_file_mode)
     redis_before = redis_keys()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TIPLINE_")},
@@ -459,6 +480,7 @@ def main() -> None:
         for server in servers:
             server.stop()
     stored = count_tips() - tips_before
+    sealed, count_all = count_tips(sealed_only=True), count_tips()
     clean_redis(redis_before)
     drop_database()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -467,7 +489,8 @@ def main() -> None:
     print(f"\ngunicorn: {workers} sync workers, config/gunicorn.conf.py; PostgreSQL 127.0.0.1; "
           f"Redis broker; wrk, {args.duration:g} s per run, {args.repeat} interleaved "
           f"round(s), median round shown")
-    print("timed request: POST /report (full submission); the form fetch is NOT included\n")
+    print("timed request: POST /report (full submission); the form fetch is NOT included")
+    print(f"tips sealed to staff keys (no key-file slot): {sealed} of {count_all} stored\n")
     header = (f"{'':18} {'conc':>4} {'req':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
               f"{'p99 ms':>7} {'max ms':>7} {'errors':>6} {'CPU ms/req':>10} {'PG ms/req':>9}")
     print(header)
