@@ -200,15 +200,14 @@ def test_tip_and_reply_wording_pages_pass_axe_and_screenshots(
     uid, _ref, code = _tip(svc, live_server, "A student said he will hurt someone at lunch",
                            category=Category.THREAT, severity=Severity.HIGH)
     who = _staff_member(svc)
-    with svc.db.session() as s:
-        # Written as the staff member's request would: once the district has a read key the
-        # tip is sealed, and only a staff keychain opens its data key.
-        with using(staff_chain(s, s.get(StaffUser, who.user_id))):
-            tip = s.execute(select(Tip).where(Tip.uid == uid)).scalar_one()
-            m = Message(tip=tip, author="staff", channel="web")
-            m.body = "Thank you for telling us. Which lunch period?"
-            s.add(m)
-            s.commit()
+    # Written as the staff member's request would: once the district has a read key the tip
+    # is sealed, and only a staff keychain opens its data key.
+    with svc.db.session() as s, using(staff_chain(s, s.get(StaffUser, who.user_id))):
+        tip = s.execute(select(Tip).where(Tip.uid == uid)).scalar_one()
+        m = Message(tip=tip, author="staff", channel="web")
+        m.body = "Thank you for telling us. Which lunch period?"
+        s.add(m)
+        s.commit()
     sign_in(page, base, who)
     page.goto(f"{base}/staff/tips/{uid}")
     _reporter_replies(reporter, base, code, "Second lunch, he sits by the windows")

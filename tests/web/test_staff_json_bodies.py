@@ -63,7 +63,6 @@ def _post_routes(app: Any) -> list[Any]:
 
 def _fill(rule: Any, ids: dict[str, Any]) -> str:
     from flask import url_for
-
     from werkzeug.routing import IntegerConverter
 
     def default(arg: str) -> Any:  # a number for <int:...> parts (e.g. a rota's id), else text
