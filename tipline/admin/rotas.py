@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from tipline.accounts.models import StaffUser
 from tipline.admin.services import NotFound, _actor, _require_admin
 from tipline.audit.services import record
-from tipline.directory.models import Contact, District, OnCallRota
-from tipline.directory.rotas import RotaError, gaps, spec, spec_of, stored_entries
+from tipline.directory.models import Contact, OnCallRota
+from tipline.directory.rotas import RotaError, row_gaps, spec, spec_of, stored_entries
 from tipline.directory.validation import DirectoryError, check_contact_key, check_name
 from tipline.directory.zones import zone
 
@@ -124,16 +124,7 @@ def save_rota(session: Session, admin: StaffUser, data: RotaInput, rota_id: int 
 
 def rota_warnings(session: Session, row: OnCallRota, now: datetime) -> list[str]:
     """Gaps in the coming weeks, each with when it begins."""
-    district = session.get(District, row.district_id)
-    contacts = session.execute(
-        select(Contact).where(Contact.district_id == row.district_id)).scalars()
-    reachable = {c.key: bool(c.active and (c.sms_number or c.voice_number or c.email))
-                 for c in contacts}
-    try:
-        r = spec_of(row)
-    except RotaError as exc:
-        return [f"rota {row.key} is unreadable ({exc})"]
-    return gaps(r, reachable, now.astimezone(zone(district.timezone if district else None)))
+    return row_gaps(session, row, now)
 
 
 def on_call_now(row: OnCallRota, now: datetime, tz_name: str) -> tuple[str | None, str]:

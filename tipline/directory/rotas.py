@@ -155,12 +155,21 @@ def rota_gaps(session: Any, key: str, now: datetime,
     """The gaps of stored rota ``key`` from ``now``, in its district's time zone."""
     from sqlalchemy import select
 
-    from tipline.directory.models import Contact, OnCallRota
-    from tipline.directory.zones import zone
+    from tipline.directory.models import OnCallRota
 
     row = session.execute(select(OnCallRota).where(OnCallRota.key == key)).scalar_one_or_none()
-    if row is None:
-        return []
+    return [] if row is None else row_gaps(session, row, now, horizon)
+
+
+def row_gaps(session: Any, row: Any, now: datetime,
+             horizon: timedelta = GAP_HORIZON) -> list[str]:
+    """The gaps of a stored rota row from ``now``, in its district's time zone: a turn nobody
+    reachable holds (a contact inactive or without a number or email counts as nobody)."""
+    from sqlalchemy import select
+
+    from tipline.directory.models import Contact
+    from tipline.directory.zones import zone
+
     contacts = session.execute(
         select(Contact).where(Contact.district_id == row.district_id)).scalars()
     reachable = {c.key: bool(c.active and (c.sms_number or c.voice_number or c.email))
@@ -168,5 +177,6 @@ def rota_gaps(session: Any, key: str, now: datetime,
     try:
         r = spec_of(row)
     except RotaError as exc:
-        return [f"rota {key} is unreadable ({exc}); its tips go to the district's fallback"]
-    return gaps(r, reachable, now.astimezone(zone(row.district.timezone)), horizon)
+        return [f"rota {row.key} is unreadable ({exc}); its tips go to the district's fallback"]
+    tz = row.district.timezone if row.district is not None else None
+    return gaps(r, reachable, now.astimezone(zone(tz)), horizon)

@@ -108,6 +108,27 @@ def working_contacts(session: Session, tip: Tip) -> list[int]:
     return list(dict.fromkeys(out))
 
 
+def send_notice(session: Session, queue: JobQueue | None, job_id: int, tip_id: int,
+                contact: Contact, rule: str, now: datetime) -> bool:
+    """One no-content notice to ``contact`` on its notice channels, sent after commit (without
+    a queue, flagged for the sweep). False: the contact has no channel a notice may use."""
+    channels = notice_channels(contact_channels(contact))
+    if not channels:
+        return False
+    dispatch = Dispatch(job_id=job_id, tip_id=tip_id, contact_id=contact.id, rule=rule,
+                        step_index=0, channels=channels, status=DispatchStatus.NOTICE.value,
+                        include_content=False, due_at=now, created_at=now, activated_at=now,
+                        alert_round=0)
+    session.add(dispatch)
+    session.flush()
+    for dl in open_deliveries(session, dispatch, 0):
+        if queue is None:
+            dl.publish_failed = True
+        else:
+            after_commit(session, send_delivery, queue, dl.id, False)
+    return True
+
+
 def reporter_wrote(session: Session, queue: JobQueue | None, tip: Tip, now: datetime) -> int:
     """Stamp the tip and alert the people working it; returns how many were alerted.
 
@@ -131,21 +152,8 @@ def reporter_wrote(session: Session, queue: JobQueue | None, tip: Tip, now: date
         contact = session.get(Contact, contact_id)
         if contact is None or not contact.active or contact_id in recent:
             continue
-        channels = notice_channels(contact_channels(contact))
-        if not channels:
-            continue
-        dispatch = Dispatch(job_id=job_id, tip_id=tip.id, contact_id=contact_id,
-                            rule=NOTICE_RULE, step_index=0, channels=channels,
-                            status=DispatchStatus.NOTICE.value, include_content=False,
-                            due_at=now, created_at=now, activated_at=now, alert_round=0)
-        session.add(dispatch)
-        session.flush()
-        for dl in open_deliveries(session, dispatch, 0):
-            if queue is None:
-                dl.publish_failed = True
-            else:
-                after_commit(session, send_delivery, queue, dl.id, False)
-        alerted += 1
+        if send_notice(session, queue, job_id, tip.id, contact, NOTICE_RULE, now):
+            alerted += 1
     if alerted:
         record(session, "tip.reporter_message_alert", actor="system:notices", tip_id=tip.id,
                object_type="tip", object_id=tip.uid, detail={"contacts": alerted})

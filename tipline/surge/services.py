@@ -321,10 +321,8 @@ def notify_groups(session: Session, queue: JobQueue | None, now: datetime,
     open). Commits; returns how many groups were noticed."""
     from tipline.audit.services import record
     from tipline.directory.models import Contact
-    from tipline.jobs import after_commit
     from tipline.routing.models import Dispatch, DispatchStatus
-    from tipline.routing.notices import notice_channels, working_contacts
-    from tipline.routing.services import contact_channels, open_deliveries, send_delivery
+    from tipline.routing.notices import send_notice, working_contacts
 
     shortest = timedelta(minutes=1)  # the least a policy may set; each group checks its own
     due = list(session.execute(
@@ -350,21 +348,9 @@ def notify_groups(session: Session, queue: JobQueue | None, now: datetime,
         more = group.unnoticed
         for contact_id in contacts:
             contact = session.get(Contact, contact_id)
-            channels = notice_channels(contact_channels(contact)) if contact and \
-                contact.active else []
-            if not channels:
-                continue
-            dispatch = Dispatch(job_id=job_id, tip_id=lead.id, contact_id=contact_id,
-                                rule=f"{NOTICE_RULE}:{more}", step_index=0, channels=channels,
-                                status=DispatchStatus.NOTICE.value, include_content=False,
-                                due_at=now, created_at=now, activated_at=now, alert_round=0)
-            session.add(dispatch)
-            session.flush()
-            for dl in open_deliveries(session, dispatch, 0):
-                if queue is None:
-                    dl.publish_failed = True
-                else:
-                    after_commit(session, send_delivery, queue, dl.id, False)
+            if contact is not None and contact.active:
+                send_notice(session, queue, job_id, lead.id, contact, f"{NOTICE_RULE}:{more}",
+                            now)
         group.unnoticed = 0
         group.last_notice_at = now
         record(session, "group.more_tips_alert", actor="system:surge", tip_id=lead.id,
