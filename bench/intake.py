@@ -479,8 +479,8 @@ def main() -> None:
     finally:
         for server in servers:
             server.stop()
-    stored = count_tips() - tips_before
-    sealed, count_all = count_tips(sealed_only=True), count_tips()
+    count_all = count_tips()
+    stored, sealed = count_all - tips_before, count_tips(sealed_only=True)
     clean_redis(redis_before)
     drop_database()
     shutil.rmtree(workdir, ignore_errors=True)

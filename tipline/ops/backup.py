@@ -217,18 +217,7 @@ def _backup_sqlite(settings: Settings, out: Path, progress: Progress | None) -> 
     if not source.is_file():
         raise BackupError(f"database file {source} not found")
     dump = out / SQLITE_DUMP
-
-    def step(_status: int, remaining: int, total: int) -> None:
-        if progress:
-            progress(total - remaining, total)
-
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(dump)
-    try:
-        src.backup(dst, pages=64, progress=step)
-    finally:
-        dst.close()
-        src.close()
+    _sqlite_copy(source, dump, progress)
     engine = _engine(f"sqlite:///{dump}")
     try:
         with engine.connect() as conn:
@@ -347,12 +336,18 @@ def _restore_postgres(settings: Settings, dump: Path) -> None:
 def _restore_sqlite(settings: Settings, dump: Path, progress: Progress | None) -> None:
     target = _sqlite_path(settings.database_url)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _sqlite_copy(dump, target, progress)
+
+
+def _sqlite_copy(source: Path, target: Path, progress: Progress | None) -> None:
+    """SQLite's online backup API, page by page (a consistent copy of a live database),
+    opening the source read-only."""
 
     def step(_status: int, remaining: int, total: int) -> None:
         if progress:
             progress(total - remaining, total)
 
-    src = sqlite3.connect(f"file:{dump}?mode=ro", uri=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst, pages=64, progress=step)
