@@ -147,12 +147,28 @@ def _tcp_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_http(url: str, timeout: float = 30) -> None:
-    def ok() -> bool:
-        status, _h, _b = request("GET", url + "/healthz")
-        return status == 200
-
-    wait_for(ok, timeout, f"{url} to answer")
+def wait_http(url: str, timeout: float = 30, proc: Proc | None = None) -> None:
+    """Wait for ``/healthz``. Given the serving process, stop waiting as soon as it exits and
+    put its output in the failure, so a start that never answers says why."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            last = f"{proc.name} exited with {proc.popen.returncode}"
+            break
+        try:
+            status, _h, _b = request("GET", url + "/healthz")
+        except Exception as exc:
+            last = exc
+        else:
+            if status == 200:
+                return
+            last = status
+        time.sleep(0.2)
+    message = f"{url} did not answer within {timeout}s (last: {last!r})"
+    if proc is not None:
+        message += f"\n--- {proc.name} output ---\n{proc.output()[-4000:]}"
+    raise AssertionError(message)
 
 
 @dataclass

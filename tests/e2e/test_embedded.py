@@ -39,7 +39,7 @@ def test_embedded_default_routes_a_web_tip_within_seconds(tmp_path) -> None:
     proc = start("tipline-run", [str(VENV_BIN / "tipline"), "run", "--port", str(port),
                                  "--data-dir", str(data)], base_env(), tmp_path)
     try:
-        wait_http(f"http://127.0.0.1:{port}", timeout=60)
+        wait_http(f"http://127.0.0.1:{port}", timeout=120, proc=proc)
         banner = proc.output()
         assert "demo admin:" in banner and f"http://127.0.0.1:{port}/" in banner
         assert (data / "keys.json").stat().st_mode & 0o077 == 0
@@ -83,7 +83,7 @@ def test_embedded_runner_restarts_a_killed_worker(tmp_path) -> None:
     proc = start("tipline-run", [str(VENV_BIN / "tipline"), "run", "--port", str(port),
                                  "--data-dir", str(data)], base_env(), tmp_path)
     try:
-        wait_http(f"http://127.0.0.1:{port}", timeout=60)
+        wait_http(f"http://127.0.0.1:{port}", timeout=120, proc=proc)
         [worker] = wait_for(lambda: child_pids(proc.popen.pid), 30, "the worker process")
         os.killpg(worker, signal.SIGKILL)
         client = Browserless(f"http://127.0.0.1:{port}")

@@ -84,7 +84,9 @@ def test_run_stops_with_its_children_within_5_seconds(tmp_path, sig: int, launch
     lock: sqlite3.Connection | None = None
     family: set[int] = set()
     try:
-        wait_http(f"http://127.0.0.1:{port}", timeout=60)
+        # A first start creates the database, the key file and the demo admin's keys (Argon2id):
+        # seconds on a quiet machine, more on a CI runner busy with the rest of the suite.
+        wait_http(f"http://127.0.0.1:{port}", timeout=120, proc=proc)
         # The worker (Celery with its embedded scheduler) is a child of `tipline run`; let it
         # start consuming, then give it a task that waits on the database's write lock.
         wait_for(lambda: _descendants(proc.popen.pid), 30, "the worker process")
