@@ -5,7 +5,9 @@
 What it does, all on 127.0.0.1:
 
 1. Creates a fresh PostgreSQL database ``tipline_bench_sms`` (dropped first if it exists),
-   migrates it, loads the demo directory, writes a throw-away key file.
+   migrates it, loads the demo directory, writes a throw-away key file and (unless
+   ``--key-file-mode``) gives every district and police agency a read key, so each tip is
+   sealed to its audience as in production.
 2. Starts gunicorn with ``config/gunicorn.conf.py`` (its production worker count for this
    machine, or ``--workers``) serving tipline in
    production mode, with Twilio credentials set and a real ``CeleryQueue`` on Redis
@@ -60,28 +62,42 @@ BODIES = [
     "people keep bullying a boy on the bus every morning",
     "hay una pelea planeada mañana en la escuela",
 ]
-_TERMINATE = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-              "WHERE datname = 'tipline_bench_sms'")
 
 
-def fresh_database() -> None:
-    psql(_TERMINATE, PG_ADMIN)
-    psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}"', PG_ADMIN)
-    psql(f'CREATE DATABASE "{BENCH_DB}"', PG_ADMIN)
+def db_url(name: str = BENCH_DB) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def fresh_database(name: str = BENCH_DB, sealed: bool = True) -> None:
+    """An empty schema with the demo directory. ``sealed``: every district and police agency
+    gets a read key (as once a district's first staff member has signed in), so each tip is
+    sealed to its audience as production does; the private halves are dropped."""
+    drop_database(name)
+    psql(f'CREATE DATABASE "{name}"', PG_ADMIN)
+    from sqlalchemy import select
+
     from tipline import migrations
+    from tipline.accounts.keys import create_read_key
+    from tipline.crypto.models import Owner
     from tipline.db import Database
     from tipline.directory.loader import load_directory_file
+    from tipline.directory.models import District, PoliceAgency
 
-    migrations.upgrade(BENCH_DB_URL)
-    db = Database(BENCH_DB_URL)
+    migrations.upgrade(db_url(name))
+    db = Database(db_url(name))
     with db.session() as session:
         load_directory_file(session, REPO / "config" / "directory.demo.yaml")
+        if sealed:
+            for owner, model in ((Owner.DISTRICT, District), (Owner.AGENCY, PoliceAgency)):
+                for owner_id in session.execute(select(model.id)).scalars():
+                    create_read_key(session, owner, owner_id)
     db.dispose()
 
 
-def drop_database() -> None:
-    psql(_TERMINATE, PG_ADMIN)
-    psql(f'DROP DATABASE IF EXISTS "{BENCH_DB}"', PG_ADMIN)
+def drop_database(name: str = BENCH_DB) -> None:
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 - our names
+         f"WHERE datname = '{name}'", PG_ADMIN)
+    psql(f'DROP DATABASE IF EXISTS "{name}"', PG_ADMIN)
 
 
 def db_counts() -> dict[str, int]:
@@ -192,16 +208,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def redis_keys() -> set[bytes]:
+def redis_keys(url: str = REDIS_URL) -> set[bytes]:
     import redis
 
-    return set(redis.Redis.from_url(REDIS_URL).keys("*"))
+    return set(redis.Redis.from_url(url).keys("*"))
 
 
-def clean_redis(before: set[bytes]) -> None:
+def clean_redis(before: set[bytes], url: str = REDIS_URL) -> None:
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(url)
     new = [k for k in client.keys("*") if k not in before]
     if new:
         client.delete(*new)
@@ -214,6 +230,9 @@ def main() -> None:
     parser.add_argument("--followups", type=float, default=0.0,
                         help="share of requests that are later texts from an earlier number")
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")
+    parser.add_argument("--key-file-mode", action="store_true",
+                        help="no district read keys: tips stay under the key file (before "
+                             "sealing); the default seals every tip as production does")
     parser.add_argument("--workers", type=int, default=0,
                         help="gunicorn sync workers (default: the production rule of "
                              "config/gunicorn.conf.py for this machine)")
@@ -227,7 +246,7 @@ def main() -> None:
     key_file = workdir / "keys.json"
     write_key_file(key_file, KeyRing.generate())
     (workdir / "none.env").write_text("")
-    fresh_database()
+    fresh_database(sealed=not args.key_file_mode)
     redis_before = redis_keys()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("TIPLINE_", "TWILIO_"))},
