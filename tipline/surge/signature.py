@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,13 +87,52 @@ def slot_hashes(feature: str, key: bytes, slots: int = SLOTS) -> array[int]:
 
 
 def pack(mins: Iterable[int], bits: int = BITS) -> bytes:
-    """The lowest ``bits`` bits of each slot minimum, packed into bytes, slot 0 first."""
+    """The lowest ``bits`` bits of each slot minimum, packed into bytes, slot 0 first.
+
+    Written as one binary numeral and parsed once: shifting a growing integer per slot made
+    this quadratic in the number of slots."""
     mask = (1 << bits) - 1
-    x = n = 0
-    for m in mins:
-        x = (x << bits) | (m & mask)
-        n += bits
-    return x.to_bytes((n + 7) // 8, "big")
+    digits = "".join([format(m & mask, f"0{bits}b") for m in mins]) if bits > 1 else \
+        bytes([48 + (m & 1) for m in mins]).decode()
+    return int(digits or "0", 2).to_bytes((len(digits) + 7) // 8, "big")
+
+
+def slot_minimums(rows: list[array[int]], slots: int = SLOTS) -> list[int]:
+    """Each slot's minimum over the features' ``slot_hashes`` (``map(min, zip(*rows))``).
+
+    Computed on whole rows at once: a row's 32-bit slots, even and odd apart, sit in the
+    64-bit lanes of one big integer, with bit 32 of each lane free as a borrow guard; then
+    ``(a | guard) - b`` leaves the guard set exactly in the lanes where a >= b, and that
+    selects b or a in every lane. The same numbers as ``map(min, zip(*rows))`` (a test
+    compares them), at a fraction of its 1,024 Python calls per tip.
+    """
+    lanes = (slots + 1) // 2
+    value = int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * lanes, "little")
+    guard = int.from_bytes(b"\0\0\0\0\1\0\0\0" * lanes, "little")  # bit 32 of each lane
+
+    def halves(row: array[int]) -> tuple[int, int]:
+        if sys.byteorder != "little":
+            row = array("I", row)
+            row.byteswap()
+        whole = int.from_bytes(row.tobytes(), "little")  # slot i at bits 32 i
+        return whole & value, (whole >> 32) & value
+
+    even, odd = halves(rows[0])
+    for row in rows[1:]:
+        other_even, other_odd = halves(row)
+        even, odd = (_lane_min(even, other_even, value, guard),
+                     _lane_min(odd, other_odd, value, guard))
+    out = [0] * (2 * lanes)
+    out[0::2] = array("Q", even.to_bytes(8 * lanes, "little")).tolist()
+    out[1::2] = array("Q", odd.to_bytes(8 * lanes, "little")).tolist()
+    if sys.byteorder != "little":  # the lanes were read as little-endian above
+        return [int.from_bytes(m.to_bytes(8, "big"), "little") for m in out[:slots]]
+    return out[:slots]
+
+
+def _lane_min(a: int, b: int, value: int, guard: int) -> int:
+    at_least = ((((a | guard) - b) & guard) >> 32) * 0xFFFFFFFF  # all ones where a >= b
+    return (b & at_least) | (a & ~at_least & value)
 
 
 def signature(text: str, key: bytes, slots: int = SLOTS, bits: int = BITS) -> Signature:
@@ -104,7 +144,7 @@ def signature(text: str, key: bytes, slots: int = SLOTS, bits: int = BITS) -> Si
     if not feats:
         return Signature(_EMPTY, 0)
     rows = [slot_hashes(f, key, slots) for f in feats]
-    return Signature(pack(map(min, zip(*rows, strict=True)), bits), len(feats))
+    return Signature(pack(slot_minimums(rows, slots), bits), len(feats))
 
 
 @lru_cache(maxsize=8)
