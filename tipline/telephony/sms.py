@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from tipline import crypto
 from tipline.crypto import Vault
+from tipline.directory.models import Contact
 from tipline.intake.services import TipSubmission, create_tip
 from tipline.intake.triage import Triage, run_triage
 from tipline.jobs import JobQueue
@@ -124,7 +125,8 @@ def handle_inbound_sms(
     """Take in one inbound text; return what to answer. Nothing is committed here (the session
     is rolled back and the text handled again as a reporter's if ``staff`` raises)."""
     phone_hash = vault.lookup_hash(PHONE_PURPOSE, sms.from_number)
-    new, opted_out = _take_in(session, sms.message_sid, phone_hash, now)
+    taken = _take_in(session, sms.message_sid, phone_hash, sms.from_number, now)
+    new, opted_out = taken.new, taken.opted_out
     if not new:
         return SmsReply(None, "duplicate") if opted_out else _duplicate_reply(session, phone_hash)
 
@@ -135,7 +137,7 @@ def handle_inbound_sms(
         session.execute(delete(SmsOptOut).where(SmsOptOut.phone_hash == phone_hash))
         return SmsReply(texts.sms("started", _language_of(session, phone_hash)), "start")
 
-    if staff is not None:
+    if staff is not None and taken.contact_number:
         try:
             answer = staff(session, sms.from_number, sms.body, now)
         except Exception as exc:
@@ -178,27 +180,49 @@ def handle_inbound_sms(
 # -- keywords ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TakenIn:
+    new: bool  # the first delivery of this MessageSid (not a Twilio retry)
+    opted_out: bool  # the number texted STOP
+    contact_number: bool  # some directory contact has this SMS number: maybe staff
+
+
+def contact_number_forms(number: str) -> tuple[str, str]:
+    """The ``Contact.sms_number`` values that make ``number`` a contact's: as sent, and
+    without punctuation, +1 added to 10 digits (the forms the staff handler,
+    ``tipline.routing.ack.handle_staff_sms``, looks up)."""
+    digits = re.sub(r"[^\d+]", "", number)
+    if digits and not digits.startswith("+") and len(digits) == 10:
+        digits = "+1" + digits
+    return number, digits
+
+
 @functools.lru_cache(maxsize=2)
 def _take_in_stmt() -> Any:
-    """PostgreSQL: record the MessageSid and read the opt-out in one round trip."""
+    """PostgreSQL: record the MessageSid, read the opt-out and whether the number is a
+    contact's, in one round trip."""
     events: Table = InboundEvent.__table__  # type: ignore[assignment]
     created = bindparam("now", type_=events.c.created_at.type)
     ins = postgresql.insert(events).values(key=bindparam("key"), kind="sms", created_at=created
                                            ).on_conflict_do_nothing().returning(events.c.id
                                                                                 ).cte("ins")
     opted = exists().where(SmsOptOut.phone_hash == bindparam("phone_hash"))
-    return select(select(ins.c.id).scalar_subquery(), opted)
+    contact = exists().where(Contact.sms_number.in_([bindparam("sent"), bindparam("digits")]))
+    return select(select(ins.c.id).scalar_subquery(), opted, contact)
 
 
-def _take_in(session: Session, message_sid: str, phone_hash: str,
-             now: datetime) -> tuple[bool, bool]:
-    """(first delivery of this MessageSid, number opted out)."""
+def _take_in(session: Session, message_sid: str, phone_hash: str, number: str,
+             now: datetime) -> TakenIn:
+    """Record this delivery and read what decides how the text is handled."""
     key = f"sms:{message_sid}"[:120]
+    sent, digits = forms = contact_number_forms(number)
     if session.get_bind().dialect.name == "postgresql":
-        row = session.execute(_take_in_stmt(), {"key": key, "now": now,
-                                                "phone_hash": phone_hash}).one()
-        return row[0] is not None, bool(row[1])
-    return first_time(session, key, "sms"), _opted_out(session, phone_hash)
+        row = session.execute(_take_in_stmt(), {"key": key, "now": now, "phone_hash": phone_hash,
+                                                "sent": sent, "digits": digits}).one()
+        return TakenIn(row[0] is not None, bool(row[1]), bool(row[2]))
+    contact = session.execute(select(exists().where(Contact.sms_number.in_(forms)))).scalar()
+    return TakenIn(first_time(session, key, "sms"), _opted_out(session, phone_hash),
+                   bool(contact))
 
 
 def _opted_out(session: Session, phone_hash: str) -> bool:
