@@ -30,7 +30,7 @@ class FullPacer:
     """Twilio's queue is always full; an alert that may wait gets a turn 30 s away."""
 
     def admit(self, recipient: str, segments: int, limit: float, *, ticket: str | None = None,
-              max_wait: float = 0.0) -> Admission:
+              max_wait: float = 0.0, ahead: bool = False) -> Admission:
         return Admission(False, 30.0, held=ticket is not None and max_wait >= 30.0)
 
 

@@ -22,6 +22,7 @@ from tipline.routing.senders import (
     PermanentSendError,
     SendHeld,
     TwilioSmsSender,
+    TwilioVoiceSender,
     Validity,
 )
 from tipline.telephony.client import FakeTwilioGateway, RestTwilioGateway
@@ -41,8 +42,10 @@ class Clock:
         return self.t
 
 
-def _alert(to: str, urgent: bool = False, age: float = 0.0, dl: int = 1) -> Alert:
-    return Alert("sms", to, "s", TEXT, dl, "4821", urgent=urgent, age_seconds=age)
+def _alert(to: str, urgent: bool = False, age: float = 0.0, dl: int = 1,
+           last: bool = False, channel: str = "sms") -> Alert:
+    return Alert(channel, to, "s", TEXT, dl, "4821", urgent=urgent, age_seconds=age,
+                 last_channel=last)
 
 
 def test_segments_count_gsm_and_unicode() -> None:
@@ -134,6 +137,58 @@ def test_a_life_safety_alert_that_would_wait_past_its_validity_fails_at_once() -
     assert len(gw.sent) == 6
 
 
+def test_a_life_safety_text_on_its_last_channel_goes_ahead_of_held_ordinary_ones() -> None:
+    """The routing benchmark's 28 s: a life-safety dispatch's ``[voice, sms]`` text is its last
+    channel, and it used to take a turn at the back of the ordinary alerts' line."""
+    clock = Clock()
+    gw = FakeTwilioGateway()
+    sender = TwilioSmsSender(gw, PUBLIC, LocalPacer(Rate(1.0, 5), clock), Validity(300, 30))
+    people = [f"+131455502{n:02d}" for n in range(60)]
+    held = 0
+    for n, who in enumerate(people):  # a surge of ordinary texts: 2 s in Twilio, 10 s held
+        try:
+            sender.send(None, _alert(who, dl=n))  # type: ignore[arg-type]
+        except SendHeld:
+            held += 1
+    assert held >= 49 and len(gw.sent) == 60 - held
+    sender.send(None, _alert("+13145550101", urgent=True, last=True, dl=100))  # type: ignore[arg-type]
+    assert len(gw.sent) == 61 - held and gw.sent[-1]["to"] == "+13145550101"
+
+
+def test_a_life_safety_alert_that_may_not_fail_keeps_its_place_ahead_of_the_line() -> None:
+    """Past its limit it is held, not failed, with its place in Twilio's queue taken at once:
+    ordinary alerts asking meanwhile are behind it, and at its turn it goes."""
+    clock = Clock()
+    pacer = LocalPacer(Rate(1.0, 1), clock)
+    for n in range(5):  # 5 s of Twilio's queue already
+        assert pacer.admit("calls", 1, 5.0, ticket=f"u{n}", ahead=True, max_wait=1e9).ok
+    got = pacer.admit("calls", 1, 2.0, ticket="late", ahead=True, max_wait=1e9)
+    assert got.held and got.wait == pytest.approx(3.0)
+    # An ordinary call asking now waits behind it (its place was taken: 6 s of queue).
+    ordinary = pacer.admit("calls", 1, 2.0, ticket="o1", max_wait=300)
+    assert ordinary.held and ordinary.wait == pytest.approx(4.0)
+    assert pacer.admit("calls", 1, 2.0, ticket="late", ahead=True, max_wait=1e9).held
+    clock.t += 3.0
+    assert pacer.admit("calls", 1, 2.0, ticket="late", ahead=True, max_wait=1e9).ok
+    # Its place is not taken twice: the ordinary one goes at its own turn.
+    clock.t += 1.0
+    assert pacer.admit("calls", 1, 2.0, ticket="o1", max_wait=300).ok
+
+
+def test_a_life_safety_call_past_the_accounts_rate_is_held_not_failed() -> None:
+    clock = Clock()
+    gw = FakeTwilioGateway()
+    sender = TwilioVoiceSender(gw, PUBLIC, LocalPacer(Rate(1.0, 1), clock), Validity(300, 30))
+    for n in range(26):  # 0..25 s of calls ahead: within its 30 s less 5
+        sender.send(None, _alert(f"+1314555{n:04d}", urgent=True, channel="voice", dl=n))  # type: ignore[arg-type]
+    with pytest.raises(SendHeld) as held:
+        sender.send(None, _alert("+13145550999", urgent=True, channel="voice", dl=99))  # type: ignore[arg-type]
+    assert held.value.wait == pytest.approx(1.0)
+    clock.t += 40  # older than its text's validity: a call still goes
+    sender.send(None, _alert("+13145550999", urgent=True, channel="voice", dl=99, age=40))  # type: ignore[arg-type]
+    assert len(gw.calls) == 27
+
+
 def test_redis_pacer_is_shared_and_keeps_no_number() -> None:
     url = os.environ.get("TIPLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
     prefix = f"tipline:test-pace:{uuid.uuid4().hex}"
@@ -147,6 +202,11 @@ def test_redis_pacer_is_shared_and_keeps_no_number() -> None:
     turn = a.admit("+13145550101", 1, 0.2, ticket="77", max_wait=60)
     again = b.admit("+13145550101", 1, 0.2, ticket="77", max_wait=60)
     assert turn.held and again.held and abs(again.wait - turn.wait) < 0.5
+    # Life-safety that may not fail: its place taken now, ahead of that turn; held till then.
+    urgent = a.admit("+13145550101", 1, 0.2, ticket="78", max_wait=1e9, ahead=True)
+    assert urgent.held and urgent.wait < turn.wait
+    again = b.admit("+13145550101", 1, 0.2, ticket="78", max_wait=1e9, ahead=True)
+    assert again.held and abs(again.wait - urgent.wait) < 0.5
     keys = [k.decode() for k in a._redis.keys(f"{prefix}:*")]
     assert keys and not any("5550101" in k for k in keys)
     a._redis.delete(*keys)

@@ -156,10 +156,16 @@ class _TwilioSender:
         self.pacer = pacer
         self.validity = validity
 
+    def _kept(self, alert: Alert) -> bool:
+        """Never failed for its validity or the queue, only delayed: the dispatch's last
+        channel (nothing to fall back to), and a life-safety call (calls per second make it
+        late, not useless; its text went at the same time)."""
+        return alert.last_channel or (alert.urgent and self.kind == "start_call")
+
     def _remaining(self, alert: Alert) -> int:
         """Seconds of validity left; none worth sending: fail now, the next channel opens."""
         validity = self.validity.urgent if alert.urgent else self.validity.ordinary
-        if alert.last_channel:
+        if self._kept(alert):
             return validity
         remaining = int(validity - alert.age_seconds)
         if remaining < MIN_VALIDITY:
@@ -170,15 +176,15 @@ class _TwilioSender:
     def _pace(self, alert: Alert, remaining: int, recipient: str, cost: int) -> None:
         if self.pacer is None:
             return
-        urgent_now = alert.urgent and not alert.last_channel
+        kept = self._kept(alert)
         limit = float(remaining - MIN_VALIDITY) if alert.urgent else ORDINARY_HEADROOM
+        max_wait = 1e9 if kept else float(remaining - MIN_VALIDITY)
         try:
-            if urgent_now:  # life-safety: now, ahead of every alert waiting in tipline
+            if alert.urgent and not kept:  # life-safety: now, ahead of all waiting in tipline
                 got = self.pacer.admit(recipient, cost, limit)
-            else:  # a turn in tipline's line; the last channel waits however long
-                max_wait = 1e9 if alert.last_channel else float(remaining - MIN_VALIDITY)
+            else:  # ordinary: a turn in tipline's line; kept life-safety: a place ahead of it
                 got = self.pacer.admit(recipient, cost, limit, ticket=str(alert.delivery_id),
-                                       max_wait=max_wait)
+                                       max_wait=max_wait, ahead=alert.urgent)
         except Exception as exc:  # the pacer's Redis is away: send rather than hold
             log.warning("pacing unavailable (%s); sending unpaced", type(exc).__name__)
             return
