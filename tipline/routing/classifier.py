@@ -49,7 +49,9 @@ class _Lexicon:
 def normalize(text: str) -> str:
     """Lower case, no accents, one space between words: what the word lists are written for."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    # Plain ASCII has no combining marks: skip the character-by-character pass (most tips).
+    plain = decomposed if decomposed.isascii() else "".join(
+        ch for ch in decomposed if not unicodedata.combining(ch))
     plain = plain.replace("\u2019", "'").replace("\u2018", "'")
     return re.sub(r"\s+", " ", plain).strip()
 
