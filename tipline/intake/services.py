@@ -24,6 +24,7 @@ from tipline.ops import metrics
 from tipline.routing.audience import district_audience, intake_plan, seal_alert_content
 from tipline.routing.models import RoutingJob
 from tipline.surge import services as surge
+from tipline.surge.models import TipSignature
 from tipline.tips.models import Attachment, Category, Channel, DataKey, Message, Severity, Tip
 from tipline.tips.receipts import (
     RECEIPT_PURPOSE,
@@ -163,13 +164,13 @@ def create_tip(
         placeholder=submission.placeholder,
     )
     job_values = _row(RoutingJob, reason="intake")
-    job_id, tip_id, message_id = _insert_tip_rows(
-        session, key_values, _row(Tip, **tip_values), message_values, job_values
-    )
-
     # Surge grouping's signature, from the words in memory before they are sealed.
-    surge.at_intake(session, vault, tip_id, school_id, submission.channel.value,
-                    "\n".join([body, *clean.values()]), submission.language, utcnow())
+    signature = surge.at_intake(vault, school_id, submission.channel.value,
+                                "\n".join([body, *clean.values()]), submission.language,
+                                utcnow())
+    job_id, tip_id, message_id = _insert_tip_rows(
+        session, key_values, _row(Tip, **tip_values), message_values, job_values, signature
+    )
     if submission.attachments:
         rows = []
         for item in submission.attachments:
@@ -223,14 +224,17 @@ def _insert_tip_rows(
     tip: dict[str, Any],
     message: dict[str, Any],
     job: dict[str, Any],
+    signature: dict[str, Any] | None = None,
 ) -> tuple[int, int, int]:
-    """Insert the key, the tip, its first message and its routing job; return their ids.
+    """Insert the key, the tip, its first message, its routing job and its surge signature
+    (if any); return the job's, the tip's and the message's ids.
 
     On PostgreSQL this is one statement and one round trip (data-modifying CTEs, each taking
-    the id the previous one returned); elsewhere (SQLite) four statements. Either way it runs
-    in the caller's transaction, and an IntegrityError on ``external_id`` means a provider
-    retry: the caller decides.
+    the id the previous one returned); elsewhere (SQLite) one statement a row. Either way it
+    runs in the caller's transaction, and an IntegrityError on ``external_id`` means a
+    provider retry: the caller decides.
     """
+    sig = {k: v for k, v in (signature or {}).items() if k != "tip_id"}
     if session.get_bind().dialect.name != "postgresql":
         key_id = session.execute(insert(DataKey).values(key).returning(DataKey.id)).scalar_one()
         tip_id = session.execute(
@@ -241,13 +245,16 @@ def _insert_tip_rows(
         job_id = session.execute(
             insert(RoutingJob).values({**job, "tip_id": tip_id}).returning(RoutingJob.id)
         ).scalar_one()
+        if signature is not None:
+            surge.insert_signature(session, {**sig, "tip_id": tip_id})
         return int(job_id), int(tip_id), int(message_id)
-    stmt = _combined_insert(tuple(key), tuple(tip), tuple(message), tuple(job))
+    stmt = _combined_insert(tuple(key), tuple(tip), tuple(message), tuple(job), tuple(sig))
     params = {
         **{f"k_{k}": v for k, v in key.items()},
         **{f"t_{k}": v for k, v in tip.items()},
         **{f"m_{k}": v for k, v in message.items()},
         **{f"j_{k}": v for k, v in job.items()},
+        **{f"s_{k}": v for k, v in sig.items()},
     }
     job_id, tip_id, message_id = session.execute(stmt, params).one()
     return int(job_id), int(tip_id), int(message_id)
@@ -259,9 +266,11 @@ def _combined_insert(
     tip_cols: tuple[str, ...],
     message_cols: tuple[str, ...],
     job_cols: tuple[str, ...],
+    signature_cols: tuple[str, ...] = (),
 ) -> Insert:
-    """The four-table insert for one set of columns, built once and reused (building and
-    keying a statement of this size costs more CPU than running it)."""
+    """The four- (or five-, with a surge signature) table insert for one set of columns,
+    built once and reused (building and keying a statement of this size costs more CPU than
+    running it)."""
 
     def binds(table: Table, prefix: str, cols: tuple[str, ...]) -> dict[str, Any]:
         return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in cols}
@@ -281,11 +290,17 @@ def _combined_insert(
         .values({**binds(messages, "m_", message_cols), "tip_id": tip_id_sql})
         .returning(messages.c.id).cte("new_message")
     )
+    ctes = [new_key, new_tip, new_message]
+    if signature_cols:  # PostgreSQL runs a data-modifying CTE whether or not it is read
+        signatures = cast(Table, TipSignature.__table__)
+        ctes.append(insert(signatures)
+                    .values({**binds(signatures, "s_", signature_cols), "tip_id": tip_id_sql})
+                    .cte("new_signature"))
     return (
         insert(jobs)
         .values({**binds(jobs, "j_", job_cols), "tip_id": tip_id_sql})
         .returning(jobs.c.id, jobs.c.tip_id, select(new_message.c.id).scalar_subquery())
-        .add_cte(new_key, new_tip, new_message)
+        .add_cte(*ctes)
     )
 
 

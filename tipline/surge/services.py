@@ -103,23 +103,28 @@ def record_signature(session: Session, vault: Vault, tip_id: int, text_: str, la
             found.signals = row["signals"]  # type: ignore[assignment]
             found.school_id = school_id
             return
-    session.execute(_INSERT_SIGNATURE, row)
+    insert_signature(session, row)
 
 
-def at_intake(session: Session, vault: Vault, tip_id: int, school_id: int | None,
-              channel: str, text_: str, language: str, now: datetime) -> None:
-    """``create_tip``'s one call: the signature of a web or SMS tip's words. A voice tip's
-    words come later, with its transcript (``telephony.voice``). Grouping is an aid: a failure
-    to compute it is logged and the tip is taken in without a signature (it alerts alone)."""
-    if channel == "voice":
-        return
+def at_intake(vault: Vault, school_id: int | None, channel: str, text_: str, language: str,
+              now: datetime) -> dict[str, object] | None:
+    """``create_tip``'s one call: the ``tip_signatures`` row of a web or SMS tip's words,
+    which ``create_tip`` inserts in the same statement as the tip (it sets ``tip_id``; see
+    ``insert_signature`` for one row alone). A voice tip's words come later, with its
+    transcript (``telephony.voice``). Grouping is an aid: a failure to compute it is logged
+    and the tip is taken in without a signature (it alerts alone)."""
+    if channel == "voice" or not text_.strip():
+        return None
     try:
-        row = signature_row(vault, tip_id, text_, language, now) if text_.strip() else None
+        return signature_row(vault, 0, text_, language, now) | {"school_id": school_id}
     except Exception:  # never cost a tip
         log.exception("surge signature failed; the tip is taken in without one")
-        return
-    if row is not None:
-        session.execute(_INSERT_SIGNATURE, row | {"school_id": school_id})
+        return None
+
+
+def insert_signature(session: Session, row: dict[str, object]) -> None:
+    """Insert one ``tip_signatures`` row (``signature_row``'s, with its tip and school)."""
+    session.execute(_INSERT_SIGNATURE, row)
 
 
 @dataclass(frozen=True)
