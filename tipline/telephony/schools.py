@@ -9,6 +9,7 @@ winner is a match; several close ones are offered back as a numbered list.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import threading
 import time
@@ -32,6 +33,7 @@ _COMMON_WORDS = {"long", "central", "north", "south", "east", "west", "park", "h
 MATCH = 0.85  # a key at least this similar is a match...
 MARGIN = 0.08  # ...if no other school comes within this much of it
 CANDIDATE = 0.65  # keys at least this similar are offered when there is no clear match
+TEXT_MATCH = 0.9  # a school named inside a tip's free text: a near-exact key
 MAX_CANDIDATES = 4
 _TTL_SECONDS = 30.0
 
@@ -132,7 +134,7 @@ def _windows_of(reply: str) -> dict[int, tuple[str, ...]]:
 
 
 def _score(reply: str, windows: dict[int, tuple[str, ...]], keys: frozenset[str],
-           floor: float = CANDIDATE, same_initial: bool = False) -> float:
+           floor: float = CANDIDATE) -> float:
     """Best similarity of any key to the reply or a run of its words (0 below ``floor``).
 
     Short or common keys ("RHS", "Long") count only when they are the whole reply.
@@ -148,22 +150,31 @@ def _score(reply: str, windows: dict[int, tuple[str, ...]], keys: frozenset[str]
         size = key.count(" ") + 1
         pieces = [reply]
         for n in (size - 1, size, size + 1):
-            pieces.extend(w for w in windows.get(n, ())
-                          if not same_initial or w[0] == key[0])
-        matcher = None  # built only for a key some piece could match (it indexes the key)
-        for piece in pieces:
-            if piece == key:
-                return 1.0
-            # ratio() <= 2*min/(sum of lengths): skip what cannot reach the floor.
-            if 2 * min(len(piece), len(key)) / (len(piece) + len(key)) < max(floor, best):
-                continue
-            if matcher is None:
-                matcher = difflib.SequenceMatcher(None, b=key)
-            matcher.set_seq1(piece)
-            if matcher.real_quick_ratio() < max(floor, best) or matcher.quick_ratio() < max(
-                    floor, best):
-                continue
-            best = max(best, matcher.ratio())
+            pieces.extend(windows.get(n, ()))
+        best = max(best, _best_ratio(key, pieces, max(floor, best)))
+        if best == 1.0:
+            return best
+    return best
+
+
+def _best_ratio(key: str, pieces: list[str], floor: float) -> float:
+    """The best difflib ratio of ``key`` to a piece whose quick bounds reach ``floor``
+    (1.0 at once for an equal piece); 0.0 when none does."""
+    best = 0.0
+    matcher = None  # built only for a key some piece could match (it indexes the key)
+    for piece in pieces:
+        if piece == key:
+            return 1.0
+        # ratio() <= 2*min/(sum of lengths): skip what cannot reach the floor.
+        if 2 * min(len(piece), len(key)) / (len(piece) + len(key)) < max(floor, best):
+            continue
+        if matcher is None:
+            matcher = difflib.SequenceMatcher(None, b=key)
+        matcher.set_seq1(piece)
+        if matcher.real_quick_ratio() < max(floor, best) or matcher.quick_ratio() < max(
+                floor, best):
+            continue
+        best = max(best, matcher.ratio())
     return best
 
 
@@ -179,22 +190,45 @@ def match_school(schools: tuple[SchoolRef, ...], reply: str) -> Match:
 
 
 def find_school_in_text(schools: tuple[SchoolRef, ...], body: str) -> SchoolRef | None:
-    """A school named in a free-text tip, only when it is clear (else the reporter is asked)."""
+    """A school named in a free-text tip, only when it is clear (else the reporter is asked).
+
+    A key is compared with the whole text and with the runs of words that start with its
+    first letter and are a word shorter, as long or a word longer; the runs are grouped that
+    way once per text, so a school whose keys no run could match costs a few dictionary
+    look-ups (a real district's directory has hundreds of schools, not the demo's eight).
+    """
     text = normalize(body)
     if not text:
         return None
-    windows = _windows_of(text)
+    runs: dict[tuple[int, str], list[str]] = {}
+    for size, windows in _windows_of(text).items():
+        for w in windows:
+            runs.setdefault((size, w[0]), []).append(w)
     scored = []
     for s in schools:
-        keys = frozenset(k for k in s.keys if len(k) >= 5 and k not in _COMMON_WORDS)
-        score = _score(text, windows, keys, floor=0.9, same_initial=True)
-        scored.append((score, s))
+        best = 0.0
+        for key, size in _text_keys(s.keys):
+            pieces = [text]
+            for n in (size - 1, size, size + 1):
+                pieces.extend(runs.get((n, key[0]), ()))
+            best = max(best, _best_ratio(key, pieces, max(TEXT_MATCH, best)))
+            if best == 1.0:
+                break
+        scored.append((best, s))
     scored.sort(key=lambda pair: -pair[0])
-    if not scored or scored[0][0] < 0.9:
+    if not scored or scored[0][0] < TEXT_MATCH:
         return None
     if len(scored) > 1 and scored[1][0] > scored[0][0] - MARGIN:
         return None
     return scored[0][1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_keys(keys: frozenset[str]) -> tuple[tuple[str, int], ...]:
+    """The keys a free text is searched for (long and uncommon enough to mean a school), each
+    with its number of words; worked out once per school, not once per text."""
+    return tuple((k, k.count(" ") + 1) for k in sorted(keys)
+                 if len(k) >= 5 and k not in _COMMON_WORDS)
 
 
 def _decide(scored: list[tuple[float, SchoolRef]]) -> Match:
