@@ -4,7 +4,7 @@
                                       [--threads N] [--twilio-latency-ms MS]
                                       [--policy FILE | --no-policy]
                                       [--pool 5] [--sender-mps 1] [--cps 1]
-                                      [--life-safety 0.1] [--no-network]
+                                      [--life-safety 0.1] [--no-network] [--short-code]
 
 What it does, all on 127.0.0.1:
 
@@ -28,7 +28,10 @@ What it does, all on 127.0.0.1:
    planned time an hour later, so only the missed deadline can start it), and measures when
    the next step became active (``activated_at``) and when its first alert reached the Twilio
    stand-in, each minus the deadline.
-5. Counts tips not routed (job not ``done``) and tips with no alert handed to Twilio.
+5. Counts tips not routed (job not ``done``) and tips with no alert handed to Twilio, and
+   says where the time to each tip's first alert at Twilio went (commit -> routing task start
+   -> the alert's last claim by a delivery task -> arrival at the stand-in; and how many of
+   those alerts the pacer held first).
 6. Delivery (issue 18; off with ``--no-network``): the stand-in behaves like Twilio after
    accepting (``twilio_stub.Network``): texts go through a Messaging Service whose ``--pool``
    numbers each send ``--sender-mps`` segments a second from their own queue (sticky sender),
@@ -42,8 +45,11 @@ What it does, all on 127.0.0.1:
 The surge's tips repeat six texts, so surge grouping (``tipline.surge``) would fold most of
 them into a few alert chains: unless ``--grouping``, the policy is loaded with
 ``surge_grouping: false`` in every district, so every tip is alerted and delivery is what is
-measured. ``--surge-groups`` instead runs the grouping scenario (``bench/_surge.py``): grouping
-quality, and alert counts with and without grouping, in this process, then exits.
+measured. ``--short-code`` paces to senders that carry the surge (one short code at 100
+segments/s, 50 calls/s): issue 15's commit -> first alert target measures tipline's own path,
+not a long code's queue (docs/performance.md). ``--surge-groups`` instead runs the grouping
+scenario (``bench/_surge.py``): grouping quality, and alert counts with and without grouping,
+in this process, then exits.
 
 Everything it started is stopped and the database dropped at the end.
 """
@@ -329,6 +335,65 @@ def tips_alerted(engine: Engine) -> int:
             "d.id = a.dispatch_id WHERE a.status IN ('sent', 'delivered')")).scalar() or 0)
 
 
+def surge_drained(engine: Engine, n_jobs: int) -> bool:
+    """Every routing job done, and every tip that has alerts of its own has one sent (with
+    surge grouping most tips have none: they were folded into their group's chain)."""
+    with Session(engine) as s:
+        done = s.execute(text("SELECT count(*) FROM routing_jobs WHERE status <> 'pending'"))\
+            .scalar() or 0
+        with_alerts = s.execute(text(
+            "SELECT count(DISTINCT d.tip_id) FROM alert_deliveries a JOIN dispatches d ON "
+            "d.id = a.dispatch_id WHERE d.status <> 'notice'")).scalar() or 0
+    return done >= n_jobs and tips_alerted(engine) >= with_alerts
+
+
+# Per delivery: its tip's routing task start, and its last claim by a delivery task (``now`` of
+# that run: ``sent_at``), whether the pacer held it, and its tip's severity.
+STAGES = text(
+    "SELECT a.id, j.started_at, a.sent_at, coalesce(a.last_error, '') LIKE 'held%', "
+    "t.severity FROM alert_deliveries a JOIN dispatches d ON d.id = a.dispatch_id "
+    "JOIN routing_jobs j ON j.id = d.job_id JOIN tips t ON t.id = d.tip_id "
+    "WHERE a.id = ANY(:ids)")
+
+
+def stage_report(engine: Engine, stub: StubTwilio, committed: dict[str, float]) -> list[str]:
+    """Where the time from commit to the first alert at Twilio goes, per tip: commit ->
+    routing task start (broker queue) -> that alert's last claim by a delivery task (routing,
+    the delivery's wait in the broker, and any pacing holds) -> arrival at the stand-in (the
+    pacer and the HTTP request)."""
+    where = delivery_map(engine)
+    first: dict[str, tuple[float, int]] = {}
+    for dl, at in arrivals(stub).items():
+        info = where.get(dl)
+        if info is not None and info[0] in committed and (
+                info[0] not in first or at < first[info[0]][0]):
+            first[info[0]] = (at, dl)
+    by_dl = {dl: (ref, at) for ref, (at, dl) in first.items()}
+    with Session(engine) as s:
+        rows = s.execute(STAGES, {"ids": list(by_dl)}).all()
+    out = []
+    for life in (True, False):
+        queued: list[float] = []
+        to_claim: list[float] = []
+        to_twilio: list[float] = []
+        held = 0
+        for dl, started, claimed, was_held, severity in rows:
+            if (int(severity) >= 4) != life or started is None or claimed is None:
+                continue
+            ref, at = by_dl[dl]
+            queued.append(started.timestamp() - committed[ref])
+            to_claim.append(claimed.timestamp() - started.timestamp())
+            to_twilio.append(at - claimed.timestamp())
+            held += bool(was_held)
+        label = "life-safety tips" if life else "other tips"
+        out.append(f"  {label} ({len(queued)}), first alert at Twilio; pacer held it first: "
+                   f"{held}")
+        out.append(f"    commit -> routing task start: {fmt(queued)}")
+        out.append(f"    routing task start -> the alert's last claim: {fmt(to_claim)}")
+        out.append(f"    last claim -> at the Twilio stand-in: {fmt(to_twilio)}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=50.0, help="tips per second")
@@ -360,11 +425,17 @@ def main() -> None:
                     help="TIPLINE_URGENT_SMS_VALIDITY_SECONDS (life-safety alerts)")
     ap.add_argument("--no-network", action="store_true",
                     help="the stand-in accepts and does nothing more (no queues, no callbacks)")
+    ap.add_argument("--short-code", action="store_true",
+                    help="pace to senders that carry the surge (issue 15's measure of "
+                         "tipline's own path): one short code at 100 segments/s and an "
+                         "account allowed 50 calls/s; overrides --pool, --sender-mps, --cps")
     ap.add_argument("--grouping", action="store_true",
                     help="leave surge grouping on (folds the repeated texts)")
     ap.add_argument("--surge-groups", action="store_true",
                     help="run the surge grouping scenario instead (bench/_surge.py)")
     args = ap.parse_args()
+    if args.short_code:
+        args.pool, args.sender_mps, args.cps = 1, 100.0, 50.0
     if args.surge_groups:
         from bench import _surge
 
@@ -494,7 +565,7 @@ def main() -> None:
         print(f"  created {total} tips in {surge_took:.1f} s "
               f"({total / surge_took:.1f}/s; generator at most {behind * 1000:.0f} ms behind)",
               flush=True)
-        _wait(lambda: tips_alerted(engine) >= len(committed) + 1,
+        _wait(lambda: surge_drained(engine, len(committed) + 1),
               args.drain, "every surge tip's first alert", quiet=True)
         drained = time.monotonic() - t0
         cpu = group_cpu_seconds(workers) - cpu0
@@ -532,6 +603,11 @@ def main() -> None:
               f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"  deliveries: {n_dl} {by_status}; requests at the Twilio stand-in: "
               f"{len(stub.requests)}; provider refs used twice: {dup}")
+        print(f"  senders paced to: {args.pool} x {args.sender_mps:g} segment/s, "
+              f"{args.cps:g} calls/s")
+        print("\nRESULTS (where the time to the first alert at Twilio went)")
+        for line in stage_report(engine, stub, committed):
+            print(line)
 
         if stub.network is not None:
             _settle(engine, args.sms_validity + 180.0)
