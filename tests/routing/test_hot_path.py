@@ -192,6 +192,12 @@ def test_statement_counts_stay_small(pg_engine, db_session, vault, demo_director
     two statements on PostgreSQL. A change that loops queries per contact fails here."""
     queue = RecordingQueue()
     r, _ = policy_tip(db_session, vault, queue, **WEAPON_NOW)
+    # The district's grouping options are read once per 10 s per process (surge.OPTIONS_TTL):
+    # in a surge they are cached, as here.
+    from tipline.surge import services as surge
+
+    surge._options.clear()
+    surge.district_options(db_session, db_session.get(Tip, r.tip_id).district_id)
     with recorded_statements(pg_engine) as sent:
         policy = active_policy(db_session)
         spy = PlanSpy(PolicyPlanner(policy))
@@ -221,3 +227,37 @@ def test_a_job_routed_by_someone_else_writes_nothing(db_session, vault, demo_dir
     n = db_session.execute(select(Dispatch.id).where(Dispatch.tip_id == r.tip_id)).all()
     assert not route_job(db_session, r.job_id, spy, queue, TUESDAY_10AM).routed
     assert db_session.execute(select(Dispatch.id).where(Dispatch.tip_id == r.tip_id)).all() == n
+
+
+def test_a_district_that_does_not_group_is_not_searched_for_a_group(
+        pg_engine, db_session, vault, demo_directory, tmp_path):
+    """With ``surge_grouping: false`` routing reads no other tip's signature: that search
+    probed routing_jobs once per candidate (up to 400 per tip), and on a table without
+    statistics each probe read the whole status index (the routing benchmark's PostgreSQL
+    CPU grew to a whole CPU by the end of a surge)."""
+    import yaml
+
+    from tipline.surge import services as surge
+
+    data = yaml.safe_load(POLICY_FILE.read_text("utf-8"))
+    for body in data["districts"].values():
+        body["surge_grouping"] = False
+    off = tmp_path / "policy.off.yaml"
+    off.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    load_policy_file(db_session, off, loaded_by="test")
+    db_session.commit()
+    surge._options.clear()  # the district options cached by earlier tests
+    queue = RecordingQueue()
+    first = make_tip(db_session, vault, queue, **WEAPON_NOW)
+    db_session.commit()
+    policy = active_policy(db_session)
+    assert route_job(db_session, first.job_id, PolicyPlanner(policy), queue,
+                     TUESDAY_10AM).routed
+    r = make_tip(db_session, vault, queue, **WEAPON_NOW)  # the same words, same school
+    db_session.commit()
+    with recorded_statements(pg_engine) as sent:
+        result = route_job(db_session, r.job_id, PolicyPlanner(policy), queue, TUESDAY_10AM)
+    surge._options.clear()
+    assert result.routed and result.dispatches >= 5  # alerted on its own, not folded
+    reads = [s for s in sent if "tip_signatures" in s]
+    assert len(reads) == 1 and "routing_jobs" not in reads[0], reads  # its own row only

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from hashlib import sha256
@@ -62,22 +63,27 @@ def _keys(vault: Vault) -> tuple[bytes, bytes]:
     return vault.derive_secret(KEY_PURPOSE, 64), vault.derive_secret(SIGNAL_PURPOSE)
 
 
-def life_safety_signals(text_: str, language: str) -> list[str]:
-    """Names of the classifier rules with a life-safety floor that fire on ``text_``."""
-    result = classifier.classify(text_, language)
+def life_safety_signals(text_: str, language: str,
+                        fired: Sequence[str] | None = None) -> list[str]:
+    """Names of the classifier rules with a life-safety floor that fire on ``text_``.
+
+    ``fired``: every rule the classifier already fired on exactly these words in this
+    language (intake's triage), so they are not classified twice; None: classify here."""
+    if fired is None:
+        fired = classifier.classify(text_, language).signals
     lex = classifier._lexicon()  # the rules' floors: which fired signals are life-safety
     floors = {r.signal: r.severity for r in lex.rules}
-    return [s for s in result.signals if (floors.get(s) or 0) >= int(Severity.LIFE_SAFETY)]
+    return [s for s in fired if (floors.get(s) or 0) >= int(Severity.LIFE_SAFETY)]
 
 
 def signature_row(vault: Vault, tip_id: int, text_: str, language: str,
-                  now: datetime) -> dict[str, object]:
+                  now: datetime, fired: Sequence[str] | None = None) -> dict[str, object]:
     """The ``tip_signatures`` row for ``text_``: MinHash and keyed digests of its
-    life-safety reasons; nothing of the text itself."""
+    life-safety reasons; nothing of the text itself (``fired``: as ``life_safety_signals``)."""
     mh_key, sig_key = _keys(vault)
     sig = signature(text_, mh_key)
     signals = sorted({hmac.new(sig_key, s.encode(), sha256).hexdigest()[:16]
-                      for s in life_safety_signals(text_, language)})
+                      for s in life_safety_signals(text_, language, fired)})
     return {"tip_id": tip_id, "school_id": None, "created_at": now, "minhash": sig.minhash,
             "size": sig.size, "signals": signals, "group_id": None, "folded": False,
             "split": False, "grouped_at": None}
@@ -107,16 +113,17 @@ def record_signature(session: Session, vault: Vault, tip_id: int, text_: str, la
 
 
 def at_intake(vault: Vault, school_id: int | None, channel: str, text_: str, language: str,
-              now: datetime) -> dict[str, object] | None:
+              now: datetime, fired: Sequence[str] | None = None) -> dict[str, object] | None:
     """``create_tip``'s one call: the ``tip_signatures`` row of a web or SMS tip's words,
     which ``create_tip`` inserts in the same statement as the tip (it sets ``tip_id``; see
     ``insert_signature`` for one row alone). A voice tip's words come later, with its
     transcript (``telephony.voice``). Grouping is an aid: a failure to compute it is logged
-    and the tip is taken in without a signature (it alerts alone)."""
+    and the tip is taken in without a signature (it alerts alone). ``fired``: the rules
+    triage's classifier fired on these words, when it ran (None: classified here)."""
     if channel == "voice" or not text_.strip():
         return None
     try:
-        return signature_row(vault, 0, text_, language, now) | {"school_id": school_id}
+        return signature_row(vault, 0, text_, language, now, fired) | {"school_id": school_id}
     except Exception:  # never cost a tip
         log.exception("surge signature failed; the tip is taken in without one")
         return None
@@ -162,6 +169,13 @@ def on_route(session: Session, tip: Tip, reason: str, now: datetime) -> Fold | N
         sig.school_id = tip.school_id
     score = 0.0
     if sig.group_id is None and not sig.split:
+        if not district_options(session, tip.district_id)[0]:
+            # Not grouping here: no search. It cost a probe of routing_jobs per candidate (up
+            # to MAX_CANDIDATES per tip), and on a table without statistics (a new database,
+            # a surge before autovacuum's ANALYZE) PostgreSQL answers each probe by reading
+            # the whole ``status`` index: 1.1 billion index entries read in one 3,000-tip
+            # routing benchmark, half the machine's CPU by the end of the surge.
+            return None
         # Earlier tips of the school in the window that routing has taken (their job done:
         # grouped, and alerted or folded). The per-school lock makes this read see them all.
         routed = select(RoutingJob.id).where(RoutingJob.tip_id == TipSignature.tip_id,
@@ -174,7 +188,7 @@ def on_route(session: Session, tip: Tip, reason: str, now: datetime) -> Fold | N
                    TipSignature.tip_id != tip.id, routed.exists())
             .order_by(TipSignature.created_at.desc()).limit(MAX_CANDIDATES))]
         best, score = best_match(sig.minhash, sig.size, cands)
-        if best is None or not district_options(session, tip.district_id)[0]:
+        if best is None:
             return None
         sig.group_id = best.group_id or _new_group(session, best.tip_id, now).id
         sig.grouped_at = now
