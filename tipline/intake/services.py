@@ -21,7 +21,7 @@ from tipline.db import Base, new_uid, utcnow
 from tipline.directory.models import School
 from tipline.jobs import JobQueue, after_commit
 from tipline.ops import metrics
-from tipline.routing.audience import district_audience, intake_plan, seal_alert_content
+from tipline.routing.audience import intake_audience, seal_alert_content
 from tipline.routing.models import RoutingJob
 from tipline.surge import services as surge
 from tipline.surge.models import TipSignature
@@ -203,12 +203,11 @@ def _seal_for_audience(
     only when the matched rule says include_content, and never for a call (its body is a
     stand-in until the transcript comes).
     """
-    # Planned first (cached per place, category, severity and minute), so one read of the
-    # key tables finds the district's key and the agencies' together.
-    plan = intake_plan(session, school_id=school_id, district_id=district_id,
-                       category=sub.category.value, severity=severity, now=utcnow(),
-                       sealed=True)
-    recipients = district_audience(session, district_id, plan.agency_ids)
+    # The plan (cached, checked against the active policy's head) and the read keys of the
+    # district and the plan's agencies: one statement for most tips.
+    plan, recipients = intake_audience(session, school_id=school_id, district_id=district_id,
+                                       category=sub.category.value, severity=severity,
+                                       now=utcnow())
     if recipients and sub.channel in (Channel.WEB, Channel.VOICE):  # SMS: no code is given
         recipients.append(reporter_recipient(code, tip_uid)[0])
     dek, wrapped = vault.new_data_key(recipients)

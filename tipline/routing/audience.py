@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from tipline import crypto
 from tipline.crypto import Vault, field_ad
+from tipline.crypto import audience as crypto_audience
 from tipline.directory.models import Contact, District, School
 from tipline.routing.models import Dispatch, RoutingJob
+from tipline.routing.statements import ACTIVE_POLICY_HEAD
 from tipline.tips.models import DataKey, Tip
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,83 @@ def _intake_plan(session: Session, policy: Any, school_id: int | None,
             Contact.id.in_(ids), Contact.agency_id.is_not(None))).scalars()
         agencies = tuple(sorted({a for a in found if a is not None}))
     return IntakePlan(agencies, include)
+
+
+# The active policy's head (id, version, sha256) and the active read keys of a district and a
+# list of agencies, in one statement: one row per key, and one row of nulls when the district
+# has none; the head's columns are null when there is no active policy.
+_one = select(literal_column("1").label("one")).subquery("one")
+_head = ACTIVE_POLICY_HEAD.subquery("head")
+_keys = crypto_audience.ACTIVE_KEY_ROWS.subquery("keys")
+HEAD_AND_KEYS = (
+    select(_head.c.id, _head.c.version, _head.c.sha256, _keys.c.owner, _keys.c.owner_id,
+           _keys.c.key_id, _keys.c.public_key)
+    .select_from(_one.outerjoin(_head, true()).outerjoin(_keys, true()))
+    .order_by(_keys.c.id)
+)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    head: tuple[Any, ...] | None  # the policy head the plan was made under
+    minute: datetime
+    clock: float
+    plan: IntakePlan
+
+
+# Intake's plans by bind, place, category and severity (not minute: a plan of the previous
+# minute still names the agencies whose keys are worth reading before the plan is checked).
+_planned: dict[tuple[Any, ...], _Planned] = {}
+
+
+def intake_audience(session: Session, *, school_id: int | None, district_id: int | None,
+                    category: str, severity: int,
+                    now: datetime) -> tuple[IntakePlan, list[crypto.Recipient]]:
+    """``intake_plan`` and ``district_audience`` for a new tip, in one round trip when its
+    plan is known: the active policy's head and the read keys of the district and of the
+    agencies of the last plan made for such a tip come back in one statement. That plan is
+    used only if it was made under that same policy head, in this minute, within PLAN_TTL;
+    otherwise the tip is planned again, and the keys of any agency the guess missed are
+    read (a second round trip, only then). The keys are read for every tip (no key cache)."""
+    if district_id is None:  # every district's keys: the general path
+        plan = intake_plan(session, school_id=None, district_id=None, category=category,
+                           severity=severity, now=now, sealed=True)
+        return plan, district_audience(session, None, plan.agency_ids)
+    key = (id(session.get_bind()), school_id, district_id, category, severity)
+    minute = now.replace(second=0, microsecond=0)
+    found = _planned.get(key)
+    guess = found.plan.agency_ids if found is not None else ()
+    rows = session.connection().execute(
+        HEAD_AND_KEYS, {"district": district_id, "agencies": list(guess)}).all()
+    head = tuple(rows[0][:3]) if rows and rows[0][0] is not None else None
+    clock = time.monotonic()
+    if (found is not None and found.head == head and found.minute == minute
+            and clock - found.clock < PLAN_TTL):
+        plan = found.plan
+    else:
+        plan = _plan_at_head(session, head, school_id, district_id, category, severity, now)
+        if len(_planned) >= _PLAN_CACHE_MAX:
+            _planned.clear()
+        _planned[key] = _Planned(head, minute, clock, plan)
+    if not set(plan.agency_ids) <= set(guess):
+        return plan, crypto.audience_keys(session, district_id, plan.agency_ids)
+    return plan, crypto_audience.recipients_from_rows(
+        (r[3:] for r in rows if r[3] is not None), district_id, plan.agency_ids)
+
+
+def _plan_at_head(session: Session, head: tuple[Any, ...] | None, school_id: int | None,
+                  district_id: int | None, category: str, severity: int,
+                  now: datetime) -> IntakePlan:
+    try:
+        from tipline.routing.policy import policy_at_head
+
+        policy = policy_at_head(session, head)
+    except Exception:  # as ``_policy``: the worker falls back to the directory planner too
+        log.exception("routing policy unavailable at intake; sealing to the district only")
+        return IntakePlan()
+    if policy is None:  # directory default: never police, never content
+        return IntakePlan()
+    return _intake_plan(session, policy, school_id, district_id, category, severity, now, True)
 
 
 def district_audience(session: Session, district_id: int | None,

@@ -1021,11 +1021,18 @@ _cache = _Cache()
 def active_policy(session: Session) -> Policy | None:
     """The active policy, parsed once per version (rows are immutable once stored)."""
     head = session.connection().execute(ACTIVE_POLICY_HEAD).first()  # runs for every tip
+    return policy_at_head(session, None if head is None else tuple(head))
+
+
+def policy_at_head(session: Session, head: tuple[Any, ...] | None) -> Policy | None:
+    """The parsed policy of an ``ACTIVE_POLICY_HEAD`` row (id, version, sha256) read by the
+    caller, perhaps in a statement of its own (intake reads it with the read keys)."""
     if head is None:
         return None
-    key = f"{head.version}:{head.sha256}"
+    head_id, version, sha = head
+    key = f"{version}:{sha}"
     if _cache.policy is None or _cache.sha != key:
-        row = session.get(RoutingPolicy, head.id)
+        row = session.get(RoutingPolicy, head_id)
         assert row is not None  # noqa: S101 - just selected
         parsed = parse_policy(row.source_text, row.source_name)
         policy = Policy(parsed.source, parsed.name, parsed.districts,

@@ -1,0 +1,106 @@
+"""Intake's plan is cached, but never trusted past a change: the policy's head and the read keys
+come back with every tip, so a new policy or a new key reaches the very next tip's seal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import make_tip
+from tests.keysupport import reader
+from tests.routing.test_sealed_routing import POLICY, WEAPON_TEXT
+from tipline.crypto.models import Owner, ReadKey
+from tipline.crypto.sealing import new_private_key, public_bytes
+from tipline.db import utcnow
+from tipline.directory.models import Contact
+from tipline.routing.audience import sealed_agency_ids
+from tipline.routing.policy import load_policy
+from tipline.tips.models import Category, Severity, Tip
+
+# The same policy, with weapons no longer routed to the police liaison.
+NO_POLICE = POLICY.replace("{contact: slps-safety-desk}, {contact: slpd-liaison}",
+                           "{contact: slps-safety-desk}")
+
+
+@pytest.fixture
+def slpd(db_session: Any, vault: Any, demo_directory: Any) -> int:
+    """slps and the SLPD liaison's agency each have a read key; the agency's id."""
+    reader(db_session, vault, "slps")
+    reader(db_session, vault, role="police_liaison", district=None, contact="slpd-liaison")
+    db_session.commit()
+    return int(db_session.execute(select(Contact.agency_id).where(
+        Contact.key == "slpd-liaison")).scalar_one())
+
+
+def _weapon_tip_rids(session: Any, vault: Any, queue: Any) -> list[str]:
+    r = make_tip(session, vault, queue, body=WEAPON_TEXT, school_code="slps-roosevelt",
+                 category=Category.WEAPON, severity=Severity.HIGH)
+    session.commit()
+    tip = session.get(Tip, r.tip_id)
+    assert tip is not None and tip.data_key is not None
+    return [s["rid"] for s in json.loads(tip.data_key.slots)["slots"]]
+
+
+def _agencies(rids: list[str]) -> set[int]:
+    return sealed_agency_ids(json.dumps({"slots": [{"rid": r} for r in rids]}))
+
+
+def test_a_policy_that_stops_routing_to_police_stops_the_next_seal(
+        db_session, vault, queue, slpd) -> None:
+    load_policy(db_session, POLICY, "police.yaml", loaded_by="test")
+    db_session.commit()
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == {slpd}
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == {slpd}  # cached plan
+    load_policy(db_session, NO_POLICE, "no-police.yaml", loaded_by="test")
+    db_session.commit()
+    rids = _weapon_tip_rids(db_session, vault, queue)  # same minute, same place, same kind
+    assert _agencies(rids) == set() and any(r.startswith("district:") for r in rids)
+
+
+def test_a_policy_that_starts_routing_to_police_seals_the_next_tip_to_them(
+        db_session, vault, queue, slpd) -> None:
+    load_policy(db_session, NO_POLICE, "no-police.yaml", loaded_by="test")
+    db_session.commit()
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == set()
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == set()  # cached plan
+    load_policy(db_session, POLICY, "police.yaml", loaded_by="test")
+    db_session.commit()
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == {slpd}
+
+
+def test_a_new_or_retired_agency_key_reaches_the_next_seal(
+        db_session, vault, queue, slpd) -> None:
+    load_policy(db_session, POLICY, "police.yaml", loaded_by="test")
+    db_session.commit()
+    first = [r for r in _weapon_tip_rids(db_session, vault, queue) if r.startswith("agency:")]
+    old = db_session.execute(select(ReadKey).where(
+        ReadKey.owner == Owner.AGENCY.value, ReadKey.owner_id == slpd,
+        ReadKey.retired_at.is_(None))).scalar_one()
+    assert first == [old.rid]
+    old.retired_at = utcnow()
+    new = ReadKey(owner=Owner.AGENCY.value, owner_id=slpd, key_id="rotated",
+                  public_key=public_bytes(new_private_key()))
+    db_session.add(new)
+    db_session.commit()
+    assert [r for r in _weapon_tip_rids(db_session, vault, queue)
+            if r.startswith("agency:")] == [new.rid]
+    new.retired_at = utcnow()  # no active key: the agency adds nothing
+    db_session.commit()
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == set()
+
+
+def test_a_cached_plan_costs_one_statement_for_the_policy_and_every_key(
+        db_session, vault, queue, slpd) -> None:
+    from tests.intake.test_intake_statements import _statements
+
+    load_policy(db_session, POLICY, "police.yaml", loaded_by="test")
+    db_session.commit()
+    _weapon_tip_rids(db_session, vault, queue)  # plans, and caches the plan
+    with _statements(db_session) as seen:
+        rids = _weapon_tip_rids(db_session, vault, queue)
+    assert _agencies(rids) == {slpd}
+    reads = [s for s in seen if "read_keys" in s]
+    assert len(reads) == 1 and "routing_policies" in reads[0]
