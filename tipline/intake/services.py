@@ -89,11 +89,14 @@ def create_tip(
     *,
     severity_floor: Severity | None = None,
     receipt_code: str | None = None,
+    fired: Sequence[str] | None = None,
 ) -> Receipt:
     """Write a sealed tip, its first message, attachments and a routing job in ``session``.
 
     ``severity_floor`` comes from automatic triage: it may raise the reporter's severity, never
-    lower it. Nothing is committed here.
+    lower it. ``fired``: the rules triage's classifier fired on exactly this body and these
+    details in this language, only when it ran (the surge signature reuses them instead of
+    classifying the words again); None classifies them here. Nothing is committed here.
     """
     body = submission.body.strip()
     if not body and not submission.attachments:
@@ -167,7 +170,7 @@ def create_tip(
     # Surge grouping's signature, from the words in memory before they are sealed.
     signature = surge.at_intake(vault, school_id, submission.channel.value,
                                 "\n".join([body, *clean.values()]), submission.language,
-                                utcnow())
+                                utcnow(), fired)
     job_id, tip_id, message_id = _insert_tip_rows(
         session, key_values, _row(Tip, **tip_values), message_values, job_values, signature
     )

@@ -28,6 +28,10 @@ class Triage:
     severity_floor: Severity | None = None
     category: Category | None = None
     signals: tuple[str, ...] = ()
+    # The classifier ran on the text and answered: ``signals`` are every rule it fired, which
+    # the surge step may reuse. False (no classifier, no text, or it failed): an empty
+    # ``signals`` says nothing, and must never be read as "no life-safety reason".
+    classified: bool = False
 
 
 def _classifier() -> Callable[[str, str], Any] | None:
@@ -69,4 +73,4 @@ def run_triage(text: str, language: str) -> Triage:
         cat = Category(category) if category else None
     except ValueError:
         cat = None
-    return Triage(severity, cat, tuple(getattr(result, "signals", ()) or ()))
+    return Triage(severity, cat, tuple(getattr(result, "signals", ()) or ()), classified=True)

@@ -335,7 +335,10 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
         try:
             receipt = create_tip(sess, svc.vault, svc.queue, submission,
                                  severity_floor=triage.severity_floor,
-                                 receipt_code=ids.receipt_code)
+                                 receipt_code=ids.receipt_code,
+                                 # Only a triage that ran: a failed one's empty signals
+                                 # must not tell surge grouping "no life-safety reason".
+                                 fired=triage.signals if triage.classified else None)
             sess.commit()
         except IntakeError:
             sess.rollback()
