@@ -99,9 +99,10 @@ class _Result:
 def test_triage_tolerates_odd_classifier_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(triage, "_classify", lambda text, lang: _Result("weapon", 4))
     assert triage.run_triage("gun", "en") == triage.Triage(Severity.LIFE_SAFETY, Category.WEAPON,
-                                                           ("weapon-word",))
+                                                           ("weapon-word",), classified=True)
     monkeypatch.setattr(triage, "_classify", lambda text, lang: _Result("not-a-category", 9))
-    assert triage.run_triage("x", "en") == triage.Triage(None, None, ("weapon-word",))
+    assert triage.run_triage("x", "en") == triage.Triage(None, None, ("weapon-word",),
+                                                         classified=True)
     monkeypatch.setattr(triage, "_classify", None)
     assert triage.run_triage("x", "en") == triage.Triage()
     assert triage.triage_text(" body ", {"when": "", "where": " gym "}) == "body\ngym"
