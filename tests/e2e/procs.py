@@ -226,7 +226,7 @@ def hidden_fields(page: str) -> dict[str, str]:
 def request(method: str, url: str, body: str | None = None, headers: dict[str, str] | None = None,
             source: str = "127.0.0.1") -> tuple[int, list[tuple[str, str]], str]:
     u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20,
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=20,
                                       source_address=(source, 0))
     try:
         path = u.path + (f"?{u.query}" if u.query else "")
