@@ -31,14 +31,13 @@ import os
 import pstats
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench._common import load_average
+from bench._common import load_average, timed_call, wsgi_environ
 from bench.sms import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -106,28 +105,13 @@ def _instrument(engine: Any, counts: Counts) -> None:
 
 
 def _environ(body: bytes, signature: str) -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": "POST", "PATH_INFO": "/twilio/sms", "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1",
-        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-        "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(body)),
-        "HTTP_X_TWILIO_SIGNATURE": signature, "REMOTE_ADDR": "127.0.0.1",
-    }
+    return wsgi_environ("POST", "/twilio/sms", body, "application/x-www-form-urlencoded",
+                        HTTP_X_TWILIO_SIGNATURE=signature)
 
 
 def _call(app: Any, environ: dict[str, Any]) -> float:
     """The calling thread's CPU seconds for one webhook; fails on anything but a TwiML reply."""
-    status: list[str] = []
-
-    def start_response(s: str, _headers: Any, _exc: Any = None) -> None:
-        status.append(s)
-
-    started = time.thread_time()
-    body = b"".join(app(environ, start_response))
-    spent = time.thread_time() - started
-    if not status or not status[0].startswith("200") or b"<Message" not in body:
-        raise SystemExit(f"webhook failed: {status} {body[:300]!r}")
-    return spent
+    return timed_call(app, environ, b"<Message")
 
 
 def main() -> None:

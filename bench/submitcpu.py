@@ -20,21 +20,18 @@ queue on 127.0.0.1:6379 db 12 (production mode), and drops and deletes what it m
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import secrets
 import shutil
 import statistics
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench._common import load_average
+from bench._common import load_average, timed_call, wsgi_environ
 from bench.intake import (
     BENCH_DB_URL,
     REDIS_URL,
@@ -70,28 +67,7 @@ def _body(kind: str, token: str) -> tuple[str, bytes]:
 
 def _environ(method: str, path: str, cookie: str = "", ctype: str = "",
              data: bytes = b"") -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1",
-        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(data), "wsgi.errors": sys.stderr,
-        "CONTENT_TYPE": ctype, "CONTENT_LENGTH": str(len(data)), "HTTP_COOKIE": cookie,
-        "REMOTE_ADDR": "127.0.0.1",
-    }
-
-
-def _call(app: Any, environ: dict[str, Any]) -> float:
-    """The calling thread's CPU seconds for one request; fails on anything but 200."""
-    status: list[str] = []
-
-    def start_response(s: str, _headers: Any, _exc: Any = None) -> None:
-        status.append(s)
-
-    started = time.thread_time()
-    body = b"".join(app(environ, start_response))
-    spent = time.thread_time() - started
-    if not status or not status[0].startswith("200"):
-        raise SystemExit(f"request failed: {status} {body[:300]!r}")
-    return spent
+    return wsgi_environ(method, path, data, ctype, HTTP_COOKIE=cookie)
 
 
 def main() -> None:
@@ -140,14 +116,14 @@ def main() -> None:
         apps = {"bare Flask route": bare_app}
         for kind, make in kinds.items():  # warm-up: caches, prepared statements, connections
             for _ in range(50):
-                _call(apps.get(kind, app), make())
+                timed_call(apps.get(kind, app), make())
         medians: dict[str, list[float]] = {kind: [] for kind in kinds}
         for _round in range(args.rounds):
             spent: dict[str, list[float]] = {kind: [] for kind in kinds}
             for _ in range(args.requests):
                 for kind, make in kinds.items():
                     environ = make()  # built outside the measured time
-                    spent[kind].append(_call(apps.get(kind, app), environ))
+                    spent[kind].append(timed_call(apps.get(kind, app), environ))
             for kind, values in spent.items():
                 medians[kind].append(1000 * statistics.median(values))
     finally:
