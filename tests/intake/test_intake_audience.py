@@ -104,3 +104,47 @@ def test_a_cached_plan_costs_one_statement_for_the_policy_and_every_key(
     assert _agencies(rids) == {slpd}
     reads = [s for s in seen if "read_keys" in s]
     assert len(reads) == 1 and "routing_policies" in reads[0]
+
+
+def test_a_plan_that_failed_is_not_reused_for_the_next_tip(
+        db_session, vault, queue, slpd, monkeypatch) -> None:
+    """A policy read that fails once seals that tip to the district only (as before); the
+    next tip of the same place, kind and minute is planned again, not given the failed
+    plan, so police the worker alerts can read it."""
+    from tipline.routing import policy as routing_policy
+
+    load_policy(db_session, POLICY, "police.yaml", loaded_by="test")
+    db_session.commit()
+    real = routing_policy.policy_at_head
+    calls = []
+
+    def flaky(session: Any, head: Any) -> Any:
+        calls.append(head)
+        if len(calls) == 1:
+            raise RuntimeError("policy store unavailable")
+        return real(session, head)
+
+    monkeypatch.setattr(routing_policy, "policy_at_head", flaky)
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == set()
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == {slpd}
+    assert len(calls) == 2
+
+
+def test_a_plan_whose_engine_failed_is_not_reused_for_the_next_tip(
+        db_session, vault, queue, slpd, monkeypatch) -> None:
+    from tipline.routing import engine
+
+    load_policy(db_session, POLICY, "police.yaml", loaded_by="test")
+    db_session.commit()
+    real = engine.plan_for_place
+    calls = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("engine failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "plan_for_place", flaky)
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == set()
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == {slpd}

@@ -61,6 +61,11 @@ class IntakePlan:
     include_content: bool = False
 
 
+# The plan of a tip whose planning failed (district only): used for that tip, never cached, so
+# the next tip is planned again rather than sealed without the police the worker alerts.
+_FAILED = IntakePlan()
+
+
 def _policy(session: Session) -> Any:
     try:
         from tipline.routing.policy import active_policy
@@ -110,6 +115,8 @@ def intake_plan(session: Session, *, school_id: int | None, district_id: int | N
         return found[1]
     plan = _intake_plan(session, policy, school_id, district_id, category, severity, now,
                         sealed)
+    if plan is _FAILED:
+        return plan
     if len(_plans) >= _PLAN_CACHE_MAX:
         _plans.clear()
     _plans[key] = (clock, plan)
@@ -129,7 +136,7 @@ def _intake_plan(session: Session, policy: Any, school_id: int | None,
         plan = plan_for_place(session, policy, school, district, category, severity, now)
     except Exception:
         log.exception("policy engine failed at intake; sealing to the district only")
-        return IntakePlan()
+        return _FAILED
     entries = [e for step in plan.steps for e in step.entries]
     include = any(e.include_content for e in entries)
     ids = sorted({e.contact_id for e in entries})
@@ -194,9 +201,12 @@ def intake_audience(session: Session, *, school_id: int | None, district_id: int
         plan = found.plan
     else:
         plan = _plan_at_head(session, head, school_id, district_id, category, severity, now)
-        if len(_planned) >= _PLAN_CACHE_MAX:
-            _planned.clear()
-        _planned[key] = _Planned(head, minute, clock, plan)
+        if plan is _FAILED:
+            _planned.pop(key, None)
+        else:
+            if len(_planned) >= _PLAN_CACHE_MAX:
+                _planned.clear()
+            _planned[key] = _Planned(head, minute, clock, plan)
     if not set(plan.agency_ids) <= set(guess):
         return plan, crypto.audience_keys(session, district_id, plan.agency_ids)
     return plan, crypto_audience.recipients_from_rows(
@@ -212,7 +222,7 @@ def _plan_at_head(session: Session, head: tuple[Any, ...] | None, school_id: int
         policy = policy_at_head(session, head)
     except Exception:  # as ``_policy``: the worker falls back to the directory planner too
         log.exception("routing policy unavailable at intake; sealing to the district only")
-        return IntakePlan()
+        return _FAILED
     if policy is None:  # directory default: never police, never content
         return IntakePlan()
     return _intake_plan(session, policy, school_id, district_id, category, severity, now, True)
