@@ -148,3 +148,21 @@ def test_a_plan_whose_engine_failed_is_not_reused_for_the_next_tip(
     monkeypatch.setattr(engine, "plan_for_place", flaky)
     assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == set()
     assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == {slpd}
+
+
+def test_a_directory_change_reaches_the_seal_once_the_cached_plan_expires(
+        db_session, vault, queue, slpd, monkeypatch) -> None:
+    """The directory has no version in the head statement: a contact that leaves its agency
+    stops sealing tips to that agency once the cached plan is past PLAN_TTL (docs/crypto.md,
+    "Which police agencies a tip is sealed to")."""
+    import tipline.routing.audience as audience
+
+    load_policy(db_session, POLICY, "police.yaml", loaded_by="test")
+    db_session.commit()
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == {slpd}
+    liaison = db_session.execute(select(Contact).where(
+        Contact.key == "slpd-liaison")).scalar_one()
+    liaison.agency_id = None
+    db_session.commit()
+    monkeypatch.setattr(audience, "PLAN_TTL", 0.0)  # as if PLAN_TTL had passed
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == set()
