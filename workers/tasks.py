@@ -49,7 +49,7 @@ def run_deliver_alert(delivery_id: int) -> routing.DeliveryResult:
     svc = _svc()
     with svc.db.held_session() as session:
         result = routing.deliver_alert(session, delivery_id, svc.senders(), utcnow(), svc.queue)
-        hooks.delivery_done(session, delivery_id, result.outcome)
+        hooks.delivery_done(session, result)
     return result
 
 

@@ -218,46 +218,28 @@ def test_statement_counts_stay_small(pg_engine, db_session, vault, demo_director
     seen = first_words(sent)
     work = [s for s in seen if s not in ("SAVEPOINT", "RELEASE", "ROLLBACK")]
     assert work == ["WITH", "UPDATE"], seen  # claim and read in one; the result
+    from tipline.ops import hooks
 
-
-def test_a_job_routed_by_someone_else_writes_nothing(db_session, vault, demo_directory):
-    queue = RecordingQueue()
-    r, spy = policy_tip(db_session, vault, queue, school_code="slps-soldan")
-    assert route_job(db_session, r.job_id, spy, queue, TUESDAY_10AM).routed
-    n = db_session.execute(select(Dispatch.id).where(Dispatch.tip_id == r.tip_id)).all()
-    assert not route_job(db_session, r.job_id, spy, queue, TUESDAY_10AM).routed
-    assert db_session.execute(select(Dispatch.id).where(Dispatch.tip_id == r.tip_id)).all() == n
-
-
-def test_a_district_that_does_not_group_is_not_searched_for_a_group(
-        pg_engine, db_session, vault, demo_directory, tmp_path):
-    """With ``surge_grouping: false`` routing reads no other tip's signature: that search
-    probed routing_jobs once per candidate (up to 400 per tip), and on a table without
-    statistics each probe read the whole status index (the routing benchmark's PostgreSQL
-    CPU grew to a whole CPU by the end of a surge)."""
-    import yaml
-
-    from tipline.surge import services as surge
-
-    data = yaml.safe_load(POLICY_FILE.read_text("utf-8"))
-    for body in data["districts"].values():
-        body["surge_grouping"] = False
-    off = tmp_path / "policy.off.yaml"
-    off.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
-    load_policy_file(db_session, off, loaded_by="test")
-    db_session.commit()
-    surge._options.clear()  # the district options cached by earlier tests
-    queue = RecordingQueue()
-    first = make_tip(db_session, vault, queue, **WEAPON_NOW)
-    db_session.commit()
-    policy = active_policy(db_session)
-    assert route_job(db_session, first.job_id, PolicyPlanner(policy), queue,
-                     TUESDAY_10AM).routed
-    r = make_tip(db_session, vault, queue, **WEAPON_NOW)  # the same words, same school
-    db_session.commit()
     with recorded_statements(pg_engine) as sent:
-        result = route_job(db_session, r.job_id, PolicyPlanner(policy), queue, TUESDAY_10AM)
-    surge._options.clear()
-    assert result.routed and result.dispatches >= 5  # alerted on its own, not folded
-    reads = [s for s in sent if "tip_signatures" in s]
-    assert len(reads) == 1 and "routing_jobs" not in reads[0], reads  # its own row only
+        hooks.delivery_done(db_session, out)
+    seen = first_words(sent)
+    work = [s for s in seen if s not in ("SAVEPOINT", "RELEASE", "ROLLBACK")]
+    assert work == ["UPDATE"], seen  # the metrics: the tip's first alert, on its primary key
+
+
+def test_the_surge_search_probes_each_candidate_from_its_own_index(db_session):
+    """The surge search asks "has routing taken this tip" once per signature of the school
+    (a SubPlan on the partial index ``ix_routing_jobs_done_tip``), never as a join that starts
+    from every done job: on tables without statistics PostgreSQL chose that join, and each
+    tip's search read all the jobs routed before it (docs/performance.md)."""
+    from sqlalchemy import text
+
+    from tipline.surge.services import candidates
+
+    db_session.execute(text("SET LOCAL enable_seqscan = off"))
+    compiled = candidates(1, 1, TUESDAY_10AM).compile(dialect=db_session.get_bind().dialect)
+    plan = "\n".join(r[0] for r in db_session.connection().exec_driver_sql(
+        f"EXPLAIN {compiled}", compiled.params))
+    assert "SubPlan" in plan and "Semi Join" not in plan, plan
+    assert "ix_routing_jobs_done_tip" in plan and "ix_routing_jobs_status" not in plan, plan
+    assert "ix_tip_signatures_school_created" in plan, plan

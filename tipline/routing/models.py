@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, false
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tipline.db import Base, UTCDateTime, utcnow
@@ -47,6 +47,13 @@ class RoutingJob(Base):
                                                  server_default=false())
     # Which rule matched and why each contact was or was not alerted (no tip content).
     explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    # Revision 0017: "has routing taken this tip" (surge grouping asks it per candidate),
+    # answered from this index alone whether or not the table has statistics yet.
+    __table_args__ = (
+        Index("ix_routing_jobs_done_tip", "tip_id", postgresql_where=text("status = 'done'"),
+              sqlite_where=text("status = 'done'")),
+    )
 
     tip: Mapped[Tip] = relationship()
     dispatches: Mapped[list[Dispatch]] = relationship(

@@ -418,8 +418,14 @@ def voice_script(tip: Tip, school_name: str | None) -> str:
 
 @dataclass(frozen=True)
 class DeliveryResult:
+    """What became of a delivery; the channel and tip when the delivery's row was read, so
+    the metrics after it (``tipline.ops.hooks.delivery_done``) need not read them again."""
+
     delivery_id: int
     outcome: str  # sent | skipped | retry | failed
+    channel: str | None = None
+    tip_id: int | None = None
+    sent_at: datetime | None = None  # when recorded as sent (outcome "sent")
 
 
 def deliver_alert(
@@ -458,7 +464,7 @@ def deliver_alert(
     alert = _alert_for(session, delivery_id, row, now)
     if alert is None or sender is None or not row.active:
         fail_delivery(session, delivery_id, now, f"no {row.channel} route for contact", queue)
-        return DeliveryResult(delivery_id, "failed")
+        return DeliveryResult(delivery_id, "failed", row.channel, row.tip_id)
     try:
         ref = sender.send(session, alert)
     except TransientSendError as exc:
@@ -471,7 +477,7 @@ def deliver_alert(
         why = f"transient: {str(exc)[:150]}"
         if row.attempts >= MAX_SEND_ATTEMPTS and _has_next_channel(row.channels, row.channel):
             fail_delivery(session, delivery_id, now, why, queue, expect=DeliveryStatus.SENDING)
-            return DeliveryResult(delivery_id, "failed")
+            return DeliveryResult(delivery_id, "failed", row.channel, row.tip_id)
         # The last channel is never given up on a transient error: it stays pending and the
         # sweep keeps re-sending it while the dispatch is open.
         _reset(session, delivery_id, now, why)
@@ -480,7 +486,7 @@ def deliver_alert(
         session.rollback()
         fail_delivery(session, delivery_id, now, f"permanent: {str(exc)[:150]}", queue,
                       expect=DeliveryStatus.SENDING)
-        return DeliveryResult(delivery_id, "failed")
+        return DeliveryResult(delivery_id, "failed", row.channel, row.tip_id)
     except SendHeld as held:
         # Paced (routing.pacing): back to pending, not counted as an attempt; the task
         # tries again at its turn, the wait the exception carries.
@@ -489,7 +495,9 @@ def deliver_alert(
         raise
     params |= {"b_provider": sender.name, "b_ref": ref[:64]}
     done = _record_sent(session, params)
-    return DeliveryResult(delivery_id, "sent" if done else "skipped")
+    if not done:
+        return DeliveryResult(delivery_id, "skipped")
+    return DeliveryResult(delivery_id, "sent", row.channel, row.tip_id, now)
 
 
 def _alert_for(session: Session, delivery_id: int, row: Any, now: datetime | None = None

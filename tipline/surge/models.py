@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tipline.db import Base, UTCDateTime, new_uid, utcnow
@@ -57,6 +57,10 @@ class TipSignature(Base):
     split: Mapped[bool] = mapped_column(Boolean, default=False)
     # Grouping has looked at it (at routing, or when a voice transcript came).
     grouped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Revision 0017: a school's signatures in the grouping window, newest first (the surge
+    # search), read from one index instead of combining the school's and the window's.
+    __table_args__ = (Index("ix_tip_signatures_school_created", "school_id", "created_at"),)
 
     def as_dict(self) -> dict[str, Any]:
         return {"tip_id": self.tip_id, "group_id": self.group_id, "folded": self.folded}

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import cast
 
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import Select, Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from tipline.crypto import Vault
@@ -157,6 +157,30 @@ def _lock_school(session: Session, school_id: int) -> None:
                         {"c": _LOCK_CLASS, "s": school_id})
 
 
+def candidates(school_id: int, tip_id: int, since: datetime
+               ) -> Select[bytes, int | None, int, int]:
+    """Earlier tips of the school in the window that routing has taken (their job done:
+    grouped, and alerted or folded), newest first; the per-school lock makes this read see
+    them all.
+
+    "Routing has taken it" is a scalar subquery, not ``EXISTS``: PostgreSQL runs it once per
+    signature of the school (a probe of ``ix_routing_jobs_done_tip``) and cannot turn it into
+    a join. As ``EXISTS`` it became a semi-join that, on tables without statistics (a new
+    database, a surge before autovacuum's ANALYZE), started from every done job of every
+    school and probed the signatures: work that grew with each tip routed.
+    """
+    routed = select(RoutingJob.id).where(RoutingJob.tip_id == TipSignature.tip_id,
+                                         RoutingJob.status == JobStatus.DONE.value).limit(1)
+    return (
+        select(TipSignature.minhash, TipSignature.group_id, TipSignature.tip_id,
+               TipSignature.size)
+        .where(TipSignature.school_id == school_id, TipSignature.created_at >= since,
+               TipSignature.split.is_(False), TipSignature.tip_id != tip_id,
+               routed.scalar_subquery().is_not(None))
+        .order_by(TipSignature.created_at.desc()).limit(MAX_CANDIDATES)
+    )
+
+
 def on_route(session: Session, tip: Tip, reason: str, now: datetime) -> Fold | None:
     """Group ``tip`` and say whether its alerts are folded into its group's chain."""
     if tip.school_id is None or not (GROUPING and ENABLED):
@@ -176,17 +200,8 @@ def on_route(session: Session, tip: Tip, reason: str, now: datetime) -> Fold | N
             # the whole ``status`` index: 1.1 billion index entries read in one 3,000-tip
             # routing benchmark, half the machine's CPU by the end of the surge.
             return None
-        # Earlier tips of the school in the window that routing has taken (their job done:
-        # grouped, and alerted or folded). The per-school lock makes this read see them all.
-        routed = select(RoutingJob.id).where(RoutingJob.tip_id == TipSignature.tip_id,
-                                             RoutingJob.status == JobStatus.DONE.value)
         cands = [Candidate(m, g, t, n) for m, g, t, n in session.execute(
-            select(TipSignature.minhash, TipSignature.group_id, TipSignature.tip_id,
-                   TipSignature.size)
-            .where(TipSignature.school_id == tip.school_id,
-                   TipSignature.created_at >= now - WINDOW, TipSignature.split.is_(False),
-                   TipSignature.tip_id != tip.id, routed.exists())
-            .order_by(TipSignature.created_at.desc()).limit(MAX_CANDIDATES))]
+            candidates(tip.school_id, tip.id, now - WINDOW))]
         best, score = best_match(sig.minhash, sig.size, cands)
         if best is None:
             return None

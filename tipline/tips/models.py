@@ -189,6 +189,9 @@ class Tip(_Sealed, Base):
     # tip's key was sealed, under the key file's alert subkey (routing.audience): the one
     # documented exception to "the server cannot read a tip". Revision 0012.
     alert_content_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # When its first alert was recorded as sent (set once, by that delivery; revision 0017):
+    # the commit -> first alert metric counts each tip once (tipline.ops.hooks).
+    first_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     data_key: Mapped[DataKey | None] = relationship()
     school: Mapped[School | None] = relationship()
