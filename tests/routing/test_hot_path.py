@@ -227,6 +227,49 @@ def test_statement_counts_stay_small(pg_engine, db_session, vault, demo_director
     assert work == ["UPDATE"], seen  # the metrics: the tip's first alert, on its primary key
 
 
+def test_a_job_routed_by_someone_else_writes_nothing(db_session, vault, demo_directory):
+    queue = RecordingQueue()
+    r, spy = policy_tip(db_session, vault, queue, school_code="slps-soldan")
+    assert route_job(db_session, r.job_id, spy, queue, TUESDAY_10AM).routed
+    n = db_session.execute(select(Dispatch.id).where(Dispatch.tip_id == r.tip_id)).all()
+    assert not route_job(db_session, r.job_id, spy, queue, TUESDAY_10AM).routed
+    assert db_session.execute(select(Dispatch.id).where(Dispatch.tip_id == r.tip_id)).all() == n
+
+
+def test_a_district_that_does_not_group_is_not_searched_for_a_group(
+        pg_engine, db_session, vault, demo_directory, tmp_path):
+    """With ``surge_grouping: false`` routing reads no other tip's signature: that search
+    probed routing_jobs once per candidate (up to 400 per tip), and on a table without
+    statistics each probe read the whole status index (the routing benchmark's PostgreSQL
+    CPU grew to a whole CPU by the end of a surge)."""
+    import yaml
+
+    from tipline.surge import services as surge
+
+    data = yaml.safe_load(POLICY_FILE.read_text("utf-8"))
+    for body in data["districts"].values():
+        body["surge_grouping"] = False
+    off = tmp_path / "policy.off.yaml"
+    off.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    load_policy_file(db_session, off, loaded_by="test")
+    db_session.commit()
+    surge._options.clear()  # the district options cached by earlier tests
+    queue = RecordingQueue()
+    first = make_tip(db_session, vault, queue, **WEAPON_NOW)
+    db_session.commit()
+    policy = active_policy(db_session)
+    assert route_job(db_session, first.job_id, PolicyPlanner(policy), queue,
+                     TUESDAY_10AM).routed
+    r = make_tip(db_session, vault, queue, **WEAPON_NOW)  # the same words, same school
+    db_session.commit()
+    with recorded_statements(pg_engine) as sent:
+        result = route_job(db_session, r.job_id, PolicyPlanner(policy), queue, TUESDAY_10AM)
+    surge._options.clear()
+    assert result.routed and result.dispatches >= 5  # alerted on its own, not folded
+    reads = [s for s in sent if "tip_signatures" in s]
+    assert len(reads) == 1 and "routing_jobs" not in reads[0], reads  # its own row only
+
+
 def test_the_surge_search_probes_each_candidate_from_its_own_index(db_session):
     """The surge search asks "has routing taken this tip" once per signature of the school
     (a SubPlan on the partial index ``ix_routing_jobs_done_tip``), never as a join that starts
@@ -243,3 +286,18 @@ def test_the_surge_search_probes_each_candidate_from_its_own_index(db_session):
     assert "SubPlan" in plan and "Semi Join" not in plan, plan
     assert "ix_routing_jobs_done_tip" in plan and "ix_routing_jobs_status" not in plan, plan
     assert "ix_tip_signatures_school_created" in plan, plan
+
+
+def test_no_index_holds_every_routing_jobs_status(db_session):
+    """Each status read has its own partial index (migration 0018): an index of every job's
+    status let PostgreSQL, on tables without statistics, answer the probe above by reading
+    all of it (405 million entries in one 3,000-tip benchmark with grouping on)."""
+    from sqlalchemy import text
+
+    defs = db_session.execute(text(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'routing_jobs'")).all()
+    assert {"ix_routing_jobs_done_tip", "ix_routing_jobs_pending",
+            "ix_routing_jobs_failed"} <= {name for name, _ in defs}
+    for name, definition in defs:
+        head = definition.split(" WHERE ", 1)[0]
+        assert "(status" not in head and ", status" not in head, (name, definition)

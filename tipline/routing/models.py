@@ -34,7 +34,7 @@ class RoutingJob(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tip_id: Mapped[int] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
     reason: Mapped[str] = mapped_column(String(20), default="intake")  # intake | retriage
-    status: Mapped[str] = mapped_column(String(10), default=JobStatus.PENDING.value, index=True)
+    status: Mapped[str] = mapped_column(String(10), default=JobStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -48,11 +48,17 @@ class RoutingJob(Base):
     # Which rule matched and why each contact was or was not alerted (no tip content).
     explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
-    # Revision 0017: "has routing taken this tip" (surge grouping asks it per candidate),
-    # answered from this index alone whether or not the table has statistics yet.
+    # Revision 0017: "has routing taken this tip" (surge grouping asks it per candidate).
+    # Revision 0018: one partial index per status read, no index of every job's status,
+    # which PostgreSQL combined with the tip_id index for that probe on unanalysed tables.
     __table_args__ = (
         Index("ix_routing_jobs_done_tip", "tip_id", postgresql_where=text("status = 'done'"),
               sqlite_where=text("status = 'done'")),
+        Index("ix_routing_jobs_pending", "created_at",
+              postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+        Index("ix_routing_jobs_failed", "tip_id", postgresql_where=text("status = 'failed'"),
+              sqlite_where=text("status = 'failed'")),
     )
 
     tip: Mapped[Tip] = relationship()
