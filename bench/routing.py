@@ -598,8 +598,8 @@ def main() -> None:
             for w, v in sorted(windows.items())))
         print(f"  routing jobs done: {routed} (incl. warm-up); not done: {not_done}")
         print(f"  tips with no alert handed to Twilio: {len(no_alert)}")
-        print(f"  CPU per tip (routing + its alerts): workers and beat {cpu / total * 1000:.0f}"
-              f" ms, PostgreSQL (all databases on the server) {pg_cpu / total * 1000:.0f} ms; "
+        print(f"  CPU per tip (routing + its alerts): workers and beat {cpu / total * 1000:.1f}"
+              f" ms, PostgreSQL (all databases on the server) {pg_cpu / total * 1000:.1f} ms; "
               f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"  deliveries: {n_dl} {by_status}; requests at the Twilio stand-in: "
               f"{len(stub.requests)}; provider refs used twice: {dup}")
