@@ -67,3 +67,32 @@ def test_single_head() -> None:
     assert len(script.get_heads()) == 1, (
         f"several migration heads {script.get_heads()}: add a merge revision"
     )
+
+
+def _has_queue_index(url: str) -> bool:
+    """The dashboard queue's expression index, asked of the catalogue (SQLAlchemy's inspector
+    skips expression indexes on SQLite)."""
+    from sqlalchemy import text
+
+    query = ("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = :n"
+             if url.startswith("sqlite") else
+             "SELECT 1 FROM pg_indexes WHERE indexname = :n")
+    engine = make_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        found = conn.execute(text(query), {"n": "ix_tips_queue_order"}).first() is not None
+    engine.dispose()
+    return found
+
+
+def test_the_queue_index_survives_every_step_down_and_back_up(empty_db_url: str) -> None:
+    """On SQLite a migration that copies ``tips`` (a batch column drop) loses the expression
+    index unless it makes it again; a later downgrade then fails on the missing index."""
+    revisions = _revisions(empty_db_url)
+    made_at = revisions.index("0004")
+    migrations.upgrade(empty_db_url, "heads")
+    assert _has_queue_index(empty_db_url)
+    for rev in reversed(revisions[made_at:-1]):  # step down one revision at a time to 0004
+        migrations.downgrade(empty_db_url, rev)
+        assert _has_queue_index(empty_db_url), f"ix_tips_queue_order lost at {rev}"
+    migrations.upgrade(empty_db_url, "heads")
+    assert _has_queue_index(empty_db_url)

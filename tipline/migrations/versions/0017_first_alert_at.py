@@ -30,9 +30,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('tips') as batch:
-        batch.add_column(sa.Column('first_alert_at', tipline.db.UTCDateTime(timezone=True),
-                                   nullable=True))
+    # A plain ADD COLUMN: a batch copy of ``tips`` on SQLite would lose its expression index.
+    op.add_column('tips', sa.Column('first_alert_at', tipline.db.UTCDateTime(timezone=True),
+                                    nullable=True))
     op.execute(
         "UPDATE tips SET first_alert_at = (SELECT min(d.sent_at) FROM alert_deliveries d "
         "JOIN dispatches p ON p.id = d.dispatch_id WHERE p.tip_id = tips.id) "
@@ -49,5 +49,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_tip_signatures_school_created', table_name='tip_signatures')
     op.drop_index('ix_routing_jobs_done_tip', table_name='routing_jobs')
+    # SQLite drops a column by copying the table, which loses the expression index: dropped
+    # first and made again after (as 0012 does).
+    op.drop_index('ix_tips_queue_order', table_name='tips')
     with op.batch_alter_table('tips') as batch:
         batch.drop_column('first_alert_at')
+    op.create_index('ix_tips_queue_order', 'tips', [
+        sa.text('severity DESC'),
+        sa.text('(acknowledged_at IS NOT NULL)'),
+        'created_at', 'id',
+    ], unique=False)
