@@ -3,7 +3,6 @@ page, which shows every tip and what it adds; axe-core finds nothing serious."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ from sqlalchemy import update
 from tests.browser.test_dashboard import _staff, sign_in
 from tests.factories import make_tip
 from tests.livesupport import LiveServer, axe_violations
-from tipline import crypto
 from tipline.surge.models import TipGroup, TipSignature
 from tipline.tips.models import Severity
 
@@ -20,15 +18,10 @@ pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="module")
-def svc(live_server: LiveServer) -> Any:
-    return live_server.app.extensions["tipline"]
-
-
-@pytest.fixture(autouse=True)
-def _vault(svc: Any) -> Iterator[None]:
-    crypto.install(svc.vault)
-    yield
+@pytest.fixture
+def svc(live_services: Any) -> Any:
+    """The live server's services, its vault installed (``conftest.live_services``)."""
+    return live_services
 
 
 def _group(svc: Any, live_server: LiveServer, tag: str) -> tuple[str, list[str]]:
