@@ -284,7 +284,8 @@ def acknowledge_tip(session: Session, tip_id: int, *, user_id: int, now: datetim
     return len(ids)
 
 
-def _normalise(number: str) -> str:
+def normalise_number(number: str) -> str:
+    """A contact's SMS number as stored: no punctuation, +1 added to 10 digits."""
     digits = re.sub(r"[^\d+]", "", number or "")
     if digits and not digits.startswith("+") and len(digits) == 10:
         digits = "+1" + digits
@@ -301,7 +302,7 @@ def handle_staff_sms(session: Session, from_number: str, body: str, now: datetim
     Called by the SMS webhook before reporter handling, so a staff reply is never taken for a
     tip. The reply names the tip's reference only, never its content.
     """
-    number = _normalise(from_number)
+    number = normalise_number(from_number)
     if not number:
         return None
     contacts = session.execute(

@@ -28,6 +28,7 @@ from tipline.directory.models import Contact
 from tipline.intake.services import TipSubmission, create_tip
 from tipline.intake.triage import Triage, run_triage
 from tipline.jobs import JobQueue
+from tipline.routing.ack import normalise_number
 from tipline.routing.audience import give_item_key
 from tipline.routing.notices import reporter_wrote
 from tipline.telephony import texts
@@ -188,13 +189,9 @@ class TakenIn:
 
 
 def contact_number_forms(number: str) -> tuple[str, str]:
-    """The ``Contact.sms_number`` values that make ``number`` a contact's: as sent, and
-    without punctuation, +1 added to 10 digits (the forms the staff handler,
-    ``tipline.routing.ack.handle_staff_sms``, looks up)."""
-    digits = re.sub(r"[^\d+]", "", number)
-    if digits and not digits.startswith("+") and len(digits) == 10:
-        digits = "+1" + digits
-    return number, digits
+    """The ``Contact.sms_number`` values that make ``number`` a contact's: as sent, and as
+    the staff handler (``tipline.routing.ack.handle_staff_sms``) normalises it."""
+    return number, normalise_number(number)
 
 
 @functools.lru_cache(maxsize=2)
