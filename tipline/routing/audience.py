@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,12 +86,46 @@ def _may_matter(policy: Any, district_code: str | None, sealed: bool) -> bool:
                for rule in dp.rules for step in rule.steps)
 
 
-# Plans intake made, by policy version, place, category, severity and minute: a surge of tips
-# for one school plans once a minute instead of once a tip. A directory change (a contact's
-# agency, role or on-call hours) reaches sealing within PLAN_TTL; a new policy at once.
+# Plans intake made, by bind (one database per engine; tests: one per connection), place,
+# category, severity and whether the district seals, with the policy head (version, sha256)
+# they were made under: a surge of tips for one school plans once a minute instead of once a
+# tip. A plan is used again only under the same head, in the same minute and within PLAN_TTL,
+# so a new policy reaches the next tip and a directory change (a contact's agency, role or
+# on-call hours) reaches sealing within PLAN_TTL. The entry is kept past that (not the
+# minute): intake_audience reads the keys of the agencies it names before checking it.
 PLAN_TTL = 30.0
 _PLAN_CACHE_MAX = 1024
-_plans: dict[tuple[Any, ...], tuple[float, IntakePlan]] = {}
+
+
+@dataclass(frozen=True)
+class _Planned:
+    head: tuple[Any, ...] | None  # (version, sha256) of the policy the plan was made under
+    minute: datetime
+    clock: float
+    plan: IntakePlan
+
+
+_planned: dict[tuple[Any, ...], _Planned] = {}
+
+
+def _remembered(key: tuple[Any, ...], head: tuple[Any, ...] | None, now: datetime,
+                fresh: bool, make: Callable[[], IntakePlan]) -> IntakePlan:
+    """The plan kept under ``key`` if still valid for ``head`` and ``now``, else ``make()``'s,
+    kept unless planning failed (a failed plan serves its own tip only)."""
+    minute = now.replace(second=0, microsecond=0)
+    clock = time.monotonic()
+    found = _planned.get(key)
+    if (found is not None and not fresh and found.head == head and found.minute == minute
+            and clock - found.clock < PLAN_TTL):
+        return found.plan
+    plan = make()
+    if plan is _FAILED:
+        _planned.pop(key, None)
+        return plan
+    if len(_planned) >= _PLAN_CACHE_MAX:
+        _planned.clear()
+    _planned[key] = _Planned(head, minute, clock, plan)
+    return plan
 
 
 def intake_plan(session: Session, *, school_id: int | None, district_id: int | None,
@@ -106,21 +140,9 @@ def intake_plan(session: Session, *, school_id: int | None, district_id: int | N
     policy = _policy(session)
     if policy is None:  # directory default: never police, never content
         return IntakePlan()
-    # The bind too: one database per engine (tests: one per connection).
-    key = (id(session.get_bind()), policy.sha256, policy.version, school_id, district_id,
-           category, severity, now.replace(second=0, microsecond=0), sealed)
-    clock = time.monotonic()
-    found = _plans.get(key)
-    if found is not None and not fresh and clock - found[0] < PLAN_TTL:
-        return found[1]
-    plan = _intake_plan(session, policy, school_id, district_id, category, severity, now,
-                        sealed)
-    if plan is _FAILED:
-        return plan
-    if len(_plans) >= _PLAN_CACHE_MAX:
-        _plans.clear()
-    _plans[key] = (clock, plan)
-    return plan
+    key = (id(session.get_bind()), school_id, district_id, category, severity, sealed)
+    return _remembered(key, (policy.version, policy.sha256), now, fresh, lambda: _intake_plan(
+        session, policy, school_id, district_id, category, severity, now, sealed))
 
 
 def _intake_plan(session: Session, policy: Any, school_id: int | None,
@@ -162,19 +184,6 @@ HEAD_AND_KEYS = (
 )
 
 
-@dataclass(frozen=True)
-class _Planned:
-    head: tuple[Any, ...] | None  # the policy head the plan was made under
-    minute: datetime
-    clock: float
-    plan: IntakePlan
-
-
-# Intake's plans by bind, place, category and severity (not minute: a plan of the previous
-# minute still names the agencies whose keys are worth reading before the plan is checked).
-_planned: dict[tuple[Any, ...], _Planned] = {}
-
-
 def intake_audience(session: Session, *, school_id: int | None, district_id: int | None,
                     category: str, severity: int,
                     now: datetime) -> tuple[IntakePlan, list[crypto.Recipient]]:
@@ -188,25 +197,14 @@ def intake_audience(session: Session, *, school_id: int | None, district_id: int
         plan = intake_plan(session, school_id=None, district_id=None, category=category,
                            severity=severity, now=now, sealed=True)
         return plan, district_audience(session, None, plan.agency_ids)
-    key = (id(session.get_bind()), school_id, district_id, category, severity)
-    minute = now.replace(second=0, microsecond=0)
+    key = (id(session.get_bind()), school_id, district_id, category, severity, True)
     found = _planned.get(key)
     guess = found.plan.agency_ids if found is not None else ()
     rows = session.connection().execute(
         HEAD_AND_KEYS, {"district": district_id, "agencies": list(guess)}).all()
     head = tuple(rows[0][:3]) if rows and rows[0][0] is not None else None
-    clock = time.monotonic()
-    if (found is not None and found.head == head and found.minute == minute
-            and clock - found.clock < PLAN_TTL):
-        plan = found.plan
-    else:
-        plan = _plan_at_head(session, head, school_id, district_id, category, severity, now)
-        if plan is _FAILED:
-            _planned.pop(key, None)
-        else:
-            if len(_planned) >= _PLAN_CACHE_MAX:
-                _planned.clear()
-            _planned[key] = _Planned(head, minute, clock, plan)
+    plan = _remembered(key, None if head is None else head[1:], now, False, lambda: _plan_at_head(
+        session, head, school_id, district_id, category, severity, now))
     if not set(plan.agency_ids) <= set(guess):
         return plan, crypto.audience_keys(session, district_id, plan.agency_ids)
     return plan, crypto_audience.recipients_from_rows(
