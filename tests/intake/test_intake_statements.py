@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
+from tests.conftest import recorded_statements
 from tests.factories import make_tip
 from tests.keysupport import reader
 from tipline.directory.models import School
@@ -20,18 +21,12 @@ from tipline.tips.models import Tip
 
 @contextmanager
 def _statements(session: Any) -> Iterator[list[str]]:
-    seen: list[str] = []
-    engine = session.get_bind()
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.startswith(("SAVEPOINT", "RELEASE")):  # the test's transaction
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    """``recorded_statements`` without the test transaction's savepoints; filled when the
+    block ends."""
+    mine: list[str] = []
+    with recorded_statements(session.get_bind()) as seen:
+        yield mine
+    mine.extend(s for s in seen if not s.startswith(("SAVEPOINT", "RELEASE")))
 
 
 @pytest.fixture
