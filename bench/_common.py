@@ -7,6 +7,7 @@ import io
 import os
 import runpy
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,3 +54,15 @@ def timed_call(app: Any, environ: dict[str, Any], must_hold: bytes = b"") -> flo
     if not status or not status[0].startswith("200") or must_hold not in body:
         raise SystemExit(f"request failed: {status} {body[:300]!r}")
     return spent
+
+
+def bench_workdir(prefix: str) -> tuple[Path, Path]:
+    """A new temporary directory with a fresh key file and an empty settings file
+    (``none.env``, so no developer's settings leak into a run); (directory, key file)."""
+    from tipline.crypto import KeyRing, write_key_file
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    key_file = workdir / "keys.json"
+    write_key_file(key_file, KeyRing.generate())
+    (workdir / "none.env").write_text("")
+    return workdir, key_file

@@ -41,7 +41,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from bench._common import load_average, production_workers
+from bench._common import bench_workdir, load_average, production_workers
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -425,11 +424,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
 
-    from tipline.crypto import KeyRing, write_key_file
-
-    workdir = Path(tempfile.mkdtemp(prefix="tipline-bench-"))
-    key_file = workdir / "keys.json"
-    write_key_file(key_file, KeyRing.generate())
+    workdir, key_file = bench_workdir("tipline-bench-")
     fresh_database(sealed=not args.key_file_mode)
     redis_before = redis_keys()
     env = {
@@ -446,7 +441,6 @@ def main() -> None:
         "TIPLINE_DEMO_DATA": "false",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    (workdir / "none.env").write_text("")
     workers = args.workers or production_workers()
     print(f"load average before: {load_average()}", flush=True)
     rounds: dict[tuple[str, int], list[Run]] = {}

@@ -31,13 +31,11 @@ import os
 import pstats
 import shutil
 import statistics
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-from bench._common import load_average, timed_call, wsgi_environ
+from bench._common import bench_workdir, load_average, timed_call, wsgi_environ
 from bench.sms import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -127,12 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average before: {load_average()}", flush=True)
 
-    from tipline.crypto import KeyRing, write_key_file
-
-    workdir = Path(tempfile.mkdtemp(prefix="tipline-bench-smscpu-"))
-    key_file = workdir / "keys.json"
-    write_key_file(key_file, KeyRing.generate())
-    (workdir / "none.env").write_text("")
+    workdir, key_file = bench_workdir("tipline-bench-smscpu-")
     fresh_database(BENCH_DB, sealed=not args.key_file_mode)
     redis_before = redis_keys(REDIS_URL)
     saved = dict(os.environ)

@@ -25,13 +25,11 @@ import re
 import secrets
 import shutil
 import statistics
-import tempfile
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench._common import load_average, timed_call, wsgi_environ
+from bench._common import bench_workdir, load_average, timed_call, wsgi_environ
 from bench.intake import (
     BENCH_DB_URL,
     REDIS_URL,
@@ -77,12 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average before: {load_average()}", flush=True)
 
-    from tipline.crypto import KeyRing, write_key_file
-
-    workdir = Path(tempfile.mkdtemp(prefix="tipline-bench-cpu-"))
-    key_file = workdir / "keys.json"
-    write_key_file(key_file, KeyRing.generate())
-    (workdir / "none.env").write_text("")
+    workdir, key_file = bench_workdir("tipline-bench-cpu-")
     fresh_database()
     redis_before = redis_keys()
     saved = dict(os.environ)
