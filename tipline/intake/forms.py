@@ -11,6 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import (
+    Field,
     HiddenField,
     MultipleFileField,
     RadioField,
@@ -19,6 +20,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.csrf.core import CSRFTokenField
 from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -66,8 +68,30 @@ class _WTFormsTranslations:
 _TRANSLATIONS = _WTFormsTranslations()
 
 
+class _TokenWhenShown(CSRFTokenField):
+    """The CSRF token field, signing this session's token only when a page shows it.
+
+    WTForms signs a token (an itsdangerous ``dumps``) as each form is built, but a tip that
+    is stored shows only the receipt, which has no form: the signature was thrown away on
+    every submit. The posted token is checked as before (``CSRFProtect`` ahead of the view).
+    """
+
+    def process(self, *args: Any, **kwargs: Any) -> None:
+        Field.process(self, *args, **kwargs)  # CSRFTokenField's own would sign a token here
+
+    @property
+    def current_token(self) -> str:
+        return str(self.csrf_impl.generate_csrf_token(self))  # cached per request (flask.g)
+
+
+class _CSRFWhenShown(FlaskForm.Meta.csrf_class):
+    field_class = _TokenWhenShown
+
+
 class ReporterForm(FlaskForm):
     class Meta(FlaskForm.Meta):
+        csrf_class = _CSRFWhenShown
+
         def get_translations(self, form: object) -> _WTFormsTranslations:
             return _TRANSLATIONS
 
