@@ -100,11 +100,45 @@ def pack(mins: Iterable[int], bits: int = BITS) -> bytes:
 def slot_minimums(rows: list[array[int]], slots: int = SLOTS) -> list[int]:
     """Each slot's minimum over the features' ``slot_hashes`` (``map(min, zip(*rows))``).
 
-    Computed on whole rows at once: a row's 32-bit slots, even and odd apart, sit in the
-    64-bit lanes of one big integer, with bit 32 of each lane free as a borrow guard; then
-    ``(a | guard) - b`` leaves the guard set exactly in the lanes where a >= b, and that
-    selects b or a in every lane. The same numbers as ``map(min, zip(*rows))`` (a test
-    compares them), at a fraction of its 1,024 Python calls per tip.
+    Computed on whole rows at once (``_lane_minimums``): the same numbers as
+    ``map(min, zip(*rows))`` (a test compares them), at a fraction of its 1,024 Python calls
+    per tip.
+    """
+    even, odd, lanes = _lane_minimums(rows, slots)
+    out = [0] * (2 * lanes)
+    out[0::2] = array("Q", even.to_bytes(8 * lanes, "little")).tolist()
+    out[1::2] = array("Q", odd.to_bytes(8 * lanes, "little")).tolist()
+    if sys.byteorder != "little":  # the lanes were read as little-endian above
+        return [int.from_bytes(m.to_bytes(8, "big"), "little") for m in out[:slots]]
+    return out[:slots]
+
+
+def low_bits(rows: list[array[int]], slots: int = SLOTS) -> bytes:
+    """``pack(slot_minimums(rows, slots), 1)``, read straight from the lanes.
+
+    A signature keeps one bit of each minimum: the lowest byte of each 64-bit lane is taken
+    with one slice, its bit turned into a binary digit by ``bytes.translate``, and the
+    numeral parsed once, instead of a Python list of 1,024 minimums walked again to pack
+    them (a test compares the two)."""
+    even, odd, lanes = _lane_minimums(rows, slots)
+    digits = bytearray(2 * lanes)
+    digits[0::2] = even.to_bytes(8 * lanes, "little")[0::8]
+    digits[1::2] = odd.to_bytes(8 * lanes, "little")[0::8]
+    del digits[slots:]
+    return int(digits.translate(_BINARY_DIGIT) or b"0", 2).to_bytes((slots + 7) // 8, "big")
+
+
+# The byte's lowest bit as an ASCII binary digit.
+_BINARY_DIGIT = bytes(48 + (i & 1) for i in range(256))
+
+
+def _lane_minimums(rows: list[array[int]], slots: int) -> tuple[int, int, int]:
+    """Each slot's minimum, even slots and odd slots in the 64-bit lanes of two big integers
+    (slot 2i in lane i of the first, slot 2i + 1 in lane i of the second), and the lane count.
+
+    A row's 32-bit slots sit in the lanes with bit 32 of each lane free as a borrow guard;
+    then ``(a | guard) - b`` leaves the guard set exactly in the lanes where a >= b, and that
+    selects b or a in every lane at once.
     """
     lanes = (slots + 1) // 2
     value = int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * lanes, "little")
@@ -120,19 +154,15 @@ def slot_minimums(rows: list[array[int]], slots: int = SLOTS) -> list[int]:
     even, odd = halves(rows[0])
     for row in rows[1:]:
         other_even, other_odd = halves(row)
-        even, odd = (_lane_min(even, other_even, value, guard),
-                     _lane_min(odd, other_odd, value, guard))
-    out = [0] * (2 * lanes)
-    out[0::2] = array("Q", even.to_bytes(8 * lanes, "little")).tolist()
-    out[1::2] = array("Q", odd.to_bytes(8 * lanes, "little")).tolist()
-    if sys.byteorder != "little":  # the lanes were read as little-endian above
-        return [int.from_bytes(m.to_bytes(8, "big"), "little") for m in out[:slots]]
-    return out[:slots]
+        even, odd = _lane_min(even, other_even, guard), _lane_min(odd, other_odd, guard)
+    return even, odd, lanes
 
 
-def _lane_min(a: int, b: int, value: int, guard: int) -> int:
-    at_least = ((((a | guard) - b) & guard) >> 32) * 0xFFFFFFFF  # all ones where a >= b
-    return (b & at_least) | (a & ~at_least & value)
+def _lane_min(a: int, b: int, guard: int) -> int:
+    at_least = ((a | guard) - b) & guard  # the guard bit, in the lanes where a >= b
+    # guard - guard >> 32 is all ones in those lanes (no lane borrows from the next one):
+    # there a ^ (a ^ b) = b, elsewhere a.
+    return a ^ ((a ^ b) & (at_least - (at_least >> 32)))
 
 
 def signature(text: str, key: bytes, slots: int = SLOTS, bits: int = BITS) -> Signature:
@@ -144,6 +174,8 @@ def signature(text: str, key: bytes, slots: int = SLOTS, bits: int = BITS) -> Si
     if not feats:
         return Signature(_EMPTY, 0)
     rows = [slot_hashes(f, key, slots) for f in feats]
+    if bits == 1:
+        return Signature(low_bits(rows, slots), len(feats))
     return Signature(pack(slot_minimums(rows, slots), bits), len(feats))
 
 
