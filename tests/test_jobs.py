@@ -145,6 +145,41 @@ def test_one_producer_per_thread_is_kept_and_a_redis_restart_costs_no_tip(
         redis.stop()
 
 
+def test_a_publish_sends_what_celery_send_task_sends(tmp_path: Path) -> None:
+    """The queue publishes through kombu with Celery's own message for the task (captured
+    once per thread) and only the task id, arguments and their repr filled in: byte for byte
+    what ``Celery.send_task`` sends, on each queue, with arguments whose repr Celery cuts
+    short; a delay still goes through send_task (its ETA header)."""
+    import json
+
+    import redis as redis_py
+
+    redis, port = start_redis(tmp_path)
+    try:
+        q = _queue(port)
+        client = redis_py.Redis(port=port)
+        cases = [("tipline.route_job", (5,), "tipline"),
+                 ("tipline.deliver_urgent", (7,), "tipline.urgent"),
+                 ("tipline.sms_held", ("SM1", "x" * 3000), "tipline")]
+        for name, args, queue in cases:
+            for i in range(2):  # the second publish reuses the captured message
+                q._publish(name, args, 0, task_id=f"fast-{i}")
+                q._celery.send_task(name, args=list(args), producer=q._producer(), retry=False,
+                                    retry_policy=q._retry_policy, task_id=f"fast-{i}")
+                fast, slow = (json.loads(m) for m in client.lrange(queue, 0, -1)[::-1])
+                client.delete(queue)
+                for message in (fast, slow):
+                    message["properties"].pop("delivery_tag")  # kombu's, new per message
+                assert fast == slow, (fast, slow)
+                assert fast["headers"]["id"] == f"fast-{i}" and fast["headers"]["task"] == name
+        assert len(q._local.templates) == 3
+        assert q.send_delivery(9, countdown=30)
+        delayed = json.loads(client.lindex("tipline", 0) or b"{}")
+        assert delayed["headers"]["eta"] and delayed["headers"]["id"] != "fast-1"
+    finally:
+        redis.stop()
+
+
 @pytest.fixture(scope="module")
 def fresh_db() -> Iterator[Database]:
     url = str(make_url(PG_URL).set(database=make_url(PG_URL).database + "_jobs"))
