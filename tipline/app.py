@@ -27,6 +27,7 @@ from tipline.web.inputs import TiplineFlask
 from tipline.web.security import (
     LIMITER_REDIS_OPTIONS,
     AnonymousKey,
+    SessionCookies,
     install_security_headers,
     salts_for,
 )
@@ -76,6 +77,7 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
         RATELIMIT_STRATEGY="fixed-window",
         TEMPLATES_AUTO_RELOAD=False,
     )
+    app.session_interface = SessionCookies()
     app.teardown_appcontext(close_session)
     csrf.init_app(app)
     Babel(app, locale_selector=lambda: select_locale(settings))

@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, request
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -39,6 +41,27 @@ def install_security_headers(app: Flask, https: bool) -> None:
         if not (request.endpoint or "").endswith("static"):
             h.setdefault("Cache-Control", "no-store")
         return resp
+
+
+class SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed cookie session, its signing serializer built once per secret key.
+
+    Flask builds a new itsdangerous serializer (its key list, and a ``dumps({})`` to tell a
+    text serializer from a binary one) for every request that opens or saves a session. The
+    serializer keeps no state between calls, so one per key list signs and reads the same
+    cookies; a changed ``SECRET_KEY`` or ``SECRET_KEY_FALLBACKS`` gets a new one.
+    """
+
+    def __init__(self) -> None:
+        self._built: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] = ((), None)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        built_for, serializer = self._built
+        if built_for != keys:
+            serializer = super().get_signing_serializer(app)
+            self._built = (keys, serializer)
+        return serializer
 
 
 # Bounds on every call to the limiter's Redis, so that a hung Redis delays no request by
