@@ -29,8 +29,13 @@ PUBLIC = "https://tips.example.org"
 class FullPacer:
     """Twilio's queue is always full; an alert that may wait gets a turn 30 s away."""
 
+    def __init__(self) -> None:
+        self.groups: list[str | None] = []
+
     def admit(self, recipient: str, segments: int, limit: float, *, ticket: str | None = None,
-              max_wait: float = 0.0, ahead: bool = False) -> Admission:
+              max_wait: float = 0.0, ahead: bool = False, group: str | None = None
+              ) -> Admission:
+        self.groups.append(group)
         return Admission(False, 30.0, held=ticket is not None and max_wait >= 30.0)
 
 
@@ -127,7 +132,10 @@ def test_a_life_safety_text_that_cannot_go_in_time_fails_at_once_while_its_call_
                         repeat_every=timedelta(minutes=2))], severity=Severity.LIFE_SAFETY)
     by_channel = {d.channel: d for d in deliveries(db_session, r.tip_id)}
     assert set(by_channel) == {"sms", "voice"}  # life-safety: call and text at once
-    senders = _senders(FullPacer())
+    pacer = FullPacer()
+    senders = _senders(pacer)
     out = deliver_alert(db_session, by_channel["sms"].id, senders, utcnow(), queue)
     assert out.outcome == "failed"  # no wait in tipline: the next channel opens now
     assert "validity" in (_get(db_session, by_channel["sms"].id).last_error or "")
+    # The text named its tip to the pacer (a tip's first text goes first: routing.pacing).
+    assert pacer.groups == [f"tip{r.tip_id}"]

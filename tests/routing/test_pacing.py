@@ -3,6 +3,7 @@ a validity period on every text (``tipline.routing.pacing``, ``TwilioSmsSender``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import Any
@@ -237,3 +238,105 @@ def test_messaging_service_and_validity_period_against_twilios_contract(
     gw.find_messages("+13145550101")  # any number of the pool may have sent it: To only
     asked = http.last()
     assert asked.params.get("To") == "+13145550101" and "From" not in asked.params
+
+
+def _pacers(rate: Rate) -> list[Any]:
+    """The same rule in both pacers: this process's clocks and Redis's (a fresh prefix)."""
+    url = os.environ.get("TIPLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    return [LocalPacer(rate, Clock()),
+            RedisPacer(rate, url, prefix=f"tipline:test-pace:{uuid.uuid4().hex}")]
+
+
+def _forget(pacer: Any) -> None:
+    if isinstance(pacer, RedisPacer):
+        keys = pacer._redis.keys(f"{pacer.prefix}:*")
+        if keys:
+            pacer._redis.delete(*keys)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["local", "redis"])
+def test_a_life_safety_tips_first_text_goes_before_the_later_texts_of_tips_alerted_before(
+        which: int) -> None:
+    """Issue 18's missed target: a later life-safety tip's first text waited in Twilio's
+    first-in-first-out queues behind every text of the tips before it (10.5-12.6 s to the
+    phone). A tip's later texts now take their place ahead of ordinary alerts but are handed
+    over only near the front, so the next tip's first text finds the queue short."""
+    pacer = _pacers(Rate(1.0, 1))[which]
+    try:
+        # Tip A's first text (two segments: 2 s of the queue) goes at once.
+        assert pacer.admit("+13145550101", 2, 25.0, ticket="1", max_wait=25.0,
+                           group="tipA").ok
+        # Its text to another contact has its place, held until 1 s from the front.
+        later = pacer.admit("+13145550102", 1, 25.0, ticket="2", max_wait=25.0, group="tipA")
+        assert later.held and later.wait == pytest.approx(1.0, abs=0.2)
+        # Tip B's first text is not behind it: handed over now.
+        first = pacer.admit("+13145550103", 1, 25.0, ticket="3", max_wait=25.0, group="tipB")
+        assert first.ok and first.wait == pytest.approx(3.0, abs=0.2)
+        # Asking again before its turn, tip A's later text is still held.
+        assert pacer.admit("+13145550102", 1, 25.0, ticket="2", max_wait=25.0,
+                           group="tipA").held
+        # An ordinary text is behind both (the places are taken: 4 s of queue).
+        ordinary = pacer.admit("+13145550104", 1, 2.0, ticket="9", max_wait=300.0)
+        assert ordinary.held and ordinary.wait == pytest.approx(2.0, abs=0.2)
+        # A later text that would wait past its validity fails at once (its call carries it).
+        late = pacer.admit("+13145550105", 1, 25.0, ticket="4", max_wait=2.0, group="tipA")
+        assert not late.ok and not late.held
+    finally:
+        _forget(pacer)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["local", "redis"])
+def test_a_tips_first_text_to_a_busy_contact_lets_a_less_busy_one_go_first(which: int) -> None:
+    """The routing benchmark's delivery tasks of one tip ask in the same order every time, so
+    without this the same contact's number carried every tip's first text."""
+    pacer = _pacers(Rate(1.0, 5))[which]
+    busy, free = "+13145550201", "+13145550202"
+    try:
+        for _n in range(3):  # 3 s of texts to one contact already handed to Twilio
+            assert pacer.admit(busy, 1, 25.0).ok
+        # Tip C's text to the busy contact asks first: held a moment, not yet the first.
+        wait = pacer.admit(busy, 1, 25.0, ticket="c1", max_wait=25.0, group="tipC")
+        assert wait.held and wait.wait == pytest.approx(0.5)
+        # Its text to a free contact goes first.
+        assert pacer.admit(free, 1, 25.0, ticket="c2", max_wait=25.0, group="tipC").ok
+        # Back, the busy one is a later text now: its place taken, held near the front.
+        again = pacer.admit(busy, 1, 25.0, ticket="c1", max_wait=25.0, group="tipC")
+        assert again.held and again.wait > 1.0
+        # Tip D has only the busy contact: after the moment it goes anyway.
+        assert pacer.admit(busy, 1, 25.0, ticket="d1", max_wait=25.0, group="tipD").held
+        assert pacer.admit(busy, 1, 25.0, ticket="d1", max_wait=25.0, group="tipD").ok
+    finally:
+        _forget(pacer)
+
+
+def test_a_held_later_text_goes_at_its_turn_without_taking_its_place_twice() -> None:
+    clock = Clock()
+    pacer = LocalPacer(Rate(1.0, 1), clock)
+    assert pacer.admit("+13145550101", 3, 25.0, ticket="1", max_wait=25.0, group="tipA").ok
+    later = pacer.admit("+13145550102", 1, 25.0, ticket="2", max_wait=25.0, group="tipA")
+    assert later.held and later.wait == pytest.approx(2.0)
+    clock.t += 2.0
+    assert pacer.admit("+13145550102", 1, 25.0, ticket="2", max_wait=25.0, group="tipA").ok
+    # Its place was taken when it first asked: the queue is 3 s + 1 s long from the start.
+    assert pacer.admit("+13145550103", 1, 25.0, ticket="3", max_wait=25.0,
+                       group="tipB").wait == pytest.approx(2.0)
+    # After GROUP_TTL a tip's next text (a repeat round) is a first again.
+    clock.t += 61.0
+    assert pacer.admit("+13145550104", 1, 25.0, ticket="5", max_wait=25.0, group="tipA").ok
+
+
+def test_a_life_safety_tips_texts_after_its_first_wait_in_the_sender() -> None:
+    clock = Clock()
+    gw = FakeTwilioGateway()
+    sender = TwilioSmsSender(gw, PUBLIC, LocalPacer(Rate(1.0, 1), clock), Validity(300, 30))
+
+    def text(to: str, dl: int, tip: int) -> Alert:
+        return Alert("sms", to, "s", TEXT, dl, "4821", urgent=True, last_channel=True,
+                     tip_id=tip)
+
+    for n in range(3):  # tip 1's first text, then two more to its other contacts
+        with contextlib.suppress(SendHeld):
+            sender.send(None, text(f"+131455503{n:02d}", n, 1))  # type: ignore[arg-type]
+    assert len(gw.sent) == 2  # the first, and one within 1 s of the front
+    sender.send(None, text("+13145550399", 9, 2))  # type: ignore[arg-type]
+    assert gw.sent[-1]["to"] == "+13145550399"  # tip 2's first: before tip 1's third

@@ -98,6 +98,9 @@ class Alert:
     age_seconds: float = 0.0
     # The dispatch's last channel is never given up: no validity ends it, pacing only delays.
     last_channel: bool = False
+    # The tip it alerts (0: none): a life-safety tip's first text goes before the later
+    # texts of tips already alerted (``routing.pacing``, ``group``).
+    tip_id: int = 0
 
 
 class AlertSender(Protocol):
@@ -179,12 +182,16 @@ class _TwilioSender:
         kept = self._kept(alert)
         limit = float(remaining - MIN_VALIDITY) if alert.urgent else ORDINARY_HEADROOM
         max_wait = 1e9 if kept else float(remaining - MIN_VALIDITY)
+        # A life-safety text names its tip: the tip's first text goes first (routing.pacing).
+        group = f"tip{alert.tip_id}" if alert.urgent and alert.tip_id \
+            and self.kind == "send_sms" else None
         try:
-            if alert.urgent and not kept:  # life-safety: now, ahead of all waiting in tipline
-                got = self.pacer.admit(recipient, cost, limit)
+            if alert.urgent and not kept and group is None:  # life-safety: now, ahead of all
+                got = self.pacer.admit(recipient, cost, limit)  # waiting in tipline
             else:  # ordinary: a turn in tipline's line; kept life-safety: a place ahead of it
                 got = self.pacer.admit(recipient, cost, limit, ticket=str(alert.delivery_id),
-                                       max_wait=max_wait, ahead=alert.urgent)
+                                       max_wait=max_wait, ahead=alert.urgent and kept,
+                                       group=group)
         except Exception as exc:  # the pacer's Redis is away: send rather than hold
             log.warning("pacing unavailable (%s); sending unpaced", type(exc).__name__)
             return

@@ -533,7 +533,8 @@ def _alert_for(session: Session, delivery_id: int, row: Any, now: datetime | Non
     age = _age_seconds(created, now) if created is not None and now is not None else 0.0
     return Alert(row.channel, recipient, subject, text, delivery_id, row.ack_code, stored,
                  urgent=urgent, age_seconds=age,
-                 last_channel=not _has_next_channel(row.channels or (), row.channel))
+                 last_channel=not _has_next_channel(row.channels or (), row.channel),
+                 tip_id=int(getattr(row, "tip_id", 0) or 0))
 
 
 def _age_seconds(created: datetime, now: datetime) -> float:
