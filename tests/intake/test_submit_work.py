@@ -64,3 +64,29 @@ def test_a_tip_without_a_good_token_is_still_refused(client, db_session, demo_di
     resp = client.post("/report", data=data, content_type="multipart/form-data")
     assert "Your tip was received" not in resp.get_data(as_text=True)
     assert db_session.execute(select(func.count()).select_from(Tip)).scalar_one() == 0
+
+
+def test_the_tip_form_skips_the_rate_limiter_and_the_follow_up_limit_still_counts(
+        client, demo_directory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tip form has no rate limit by design (docs/reporter.md): Flask-Limiter is told so
+    and does not resolve the limits of each submit; the follow-up code's limit is resolved
+    and applied as before."""
+    from flask_limiter._manager import LimitManager
+
+    resolved: list[str | None] = []
+    real = LimitManager.resolve_limits
+
+    def counting(self: Any, app: Any, endpoint: str | None, *args: Any, **kwargs: Any) -> Any:
+        resolved.append(endpoint)
+        return real(self, app, endpoint, *args, **kwargs)
+
+    monkeypatch.setattr(LimitManager, "resolve_limits", counting)
+    token, html = open_form(client)
+    resp = client.post("/report", data=tip_fields(token, submission=nonce_from(html)),
+                       content_type="application/x-www-form-urlencoded")
+    assert "Your tip was received" in resp.get_data(as_text=True)
+    assert "intake.report" not in resolved
+    for _ in range(11):
+        last = client.post("/followup", data={"csrf_token": token, "code": "WRONG-CODE-0"})
+    assert "intake.followup" in resolved
+    assert last.status_code == 429

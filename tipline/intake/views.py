@@ -565,6 +565,11 @@ def handle_csrf_error(exc: CSRFError) -> Any:
 
 # -- wiring -----------------------------------------------------------------------------------
 
+def is_tip_form() -> bool:
+    """The request is for the tip form (``/report``), which no rate limit applies to."""
+    return request.endpoint == "intake.report"
+
+
 def _wire(state: BlueprintSetupState) -> None:
     """Bounded in-memory uploads and the rate limits, on the app this blueprint joins."""
     app = cast(Flask, state.app)
@@ -577,6 +582,10 @@ def _wire(state: BlueprintSetupState) -> None:
     limiter = app.extensions.get("tipline_limiter")
     if limiter is None:
         return
+    # The tip form is never rate limited (docs/reporter.md: a whole school behind one address
+    # must be able to report at once). Said to Flask-Limiter, which then skips resolving the
+    # limits of each submit only to find none there.
+    limiter.request_filter(is_tip_form)
     app.view_functions["intake.followup"] = limiter.limit(
         CODE_LIMIT, methods=["POST"], deduct_when=lambda resp: resp.status_code == 400,
     )(app.view_functions["intake.followup"])
