@@ -166,3 +166,32 @@ def test_a_directory_change_reaches_the_seal_once_the_cached_plan_expires(
     db_session.commit()
     monkeypatch.setattr(audience, "PLAN_TTL", 0.0)  # as if PLAN_TTL had passed
     assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == set()
+
+
+def test_a_guarded_insert_stays_within_what_psycopg_caches(
+        db_session, vault, queue, slpd, monkeypatch) -> None:
+    """A tip sealed from a kept audience is written by one statement that also checks the
+    audience; psycopg parses a statement once only while it is at most
+    MAX_CACHED_STATEMENT_LENGTH long with at most MAX_CACHED_STATEMENT_PARAMS parameters, and
+    parsing it for every tip cost more (0.27 ms) than the guard saved. A police tip (an
+    agency in the audience) with its surge signature is the largest such statement."""
+    from psycopg import _queries
+
+    load_policy(db_session, POLICY, "police.yaml", loaded_by="test")
+    db_session.commit()
+    _weapon_tip_rids(db_session, vault, queue)  # plans; reads the agency's key apart
+    _weapon_tip_rids(db_session, vault, queue)  # reads the audience with the head; keeps it
+    seen: list[tuple[int, int]] = []
+    real = _queries.PostgresQuery.convert
+
+    def convert(self: Any, query: Any, params: Any) -> None:
+        if "array_agg" in (query.decode() if isinstance(query, bytes) else str(query)):
+            seen.append((len(query), len(params or ())))
+        real(self, query, params)
+
+    monkeypatch.setattr(_queries.PostgresQuery, "convert", convert)
+    assert _agencies(_weapon_tip_rids(db_session, vault, queue)) == {slpd}
+    assert len(seen) == 1, seen
+    length, params = seen[0]
+    assert length <= _queries.MAX_CACHED_STATEMENT_LENGTH, length
+    assert params <= _queries.MAX_CACHED_STATEMENT_PARAMS, params

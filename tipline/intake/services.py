@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, bindparam, insert, select
+from sqlalchemy import BindParameter, Boolean, Insert, LargeBinary, Table, bindparam, insert, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from tipline.crypto import Vault, WrappedKey, field_ad, reporter_recipient
@@ -21,7 +22,14 @@ from tipline.db import Base, new_uid, utcnow
 from tipline.directory.models import School
 from tipline.jobs import JobQueue, after_commit
 from tipline.ops import metrics
-from tipline.routing.audience import intake_audience, seal_alert_content
+from tipline.routing.audience import (
+    AUDIENCE_UNCHANGED,
+    AudienceGuard,
+    cached_intake_audience,
+    forget_audience,
+    intake_audience,
+    seal_alert_content,
+)
 from tipline.routing.models import RoutingJob
 from tipline.surge import services as surge
 from tipline.surge.models import TipSignature
@@ -127,10 +135,30 @@ def create_tip(
     if normalized is None:
         raise IntakeError("malformed receipt code")
 
+    for cached in (True, False):
+        try:
+            return _write_tip(session, vault, queue, submission, body=body, code=code,
+                              normalized=normalized, school_id=school_id,
+                              district_id=district_id, severity=severity, fired=fired,
+                              cached=cached)
+        except _StaleAudience:  # sealed to an audience that changed: seal again, read fresh
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover - the second pass never raises
+
+
+class _StaleAudience(Exception):
+    """A guarded insert inserted nothing: the policy or the keys changed since they were read."""
+
+
+def _write_tip(
+    session: Session, vault: Vault, queue: JobQueue, submission: TipSubmission, *, body: str,
+    code: str, normalized: str, school_id: int | None, district_id: int | None,
+    severity: int, fired: Sequence[str] | None, cached: bool,
+) -> Receipt:
     tip_uid, message_uid = new_uid(), new_uid()
-    dek, wrapped, alert_ct = _seal_for_audience(
+    dek, wrapped, alert_ct, guard = _seal_for_audience(
         session, vault, submission, tip_uid, code, school_id=school_id,
-        district_id=district_id, severity=severity, body=body)
+        district_id=district_id, severity=severity, body=body, cached=cached)
     reference = new_reference()
     tip_values: dict[str, Any] = {
         "uid": tip_uid,
@@ -171,9 +199,14 @@ def create_tip(
     signature = surge.at_intake(vault, school_id, submission.channel.value,
                                 "\n".join([body, *clean.values()]), submission.language,
                                 utcnow(), fired)
-    job_id, tip_id, message_id = _insert_tip_rows(
-        session, key_values, _row(Tip, **tip_values), message_values, job_values, signature
-    )
+    inserted = _insert_tip_rows(
+        session, key_values, _row(Tip, **tip_values), message_values, job_values, signature,
+        guard)
+    if inserted is None:  # only a guarded insert inserts nothing
+        if guard is not None:
+            forget_audience(guard, session)
+        raise _StaleAudience
+    job_id, tip_id, message_id = inserted
     if submission.attachments:
         rows = []
         for item in submission.attachments:
@@ -193,7 +226,8 @@ def create_tip(
 def _seal_for_audience(
     session: Session, vault: Vault, sub: TipSubmission, tip_uid: str, code: str, *,
     school_id: int | None, district_id: int | None, severity: int, body: str,
-) -> tuple[bytes, WrappedKey, bytes | None]:
+    cached: bool = False,
+) -> tuple[bytes, WrappedKey, bytes | None, AudienceGuard | None]:
     """The tip's data key, sealed to its audience, and its include_content alert text.
 
     Audience: the district's read key, each police agency the policy routes this tip to, and
@@ -206,18 +240,28 @@ def _seal_for_audience(
     only when the matched rule says include_content, and never for a call (its body is a
     stand-in until the transcript comes).
     """
-    # The plan (cached, checked against the active policy's head) and the read keys of the
-    # district and the plan's agencies: one statement for most tips.
-    plan, recipients = intake_audience(session, school_id=school_id, district_id=district_id,
-                                       category=sub.category.value, severity=severity,
-                                       now=utcnow())
+    # The plan and the read keys of the district and the plan's agencies: kept from an earlier
+    # tip (``cached``; the insert then checks that the policy and the keys are unchanged), or
+    # read in one statement with the active policy's head.
+    now = utcnow()
+    found = cached_intake_audience(
+        session, school_id=school_id, district_id=district_id, category=sub.category.value,
+        severity=severity, now=now) if cached else None
+    guard = None
+    if found is not None:
+        plan, recipients, guard = found
+    else:
+        plan, recipients = intake_audience(session, school_id=school_id,
+                                           district_id=district_id,
+                                           category=sub.category.value, severity=severity,
+                                           now=now)
     if recipients and sub.channel in (Channel.WEB, Channel.VOICE):  # SMS: no code is given
         recipients.append(reporter_recipient(code, tip_uid)[0])
     dek, wrapped = vault.new_data_key(recipients)
     alert_ct = None
     if plan.include_content and sub.channel != Channel.VOICE:  # a call's words come later
         alert_ct = seal_alert_content(vault, tip_uid, body)
-    return dek, wrapped, alert_ct
+    return dek, wrapped, alert_ct, guard
 
 
 def _insert_tip_rows(
@@ -227,14 +271,16 @@ def _insert_tip_rows(
     message: dict[str, Any],
     job: dict[str, Any],
     signature: dict[str, Any] | None = None,
-) -> tuple[int, int, int]:
+    guard: AudienceGuard | None = None,
+) -> tuple[int, int, int] | None:
     """Insert the key, the tip, its first message, its routing job and its surge signature
     (if any); return the job's, the tip's and the message's ids.
 
     On PostgreSQL this is one statement and one round trip (data-modifying CTEs, each taking
     the id the previous one returned); elsewhere (SQLite) one statement a row. Either way it
     runs in the caller's transaction, and an IntegrityError on ``external_id`` means a
-    provider retry: the caller decides.
+    provider retry: the caller decides. With a ``guard`` (PostgreSQL only) the statement
+    inserts nothing and None is returned when the policy or the keys it names changed.
     """
     sig = {k: v for k, v in (signature or {}).items() if k != "tip_id"}
     if session.get_bind().dialect.name != "postgresql":
@@ -250,15 +296,20 @@ def _insert_tip_rows(
         if signature is not None:
             surge.insert_signature(session, {**sig, "tip_id": tip_id})
         return int(job_id), int(tip_id), int(message_id)
-    stmt = _combined_insert(tuple(key), tuple(tip), tuple(message), tuple(job), tuple(sig))
+    stmt = _combined_insert(tuple(key), tuple(tip), tuple(message), tuple(job), tuple(sig),
+                            guard is not None)
     params = {
+        **(guard.params() if guard is not None else {}),
         **{f"k_{k}": v for k, v in key.items()},
         **{f"t_{k}": v for k, v in tip.items()},
         **{f"m_{k}": v for k, v in message.items()},
         **{f"j_{k}": v for k, v in job.items()},
         **{f"s_{k}": v for k, v in sig.items()},
     }
-    job_id, tip_id, message_id = session.execute(stmt, params).one()
+    row = session.execute(stmt, params).one_or_none()
+    if row is None:
+        return None
+    job_id, tip_id, message_id = row
     return int(job_id), int(tip_id), int(message_id)
 
 
@@ -269,16 +320,20 @@ def _combined_insert(
     message_cols: tuple[str, ...],
     job_cols: tuple[str, ...],
     signature_cols: tuple[str, ...] = (),
+    guarded: bool = False,
 ) -> Insert:
     """The four- (or five-, with a surge signature) table insert for one set of columns,
     built once and reused (building and keying a statement of this size costs more CPU than
-    running it)."""
+    running it). ``guarded``: the same rows, inserted only while ``AUDIENCE_UNCHANGED`` holds
+    (each insert selects from the one before it, so all or none)."""
 
     def binds(table: Table, prefix: str, cols: tuple[str, ...]) -> dict[str, Any]:
         return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in cols}
 
     keys, tips = cast(Table, DataKey.__table__), cast(Table, Tip.__table__)
     messages, jobs = cast(Table, Message.__table__), cast(Table, RoutingJob.__table__)
+    if guarded:
+        return _guarded_insert(key_cols, tip_cols, message_cols, job_cols, signature_cols)
     new_key = insert(keys).values(binds(keys, "k_", key_cols)).returning(keys.c.id).cte("new_key")
     new_tip = (
         insert(tips)
@@ -301,6 +356,54 @@ def _combined_insert(
     return (
         insert(jobs)
         .values({**binds(jobs, "j_", job_cols), "tip_id": tip_id_sql})
+        .returning(jobs.c.id, jobs.c.tip_id, select(new_message.c.id).scalar_subquery())
+        .add_cte(*ctes)
+    )
+
+
+def _guarded_insert(
+    key_cols: tuple[str, ...],
+    tip_cols: tuple[str, ...],
+    message_cols: tuple[str, ...],
+    job_cols: tuple[str, ...],
+    signature_cols: tuple[str, ...],
+) -> Insert:
+    """``_combined_insert`` as INSERT ... SELECT: the key's row only where the audience is
+    unchanged, and every later row selected from the row before it, so that a changed audience
+    inserts nothing at all (and RETURNING gives no row)."""
+
+    def rows(table: Table, prefix: str, cols: tuple[str, ...], source: Any = None,
+             link: str | None = None) -> Insert:
+        values = [typed(bindparam(f"{prefix}{c}", type_=table.c[c].type)) for c in cols]
+        names = list(cols)
+        if source is not None and link is not None:
+            values.append(source.c.id)
+            names.append(link)
+        picked = select(*values)
+        if source is None:
+            picked = picked.where(AUDIENCE_UNCHANGED)
+        return insert(table).from_select(names, picked, include_defaults=False)
+
+    def typed(bind: BindParameter[Any]) -> Any:
+        """A NULL in a select list is text to PostgreSQL: SQLAlchemy renders a ``::type``
+        after most binds, not after bytea and boolean ones, so those get a CAST."""
+        if isinstance(bind.type, (LargeBinary, Boolean)):
+            return sql_cast(bind, bind.type)
+        return bind
+
+    keys, tips = cast(Table, DataKey.__table__), cast(Table, Tip.__table__)
+    messages, jobs = cast(Table, Message.__table__), cast(Table, RoutingJob.__table__)
+    new_key = rows(keys, "k_", key_cols).returning(keys.c.id).cte("new_key")
+    new_tip = rows(tips, "t_", tip_cols, new_key, "data_key_id").returning(tips.c.id).cte(
+        "new_tip")
+    new_message = rows(messages, "m_", message_cols, new_tip, "tip_id").returning(
+        messages.c.id).cte("new_message")
+    ctes = [new_key, new_tip, new_message]
+    if signature_cols:
+        ctes.append(rows(cast(Table, TipSignature.__table__), "s_", signature_cols, new_tip,
+                         "tip_id").cte("new_signature"))
+    return (
+        rows(jobs, "j_", job_cols, new_tip, "tip_id")
         .returning(jobs.c.id, jobs.c.tip_id, select(new_message.c.id).scalar_subquery())
         .add_cte(*ctes)
     )
