@@ -175,18 +175,14 @@ class LocalPacer:
                 self._pool = pool + pool_cost
                 self._recipients[recipient] = one + one_cost
                 if handed:
-                    self._hand(recipient, one_cost, now)
-                if group is not None:
-                    self._groups[group] = ("went", now + GROUP_TTL)
-                    if len(self._groups) > 10_000:
-                        self._groups = {k: v for k, v in self._groups.items() if v[1] > now}
+                    self._hand(recipient, one_cost, now, group)
                 return Admission(True, backlog)
 
             if ticket is None:
                 return take() if backlog <= limit else Admission(False, backlog)
             if ahead:
                 return self._ahead(ticket, recipient, one_cost, now, backlog, limit, max_wait,
-                                   take)
+                                   take, group)
             pool_line = max(now, self._pool_line)
             line = max(now, self._lines.get(recipient, 0.0))
             mine = self._tickets.get(ticket)
@@ -209,11 +205,18 @@ class LocalPacer:
                 self._tickets = {k: v for k, v in self._tickets.items() if v > now - 3600}
             return Admission(False, turn - now, held=True)
 
-    def _hand(self, recipient: str, cost: float, now: float) -> None:
+    def _hand(self, recipient: str, cost: float, now: float, group: str | None) -> None:
+        """Handed to Twilio: the recipient's texts there grow, and its group has gone (a
+        place taken and held in tipline does neither: the tip's first text is still to go)."""
         self._sent[recipient] = max(now, self._sent.get(recipient, 0.0)) + cost
+        if group is not None:
+            self._groups[group] = ("went", now + GROUP_TTL)
+            if len(self._groups) > 10_000:
+                self._groups = {k: v for k, v in self._groups.items() if v[1] > now}
 
     def _ahead(self, ticket: str, recipient: str, one_cost: float, now: float, backlog: float,
-               limit: float, max_wait: float, take: Callable[..., Admission]) -> Admission:
+               limit: float, max_wait: float, take: Callable[..., Admission],
+               group: str | None) -> Admission:
         """Life-safety that waits rather than fails: its place in Twilio's queue is taken
         at the first ask (the clocks advance then), so at its turn it just goes."""
         mine = self._tickets.get(ticket)
@@ -221,7 +224,7 @@ class LocalPacer:
             if mine > now + EARLY:
                 return Admission(False, mine - now, held=True)
             del self._tickets[ticket]
-            self._hand(recipient, one_cost, now)
+            self._hand(recipient, one_cost, now, group)
             return Admission(True, limit)
         if backlog <= limit:
             return take()
@@ -250,6 +253,7 @@ local backlog = math.max(pool, one) - now
 local function hand()
   local sent = math.max(now, tonumber(redis.call('GET', KEYS[7]) or '0'))
   redis.call('SET', KEYS[7], tostring(sent + oc), 'PX', ARGV[4])
+  if ARGV[9] ~= '' then redis.call('SET', KEYS[6], 'went', 'PX', ARGV[10]) end
 end
 if ARGV[9] ~= '' then
   local state = redis.call('GET', KEYS[6]) or ''
@@ -273,7 +277,6 @@ local function take(handed)
   redis.call('SET', KEYS[1], tostring(pool + pc), 'PX', ARGV[4])
   redis.call('SET', KEYS[2], tostring(one + oc), 'PX', ARGV[4])
   if handed then hand() end
-  if ARGV[9] ~= '' then redis.call('SET', KEYS[6], 'went', 'PX', ARGV[10]) end
   return {1, tostring(backlog)}
 end
 if mode == 'now' then
