@@ -327,13 +327,14 @@ def _combined_insert(
     running it). ``guarded``: the same rows, inserted only while ``AUDIENCE_UNCHANGED`` holds
     (each insert selects from the one before it, so all or none)."""
 
+    if guarded:
+        return _guarded_insert(key_cols, tip_cols, message_cols, job_cols, signature_cols)
+
     def binds(table: Table, prefix: str, cols: tuple[str, ...]) -> dict[str, Any]:
         return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in cols}
 
     keys, tips = cast(Table, DataKey.__table__), cast(Table, Tip.__table__)
     messages, jobs = cast(Table, Message.__table__), cast(Table, RoutingJob.__table__)
-    if guarded:
-        return _guarded_insert(key_cols, tip_cols, message_cols, job_cols, signature_cols)
     new_key = insert(keys).values(binds(keys, "k_", key_cols)).returning(keys.c.id).cte("new_key")
     new_tip = (
         insert(tips)

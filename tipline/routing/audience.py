@@ -46,7 +46,7 @@ from tipline.crypto import Vault, field_ad
 from tipline.crypto import audience as crypto_audience
 from tipline.crypto.models import Owner, ReadKey
 from tipline.directory.models import Contact, District, School
-from tipline.routing.models import Dispatch, RoutingJob, RoutingPolicy
+from tipline.routing.models import Dispatch, RoutingJob
 from tipline.routing.statements import ACTIVE_POLICY_HEAD
 from tipline.tips.models import DataKey, Tip
 
@@ -113,6 +113,11 @@ class _Planned:
 _planned: dict[tuple[Any, ...], _Planned] = {}
 
 
+def _plan_key(session: Session, school_id: int | None, district_id: int | None,
+              category: str, severity: int, sealed: bool) -> tuple[Any, ...]:
+    return (id(session.get_bind()), school_id, district_id, category, severity, sealed)
+
+
 def _current(found: _Planned | None, minute: datetime, clock: float) -> bool:
     """A kept plan may serve a tip of this minute (under its own head: the caller checks it)."""
     return found is not None and found.minute == minute and clock - found.clock < PLAN_TTL
@@ -149,7 +154,7 @@ def intake_plan(session: Session, *, school_id: int | None, district_id: int | N
     policy = _policy(session)
     if policy is None:  # directory default: never police, never content
         return IntakePlan()
-    key = (id(session.get_bind()), school_id, district_id, category, severity, sealed)
+    key = _plan_key(session, school_id, district_id, category, severity, sealed)
     return _remembered(key, (policy.version, policy.sha256), now, fresh, lambda: _intake_plan(
         session, policy, school_id, district_id, category, severity, now, sealed))
 
@@ -217,14 +222,14 @@ class AudienceGuard:
 # The agencies are one array parameter, not an expanding list: the tip's insert stays within
 # the length and the parameter count psycopg caches the parsing of (a statement past them is
 # parsed again for every tip: 0.27 ms, more than the guard saves; a test checks both).
-def _inline(value: str | int) -> Any:
+def _inline(value: str) -> Any:
     """A constant written into the statement rather than sent as a parameter."""
-    return literal_column(repr(value) if isinstance(value, str) else str(value))
+    return literal_column(repr(value))
 
 
+_guard_head = ACTIVE_POLICY_HEAD.subquery("guard_head")
 AUDIENCE_UNCHANGED = and_(
-    select(RoutingPolicy.id).where(RoutingPolicy.active.is_(True))  # as ACTIVE_POLICY_HEAD
-    .order_by(RoutingPolicy.version.desc()).limit(_inline(1)).scalar_subquery()
+    select(_guard_head.c.id).scalar_subquery()
     .is_not_distinct_from(bindparam("g_head_id", type_=Integer)),
     select(func.array_agg(aggregate_order_by(ReadKey.id, ReadKey.id)))
     .where(ReadKey.retired_at.is_(None),  # as crypto.audience.ACTIVE_KEY_ROWS
@@ -256,12 +261,12 @@ def cached_intake_audience(
     insert itself, so a new policy or a retired key still reaches the very next tip."""
     if district_id is None or session.get_bind().dialect.name != "postgresql":
         return None
-    bind = id(session.get_bind())
-    found = _planned.get((bind, school_id, district_id, category, severity, True))
+    key = _plan_key(session, school_id, district_id, category, severity, True)
+    found = _planned.get(key)
     if found is None or not _current(found, now.replace(second=0, microsecond=0),
                                      time.monotonic()):
         return None
-    seen = _audiences.get((bind, district_id, found.plan.agency_ids))
+    seen = _audiences.get((key[0], district_id, found.plan.agency_ids))
     if seen is None or seen[0] != found.head:
         return None
     return found.plan, list(seen[2]), seen[1]
@@ -303,7 +308,7 @@ def intake_audience(session: Session, *, school_id: int | None, district_id: int
         plan = intake_plan(session, school_id=None, district_id=None, category=category,
                            severity=severity, now=now, sealed=True)
         return plan, district_audience(session, None, plan.agency_ids)
-    key = (id(session.get_bind()), school_id, district_id, category, severity, True)
+    key = _plan_key(session, school_id, district_id, category, severity, True)
     found = _planned.get(key)
     guess = found.plan.agency_ids if found is not None else ()
     rows = session.connection().execute(
@@ -315,7 +320,8 @@ def intake_audience(session: Session, *, school_id: int | None, district_id: int
         return plan, crypto.audience_keys(session, district_id, plan.agency_ids)
     recipients = crypto_audience.recipients_from_rows(
         (r[3:7] for r in rows if r[3] is not None), district_id, plan.agency_ids)
-    if _planned.get(key) is not None and plan is _planned[key].plan:  # a kept plan only
+    kept = _planned.get(key)
+    if kept is not None and kept.plan is plan:  # a kept plan only (not a failed one)
         _remember_audience(key[0], head, district_id, plan, rows, recipients)
     return plan, recipients
 

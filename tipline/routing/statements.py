@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, literal_column, select, update
 from sqlalchemy.orm import joinedload
 
 from tipline.directory.models import Contact, School, contact_schools
@@ -60,10 +60,12 @@ INSERT_DELIVERIES = insert(_deliveries).returning(_deliveries.c.id,
                                                   sort_by_parameter_order=True)
 
 # The newest active policy's identity (the parsed policy is cached per version).
+# The LIMIT is written into the statement, not sent as a parameter: intake's guarded insert
+# embeds this query and must stay within psycopg's parameter count (routing.audience).
 ACTIVE_POLICY_HEAD = (
     select(_policies.c.id, _policies.c.version, _policies.c.sha256)
     .where(_policies.c.active.is_(True))
-    .order_by(_policies.c.version.desc()).limit(1)
+    .order_by(_policies.c.version.desc()).limit(literal_column("1"))
 )
 
 # Every contact a plan for one school can name: the school's (flagged ``here``), the
