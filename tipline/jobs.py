@@ -154,15 +154,14 @@ class CeleryQueue:
                                    producer=self._producer(), retry=False,
                                    retry_policy=self._retry_policy, task_id=task_id)
             return
-        body, options = self._template(name)
+        body, options, repr_size, repr_levels = self._template(name)
         task_id = task_id or uuid()
-        amqp = self._celery.amqp
-        headers = dict(options["headers"], id=task_id, root_id=task_id, argsrepr=saferepr(
-            list(args), amqp.argsrepr_maxsize, maxlevels=self._celery.conf.task_repr_maxlevels))
+        headers = dict(options["headers"], id=task_id, root_id=task_id,
+                       argsrepr=saferepr(list(args), repr_size, maxlevels=repr_levels))
         self._producer().publish((list(args), *body[1:]), **dict(
             options, headers=headers, correlation_id=task_id))
 
-    def _template(self, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def _template(self, name: str) -> tuple[tuple[Any, ...], dict[str, Any], int, int]:
         """What Celery's send_task hands kombu for task ``name`` with no delay, captured once
         per thread from Celery itself (a producer that records instead of sending).
 
@@ -170,8 +169,9 @@ class CeleryQueue:
         message anew, a result object): 0.27 ms of a web tip's CPU. Every field but the task id,
         its arguments and their repr is the same for every message of a task and a thread
         (``reply_to`` is the thread's id, ``origin`` the process's): a test compares what is
-        sent this way with what send_task sends."""
-        templates: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] | None = getattr(
+        sent this way with what send_task sends. Celery's limits on the arguments' repr come
+        with it (read from its configuration once, not for every publish)."""
+        templates: dict[str, tuple[tuple[Any, ...], dict[str, Any], int, int]] | None = getattr(
             self._local, "templates", None)
         if templates is None:
             templates = self._local.templates = {}
@@ -180,7 +180,9 @@ class CeleryQueue:
             recorder = _RecordingProducer(self._connection())
             self._celery.send_task(name, args=[], producer=recorder, retry=False,
                                    retry_policy=self._retry_policy)
-            found = templates[name] = (recorder.body, recorder.options)
+            found = templates[name] = (recorder.body, recorder.options,
+                                       self._celery.amqp.argsrepr_maxsize,
+                                       self._celery.conf.task_repr_maxlevels)
         return found
 
     def _unpublished(self, name: str, args: tuple[Any, ...]) -> None:
