@@ -11,17 +11,21 @@ bind = os.environ.get("TIPLINE_BIND", "0.0.0.0:8080")
 
 
 def _default_workers() -> int:
-    """Two sync workers per usable core, plus one (gunicorn's own rule of thumb).
+    """One sync worker per usable core, plus one.
 
-    A sync worker is busy for the whole of a request, including the waits on PostgreSQL (the
-    commit) and Redis; with only one per core the cores idle during those waits while tips
-    queue. Capped, so a container that sees a large host's cores does not start dozens.
+    A sync worker holds a core only while it computes; the extra one fills the short waits on
+    PostgreSQL (the commit) and Redis. More workers than that make the cores switch between
+    processes for every request and evict each other's caches: on the 2-CPU machine a web tip
+    cost 3.97 ms of worker CPU with 5 workers against 3.40 ms with 3 and 3.32 ms with 2, and
+    the 5 served fewer tips a second (docs/performance.md, "What changed", item 19).
+    gunicorn's own 2 x cores + 1 is a starting point for applications that mostly wait.
+    Capped, so a container that sees a large host's cores does not start dozens.
     """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return min(2 * cores + 1, 9)
+    return min(cores + 1, 9)
 
 
 workers = int(os.environ.get("TIPLINE_WEB_WORKERS") or _default_workers())

@@ -3,9 +3,12 @@ build context and the README agree, and no secret gets into the image."""
 
 from __future__ import annotations
 
+import os
 import re
+import runpy
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -108,3 +111,17 @@ def test_the_readme_steps_match_the_compose_file() -> None:
     assert "/run/secrets/tipline" in README
     assert "TIPLINE_TRUSTED_PROXY_HOPS" in README
     assert "docs/operations.md" in README
+
+
+def _gunicorn_workers(monkeypatch: Any, cores: int, override: str = "") -> int:
+    """The worker count config/gunicorn.conf.py gives a machine with ``cores`` usable cores."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.setenv("TIPLINE_WEB_WORKERS", override)
+    conf = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    return int(conf["workers"])
+
+
+def test_gunicorn_runs_one_sync_worker_per_core_plus_one(monkeypatch: Any) -> None:
+    # docs/performance.md, "What changed" item 19: more workers cost each tip more CPU.
+    assert [_gunicorn_workers(monkeypatch, n) for n in (1, 2, 4, 8, 64)] == [2, 3, 5, 9, 9]
+    assert _gunicorn_workers(monkeypatch, 2, override="7") == 7
