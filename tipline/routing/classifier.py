@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -44,6 +44,19 @@ class _Lexicon:
     terms: dict[str, dict[str, re.Pattern[str]]]  # group -> language -> pattern
     rules: tuple[_Rule, ...]
     languages: frozenset[str]
+    # The (group, pattern) pairs to search for each tuple of languages (``_searches``).
+    _plans: dict[tuple[str, ...], tuple[tuple[str, re.Pattern[str]], ...]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    def _searches(self, langs: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+        """Each term group's pattern in each of ``langs`` it has, in group order: worked out
+        once per language tuple, not by a generator per group per tip."""
+        plan = self._plans.get(langs)
+        if plan is None:
+            plan = self._plans[langs] = tuple(
+                (group, by_lang[lang]) for group, by_lang in self.terms.items()
+                for lang in langs if lang in by_lang)
+        return plan
 
 
 def normalize(text: str) -> str:
@@ -100,11 +113,11 @@ def _lexicon() -> _Lexicon:
     return build_lexicon(yaml.safe_load(text))
 
 
-def _languages(lex: _Lexicon, language: str) -> list[str]:
+def _languages(lex: _Lexicon, language: str) -> tuple[str, ...]:
     lang = (language or "").lower().split("-")[0].split("_")[0]
     if lang in lex.languages:
-        return [lang] if lang == FALLBACK_LANGUAGE else [lang, FALLBACK_LANGUAGE]
-    return sorted(lex.languages)
+        return (lang,) if lang == FALLBACK_LANGUAGE else (lang, FALLBACK_LANGUAGE)
+    return tuple(sorted(lex.languages))
 
 
 def classify(text: str, language: str, lexicon: _Lexicon | None = None) -> Classification:
@@ -116,11 +129,11 @@ def classify(text: str, language: str, lexicon: _Lexicon | None = None) -> Class
         pattern = lex.ignore.get(lang)
         if pattern is not None:
             plain = pattern.sub(" ", plain)
-    found = {
-        group for group, by_lang in lex.terms.items()
-        if any(by_lang[lang].search(plain) for lang in langs if lang in by_lang)
-    }
-    fired = [r for r in lex.rules if all(g in found for g in r.when)]
+    found: set[str] = set()
+    for group, pattern in lex._searches(langs):
+        if group not in found and pattern.search(plain):
+            found.add(group)
+    fired = [r for r in lex.rules if found.issuperset(r.when)]
     floors = [r.severity for r in fired if r.severity is not None]
     category = next((r.category for r in fired if r.category is not None), None)
     return Classification(
