@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from babel import support
 from flask import request
@@ -11,9 +11,12 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import (
+    BooleanField,
     Field,
+    FileField,
     HiddenField,
     MultipleFileField,
+    PasswordField,
     RadioField,
     SelectChoice,
     SelectField,
@@ -21,6 +24,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.csrf.core import CSRFTokenField
+from wtforms.fields.core import Flags, Label, UnboundField
 from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -88,9 +92,82 @@ class _CSRFWhenShown(FlaskForm.Meta.csrf_class):
     field_class = _TokenWhenShown
 
 
+# Field classes whose ``__init__`` only stores its arguments and derives the flags, label and
+# choices from them (nothing that depends on the request): a copy of one bound field is the
+# same as binding anew. Any other class is bound by WTForms as usual.
+_COPYABLE_FIELDS = (StringField, TextAreaField, HiddenField, PasswordField, SelectField,
+                    RadioField, BooleanField, FileField, MultipleFileField)
+
+
+class _BoundFields:
+    """A bound copy of each declared field, made once, that each new form copies.
+
+    WTForms binds every declared field anew for each form (``Field.__init__``: its options,
+    validator checks, flags and label), and all of it is the same for every request. Each
+    form still gets fields of its own: a copy has its own flags, label, ``render_kw`` and
+    choices list, and ``process`` then fills in the request's data as before. Only declared
+    fields of the classes above with a label of their own are copied (an unlabelled field's
+    label is translated as it is bound); the CSRF field, made for each form, is always bound
+    by WTForms.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[UnboundField, str, str, int], Field | None] = {}
+
+    def bind(self, form: Any, unbound: UnboundField, options: dict[str, Any]) -> Field | None:
+        """A copy of the field bound as ``options`` say, or None: bind it the usual way."""
+        key = (unbound, options["name"], options.get("prefix", ""),
+               id(options.get("translations")))
+        try:
+            proto = self._made[key]
+        except KeyError:
+            if not any(u is unbound for _n, u in type(form)._unbound_fields or ()):
+                return None  # made for this form only (the CSRF field): nothing to keep
+            proto = self._made[key] = self._prototype(form, unbound, options)
+        if proto is None:
+            return None
+        field: Field = object.__new__(type(proto))
+        state = field.__dict__
+        state.update(proto.__dict__)
+        state["_form"], state["meta"] = form, form.meta
+        state["flags"] = flags = Flags()
+        flags.__dict__.update(proto.flags.__dict__)
+        state["label"] = Label(proto.label.field_id, proto.label.text)
+        if proto.render_kw is not None:
+            state["render_kw"] = dict(proto.render_kw)
+        choices = state.get("_choices")
+        if isinstance(choices, (list, dict)):
+            state["_choices"] = choices.copy()
+        return field
+
+    @staticmethod
+    def _prototype(form: Any, unbound: UnboundField, options: dict[str, Any]) -> Field | None:
+        label = unbound.args[0] if unbound.args else unbound.kwargs.get("label")
+        cls = unbound.field_class
+        if (label is None or not issubclass(cls, _COPYABLE_FIELDS)
+                or issubclass(cls, CSRFTokenField) or unbound.kwargs.get("datalist") is not None):
+            return None
+        proto = unbound.bind(form=form, **options)
+        proto._form = proto.meta = None  # the copies get their own form
+        return cast(Field, proto)
+
+
+_BOUND_FIELDS = _BoundFields()
+
+
 class ReporterForm(FlaskForm):
     class Meta(FlaskForm.Meta):
         csrf_class = _CSRFWhenShown
+
+        def bind_field(self, form: Any, unbound_field: UnboundField,
+                       options: dict[str, Any]) -> Field:
+            """A copy of the field bound once (``_BoundFields``), or WTForms' own binding."""
+            if unbound_field.kwargs.get("csrf_impl") is not None:  # made for this form
+                return cast(Field, super().bind_field(form, unbound_field, options))
+            field = _BOUND_FIELDS.bind(form, unbound_field, options)
+            if field is None:
+                field = super().bind_field(form, unbound_field, options)
+            return cast(Field, field)
 
         def get_translations(self, form: object) -> _WTFormsTranslations:
             return _TRANSLATIONS
@@ -105,12 +182,15 @@ class ReporterForm(FlaskForm):
                 return None
             # Files only under the form's file fields: a file under a text field's name
             # would reach a text validator (a 500).
-            files = {f.name for f in form if isinstance(f, MultipleFileField)}
-            uploads = MultiDict([(k, v) for k, v in request.files.items(multi=True)
-                                 if k in files])
-            if uploads:
-                return CombinedMultiDict((uploads, request.form))
+            posted = request.files
+            if posted:
+                files = {f.name for f in form if isinstance(f, MultipleFileField)}
+                uploads = MultiDict([(k, v) for k, v in posted.items(multi=True) if k in files])
+                if uploads:
+                    return CombinedMultiDict((uploads, request.form))
             return request.form or None
+
+
 MAX_REPLY_CHARS = 5000
 
 
@@ -162,8 +242,9 @@ class TipForm(ReporterForm):
     )
     attachments = MultipleFileField(_l("Add pictures (optional)"))
     # Issued by the server to this session: the same page sent twice from it makes one tip,
-    # and from another session selects nothing (see intake.idempotency).
-    submission = HiddenField()
+    # and from another session selects nothing (see intake.idempotency). Its label is never
+    # shown; it is the one WTForms gave it, named so that the field can be copied.
+    submission = HiddenField("Submission")
     # Honeypot: off screen and hidden from assistive technology; simple bots fill it in.
     website = StringField(_l("Leave this box empty"), validators=[Optional()])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -79,7 +80,18 @@ def _check_back_sentence(when: CheckBack) -> str:
 
 def receipt_text(facts: ReceiptFacts, when: CheckBack) -> dict[str, str]:
     """The receipt's sentences that depend on the tip: where it went, when to come back, and
-    (only if they skipped it) that an unanswered danger question counts as "not sure"."""
+    (only if they skipped it) that an unanswered danger question counts as "not sure".
+
+    They depend on nothing else but the page's language, and most tips get the same few
+    sentences, so the most recent are kept per language (``_receipt_sentences``).
+    """
+    return dict(_receipt_sentences(str(get_locale() or "en"), facts, when))
+
+
+@functools.lru_cache(maxsize=512)
+def _receipt_sentences(locale: str, facts: ReceiptFacts,
+                       when: CheckBack) -> tuple[tuple[str, str], ...]:
+    """``receipt_text`` for the request's language, which ``locale`` names (the cache key)."""
     if facts.school_name:
         sent_to = _("Your tip went to the people who handle tips for %(school)s. They may ask "
                     "you questions here.", school=facts.school_name)
@@ -90,7 +102,7 @@ def receipt_text(facts: ReceiptFacts, when: CheckBack) -> dict[str, str]:
     if facts.danger_unanswered:
         text["danger_note"] = _("You did not say whether someone is in danger right now, so we "
                                 "treat your tip as possibly urgent.")
-    return text
+    return tuple(text.items())
 
 
 def status_text(status: str, school_named: bool = True) -> str:

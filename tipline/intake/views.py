@@ -173,16 +173,29 @@ def _is_lang_switch() -> bool:
 
 
 def _schools() -> list[SchoolEntry]:
-    cache: SchoolCache = current_app.extensions.setdefault("tipline_schools", SchoolCache())
+    cache: SchoolCache | None = current_app.extensions.get("tipline_schools")
+    if cache is None:
+        cache = current_app.extensions.setdefault("tipline_schools", SchoolCache())
     return cache.get(db_session())
 
 
+# The school question's choices per locale, with the school list they were made from.
+_SCHOOL_CHOICES: dict[str, tuple[list[SchoolEntry], list[SelectChoice]]] = {}
+
+
 def _set_choices(form: TipForm, entries: list[SchoolEntry]) -> None:
-    form.school.choices = [
-        SelectChoice("", _("Choose a school")),
-        SelectChoice(NO_SCHOOL, _("I don't know / not about a school")),
-        *(SelectChoice(e.code, e.name) for e in entries),
-    ]
+    """The schools the form accepts. They are the same for every request in a language while
+    ``SchoolCache`` keeps the same school list, so they are made once per locale and list
+    (a reloaded list, a new object, makes them again); each form gets its own list."""
+    locale = str(get_locale())
+    made = _SCHOOL_CHOICES.get(locale)
+    if made is None or made[0] is not entries:
+        made = _SCHOOL_CHOICES[locale] = (entries, [
+            SelectChoice("", _("Choose a school")),
+            SelectChoice(NO_SCHOOL, _("I don't know / not about a school")),
+            *(SelectChoice(e.code, e.name) for e in entries),
+        ])
+    form.school.choices = list(made[1])
 
 
 def _submission_secret() -> str:
@@ -395,7 +408,9 @@ def _receipt(code: str, facts: ReceiptFacts) -> str:
     The tip is committed already: a database error here only makes the wording general.
     """
     text = receipt_text(facts, _check_back(facts.severity, facts.district_id))
-    pages: PageCache = current_app.extensions.setdefault("tipline_pages", PageCache())
+    pages: PageCache | None = current_app.extensions.get("tipline_pages")
+    if pages is None:  # (not setdefault: that would make a PageCache, and a marker, each time)
+        pages = current_app.extensions.setdefault("tipline_pages", PageCache())
     return pages.render("intake/receipt.html", code=code, **text)
 
 
