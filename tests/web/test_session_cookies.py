@@ -54,3 +54,37 @@ def test_a_new_secret_key_gets_a_new_serializer_and_the_old_one_can_be_a_fallbac
     finally:
         app.secret_key = previous
         app.config["SECRET_KEY_FALLBACKS"] = []
+
+
+def test_the_signing_key_is_derived_once_and_every_cookie_is_still_checked(
+        app: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signer and its derived key are made once; a cookie with a wrong signature, or one
+    signed with another key, still opens an empty session."""
+    from itsdangerous import Signer
+
+    derived: list[int] = []
+    real = Signer.derive_key
+
+    def counting(self: Any, secret_key: Any = None) -> bytes:
+        if self.salt == b"cookie-session":  # not the CSRF tokens' signer
+            derived.append(1)
+        return real(self, secret_key)
+
+    monkeypatch.setattr(Signer, "derive_key", counting)
+    app.session_interface = SessionCookies()
+    client.get("/report?lang=es")
+    for _ in range(3):
+        assert '<html lang="es">' in client.get("/report").get_data(as_text=True)
+    assert derived == [1]
+
+    name = app.config["SESSION_COOKIE_NAME"]
+    good = client.get_cookie(name).value
+    flasks = SecureCookieSessionInterface().get_signing_serializer(app)
+    assert flasks.loads(good)["lang"] == "es"  # the same key and signature as Flask's
+    body, sig = good.rsplit(".", 1)
+    forged = [body + "." + ("A" if sig[0] != "A" else "B") + sig[1:],
+              type(flasks)("k" * 48, salt=flasks.salt, serializer=flasks.serializer,
+                           signer_kwargs=flasks.signer_kwargs).dumps({"lang": "es"})]
+    for cookie in forged:
+        client.set_cookie(name, cookie)
+        assert '<html lang="en">' in client.get("/report").get_data(as_text=True)

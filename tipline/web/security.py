@@ -14,7 +14,8 @@ from typing import Any
 import redis
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import Signer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import want_bytes
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -43,13 +44,51 @@ def install_security_headers(app: Flask, https: bool) -> None:
         return resp
 
 
+class _DerivedKeySigner(TimestampSigner):
+    """itsdangerous' timestamp signer, each signing key derived once.
+
+    ``derive_key`` computes the signing key from the secret key and the salt (for Flask's
+    session, an HMAC) every time a cookie is signed or checked; the result depends only on
+    those two, so it is kept per secret key. The signature is checked as before.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        key = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
+        derived = self._derived.get(key)
+        if derived is None:
+            derived = self._derived[key] = super().derive_key(key)
+        return derived
+
+
+class _KeptSignerSerializer(URLSafeTimedSerializer):
+    """A serializer that builds its signer once per salt instead of once per call (the signer
+    keeps only its keys and settings, and the derived keys above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._signers: dict[bytes | None, Signer] = {}
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        key = self.salt if salt is None else want_bytes(salt)  # as dumps and loads pass it
+        signer = self._signers.get(key)
+        if signer is None:
+            signer = self._signers[key] = super().make_signer(key)
+        return signer
+
+
 class SessionCookies(SecureCookieSessionInterface):
     """Flask's signed cookie session, its signing serializer built once per secret key.
 
     Flask builds a new itsdangerous serializer (its key list, and a ``dumps({})`` to tell a
     text serializer from a binary one) for every request that opens or saves a session. The
     serializer keeps no state between calls, so one per key list signs and reads the same
-    cookies; a changed ``SECRET_KEY`` or ``SECRET_KEY_FALLBACKS`` gets a new one.
+    cookies; a changed ``SECRET_KEY`` or ``SECRET_KEY_FALLBACKS`` gets a new one. It is
+    Flask's serializer, with the same keys, salt and settings, except that its signer and
+    the signer's derived key are made once (``_KeptSignerSerializer``).
     """
 
     def __init__(self) -> None:
@@ -59,7 +98,11 @@ class SessionCookies(SecureCookieSessionInterface):
         keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
         built_for, serializer = self._built
         if built_for != keys:
-            serializer = super().get_signing_serializer(app)
+            serializer = flasks = super().get_signing_serializer(app)
+            if flasks is not None:
+                serializer = _KeptSignerSerializer(
+                    flasks.secret_keys, salt=flasks.salt, serializer=flasks.serializer,
+                    signer=_DerivedKeySigner, signer_kwargs=flasks.signer_kwargs)
             self._built = (keys, serializer)
         return serializer
 
