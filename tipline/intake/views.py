@@ -173,9 +173,7 @@ def _is_lang_switch() -> bool:
 
 
 def _schools() -> list[SchoolEntry]:
-    cache: SchoolCache | None = current_app.extensions.get("tipline_schools")
-    if cache is None:
-        cache = current_app.extensions.setdefault("tipline_schools", SchoolCache())
+    cache: SchoolCache = current_app.extensions["tipline_schools"]  # made in ``_wire``
     return cache.get(db_session())
 
 
@@ -408,9 +406,7 @@ def _receipt(code: str, facts: ReceiptFacts) -> str:
     The tip is committed already: a database error here only makes the wording general.
     """
     text = receipt_text(facts, _check_back(facts.severity, facts.district_id))
-    pages: PageCache | None = current_app.extensions.get("tipline_pages")
-    if pages is None:  # (not setdefault: that would make a PageCache, and a marker, each time)
-        pages = current_app.extensions.setdefault("tipline_pages", PageCache())
+    pages: PageCache = current_app.extensions["tipline_pages"]  # made in ``_wire``
     return pages.render("intake/receipt.html", code=code, **text)
 
 
@@ -586,8 +582,11 @@ def is_tip_form() -> bool:
 
 
 def _wire(state: BlueprintSetupState) -> None:
-    """Bounded in-memory uploads and the rate limits, on the app this blueprint joins."""
+    """Bounded in-memory uploads, the app's school list and page caches, and the rate limits,
+    on the app this blueprint joins."""
     app = cast(Flask, state.app)
+    app.extensions["tipline_schools"] = SchoolCache()
+    app.extensions["tipline_pages"] = PageCache()
     if not issubclass(app.request_class, ReporterRequest):
         base: type[Request] = app.request_class
         app.request_class = (
