@@ -215,6 +215,11 @@ class AudienceGuard:
                 "g_district": self.district_id, "g_agencies": list(self.agency_ids)}
 
 
+def _inline(value: str) -> Any:
+    """A constant written into the statement rather than sent as a parameter."""
+    return literal_column(repr(value))
+
+
 # True while the active policy and the active read keys of a district and agencies are those
 # of an ``AudienceGuard`` (its ``params``); PostgreSQL only (array_agg). A policy row is never
 # edited (a new version is a new row), so its id names its version and text; a key is never
@@ -222,11 +227,6 @@ class AudienceGuard:
 # The agencies are one array parameter, not an expanding list: the tip's insert stays within
 # the length and the parameter count psycopg caches the parsing of (a statement past them is
 # parsed again for every tip: 0.27 ms, more than the guard saves; a test checks both).
-def _inline(value: str) -> Any:
-    """A constant written into the statement rather than sent as a parameter."""
-    return literal_column(repr(value))
-
-
 _guard_head = ACTIVE_POLICY_HEAD.subquery("guard_head")
 AUDIENCE_UNCHANGED = and_(
     select(_guard_head.c.id).scalar_subquery()
