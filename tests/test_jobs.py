@@ -180,6 +180,55 @@ def test_a_publish_sends_what_celery_send_task_sends(tmp_path: Path) -> None:
         redis.stop()
 
 
+def test_queues_are_declared_once_per_connection_not_per_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kombu checked the task's queue for every message (binding a copy of it first); the
+    queue declares it when it captures a task's message, so once per connection, as kombu's
+    own cache did, and again on the connection that replaces a dropped one."""
+    import redis as redis_py
+    from kombu import Queue
+
+    redis, port = start_redis(tmp_path)
+    try:
+        declared: list[str] = []
+        real = Queue.declare
+
+        def counting(self: Queue, *a: Any, **kw: Any) -> Any:
+            declared.append(self.name)
+            return real(self, *a, **kw)
+
+        monkeypatch.setattr(Queue, "declare", counting)
+        q = _queue(port)
+        assert all(q.send_routing(i) for i in range(25))
+        assert q.send_task("tipline.deliver_urgent", 1)
+        assert declared == ["tipline", "tipline.urgent"]
+        client = redis_py.Redis(port=port)
+        assert client.exists("_kombu.binding.tipline") and client.llen("tipline") == 25
+        q._drop_connection()
+        assert q.send_routing(99) and q.send_routing(100)
+        assert declared == ["tipline", "tipline.urgent", "tipline"]
+        assert client.llen("tipline") == 27
+    finally:
+        redis.stop()
+
+
+def test_integer_arguments_get_the_repr_celery_gives_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.utils.saferepr import saferepr
+
+    from tipline.jobs import _RecordingProducer
+
+    q = _queue(free_port())
+    recorder = _RecordingProducer(None)
+    monkeypatch.setattr(q, "_template", lambda name: ((), {"headers": {}}, 1024, 3))
+    monkeypatch.setattr(q, "_producer", lambda: recorder)
+    for args in [(5,), (7, 30), (2**70, -1, 0), tuple(range(8)), tuple(range(9)), (True,),
+                 ("a",), ("x" * 3000,)]:
+        q._publish("tipline.route_job", args, 0)
+        assert recorder.options["headers"]["argsrepr"] == saferepr(
+            list(args), 1024, maxlevels=3), args
+
+
 @pytest.fixture(scope="module")
 def fresh_db() -> Iterator[Database]:
     url = str(make_url(PG_URL).set(database=make_url(PG_URL).database + "_jobs"))
