@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import BindParameter, Boolean, Insert, LargeBinary, Table, bindparam, insert, select
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tipline.crypto import Vault, WrappedKey, field_ad, reporter_recipient
@@ -144,6 +145,29 @@ def create_tip(
         except _StaleAudience:  # sealed to an audience that changed: seal again, read fresh
             continue
     raise AssertionError("unreachable")  # pragma: no cover - the second pass never raises
+
+
+def begin_tip_write(session: Session, submission: TipSubmission) -> bool:
+    """Before ``create_tip``: let a write that is one statement run without BEGIN and COMMIT.
+
+    On PostgreSQL a tip without attachments is written by one statement (``_insert_tip_rows``:
+    data-modifying CTEs), which is atomic by itself; inside a transaction it cost three round
+    trips (BEGIN, the insert, COMMIT), and PostgreSQL's share of a web tip's CPU fell by about
+    a fifth without the two (docs/performance.md, item 25). So the session's first connection
+    is taken in autocommit. Only for a session that has not begun and is bound to an engine
+    (a session joined to a connection already in a transaction, as in the tests' rollback
+    fixture, keeps its transaction). Nothing else changes for the caller: ``commit()`` still
+    runs the after-commit callbacks (the routing job is published only once the row is
+    stored), an IntegrityError still leaves nothing behind, and the pool restores the
+    connection's isolation level when it is returned. Returns whether autocommit was taken.
+    """
+    if submission.attachments or session.in_transaction():
+        return False  # attachments are a second statement: the tip and they commit together
+    bind = session.get_bind()
+    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
+        return False
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return True
 
 
 class _StaleAudience(Exception):

@@ -63,6 +63,7 @@ from tipline.intake.services import (
     AttachmentIn,
     IntakeError,
     TipSubmission,
+    begin_tip_write,
     create_tip,
     find_tip_by_external_id,
 )
@@ -344,6 +345,8 @@ def _submit(form: TipForm, entries: list[SchoolEntry], images: list[AttachmentIn
     sess = db_session()
     for attempt in (1, 2):
         try:
+            if attempt == 1:  # one statement, no BEGIN/COMMIT, when it can be (not a retry)
+                begin_tip_write(sess, submission)
             receipt = create_tip(sess, svc.vault, svc.queue, submission,
                                  severity_floor=triage.severity_floor,
                                  receipt_code=ids.receipt_code,
