@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from tipline.logconfig import Redact
 from tipline.web.security import CSP
 
@@ -60,3 +62,55 @@ def test_log_filter_removes_a_leading_client_address() -> None:
 def test_health_reports_database(client) -> None:
     resp = client.get("/healthz")
     assert resp.status_code == 200 and resp.get_json()["database"] == "ok"
+
+
+def _headers_one_by_one(h, https: bool, static: bool) -> None:
+    """The security headers as they were set before (setdefault and h[name] one by one)."""
+    h.setdefault("Content-Security-Policy", CSP)
+    h["X-Frame-Options"] = "DENY"
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Referrer-Policy"] = "no-referrer"
+    h["Cross-Origin-Opener-Policy"] = "same-origin"
+    h["Cross-Origin-Resource-Policy"] = "same-origin"
+    h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+    if https:
+        h["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if not static:
+        h.setdefault("Cache-Control", "no-store")
+
+
+VIEW_HEADERS = [
+    [],
+    [("Content-Type", "text/html")],
+    [("Content-Security-Policy", "default-src 'none'"), ("Cache-Control", "max-age=60")],
+    [("content-security-policy", "sandbox"), ("CACHE-CONTROL", "private")],
+    [("X-Frame-Options", "SAMEORIGIN"), ("Vary", "Cookie"), ("x-frame-options", "ALLOW")],
+    [("Referrer-Policy", "origin"), ("Content-Type", "text/plain"),
+     ("Strict-Transport-Security", "max-age=1"), ("Permissions-Policy", "camera=*")],
+    [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Cross-Origin-Opener-Policy", "unsafe-none"),
+     ("Cross-Origin-Resource-Policy", "cross-origin"), ("X-Content-Type-Options", "x")],
+]
+
+
+@pytest.mark.parametrize("https", [True, False])
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("preset", VIEW_HEADERS)
+def test_security_headers_as_set_one_by_one(https, static, preset) -> None:
+    from flask import Flask, Response
+
+    from tipline.web.security import install_security_headers
+
+    app = Flask("headers")
+    install_security_headers(app, https)
+    hook = app.after_request_funcs[None][0]
+    path = "/static/x.css" if static else "/page"
+    app.add_url_rule("/page", "page", lambda: "")
+    with app.test_request_context(path) as ctx:
+        assert ctx.request.endpoint == ("static" if static else "page")
+        resp = Response("x")
+        resp.headers.clear()
+        resp.headers.extend(preset)
+        expected = resp.headers.copy()
+        _headers_one_by_one(expected, https, static)
+        got = hook(resp).headers
+        assert list(got.items()) == list(expected.items())

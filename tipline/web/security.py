@@ -26,21 +26,43 @@ CSP = (
 )
 
 
+# Every response gets these, replacing whatever a view set.
+FIXED_HEADERS = (
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+
+
 def install_security_headers(app: Flask, https: bool) -> None:
+    """CSP and Cache-Control unless the view set them, ``FIXED_HEADERS`` (and HSTS over https)
+    always.
+
+    The same headers in the same order as ``setdefault`` and ``h[name] = value`` one by one,
+    but the response's header names are read once: each of those calls scanned (and
+    lower-cased) the whole header list, 8 to 9 scans a response. A tip submit's thread CPU
+    fell by ~20 us (interleaved, 3,000 submits each).
+    """
+    fixed = (*FIXED_HEADERS, HSTS) if https else FIXED_HEADERS
+    fixed_lower = tuple((name.lower(), name, value) for name, value in fixed)
+
     @app.after_request
     def _headers(resp: Response) -> Response:
         h = resp.headers
-        h.setdefault("Content-Security-Policy", CSP)
-        h["X-Frame-Options"] = "DENY"
-        h["X-Content-Type-Options"] = "nosniff"
-        h["Referrer-Policy"] = "no-referrer"
-        h["Cross-Origin-Opener-Policy"] = "same-origin"
-        h["Cross-Origin-Resource-Policy"] = "same-origin"
-        h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
-        if https:
-            h["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-        if not (request.endpoint or "").endswith("static"):
-            h.setdefault("Cache-Control", "no-store")
+        present = {name.lower() for name, _value in h}
+        if "content-security-policy" not in present:
+            h.add("Content-Security-Policy", CSP)
+        for lower, name, value in fixed_lower:
+            if lower in present:
+                h[name] = value  # replaces the view's, where it stood
+            else:
+                h.add(name, value)
+        if "cache-control" not in present and not (request.endpoint or "").endswith("static"):
+            h.add("Cache-Control", "no-store")
         return resp
 
 
