@@ -33,6 +33,7 @@ from tipline.web.security import (
     AnonymousKey,
     SessionCookies,
     install_security_headers,
+    keep_csrf_serializer,
     salts_for,
 )
 
@@ -84,6 +85,7 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
     app.session_interface = SessionCookies()
     app.teardown_appcontext(close_session)
     csrf.init_app(app)
+    keep_csrf_serializer()
     Babel(app, locale_selector=LocaleSelector(settings))
     store = settings.ratelimit_storage_url
     limiter = Limiter(
