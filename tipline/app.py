@@ -9,7 +9,6 @@ from typing import Any
 from babel import Locale
 from flask import Flask, render_template, request, session
 from flask_babel import Babel
-from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -31,6 +30,7 @@ from tipline.web.inputs import TiplineFlask
 from tipline.web.security import (
     LIMITER_REDIS_OPTIONS,
     AnonymousKey,
+    FilteredLimiter,
     SessionCookies,
     install_security_headers,
     keep_csrf_serializer,
@@ -88,7 +88,7 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
     keep_csrf_serializer()
     Babel(app, locale_selector=LocaleSelector(settings))
     store = settings.ratelimit_storage_url
-    limiter = Limiter(
+    limiter = FilteredLimiter(
         key_func=AnonymousKey(svc.vault.derive_secret("ratelimit"), salts_for(store)),
         app=app,
         storage_uri=store,

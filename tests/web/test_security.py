@@ -161,3 +161,62 @@ def test_kept_csrf_serializer_checks_as_flask_wtf_does(app, monkeypatch) -> None
         monkeypatch.setattr(old, "make_signer", lambda salt=None: stale)
         assert refusal(old.dumps(raw)) == "The CSRF token has expired."
         assert refusal(token) is None  # within the limit
+
+
+def _limited_app(limiter_class, meta: str | None = None, failing_filter: bool = False):
+    from flask import Flask, request
+
+    app = Flask("limits")
+    if meta:
+        app.config["RATELIMIT_META"] = meta
+    limiter = limiter_class(key_func=lambda: "k", app=app, storage_uri="memory://",
+                            default_limits=["3 per minute"], in_memory_fallback_enabled=True,
+                            swallow_errors=True)
+
+    @limiter.request_filter
+    def _free() -> bool:
+        if failing_filter and request.path == "/boom":
+            raise RuntimeError("filter failed")
+        return request.path == "/free"
+
+    for path in ("/free", "/limited", "/boom"):
+        app.add_url_rule(path, path.strip("/"), lambda: "ok")
+    return app
+
+
+@pytest.mark.parametrize("meta", [None, "1 per minute"])
+def test_filtered_limiter_limits_as_flask_limiter_does(meta, monkeypatch) -> None:
+    """Same statuses as Flask-Limiter for filtered, limited and failing-filter requests; a
+    filtered request is not evaluated (unless meta limits are configured)."""
+    from flask_limiter import Limiter
+    from flask_limiter._manager import LimitManager
+
+    from tipline.web.security import FilteredLimiter
+
+    evaluated: list[str | None] = []
+    real = LimitManager.exemption_scope
+
+    def counting(self, app, endpoint, blueprint):
+        evaluated.append(endpoint)
+        return real(self, app, endpoint, blueprint)
+
+    monkeypatch.setattr(LimitManager, "exemption_scope", counting)
+    paths = ["/free"] * 6 + ["/limited"] * 5 + ["/boom"] * 5 + ["/free"] * 2
+    statuses = {}
+    for cls in (Limiter, FilteredLimiter):
+        client = _limited_app(cls, meta, failing_filter=True).test_client()
+        evaluated.clear()
+        statuses[cls] = [client.get(p).status_code for p in paths]
+        if cls is FilteredLimiter:
+            assert ("free" in evaluated) == bool(meta)
+            assert "limited" in evaluated
+    assert statuses[FilteredLimiter] == statuses[Limiter]
+    assert 429 in statuses[Limiter]
+    if not meta:
+        assert statuses[Limiter][:11] == [200] * 9 + [429] * 2
+
+
+def test_the_app_limiter_is_the_filtered_one(app) -> None:
+    from tipline.web.security import FilteredLimiter
+
+    assert isinstance(app.extensions["tipline_limiter"], FilteredLimiter)

