@@ -33,7 +33,6 @@ from tipline.web.security import (
     FilteredLimiter,
     SessionCookies,
     install_security_headers,
-    keep_csrf_serializer,
     salts_for,
 )
 
@@ -85,7 +84,6 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
     app.session_interface = SessionCookies()
     app.teardown_appcontext(close_session)
     csrf.init_app(app)
-    keep_csrf_serializer()
     Babel(app, locale_selector=LocaleSelector(settings))
     store = settings.ratelimit_storage_url
     limiter = FilteredLimiter(

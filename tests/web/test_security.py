@@ -114,55 +114,6 @@ def test_security_headers_as_set_one_by_one(https, static, preset) -> None:
         _headers_one_by_one(expected, https, static)
         got = hook(resp).headers
         assert list(got.items()) == list(expected.items())
-
-
-def test_kept_csrf_serializer_checks_as_flask_wtf_does(app, monkeypatch) -> None:
-    """Flask-WTF builds its token serializer with the kept one; every check still refuses
-    what it refused with its own (missing, other key, tampered, expired, other session)."""
-    import flask_wtf.csrf as wtf_csrf
-    import itsdangerous
-    from flask import session
-    from wtforms.validators import ValidationError
-
-    from tipline.web.security import _csrf_serializer, _kept_csrf_serializer
-
-    assert wtf_csrf.URLSafeTimedSerializer is _csrf_serializer
-    plain = itsdangerous.URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token")
-
-    def refusal(data: str | None) -> str | None:
-        try:
-            wtf_csrf.validate_csrf(data)
-        except ValidationError as exc:
-            return str(exc.args[0])
-        return None
-
-    with app.test_request_context("/report", method="POST"):
-        assert refusal(plain.dumps("abc")) == "The CSRF session token is missing."
-        token = wtf_csrf.generate_csrf()
-        raw = session["csrf_token"]
-        # The same tokens as Flask-WTF's own serializer makes and reads.
-        assert plain.loads(token) == raw
-        before = _kept_csrf_serializer.cache_info().hits
-        assert refusal(token) is None
-        assert refusal(plain.dumps(raw)) is None
-        assert _kept_csrf_serializer.cache_info().hits > before  # the kept one did the check
-        assert refusal(None) == "The CSRF token is missing."
-        assert refusal("") == "The CSRF token is missing."
-        other = itsdangerous.URLSafeTimedSerializer("another key", salt="wtf-csrf-token")
-        assert refusal(other.dumps(raw)) == "The CSRF token is invalid."
-        assert refusal(token[:-2] + ("AA" if token[-2:] != "AA" else "BB")) == \
-            "The CSRF token is invalid."
-        assert refusal(plain.dumps("not the session's")) == "The CSRF tokens do not match."
-        monkeypatch.setitem(app.config, "WTF_CSRF_TIME_LIMIT", 10)
-        old = itsdangerous.URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token")
-        monkeypatch.setattr(old, "signer_kwargs", {})
-        stale = itsdangerous.TimestampSigner(app.secret_key, salt="wtf-csrf-token")
-        monkeypatch.setattr(stale, "get_timestamp", lambda: int(__import__("time").time()) - 60)
-        monkeypatch.setattr(old, "make_signer", lambda salt=None: stale)
-        assert refusal(old.dumps(raw)) == "The CSRF token has expired."
-        assert refusal(token) is None  # within the limit
-
-
 def _limited_app(limiter_class, meta: str | None = None, failing_filter: bool = False):
     from flask import Flask, request
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import math
@@ -12,7 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import flask_wtf.csrf
 import redis
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
@@ -130,32 +128,6 @@ class SessionCookies(SecureCookieSessionInterface):
                     signer=_DerivedKeySigner, signer_kwargs=flasks.signer_kwargs)
             self._built = (keys, serializer)
         return serializer
-
-
-@functools.lru_cache(maxsize=8)
-def _kept_csrf_serializer(secret_key: str | bytes, salt: str | bytes) -> URLSafeTimedSerializer:
-    return _KeptSignerSerializer(secret_key, salt=salt, signer=_DerivedKeySigner)
-
-
-def _csrf_serializer(secret_key: Any, salt: Any = None, **kwargs: Any) -> URLSafeTimedSerializer:
-    """``URLSafeTimedSerializer(secret_key, salt=...)`` as Flask-WTF calls it, kept per key."""
-    if kwargs or not isinstance(secret_key, str | bytes) or not isinstance(salt, str | bytes):
-        return URLSafeTimedSerializer(secret_key, salt=salt, **kwargs)
-    return _kept_csrf_serializer(secret_key, salt)
-
-
-def keep_csrf_serializer() -> None:
-    """Flask-WTF's CSRF token serializer built once per secret key instead of per request.
-
-    ``validate_csrf`` and ``generate_csrf`` build ``URLSafeTimedSerializer(secret_key,
-    salt="wtf-csrf-token")`` on every call, and its ``loads`` a new signer and derived key;
-    none of them keeps state between calls. Flask-WTF's own checks run unchanged (token
-    present, session token present, signature, age, compare with the session's): only the
-    name it builds its serializer with is given the kept one, which signs and reads the same
-    tokens (``_KeptSignerSerializer``). A tip submit's thread CPU fell by ~20 us (interleaved,
-    3,000-4,000 submits each).
-    """
-    flask_wtf.csrf.URLSafeTimedSerializer = _csrf_serializer
 
 
 class FilteredLimiter(Limiter):
