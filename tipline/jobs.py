@@ -161,12 +161,13 @@ class CeleryQueue:
             return
         body, options, repr_size, repr_levels = self._template(name)
         task_id = task_id or uuid()
-        if len(args) <= _INT_ARGS and all(type(a) is int for a in args):
-            argsrepr = repr(list(args))  # what saferepr gives a few ints, at a tenth the cost
+        arglist = list(args)
+        if len(arglist) <= _INT_ARGS and all(type(a) is int for a in arglist):
+            argsrepr = repr(arglist)  # what saferepr gives a few ints, at a tenth the cost
         else:
-            argsrepr = saferepr(list(args), repr_size, maxlevels=repr_levels)
+            argsrepr = saferepr(arglist, repr_size, maxlevels=repr_levels)
         headers = dict(options["headers"], id=task_id, root_id=task_id, argsrepr=argsrepr)
-        self._producer().publish((list(args), *body[1:]), **dict(
+        self._producer().publish((arglist, *body[1:]), **dict(
             options, headers=headers, correlation_id=task_id))
 
     def _template(self, name: str) -> tuple[tuple[Any, ...], dict[str, Any], int, int]:

@@ -10,6 +10,8 @@ back to transactions for whoever takes it next.
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,13 +170,9 @@ def test_the_same_page_sent_twice_is_one_tip_and_the_same_receipt(web, engine_db
 
 
 def _jpeg() -> Any:
-    import io
-
     return io.BytesIO(jpeg_with_gps())
 
 
 def _receipt_code(html: str) -> str | None:
-    import re
-
     found = re.search(r'id="receipt-code"[^>]*><code>([0-9A-Z-]+)</code>', html)
     return found.group(1).strip() if found else None
