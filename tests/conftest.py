@@ -19,12 +19,17 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.browserclient import BrowserClient
 from tipline import crypto, migrations
 from tipline.accounts import services as account_services
 from tipline.crypto import KeyRing, Vault, write_key_file
 from tipline.db import Database, make_engine
 from tipline.jobs import RecordingQueue
 from tipline.settings import Settings
+from tipline.web.inputs import TiplineFlask
+
+# Every app's test client posts multipart bodies as a browser does (tests/browserclient.py).
+TiplineFlask.test_client_class = BrowserClient
 
 # Each pytest process gets its own databases unless a URL is given, so that runs in parallel
 # (several developers on one machine) never drop each other's schema.

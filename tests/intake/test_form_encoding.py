@@ -1,8 +1,8 @@
 """The tip form sent URL-encoded, as the page's JavaScript sends it when no picture is chosen.
 
-Werkzeug's multipart parser compiles two regular expressions for each request's boundary (a
-browser picks a new boundary every time) and walks the body part by part: most of a submit's
-parsing cost. A URL-encoded form must be taken exactly as the multipart one is: stored,
+A multipart body is read part by part (``tipline.web.formparser``; with Werkzeug's parser,
+which compiles two regular expressions for each new boundary, it was most of a submit's
+parsing cost). A URL-encoded form must be taken exactly as the multipart one is: stored,
 validated, re-shown with every word on an error, and never parsed as multipart.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from werkzeug import formparser
+from tipline.web.formparser import PushFormDataParser
 
 from tests.intake.helpers import nonce_from, open_form, tip_fields
 from tipline.routing.models import RoutingJob
@@ -20,15 +20,16 @@ from tipline.tips.models import Tip
 
 
 @pytest.fixture
-def no_multipart(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Fails any request that reaches Werkzeug's multipart parser; records the attempts."""
-    seen: list[bytes] = []
+def no_multipart(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Fails any request that reaches the app's multipart parser; records the attempts."""
+    seen: list[str] = []
 
-    def refuse(self: Any, stream: Any, boundary: bytes, content_length: Any) -> Any:
-        seen.append(boundary)
+    def refuse(self: Any, stream: Any, mimetype: str, content_length: Any,
+               options: dict[str, str]) -> Any:
+        seen.append(options.get("boundary", ""))
         raise AssertionError("the multipart parser ran for a URL-encoded form")
 
-    monkeypatch.setattr(formparser.MultiPartParser, "parse", refuse)
+    monkeypatch.setattr(PushFormDataParser, "_parse_multipart", refuse)
     return seen
 
 
@@ -75,3 +76,12 @@ def test_the_form_still_declares_multipart_for_pages_without_javascript(
         client, demo_directory) -> None:
     _token, html = open_form(client)
     assert 'id="tipform"' in html and 'enctype="multipart/form-data"' in html
+
+
+def test_the_guard_catches_a_multipart_post(client, demo_directory, no_multipart) -> None:
+    """The fixture above can fail: a multipart post reaches the parser it guards."""
+    token, html = open_form(client)
+    data = tip_fields(token, submission=nonce_from(html))
+    with pytest.raises(AssertionError, match="multipart parser ran"):
+        client.post("/report", data=data, content_type="multipart/form-data")
+    assert len(no_multipart) == 1 and no_multipart[0].startswith("----BrowserFormBoundary")
