@@ -135,7 +135,8 @@ def test_a_repeated_field_is_checked_like_any_other(tw_client, db_session, demo_
 
 
 def test_a_multipart_field_without_a_name_is_refused_not_crashed(tw_client, db_session) -> None:
-    """A name ending in a backslash is parsed by Werkzeug as a field named None."""
+    """A name ending in a backslash (Werkzeug's parser read it as a field named None; the
+    app's parser reads it as written): the forged signature is refused, nothing crashes."""
     import io
 
     for path in ("/twilio/sms", "/twilio/alerts/call-status/1"):
