@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from tipline.web.formparser import PushFormDataParser
 
 from tests.intake.helpers import nonce_from, open_form, tip_fields
 from tipline.routing.models import RoutingJob
 from tipline.tips.models import Tip
+from tipline.web.formparser import PushFormDataParser
 
 
 @pytest.fixture
