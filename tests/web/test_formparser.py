@@ -193,7 +193,7 @@ def test_werkzeugs_parser_is_not_the_one_that_runs(monkeypatch: pytest.MonkeyPat
 
 def test_a_folded_part_header_is_refused_at_once_not_rebuilt_line_by_line() -> None:
     """Headers folded into hundreds of short lines cost the library about 1 s of CPU per MB
-    (2.58 s for this 4 MB body before ``UnfoldedPartParser``); no client folds them."""
+    (2.62 s for this 4 MB body before ``UnfoldedPartParser``); no client folds them."""
     import time
 
     folded = b"X-A: " + "🙂".encode() + (b"\r\n " + "🙂".encode()) * 820 + b"\r\n"
