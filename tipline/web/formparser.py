@@ -41,11 +41,10 @@ class UnfoldedPartParser(PushMultipartParser):
 
     The library joins each continuation line onto the header before it and decodes the
     whole header again, so a body of headers folded into thousands of one-character lines
-    cost about 1 s of CPU per MB (about 0.23 s for Werkzeug's parser at its worst), which a
-    few posts of the 41 MB the app accepts (100 MB on the reporter's pages) would turn into
-    minutes of the workers. No browser, curl
-    or HTTP library folds a part header (RFC 7230 deprecates folding); such a body now reads
-    as malformed: an empty form, like any other.
+    cost 0.6-1.0 s of CPU per MB (the worst bodies found for Werkzeug's parser, 0.14-0.23 s),
+    which a few posts of the 41 MB the app accepts (100 MB on the reporter's pages) would
+    turn into minutes of the workers. No browser, curl or HTTP library folds a part header
+    (RFC 7230 deprecates folding); such a body now reads as malformed: an empty form.
     """
 
     def _on_segment_headerline(self, line: bytes) -> None:
