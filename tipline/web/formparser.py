@@ -85,6 +85,7 @@ def _read_parts(
     files: list[tuple[str, FileStorage]] = []
     parts = 0
     segment: MultipartSegment | None = None
+    filename: str | None = None  # the current part's, read once at its start
     text: list[bytes] = []
     text_size = 0
     container: IO[bytes] | None = None
@@ -110,7 +111,7 @@ def _read_parts(
                     else:
                         container.seek(0)
                         files.append((name, FileStorage(
-                            container, _filename(segment), name,
+                            container, filename, name,
                             headers=Headers(segment.headerlist))))
                     segment, container = None, None
                 elif container is not None:
