@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench intake [--duration 10] [--concurrency 8 32] [--repeat 1]
                                      [--forms urlencoded multipart] [--workers N]
+                                     [--access-log]
 
 What it does, all on 127.0.0.1 and bounded in time:
 
@@ -10,6 +11,11 @@ What it does, all on 127.0.0.1 and bounded in time:
 2. Starts gunicorn with the project's ``config/gunicorn.conf.py`` (its sync worker count for
    this machine, or ``--workers``) twice: one serving tipline (production mode, the real Redis
    job queue on 127.0.0.1:6379 db 12), one serving a bare Flask route with the same settings.
+   Both with gunicorn's access log off, as issue 15 measured: the log line costs every
+   request the same (about 0.13 ms of worker CPU on the 2-CPU machine), which is a quarter of
+   the bare route's cost and a few per cent of a tip's, so leaving it on raises the ratio.
+   ``--access-log`` keeps the production config's access log, for the figures a district
+   sees.
 3. Fetches the tip form ONCE to get the session cookie and CSRF token; every measured request
    is then a full ``POST /report``, sent as a browser sends it: URL-encoded (the page's
    JavaScript, no picture chosen) or multipart with a new random boundary per request (no
@@ -289,12 +295,21 @@ def postgres_pids() -> list[int]:
 
 
 class Gunicorn:
-    def __init__(self, app: str, env: dict[str, str], workdir: Path, workers: int = 2) -> None:
+    def __init__(self, app: str, env: dict[str, str], workdir: Path, workers: int = 2,
+                 access_log: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (workdir / f"gunicorn-{self.port}.log").open("w")
+        config = REPO / "config" / "gunicorn.conf.py"
+        if not access_log:
+            # The production config with ``accesslog`` unset, gunicorn's default: no line is
+            # built or written (its command line takes only a file name for the access log).
+            wrapper = workdir / "gunicorn-no-access-log.conf.py"
+            wrapper.write_text(f"exec(compile(open({str(config)!r}).read(), {str(config)!r}, "
+                               "'exec'))\naccesslog = None\n")
+            config = wrapper
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "config" / "gunicorn.conf.py"),
+            [sys.executable, "-m", "gunicorn", "-c", str(config),
              "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), app],
             cwd=str(REPO), env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -420,6 +435,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="gunicorn sync workers for both servers (default: the production "
                              "rule of config/gunicorn.conf.py for this machine)")
+    parser.add_argument("--access-log", action="store_true",
+                        help="keep the production config's access log on both servers (off by "
+                             "default, as issue 15 measured)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
@@ -447,9 +465,9 @@ def main() -> None:
     tips_before = count_tips()
     servers: list[Gunicorn] = []
     try:
-        tipline_server = Gunicorn("tipline.wsgi:app", env, workdir, workers)
+        tipline_server = Gunicorn("tipline.wsgi:app", env, workdir, workers, args.access_log)
         servers.append(tipline_server)
-        bare_server = Gunicorn("bench.intake:bare_app", env, workdir, workers)
+        bare_server = Gunicorn("bench.intake:bare_app", env, workdir, workers, args.access_log)
         servers.append(bare_server)
         cookie, token = session_for(tipline_server.url)
         targets: dict[str, tuple[Gunicorn, str, Path]] = {}
@@ -480,7 +498,9 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
     runs = {key: median_run(rs) for key, rs in rounds.items()}
-    print(f"\ngunicorn: {workers} sync workers, config/gunicorn.conf.py; PostgreSQL 127.0.0.1; "
+    access = "on (the production config)" if args.access_log else "off (as issue 15 measured)"
+    print(f"\ngunicorn: {workers} sync workers, config/gunicorn.conf.py, access log {access}; "
+          "PostgreSQL 127.0.0.1; "
           f"Redis broker; wrk, {args.duration:g} s per run, {args.repeat} interleaved "
           f"round(s), median round shown")
     print("timed request: POST /report (full submission); the form fetch is NOT included")
