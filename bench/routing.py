@@ -410,6 +410,9 @@ def main() -> None:
                     help="seconds to wait for the backlog after the surge")
     ap.add_argument("--policy", default=str(REPO / "config" / "policy.demo.yaml"))
     ap.add_argument("--no-policy", action="store_true", help="route by the directory default")
+    ap.add_argument("--log-level", default="INFO", choices=["INFO", "WARNING"],
+                    help="the workers' and beat's log level (default: INFO, docker-compose's: "
+                         "Celery logs each task's receipt and success at INFO)")
     ap.add_argument("--keep", action="store_true", help="keep the database and logs")
     ap.add_argument("--pool", type=int, default=5,
                     help="numbers in the Messaging Service's sender pool (stand-in and settings)")
@@ -478,7 +481,7 @@ def main() -> None:
             TIPLINE_MODE="production", TIPLINE_DATABASE_URL=BENCH_DB_URL,
             TIPLINE_BROKER_URL=broker, TIPLINE_KEY_FILE=str(key_file),
             TIPLINE_SECRET_KEY="b" * 40, TIPLINE_DATA_DIR=str(tmp),
-            TIPLINE_PUBLIC_URL="https://tips.example.org", TIPLINE_LOG_LEVEL="WARNING",
+            TIPLINE_PUBLIC_URL="https://tips.example.org", TIPLINE_LOG_LEVEL=args.log_level,
             TIPLINE_ALERT_SENDER="twilio", TWILIO_ACCOUNT_SID=ACCOUNT_SID,
             TWILIO_AUTH_TOKEN=AUTH_TOKEN, TIPLINE_TWILIO_FROM_NUMBER=FROM_NUMBER,
             TIPLINE_TWILIO_API_BASE=stub.url, TIPLINE_DEMO_DATA="false",
@@ -509,16 +512,17 @@ def main() -> None:
             for n in range(args.concurrency):
                 procs.append(start([celery_bin, "-A", "workers.celery_app", "worker", "--pool",
                                     "threads", "--concurrency", str(args.threads),
-                                    "--loglevel", "WARNING", "--without-gossip",
+                                    "--loglevel", args.log_level, "--without-gossip",
                                     "--without-mingle", "--hostname", f"bench{n}@%h"], env,
                                    tmp / f"worker{n}.log"))
         else:
             procs.append(start([celery_bin, "-A", "workers.celery_app", "worker",
-                                "--concurrency", str(args.concurrency), "--loglevel", "WARNING",
-                                "--without-gossip", "--without-mingle", "--hostname",
-                                "bench@%h"], env, tmp / "worker.log"))
+                                "--concurrency", str(args.concurrency), "--loglevel",
+                                args.log_level, "--without-gossip", "--without-mingle",
+                                "--hostname", "bench@%h"], env, tmp / "worker.log"))
         procs.append(start([celery_bin, "-A", "workers.celery_app", "beat", "--schedule",
-                            str(tmp / "beat"), "--loglevel", "WARNING"], env, tmp / "beat.log"))
+                            str(tmp / "beat"), "--loglevel", args.log_level], env,
+                           tmp / "beat.log"))
         if not args.no_network:  # the app, for the status callbacks
             procs.append(start([str(VENV_BIN / "gunicorn"), "-c",
                                 str(REPO / "config" / "gunicorn.conf.py"), "--bind",

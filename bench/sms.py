@@ -8,8 +8,8 @@ What it does, all on 127.0.0.1:
    migrates it, loads the demo directory, writes a throw-away key file and (unless
    ``--key-file-mode``) gives every district and police agency a read key, so each tip is
    sealed to its audience as in production.
-2. Starts gunicorn with ``config/gunicorn.conf.py`` (its production worker count for this
-   machine, or ``--workers``) serving tipline in
+2. Starts gunicorn with ``config/gunicorn.conf.py`` as it is, access log included (its
+   production worker count for this machine, or ``--workers``) serving tipline in
    production mode, with Twilio credentials set and a real ``CeleryQueue`` on Redis
    127.0.0.1:6379 db 13 (no worker consumes it: the timed path is the webhook alone).
 3. Builds ``--requests`` inbound SMS webhooks with the field set of
@@ -289,9 +289,8 @@ def main() -> None:
     ms = [x * 1000 for x in latencies]
     print(f"\nPOST /twilio/sms, {n} signed webhooks ({firsts} first texts opening a tip, "
           f"{n - firsts} later texts), concurrency {args.concurrency}")
-    print(f"gunicorn: {args.workers} sync workers (config/gunicorn.conf.py), PostgreSQL + Redis "
-          "broker on "
-          "127.0.0.1")
+    print(f"gunicorn: {args.workers} sync workers (config/gunicorn.conf.py, access log on), "
+          "PostgreSQL + Redis broker on 127.0.0.1")
     print(f"throughput   {n / wall:8.1f} req/s  ({wall:.2f} s wall)")
     print(f"latency ms   p50 {percentile(ms, 50):.1f}  p90 {percentile(ms, 90):.1f}  "
           f"p99 {percentile(ms, 99):.1f}  max {max(ms):.1f}  mean {statistics.fmean(ms):.1f}")
