@@ -27,7 +27,7 @@ from tests.intake.helpers import post_tip
 from tests.livesupport import create_fresh_database, drop_database, free_port
 from tipline.celeryconf import build_celery
 from tipline.db import Database, utcnow
-from tipline.jobs import CeleryQueue, RecordingQueue
+from tipline.jobs import CeleryQueue, RecordingQueue, _RecordingProducer
 from tipline.routing.publishing import unpublished_marker
 from tipline.routing.services import sweep
 from tipline.settings import Settings
@@ -176,6 +176,74 @@ def test_a_publish_sends_what_celery_send_task_sends(tmp_path: Path) -> None:
         assert q.send_delivery(9, countdown=30)
         delayed = json.loads(client.lindex("tipline", 0) or b"{}")
         assert delayed["headers"]["eta"] and delayed["headers"]["id"] != "fast-1"
+    finally:
+        redis.stop()
+
+
+def _parent_task_body() -> None:
+    """A task body for ``test_a_publish_from_a_task_sends_what_send_task_sends``."""
+
+
+def test_a_publish_from_a_task_sends_what_send_task_sends(tmp_path: Path) -> None:
+    """Inside a running task (a routing job sending its alerts) the queue publishes the
+    captured message too, with the root and parent ids Celery's send_task takes from the
+    task: byte for byte what send_task sends, for a task with a root of its own and one that
+    is its own root. A message captured inside a task carries nothing of it into a publish
+    made outside one."""
+    import json
+
+    import redis as redis_py
+    from celery import _state
+
+    redis, port = start_redis(tmp_path)
+    try:
+        q = _queue(port)
+        client = redis_py.Redis(port=port)
+        parent = q._celery.task(name="tests.parent")(_parent_task_body)
+
+        celery_send_task = q._celery.send_task
+
+        def both(name: str, args: tuple[Any, ...], queue: str, task_id: str) -> tuple[Any, Any]:
+            sent_by_celery: list[str] = []
+
+            def watched(*a: Any, **kw: Any) -> Any:
+                if not isinstance(kw.get("producer"), _RecordingProducer):  # not a capture
+                    sent_by_celery.append(a[0])
+                return celery_send_task(*a, **kw)
+
+            q._celery.send_task = watched
+            try:
+                q._publish(name, args, 0, task_id=task_id)
+            finally:
+                del q._celery.send_task
+            assert sent_by_celery == [], "published through send_task, not the captured message"
+            q._celery.send_task(name, args=list(args), producer=q._producer(), retry=False,
+                                retry_policy=q._retry_policy, task_id=task_id)
+            fast, slow = (json.loads(m) for m in client.lrange(queue, 0, -1)[::-1])
+            client.delete(queue)
+            for message in (fast, slow):
+                message["properties"].pop("delivery_tag")  # kombu's, new per message
+            return fast, slow
+
+        for request_root, expected_root in (("root-1", "root-1"), (None, "parent-1")):
+            parent.push_request(id="parent-1", root_id=request_root, called_directly=False)
+            _state.push_current_task(parent)
+            try:
+                assert q._celery.current_worker_task is parent
+                for name, args, queue in (("tipline.deliver_alert", (9,), "tipline"),
+                                          ("tipline.deliver_urgent", (7,), "tipline.urgent")):
+                    fast, slow = both(name, args, queue, f"in-task-{request_root}")
+                    assert fast == slow, (fast, slow)
+                    assert fast["headers"]["parent_id"] == "parent-1"
+                    assert fast["headers"]["root_id"] == expected_root
+            finally:
+                _state.pop_current_task()
+                parent.pop_request()
+        # The messages were captured inside the task; outside it, a publish is its own root.
+        assert q._celery.current_worker_task is None
+        fast, slow = both("tipline.deliver_alert", (9,), "tipline", "outside")
+        assert fast == slow, (fast, slow)
+        assert fast["headers"]["root_id"] == "outside" and fast["headers"]["parent_id"] is None
     finally:
         redis.stop()
 

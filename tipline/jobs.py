@@ -152,8 +152,9 @@ class CeleryQueue:
 
     def _publish(self, name: str, args: tuple[Any, ...], countdown: float,
                  task_id: str | None = None) -> None:
-        if countdown or self._celery.current_worker_task is not None:
-            # A delay (an ETA in the headers) or a parent task (its root and parent ids):
+        parent = self._celery.current_worker_task
+        if countdown or (parent is not None and self._celery.conf.task_inherit_parent_priority):
+            # A delay (an ETA in the headers), or a priority taken from the parent task:
             # Celery's own send_task, which fills them in.
             self._celery.send_task(name, args=list(args), countdown=countdown or None,
                                    producer=self._producer(), retry=False,
@@ -166,7 +167,14 @@ class CeleryQueue:
             argsrepr = repr(arglist)  # what saferepr gives a few ints, at a tenth the cost
         else:
             argsrepr = saferepr(arglist, repr_size, maxlevels=repr_levels)
-        headers = dict(options["headers"], id=task_id, root_id=task_id, argsrepr=argsrepr)
+        # Sent from a task (a routing job's alerts): the ids send_task takes from it, the
+        # root of its chain and itself as the parent; a message with no root is its own.
+        root_id, parent_id = task_id, None
+        if parent is not None:
+            root_id = parent.request.root_id or parent.request.id or task_id
+            parent_id = parent.request.id
+        headers = dict(options["headers"], id=task_id, root_id=root_id, parent_id=parent_id,
+                       argsrepr=argsrepr)
         self._producer().publish((arglist, *body[1:]), **dict(
             options, headers=headers, correlation_id=task_id))
 
@@ -176,10 +184,13 @@ class CeleryQueue:
 
         Celery's send_task costs about twice kombu's publish (routing, options, building the
         message anew, a result object): 0.27 ms of a web tip's CPU. Every field but the task id,
-        its arguments and their repr is the same for every message of a task and a thread
-        (``reply_to`` is the thread's id, ``origin`` the process's): a test compares what is
-        sent this way with what send_task sends. Celery's limits on the arguments' repr come
-        with it (read from its configuration once, not for every publish).
+        its arguments and their repr, and inside a task its root and parent ids, is the same
+        for every message of a task and a thread (``reply_to`` is the thread's id, ``origin``
+        the process's): a test compares what is sent this way with what send_task sends, from
+        a request and from inside a task. Not done here, as send_task does inside a task: the
+        new task's result object added to the parent's ``children`` (read only by a result
+        backend; tipline's tasks keep no results). Celery's limits on the arguments' repr
+        come with it (read from its configuration once, not for every publish).
 
         The queues Celery lists under ``declare`` are declared here, once per connection,
         instead of by kombu on every publish: kombu's own check binds a copy of the queue and
