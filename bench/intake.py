@@ -14,8 +14,7 @@ What it does, all on 127.0.0.1 and bounded in time:
    Both with gunicorn's access log off, as issue 15 measured: the log line costs every
    request about the same (0.22 ms of worker CPU on the 2-CPU machine, docs/performance.md),
    a third of the bare route's cost and a few per cent of a tip's, so leaving it on raises
-   the ratio. ``--access-log`` keeps the production config's access
-   log.
+   the ratio. ``--access-log`` keeps the production config's access log.
 3. Fetches the tip form ONCE to get the session cookie and CSRF token; every measured request
    is then a full ``POST /report``, sent as a browser sends it: URL-encoded (the page's
    JavaScript, no picture chosen) or multipart with a new random boundary per request (no
