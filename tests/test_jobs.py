@@ -236,6 +236,10 @@ def test_a_publish_from_a_task_sends_what_send_task_sends(tmp_path: Path) -> Non
                     assert fast == slow, (fast, slow)
                     assert fast["headers"]["parent_id"] == "parent-1"
                     assert fast["headers"]["root_id"] == expected_root
+                # The messages captured here were sent nowhere: none became the task's child
+                # (send_task's own adds a result object for each message it does send).
+                assert [r.id for r in parent.request.children] == [
+                    f"in-task-{request_root}"] * 2
             finally:
                 _state.pop_current_task()
                 parent.pop_request()

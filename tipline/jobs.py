@@ -204,8 +204,9 @@ class CeleryQueue:
         found = templates.get(name)
         if found is None:
             recorder = _RecordingProducer(self._connection())
+            # Captured inside a task, the message sent nowhere is not the task's child either.
             self._celery.send_task(name, args=[], producer=recorder, retry=False,
-                                   retry_policy=self._retry_policy)
+                                   retry_policy=self._retry_policy, add_to_parent=False)
             producer = self._producer()
             for entity in recorder.options.pop("declare", None) or ():
                 producer.maybe_declare(entity)
