@@ -126,8 +126,7 @@ def test_statistics_accept_the_last_date_in_range(admin_client) -> None:
 def test_a_multipart_field_without_a_name_is_dropped_not_crashed(admin_client, path) -> None:
     """A part whose name ends in a backslash: Werkzeug's parser read it as a field named None,
     which Flask-WTF's CSRF check crashed on (500); the app's parser (tipline/web/formparser.py)
-    reads the name as written, and a None name would be dropped. Either way the request is
-    judged on the rest (here, no CSRF token: 400)."""
+    reads the name as written. The request is judged on the rest (here, no CSRF token: 400)."""
     import io
 
     resp = admin_client.post(path, content_type="multipart/form-data", data={

@@ -56,19 +56,12 @@ class TiplineRequest(Request):
     """Multipart bodies are read by ``PushFormDataParser`` (``tipline.web.formparser``: the
     ``multipart`` library, about ten times Werkzeug's speed on a tip form).
 
-    A field named None (Werkzeug's parser gave one for a part whose name it could not read,
-    such as one ending in a backslash), which Flask-WTF's CSRF check and the Twilio signature
-    check crashed on, is dropped: no browser and no Twilio webhook sends one."""
+    Every field has a name that is a string: Werkzeug's parser gave a field named None for a
+    part whose name it could not read (one ending in a backslash), which Flask-WTF's CSRF
+    check and the Twilio signature check crashed on; the app's parser reads such a name as
+    written, and a part without one as a field named "" (``tests/web/test_formparser.py``)."""
 
     form_data_parser_class = PushFormDataParser
-
-    def _load_form_data(self) -> None:
-        super()._load_form_data()
-        for attr in ("form", "files"):
-            data = self.__dict__.get(attr)
-            if data is not None and None in data:
-                self.__dict__[attr] = self.parameter_storage_class(
-                    [(k, v) for k, v in data.items(multi=True) if k is not None])
 
 
 class TiplineFlask(Flask):
