@@ -138,6 +138,19 @@ def _surge_grouping(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(surge, "ENABLED", True)  # create_app sets it from the settings
 
 
+@pytest.fixture(autouse=True)
+def _fresh_school_index() -> Iterator[None]:
+    """The process-wide index of schools that SMS and voice tips are matched against is kept
+    for 30 s; school ids differ from test to test (each loads the directory anew), so every
+    test starts and ends without one (a voice tip in tests/surge took a school id of the test
+    before it: a foreign-key error that depended on the order the tests ran in)."""
+    from tipline.telephony.schools import INDEX
+
+    INDEX.clear()
+    yield
+    INDEX.clear()
+
+
 @pytest.fixture(scope="session")
 def keyring() -> KeyRing:
     return KeyRing.generate()

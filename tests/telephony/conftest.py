@@ -17,17 +17,9 @@ from tests.twilio_support import (
     twilio_mock_url,
 )
 from tipline.settings import Settings
-from tipline.telephony.schools import INDEX
 
 __all__ = ["MediaServer", "media_server", "tw_app", "tw_client", "tw_settings",
            "twilio_mock_url"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_school_index() -> Iterator[None]:
-    INDEX.clear()  # school ids differ from test to test (each loads the directory anew)
-    yield
-    INDEX.clear()
 
 
 @pytest.fixture
