@@ -24,7 +24,6 @@ from sqlalchemy import select
 from tests.conftest import BoundDatabase
 from tests.intake.helpers import nonce_from, open_form, tip_fields
 from tests.telephony.conftest import (
-    _fresh_school_index,
     media_server,
     tw_settings,
     twilio_mock_url,
@@ -43,7 +42,7 @@ from tipline.telephony import media
 from tipline.telephony.client import RestTwilioGateway
 from tipline.tips.models import Tip
 
-__all__ = ["_fresh_school_index", "build_app", "media_server", "tw_settings", "twilio_mock_url"]
+__all__ = ["build_app", "media_server", "tw_settings", "twilio_mock_url"]
 
 PHONE = "+13145550163"
 ADDRESS = "203.0.113.77"

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from tests.intake.helpers import post_tip
 from tests.staffsupport import make_staff, sign_in
-from tests.telephony.conftest import _fresh_school_index as _fresh_school_index
 from tests.telephony.conftest import tw_app as tw_app
 from tests.telephony.conftest import tw_client as tw_client
 from tests.telephony.conftest import tw_settings as tw_settings

@@ -1,7 +1,6 @@
 """The telephony fixtures (a Twilio-configured app) for the operations tests."""
 
 from tests.telephony.conftest import (  # noqa: F401
-    _fresh_school_index,
     media_server,
     tw_app,
     tw_client,
