@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench intake [--duration 10] [--concurrency 8 32] [--repeat 1]
                                      [--forms urlencoded multipart] [--workers N]
-                                     [--access-log]
+                                     [--access-log] [--without surge publish]
 
 What it does, all on 127.0.0.1 and bounded in time:
 
@@ -32,6 +32,11 @@ What it does, all on 127.0.0.1 and bounded in time:
 5. Reads the gunicorn workers' CPU time (and, for context, all PostgreSQL processes' CPU time)
    from /proc before and after each run.
 
+With ``--without``, a third gunicorn serves ``bench/ablate.py``: tipline with the named parts
+of a tip's work switched off (surge grouping's signature, the routing publish), measured with
+URL-encoded tips in the same rounds, to show how much of the gap to the bare route those parts
+make. It is for measuring only: a tip needs both.
+
 Afterwards the database is dropped, the Redis keys it created are deleted and gunicorn stops.
 """
 
@@ -55,6 +60,7 @@ from pathlib import Path
 from flask import Flask
 
 from bench._common import bench_workdir, load_average, production_workers
+from bench.ablate import PARTS as ABLATE_PARTS
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -437,6 +443,10 @@ def main() -> None:
     parser.add_argument("--access-log", action="store_true",
                         help="keep the production config's access log on both servers (off by "
                              "default, as issue 15 measured)")
+    parser.add_argument("--without", nargs="+", choices=list(ABLATE_PARTS), default=[],
+                        help="also measure a third server with these parts of a tip's work "
+                             "switched off (bench/ablate.py; measuring only, never a "
+                             "deployment): URL-encoded tips, one more row per concurrency")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
@@ -468,6 +478,12 @@ def main() -> None:
         servers.append(tipline_server)
         bare_server = Gunicorn("bench.intake:bare_app", env, workdir, workers, args.access_log)
         servers.append(bare_server)
+        ablated_server = None
+        if args.without:
+            ablated_server = Gunicorn("bench.ablate:create()",
+                                      {**env, "BENCH_WITHOUT": ",".join(args.without)},
+                                      workdir, workers, args.access_log)
+            servers.append(ablated_server)
         cookie, token = session_for(tipline_server.url)
         targets: dict[str, tuple[Gunicorn, str, Path]] = {}
         bare_script = workdir / "bare.lua"
@@ -478,6 +494,13 @@ def main() -> None:
             script.write_text(LUA.replace("__COOKIE__", cookie).replace("__TOKEN__", token)
                               .replace("__PATH__", "/report").replace("__MODE__", form))
             targets[form] = (tipline_server, tipline_server.url + "/report", script)
+        if ablated_server is not None:
+            # The same session cookie and token: both servers have the same secret key.
+            script = workdir / "submit-ablated.lua"
+            script.write_text(LUA.replace("__COOKIE__", cookie).replace("__TOKEN__", token)
+                              .replace("__PATH__", "/report").replace("__MODE__", "urlencoded"))
+            targets["ablated"] = (ablated_server, ablated_server.url + "/report", script)
+            LABELS["ablated"] = "tip, URL, w/o " + "+".join(args.without)
         for _server, url, script in targets.values():
             wrk(url, script, 8, args.warmup)
         # Interleaved: each round measures every row once, so a change in the machine's load
@@ -504,11 +527,11 @@ def main() -> None:
           f"round(s), median round shown")
     print("timed request: POST /report (full submission); the form fetch is NOT included")
     print(f"tips sealed to staff keys (no key-file slot): {sealed} of {count_all} stored\n")
-    header = (f"{'':18} {'conc':>4} {'req':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
+    header = (f"{'':27} {'conc':>4} {'req':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
               f"{'p99 ms':>7} {'max ms':>7} {'errors':>6} {'CPU ms/req':>10} {'PG ms/req':>9}")
     print(header)
     for r in runs.values():
-        print(f"{r.label:18} {r.concurrency:>4} {r.requests:>7} {r.rps:>8.1f} {r.p50_ms:>7.1f} "
+        print(f"{r.label:27} {r.concurrency:>4} {r.requests:>7} {r.rps:>8.1f} {r.p50_ms:>7.1f} "
               f"{r.p90_ms:>7.1f} {r.p99_ms:>7.1f} {r.max_ms:>7.1f} {r.errors:>6} "
               f"{r.cpu_ms_per_request:>10.2f} {r.db_cpu_ms_per_request:>9.2f}")
     print()
