@@ -478,6 +478,7 @@ def main() -> None:
         servers.append(tipline_server)
         bare_server = Gunicorn("bench.intake:bare_app", env, workdir, workers, args.access_log)
         servers.append(bare_server)
+        labels = dict(LABELS)
         ablated_server = None
         if args.without:
             ablated_server = Gunicorn("bench.ablate:create()",
@@ -500,7 +501,7 @@ def main() -> None:
             script.write_text(LUA.replace("__COOKIE__", cookie).replace("__TOKEN__", token)
                               .replace("__PATH__", "/report").replace("__MODE__", "urlencoded"))
             targets["ablated"] = (ablated_server, ablated_server.url + "/report", script)
-            LABELS["ablated"] = "tip, URL, w/o " + "+".join(args.without)
+            labels["ablated"] = "tip, URL, w/o " + "+".join(args.without)
         for _server, url, script in targets.values():
             wrk(url, script, 8, args.warmup)
         # Interleaved: each round measures every row once, so a change in the machine's load
@@ -508,7 +509,7 @@ def main() -> None:
         for _round in range(args.repeat):
             for c in args.concurrency:
                 for key, (server, url, script) in targets.items():
-                    run = measure(LABELS[key], server, url, script, c, args.duration)
+                    run = measure(labels[key], server, url, script, c, args.duration)
                     rounds.setdefault((key, c), []).append(run)
     finally:
         for server in servers:
