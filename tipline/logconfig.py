@@ -43,6 +43,9 @@ QUIET_LOGGERS = (
     "twilio",  # twilio.http_client: every API request's URL and query at INFO
     "werkzeug",  # the development server's request log: client address first
     "flask-limiter",  # every refused request's key: the salted digest of the client address
+    # A worker's "TaskPool: Apply" line at DEBUG: every task's arguments, among them the key
+    # that opens a staff reply's stored payload (the texter's number and the reply).
+    "celery.pool",
 )
 
 _PHONE = re.compile(r"(?:\+|%2[bB])\d{7,15}\b")
