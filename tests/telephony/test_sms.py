@@ -119,6 +119,42 @@ def test_category_menu_number_sets_the_category(tw_client, db_session, vault,
     assert text is not None and "Thank you" in text and "988" in text
 
 
+@pytest.mark.parametrize("answer", ["\u00b2", "\u2460", "9" * 5000])
+def test_a_menu_answer_no_number_can_be_read_from_is_kept_as_words(
+        tw_client, db_session, vault, demo_directory, answer) -> None:
+    """A superscript or circled digit ("²", "①") passes str.isdigit() and int() refuses it,
+    as it refuses 5,000 digits: such a reply to the category menu was lost with an error and
+    the texter told to try later. It is now a reply in words, stored like any other."""
+    send_sms(tw_client, "something is going on")
+    send_sms(tw_client, "vashon")
+    before = count(db_session, Message)
+    text = reply_text(send_sms(tw_client, answer))
+    assert text is not None and "could not save" not in text
+    tip = only_tip(db_session)
+    assert count(db_session, Message) == before + 1
+    assert tip_messages(db_session, tip.id)[-1] == answer
+    assert tip.category == "other"
+
+
+def test_a_menu_number_in_another_script_s_digits_is_read(tw_client, db_session, vault,
+                                                          demo_directory) -> None:
+    send_sms(tw_client, "something is going on")
+    send_sms(tw_client, "vashon")
+    reply_text(send_sms(tw_client, "\u0664"))  # Arabic-Indic four
+    assert only_tip(db_session).category == "bullying"
+
+
+def test_a_circled_digit_for_a_numbered_school_is_kept_as_words(tw_client, db_session, vault,
+                                                                  demo_directory) -> None:
+    send_sms(tw_client, "my friend is being hurt at home")
+    send_sms(tw_client, "high school")
+    before = count(db_session, Message)
+    text = reply_text(send_sms(tw_client, "\u2460"))
+    assert text is not None and "could not save" not in text
+    assert count(db_session, Message) == before + 1
+    assert only_tip(db_session).school_id is None
+
+
 def test_later_texts_thread_into_the_open_tip(tw_client, db_session, vault,
                                               demo_directory) -> None:
     send_sms(tw_client, "there will be a fight at vashon friday")

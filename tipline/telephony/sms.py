@@ -42,6 +42,7 @@ from tipline.telephony.models import (
 from tipline.telephony.schools import INDEX, SchoolRef, find_school_in_text, match_school
 from tipline.telephony.store import add_task, first_time, insert_ignore, reroute
 from tipline.tips.models import Category, Channel, Message, Severity, Status, Tip
+from tipline.typed import typed_number
 
 log = logging.getLogger(__name__)
 
@@ -449,9 +450,9 @@ def _answer_school(session: Session, conv: SmsConversation, tip: Tip, body: str)
     schools = INDEX.schools(session)
     chosen: SchoolRef | None = None
     word = keyword(body)
-    if conv.candidates and word.isdigit():
+    pick = typed_number(word)
+    if conv.candidates and pick is not None:
         ids = [int(x) for x in conv.candidates.split(",") if x.isdigit()]
-        pick = int(word)
         if 1 <= pick <= len(ids):
             chosen = next((s for s in schools if s.id == ids[pick - 1]), None)
     if chosen is None and word not in SKIP_WORDS:
@@ -482,8 +483,9 @@ def _answer_category(conv: SmsConversation, tip: Tip, body: str) -> bool:
     """Apply a reply to the numbered menu; True when the tip's category was set."""
     word = keyword(body)
     chosen: Category | None = None
-    if word.isdigit() and 1 <= int(word) <= len(texts.MENU):
-        chosen = texts.MENU[int(word) - 1]
+    number = typed_number(word)
+    if number is not None and 1 <= number <= len(texts.MENU):
+        chosen = texts.MENU[number - 1]
     else:
         chosen = run_triage(body, conv.language).category
     if chosen is not None:
