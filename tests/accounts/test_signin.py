@@ -109,6 +109,28 @@ def test_wrong_code_refused(client: Any, admin: Any) -> None:
     assert client.get("/staff/").status_code == 302
 
 
+def test_a_code_in_another_script_s_digits_signs_in(client: Any, admin: Any) -> None:
+    """An Arabic keyboard types the code as Arabic-Indic digits: read as the same code (it
+    was a 500: hmac.compare_digest refuses non-ASCII text)."""
+    user, password, secret = admin
+    assert _password_step(client, user.email, password).status_code == 303
+    page = client.get("/staff/login/code").get_data(as_text=True)
+    arabic = current_code(secret).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    resp = client.post("/staff/login/code", data={"code": arabic, "csrf_token": csrf_from(page)})
+    assert resp.status_code == 303
+    assert client.get("/staff/").status_code == 200
+
+
+@pytest.mark.parametrize("code", ["12345\u00b2", "\u2460\u2461\u2462\u2463\u2464\u2465"])
+def test_a_code_with_characters_that_only_look_like_digits_is_wrong(client: Any, admin: Any,
+                                                                    code: str) -> None:
+    user, password, _secret = admin
+    assert _password_step(client, user.email, password).status_code == 303
+    page = client.get("/staff/login/code").get_data(as_text=True)
+    resp = client.post("/staff/login/code", data={"code": code, "csrf_token": csrf_from(page)})
+    assert resp.status_code == 401
+
+
 def test_repeated_failures_pause_the_account(client: Any, admin: Any,
                                              db_session: Session) -> None:
     user, password, _secret = admin

@@ -8,6 +8,7 @@ or in a proxy log cannot be used a second time.
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from datetime import datetime
 
 import pyotp
@@ -42,7 +43,9 @@ def code_for_step(secret: str, step: int) -> str:
 
 def matching_step(secret: str, code: str, now: datetime, last_step: int | None) -> int | None:
     """The step ``code`` belongs to, if it is valid now and newer than ``last_step``."""
-    code = "".join(ch for ch in code if ch.isdigit())
+    # Any script's decimal digits, as ASCII (an Arabic keyboard types "١٢٣"); superscripts and
+    # the like are not digits of a code. hmac.compare_digest refuses non-ASCII strings.
+    code = "".join(str(unicodedata.decimal(ch)) for ch in code if ch.isdecimal())
     if len(code) != 6:
         return None
     here = current_step(now)
