@@ -349,6 +349,8 @@ LAUGHS = "policy: x\n" + "".join(
     ("#" * 200_001, "p.yaml:1: the policy has 200,001 characters; at most 200,000"),
     ("? [a, b]\n: 1\n", "p.yaml:1: a key must be a plain name, not a list or a mapping"),
     ("districts:\n  ? {x: 1}\n  : {}\n", "p.yaml:2: a key must be a plain name"),
+    # PyYAML's int() refuses more than 4,300 digits with a ValueError (the editor's 500)
+    ("policy: x\nversion: " + "9" * 5000 + "\n", "p.yaml:1: not a value a policy can hold"),
 ])
 def test_hostile_yaml_is_a_policy_error_not_a_crash(text, message):
     import time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.factories import make_tip
@@ -105,6 +106,21 @@ def test_group_actions_apply_to_every_tip_and_are_audited_per_tip(client, world,
         per_tip = db_session.execute(select(AuditEvent.tip_id).where(
             AuditEvent.action == action)).scalars().all()
         assert sorted(per_tip) == sorted(t.id for t in tips), action
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "99999999999", "9" * 5000, "x"])
+def test_group_assign_refuses_what_is_not_a_person_s_id(client, world, db_session, vault,
+                                                        queue, value):
+    """A superscript passed str.isdigit() and int() refused it; 11 digits or more reached the
+    database beyond its integer range: each was a 500."""
+    group, tips = _group(db_session, vault, queue)
+    login(client, world.staff)
+    token = csrf_from(client.get(f"/staff/groups/{group.uid}").get_data(as_text=True))
+    resp = client.post(f"/staff/groups/{group.uid}/assign",
+                       data={"csrf_token": token, "assignee": value})
+    assert resp.status_code in (303, 400), resp.status_code
+    db_session.expire_all()
+    assert all(db_session.get(Tip, t.id).assigned_to_id is None for t in tips)
 
 
 def test_liaison_cannot_act_on_a_group_and_sees_only_routed_tips(client, world, db_session,

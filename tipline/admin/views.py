@@ -50,6 +50,7 @@ from tipline.directory.validation import ROLES, DirectoryError
 from tipline.routing.policy import MAX_POLICY_CHARS
 from tipline.tips.models import Category, Severity
 from tipline.web import db_session, services
+from tipline.web.inputs import FIRST_DATE, LAST_DATE
 
 bp = Blueprint("admin", __name__, url_prefix="/staff/admin")
 
@@ -505,7 +506,7 @@ def _local_time(value: str | None, tz: ZoneInfo) -> datetime:
         return utcnow()
     try:
         return datetime.fromisoformat(value).replace(tzinfo=tz).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: the last minutes of year 9999
         raise DirectoryError("the date and time are not valid") from None
 
 
@@ -666,7 +667,7 @@ def audit_verify() -> Any:
 # -- statistics --------------------------------------------------------------------------
 
 # Dates the statistics accept (a far-future end date used to overflow the date arithmetic).
-FIRST_STATS_DATE, LAST_STATS_DATE = date(2000, 1, 1), date(2999, 12, 31)
+FIRST_STATS_DATE, LAST_STATS_DATE = FIRST_DATE, LAST_DATE
 
 
 class BadDates(Exception):

@@ -46,6 +46,11 @@ CATEGORY_CHOICES = [
 NO_SCHOOL = "none"
 
 
+# The school search box: a school's name is far shorter. The search's cost grows with the
+# words typed times the schools, so a posted search is cut to this too (not only validated:
+# a search runs without validation, on Find and on Send with no school chosen).
+SCHOOL_QUERY_MAX = 80
+
 class _WTFormsTranslations:
     """WTForms' own messages in the page's language, each catalog loaded once per process.
 
@@ -200,7 +205,8 @@ class TipForm(ReporterForm):
         validators=[DataRequired(message=_l("Please choose a school, or \"I don't know\"."))],
         validate_choice=True,
     )
-    school_q = StringField(_l("Find a school by name"), validators=[Optional(), Length(max=80)])
+    school_q = StringField(_l("Find a school by name"),
+                           validators=[Optional(), Length(max=SCHOOL_QUERY_MAX)])
     category = RadioField(
         _l("What is happening?"),
         choices=CATEGORY_CHOICES,

@@ -47,6 +47,7 @@ from tipline.intake.directory_view import (
 from tipline.intake.forms import (
     DANGER_UNANSWERED,
     NO_SCHOOL,
+    SCHOOL_QUERY_MAX,
     CodeForm,
     ReplyForm,
     TipForm,
@@ -250,7 +251,8 @@ def report() -> Any:
     if request.method == "GET":
         if request.args.get("danger") == "yes":
             form.danger_now.data = "yes"
-        form.school_q.data = (request.args.get("school_q") or "")[:80]
+        form.school_q.data = request.args.get("school_q") or ""
+    form.school_q.data = (form.school_q.data or "")[:SCHOOL_QUERY_MAX]
     try:
         entries = _schools()
     except SQLAlchemyError:

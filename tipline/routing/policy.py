@@ -228,6 +228,8 @@ def _load_yaml(text: str, source: str) -> Any:
         raise PolicyError([f"{source}:1: not valid YAML: {exc}"]) from None
     except RecursionError:
         raise PolicyError([f"{source}:1: the policy is nested too deeply"]) from None
+    except ValueError as exc:  # PyYAML's int() of a number of over 4,300 digits
+        raise PolicyError([f"{source}:1: not a value a policy can hold: {exc}"]) from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -19,11 +19,14 @@ from tipline.routing.models import AlertDelivery, DispatchStatus
 from tipline.routing.senders import alert_callback_url
 from tipline.routing.services import record_provider_status, voice_script
 from tipline.telephony.signature import twilio_signed
+from tipline.telephony.views import limit_webhook_size
 from tipline.web import db_session, services
 
 bp = Blueprint("routing_alerts", __name__, url_prefix="/twilio/alerts")
 
 _OPEN = (DispatchStatus.ACTIVE.value, DispatchStatus.EXPIRED.value)
+# Twilio's limit on a webhook's body here too: a forged one is not parsed past 256 KiB.
+bp.before_request(limit_webhook_size)
 
 
 def register(app: Flask) -> None:

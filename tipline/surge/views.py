@@ -17,6 +17,7 @@ from tipline.surge import staff as groups
 from tipline.triage import services as triage
 from tipline.triage.scope import CASE_ROLES, READ_ROLES, WRITE_ROLES, TipNotFound
 from tipline.triage.views import ActionForm
+from tipline.typed import typed_number
 from tipline.web import db_session, services
 
 bp = Blueprint("surge", __name__, url_prefix="/staff/groups")
@@ -86,9 +87,10 @@ def group_status(uid: str) -> Any:
 def group_assign(uid: str) -> Any:
     def run(user: Any, f: ActionForm) -> groups.GroupResult:
         raw = f.assignee.data or ""
-        if raw and not raw.isdigit():
+        assignee = typed_number(raw) if raw else None
+        if raw and assignee is None:
             raise triage.ActionRefused("Choose a person from the list.")
-        return groups.assign(db_session(), user, uid, int(raw) if raw else None, utcnow())
+        return groups.assign(db_session(), user, uid, assignee, utcnow())
     return _act(uid, run)
 
 

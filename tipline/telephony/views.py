@@ -56,7 +56,8 @@ MAX_WEBHOOK_BYTES = 256 * 1024
 
 
 @bp.before_request
-def _limit_request_size() -> None:
+def limit_webhook_size() -> None:
+    """Every webhook blueprint's (``/twilio`` and ``/twilio/alerts``)."""
     request.max_content_length = MAX_WEBHOOK_BYTES
 
 

@@ -19,6 +19,7 @@ from tipline.triage import conversation, replies
 from tipline.triage import services as triage
 from tipline.triage.scope import CASE_ROLES
 from tipline.triage.views import _act, bp
+from tipline.typed import typed_number
 from tipline.web import db_session
 
 
@@ -36,9 +37,9 @@ def tip_page_parts(detail: triage.TipDetail) -> dict[str, Any]:
     templates = replies.templates_for(sess, detail.tip.district_id, lang) \
         if detail.can_manage else []
     prefill = ""
-    raw = request.args.get("use", "")
-    if raw.isdigit() and int(raw) < len(templates):
-        prefill = templates[int(raw)]
+    index = typed_number(request.args.get("use", ""))
+    if index is not None and index < len(templates):
+        prefill = templates[index]
     return {"story": story, "reply_templates": templates, "reply_prefill": prefill,
             "status_presets": replies.status_presets(lang),
             "contact_label": conversation.contact_label,

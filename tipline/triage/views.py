@@ -42,7 +42,9 @@ from tipline.triage.scope import (
     TipNotFound,
     scope_condition,
 )
+from tipline.typed import typed_number
 from tipline.web import db_session, services
+from tipline.web.inputs import FIRST_DATE, LAST_DATE
 
 bp = Blueprint("triage", __name__, url_prefix="/staff")
 
@@ -117,11 +119,14 @@ def _banner_for_page() -> triage.Banner | None:
 # -- queue -------------------------------------------------------------------------------
 
 def _date_arg(name: str) -> date | None:
+    """A queue filter's date; one that is not a date, or is outside the years the queue's
+    date arithmetic can reach (as the statistics'), filters nothing."""
     raw = request.args.get(name) or ""
     try:
-        return date.fromisoformat(raw) if raw else None
+        value = date.fromisoformat(raw) if raw else None
     except ValueError:
         return None
+    return value if value is None or FIRST_DATE <= value <= LAST_DATE else None
 
 
 def _filters() -> triage.QueueFilters:
@@ -326,10 +331,9 @@ def status(uid: str) -> Any:
 def assign(uid: str) -> Any:
     def run(user: Any, t: Any, f: ActionForm) -> str:
         raw = f.assignee.data or ""
-        try:
-            assignee = int(raw) if raw else None
-        except ValueError:
-            raise triage.ActionRefused("Choose a person from the list.") from None
+        assignee = typed_number(raw) if raw else None
+        if raw and assignee is None:
+            raise triage.ActionRefused("Choose a person from the list.")
         triage.assign(db_session(), user, t, assignee, utcnow())
         return "Assignment saved." if assignee else "Tip unassigned."
     return _act(uid, run)

@@ -8,16 +8,24 @@ These converters make such a path match no route, so it gets the ordinary 404.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from flask import Flask, Request
-from werkzeug.datastructures import ImmutableDict
+from werkzeug.datastructures import ImmutableDict, MultiDict
+from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter, Map, PathConverter, UnicodeConverter
+from werkzeug.utils import cached_property
 
 from tipline.web.formparser import PushFormDataParser
 
 # Ids are PostgreSQL/SQLite INTEGER columns (32-bit signed in PostgreSQL).
 DB_INT_MAX = 2**31 - 1
+# Dates a staff page accepts in a filter (past year 9999 the date arithmetic overflows).
+FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2999, 12, 31)
+STAFF_PREFIX = "/staff"
+NUL_REFUSED = ("The form or address contained a NUL character (\\0), which cannot be stored. "
+               "Remove it and send the page again.")
 
 
 class DbIntConverter(IntegerConverter):
@@ -62,6 +70,30 @@ class TiplineRequest(Request):
     written, and a part without one as a field named "" (``tests/web/test_formparser.py``)."""
 
     form_data_parser_class = PushFormDataParser
+
+    def _load_form_data(self) -> None:
+        super()._load_form_data()
+        self._refuse_nul(self.form)
+
+    @cached_property
+    def args(self) -> MultiDict[str, str]:
+        parsed: MultiDict[str, str] = super().args
+        self._refuse_nul(parsed)
+        return parsed
+
+    def _refuse_nul(self, data: MultiDict[str, Any]) -> None:
+        """A staff page's form or query with a NUL character is refused with a 400.
+
+        Staff pages store or look up what they are sent in PostgreSQL text columns, which
+        cannot hold NUL: such a value reached the database and failed there, a 500 (on the
+        sign-in page, for anyone). The reporter's pages seal their text and keep NUL; Twilio's
+        webhooks are left as sent (their signature covers every character). Raised on first
+        reading, so before anything (the rate limiter's key, CSRF, a view) uses the value."""
+        if not self.path.startswith(STAFF_PREFIX):
+            return
+        for key, values in data.lists():
+            if "\x00" in key or any(isinstance(v, str) and "\x00" in v for v in values):
+                raise BadRequest(NUL_REFUSED)
 
 
 class TiplineFlask(Flask):
