@@ -51,6 +51,7 @@ NO_SCHOOL = "none"
 # a search runs without validation, on Find and on Send with no school chosen).
 SCHOOL_QUERY_MAX = 80
 
+
 class _WTFormsTranslations:
     """WTForms' own messages in the page's language, each catalog loaded once per process.
 

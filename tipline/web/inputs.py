@@ -89,7 +89,7 @@ class TiplineRequest(Request):
         sign-in page, for anyone). The reporter's pages seal their text and keep NUL; Twilio's
         webhooks are left as sent (their signature covers every character). Raised on first
         reading, so before anything (the rate limiter's key, CSRF, a view) uses the value."""
-        if not self.path.startswith(STAFF_PREFIX):
+        if self.path != STAFF_PREFIX and not self.path.startswith(STAFF_PREFIX + "/"):
             return
         for key, values in data.lists():
             if "\x00" in key or any(isinstance(v, str) and "\x00" in v for v in values):
