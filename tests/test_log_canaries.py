@@ -261,6 +261,7 @@ def test_a_celery_worker_s_own_handlers_redact_too(log_lines) -> None:
 
 
 _RELAYED: list[str] = []
+STAND_IN = "tests.relay_sms_stand_in"  # the arguments of tipline.relay_sms
 
 
 def _relay_stand_in(message_id: int, job_key: str | None = None) -> None:
@@ -268,10 +269,11 @@ def _relay_stand_in(message_id: int, job_key: str | None = None) -> None:
 
 
 def test_a_worker_at_debug_logs_no_task_s_arguments(log_lines) -> None:
-    """A real Celery worker started at DEBUG (``--loglevel=DEBUG``) runs a staff reply's relay
-    task: the job key in its arguments, which opens the reply's stored payload (the texter's
-    number and the reply), reaches no log line, though the task ran. Celery's pool writes
-    every task's arguments at DEBUG unless its logger is held at WARNING."""
+    """A real Celery worker started at DEBUG (``--loglevel=DEBUG``) runs a task with a staff
+    reply's relay arguments (``tipline.relay_sms``'s): the job key among them, which opens
+    the reply's stored payload (the texter's number and the reply), reaches no log line,
+    though the task ran. Celery's pool writes every task's arguments at DEBUG unless its
+    logger is held at WARNING."""
     import time
 
     from celery.contrib.testing.worker import start_worker
@@ -283,21 +285,22 @@ def test_a_worker_at_debug_logs_no_task_s_arguments(log_lines) -> None:
     from tipline.telephony.relay import open_payload, seal_payload
 
     celery = build_celery(Settings(mode="test", broker_url=REDIS_URL))
-    # Celery keeps the first callable registered under a task name, for every app: both log
-    # formats' runs record into the module's list.
-    celery.task(name="tipline.relay_sms", acks_late=True, ignore_result=True)(_relay_stand_in)
+    # A name of its own: Celery keeps the first callable registered under a task name, for
+    # every app, and the workers' real relay task (registered when another test imports the
+    # workers) needs an app context. Both log formats' runs record into the module's list.
+    celery.task(name=STAND_IN, acks_late=True, ignore_result=True)(_relay_stand_in)
 
     uid = "a" * 32
     sealed, job_key = seal_payload(uid, PHONE, "Which locker did you see it in?")
     with start_worker(celery, pool="solo", loglevel="DEBUG", perform_ping_check=False,
                       shutdown_timeout=10):
-        assert CeleryQueue(celery, 2.0).send_task("tipline.relay_sms", 7, job_key)
+        assert CeleryQueue(celery, 2.0).send_task(STAND_IN, 7, job_key)
         deadline = time.monotonic() + 20
         while job_key not in _RELAYED and time.monotonic() < deadline:
             time.sleep(0.05)
     assert job_key in _RELAYED, "the worker did not run the task"
     written = log_lines.getvalue()
-    assert "tipline.relay_sms" in written  # the worker's DEBUG lines are in the sink
+    assert STAND_IN in written  # the worker's lines about the task are in the sink
     assert job_key not in written
     assert open_payload(uid, sealed, job_key)[0] == PHONE  # what the key would have opened
 

@@ -26,7 +26,7 @@ from tipline.ops.release import __version__
 from tipline.routing.publishing import unpublished_marker
 from tipline.settings import Settings
 from tipline.web import close_session
-from tipline.web.inputs import TiplineFlask
+from tipline.web.inputs import TiplineFlask, refuse_nul_on_staff_pages
 from tipline.web.security import (
     LIMITER_REDIS_OPTIONS,
     AnonymousKey,
@@ -63,6 +63,7 @@ def create_app(settings: Settings, **overrides: Any) -> Flask:
         template_folder=str(root / "tipline" / "templates"),  # in the wheel too
         static_folder=str(root / "tipline" / "static"),
     )
+    refuse_nul_on_staff_pages(app)  # the first before-request function (tipline.web.inputs)
     svc = build_services(settings, **overrides)
     app.extensions["tipline"] = svc
     app.config.update(

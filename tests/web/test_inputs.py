@@ -172,6 +172,15 @@ def test_a_nul_in_a_staff_form_is_400(admin_client, path) -> None:
     assert NUL_MESSAGE in resp.get_data(as_text=True)
 
 
+def test_a_nul_in_a_body_where_no_page_is_found_is_400_not_500(tw_app) -> None:
+    """Found by the fuzzing when the check ran on the form's first reading: a GET to a staff
+    path that is no page, with a form body holding NUL, was first read by the 404 page's
+    language selector, inside the error handler (a 500). The check runs before anything."""
+    resp = tw_app.test_client().open("/staff/..", method="GET", data="%00=",
+                                     content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 400
+
+
 def test_a_reporter_page_keeps_a_nul(tw_app, demo_directory) -> None:
     """Only staff pages refuse NUL: the reporter's text is sealed, and a NUL costs no tip."""
     resp = tw_app.test_client().get("/report", query_string={"school_q": "roose\x00velt"})

@@ -11,11 +11,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Flask, Request
-from werkzeug.datastructures import ImmutableDict, MultiDict
+from flask import Flask, Request, request
+from werkzeug.datastructures import ImmutableDict
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter, Map, PathConverter, UnicodeConverter
-from werkzeug.utils import cached_property
 
 from tipline.web.formparser import PushFormDataParser
 
@@ -71,28 +70,25 @@ class TiplineRequest(Request):
 
     form_data_parser_class = PushFormDataParser
 
-    def _load_form_data(self) -> None:
-        super()._load_form_data()
-        self._refuse_nul(self.form)
 
-    @cached_property
-    def args(self) -> MultiDict[str, str]:
-        parsed: MultiDict[str, str] = super().args
-        self._refuse_nul(parsed)
-        return parsed
+def refuse_nul_on_staff_pages(app: Flask) -> None:
+    """Refuse a staff page's query or form holding a NUL character, with a 400.
 
-    def _refuse_nul(self, data: MultiDict[str, Any]) -> None:
-        """A staff page's form or query with a NUL character is refused with a 400.
+    Staff pages store or look up what they are sent in PostgreSQL text columns, which cannot
+    hold NUL: such a value reached the database and failed there, a 500 (on the sign-in page,
+    for anyone). The reporter's pages seal their text and keep NUL; Twilio's webhooks are left
+    as sent (their signature covers every character). The check is the app's first
+    before-request function, so nothing (the rate limiter's key, CSRF, a view, an error page's
+    language) reads such a value first."""
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_nul)
 
-        Staff pages store or look up what they are sent in PostgreSQL text columns, which
-        cannot hold NUL: such a value reached the database and failed there, a 500 (on the
-        sign-in page, for anyone). The reporter's pages seal their text and keep NUL; Twilio's
-        webhooks are left as sent (their signature covers every character). Raised on first
-        reading, so before anything (the rate limiter's key, CSRF, a view) uses the value."""
-        if self.path != STAFF_PREFIX and not self.path.startswith(STAFF_PREFIX + "/"):
-            return
+
+def _refuse_nul() -> None:
+    if request.path != STAFF_PREFIX and not request.path.startswith(STAFF_PREFIX + "/"):
+        return
+    for data in (request.args, request.form):
         for key, values in data.lists():
-            if "\x00" in key or any(isinstance(v, str) and "\x00" in v for v in values):
+            if "\x00" in key or any("\x00" in v for v in values):
                 raise BadRequest(NUL_REFUSED)
 
 
