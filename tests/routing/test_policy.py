@@ -361,6 +361,22 @@ def test_hostile_yaml_is_a_policy_error_not_a_crash(text, message):
     assert time.monotonic() - started < 10  # (10**9 items would take hours and all memory)
 
 
+@pytest.mark.parametrize("value", ["99999999999999999999s", "3000000d", "31d", "9" * 5000 + "m"])
+def test_a_duration_past_a_month_is_an_error(value):
+    """The first was an OverflowError in the editor (a 500); the second passed and then failed
+    in the routing job, for every tip that reached the step (no alert planned)."""
+    text = BASE.replace("ack_within: 10m", f"ack_within: {value}", 1)
+    (err,) = errors_of(text)
+    assert err.startswith(f"p.yaml:{line_of(text, 'ack_within: ' + value[:20])}: ack_within: "
+                          "bad duration")
+    assert "at most 30d" in err and len(err) < 200
+
+
+def test_a_month_is_the_longest_duration():
+    policy = parse_policy(BASE.replace("ack_within: 10m", "ack_within: 30d", 1), "p.yaml")
+    assert policy.districts["slps"].rules[0].steps[0].ack_within == timedelta(days=30)
+
+
 def test_a_list_where_a_role_name_belongs_is_an_error():
     text = BASE.replace("{role: safety_team}", "{role: [safety_team]}")
     (err,) = errors_of(text)

@@ -8,11 +8,13 @@ or in a proxy log cannot be used a second time.
 from __future__ import annotations
 
 import hmac
-import unicodedata
+import string
 from datetime import datetime
 
 import pyotp
 import segno
+
+from tipline.typed import ascii_digits
 
 ISSUER = "tipline"
 STEP_SECONDS = 30
@@ -45,7 +47,7 @@ def matching_step(secret: str, code: str, now: datetime, last_step: int | None) 
     """The step ``code`` belongs to, if it is valid now and newer than ``last_step``."""
     # Any script's decimal digits, as ASCII (an Arabic keyboard types "١٢٣"); superscripts and
     # the like are not digits of a code. hmac.compare_digest refuses non-ASCII strings.
-    code = "".join(str(unicodedata.decimal(ch)) for ch in code if ch.isdecimal())
+    code = "".join(ch for ch in ascii_digits(code) if ch in string.digits)
     if len(code) != 6:
         return None
     here = current_step(now)

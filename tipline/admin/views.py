@@ -505,9 +505,13 @@ def _local_time(value: str | None, tz: ZoneInfo) -> datetime:
     if not value:
         return utcnow()
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=tz).astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: the last minutes of year 9999
+        local = datetime.fromisoformat(value)
+    except ValueError:
         raise DirectoryError("the date and time are not valid") from None
+    if not FIRST_DATE <= local.date() <= LAST_DATE:  # rotas and time zones work on either side
+        raise DirectoryError(f"the date must be between {FIRST_DATE:%Y-%m-%d} and "
+                             f"{LAST_DATE:%Y-%m-%d}")
+    return local.replace(tzinfo=tz).astimezone(UTC)
 
 
 def _dry_run_choices(form: PolicyForm) -> None:

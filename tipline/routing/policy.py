@@ -284,6 +284,8 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, source: str) -> Any:
 
 # -- small parsers ---------------------------------------------------------------------------
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+# The longest wait a policy may name (the longest in the shipped policies is 2h).
+MAX_DURATION = timedelta(days=30)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 _LANG = re.compile(r"^[a-z]{2,3}$")
@@ -299,12 +301,18 @@ class _Errors:
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"90s"``, ``"5m"``, ``"2h"``, ``"1d"``; a bare number is refused (which unit?)."""
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m and int(m.group(1)) > 0:
-            return timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
-    raise ValueError(f"bad duration {value!r}: write a number and a unit, like 5m, 90s or 2h")
+    """``"90s"``, ``"5m"``, ``"2h"``, ``"1d"``; a bare number is refused (which unit?), and
+    so is one over ``MAX_DURATION``: routing adds these to the time of a tip, and a value
+    past what a date can hold failed there, for every tip that reached the step."""
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    if m and m.group(1).strip("0"):  # a number above zero
+        if len(m.group(1).lstrip("0")) <= 9:  # else past any limit, and past what int() reads
+            found = timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+            if found <= MAX_DURATION:
+                return found
+        raise ValueError(f"bad duration {value[:40]!r}: at most {MAX_DURATION.days}d")
+    shown = repr(value[:40]) if isinstance(value, str) else repr(value)[:40]
+    raise ValueError(f"bad duration {shown}: write a number and a unit, like 5m, 90s or 2h")
 
 
 def format_duration(value: timedelta | None) -> str | None:

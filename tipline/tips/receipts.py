@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import secrets
 
+from tipline.typed import ascii_digits
+
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TRANSLATE = str.maketrans({"O": "0", "I": "1", "L": "1", "U": "V"})
 RECEIPT_PURPOSE = "receipt"
@@ -27,8 +29,9 @@ def new_digit_code() -> str:
 
 def normalize_code(code: str) -> str | None:
     """Canonical form for hashing, or None if it cannot be a code at all."""
-    cleaned = "".join(ch for ch in code.upper() if ch.isalnum()).translate(_TRANSLATE)
-    if len(cleaned) == 20 and cleaned.isdigit():
+    cleaned = "".join(ch for ch in ascii_digits(code).upper() if ch.isalnum()).translate(
+        _TRANSLATE)
+    if len(cleaned) == 20 and cleaned.isascii() and cleaned.isdigit():
         return cleaned
     if len(cleaned) == 16 and all(ch in CROCKFORD for ch in cleaned):
         return cleaned

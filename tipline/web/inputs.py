@@ -16,10 +16,9 @@ from werkzeug.datastructures import ImmutableDict
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter, Map, PathConverter, UnicodeConverter
 
+from tipline.typed import DB_INT_MAX
 from tipline.web.formparser import PushFormDataParser
 
-# Ids are PostgreSQL/SQLite INTEGER columns (32-bit signed in PostgreSQL).
-DB_INT_MAX = 2**31 - 1
 # Dates a staff page accepts in a filter (past year 9999 the date arithmetic overflows).
 FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2999, 12, 31)
 STAFF_PREFIX = "/staff"
