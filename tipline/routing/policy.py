@@ -306,8 +306,9 @@ def parse_duration(value: Any) -> timedelta:
     past what a date can hold failed there, for every tip that reached the step."""
     m = _DURATION.match(value) if isinstance(value, str) else None
     if m and m.group(1).strip("0"):  # a number above zero
-        if len(m.group(1).lstrip("0")) <= 9:  # else past any limit, and past what int() reads
-            found = timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+        number = m.group(1).lstrip("0")
+        if len(number) <= 9:  # else past any limit, and past what int() reads
+            found = timedelta(seconds=int(number) * _UNIT[m.group(2)])
             if found <= MAX_DURATION:
                 return found
         raise ValueError(f"bad duration {value[:40]!r}: at most {MAX_DURATION.days}d")
