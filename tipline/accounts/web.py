@@ -54,6 +54,7 @@ from tipline.audit.services import record
 from tipline.crypto import keychain as keychains
 from tipline.db import utcnow
 from tipline.web import db_session, services
+from tipline.web.inputs import is_staff_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -141,7 +142,6 @@ def init_auth(app: Flask) -> None:
     register_nav(app, "accounts.access", "Access to tips", GRANTING_ROLES)
 
 
-STAFF_PREFIX = "/staff/"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -154,8 +154,7 @@ def _html_forms_only() -> None:
     valid CSRF header. No staff page takes a file or JSON, so such a request is refused before
     any view or form reads it, for every staff page present and to come.
     """
-    if request.method in ("GET", "HEAD", "OPTIONS") or not (
-            request.path + "/").startswith(STAFF_PREFIX):
+    if request.method in ("GET", "HEAD", "OPTIONS") or not is_staff_path(request.path):
         return
     mimetype = request.mimetype
     if mimetype and mimetype not in FORM_TYPES:

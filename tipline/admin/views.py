@@ -670,10 +670,6 @@ def audit_verify() -> Any:
 
 # -- statistics --------------------------------------------------------------------------
 
-# Dates the statistics accept (a far-future end date used to overflow the date arithmetic).
-FIRST_STATS_DATE, LAST_STATS_DATE = FIRST_DATE, LAST_DATE
-
-
 class BadDates(Exception):
     """A start or end date that is not a date in the accepted range; the message says so."""
 
@@ -687,9 +683,9 @@ def _date_arg(name: str) -> date | None:
     except ValueError:
         raise BadDates(f"“{raw[:40]}” is not a date: use the date picker, or YYYY-MM-DD.") \
             from None
-    if not FIRST_STATS_DATE <= value <= LAST_STATS_DATE:
-        raise BadDates(f"Dates must be between {FIRST_STATS_DATE:%Y-%m-%d} and "
-                       f"{LAST_STATS_DATE:%Y-%m-%d}.")
+    if not FIRST_DATE <= value <= LAST_DATE:
+        raise BadDates(f"Dates must be between {FIRST_DATE:%Y-%m-%d} and "
+                       f"{LAST_DATE:%Y-%m-%d}.")
     return value
 
 

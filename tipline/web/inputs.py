@@ -21,7 +21,6 @@ from tipline.web.formparser import PushFormDataParser
 
 # Dates a staff page accepts in a filter (past year 9999 the date arithmetic overflows).
 FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2999, 12, 31)
-STAFF_PREFIX = "/staff"
 NUL_REFUSED = ("The form or address contained a NUL character (\\0), which cannot be stored. "
                "Remove it and send the page again.")
 
@@ -82,8 +81,13 @@ def refuse_nul_on_staff_pages(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_nul)
 
 
+def is_staff_path(path: str) -> bool:
+    """``/staff`` or a path under it: the staff pages (``/staffing`` is not one)."""
+    return (path + "/").startswith("/staff/")
+
+
 def _refuse_nul() -> None:
-    if request.path != STAFF_PREFIX and not request.path.startswith(STAFF_PREFIX + "/"):
+    if not is_staff_path(request.path):
         return
     for data in (request.args, request.form):
         for key, values in data.lists():
